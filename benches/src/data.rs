@@ -1,0 +1,72 @@
+//! Benchmark data, generated at run time: Parquet files of random float64
+//! columns like the ISTZIIO workload's.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
+use indicatif::{ProgressBar, ProgressStyle};
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+pub const COLUMNS: usize = 16;
+const BATCH_ROWS: usize = 64 * 1024;
+
+/// Writes `bytes` (about) of `COLUMNS` uniform [0, 1) float64 columns named
+/// `c0`.. to `path`, in row groups of 64 Ki rows (8 MiB). A filter
+/// `c0 < s` selects a fraction `s` of the rows.
+pub fn random_floats(
+    path: &Path,
+    bytes: u64,
+    seed: u64,
+    progress: &ProgressBar,
+) -> std::io::Result<()> {
+    let rows = (bytes / (COLUMNS as u64 * 8)) as usize;
+    let schema = Arc::new(Schema::new(
+        (0..COLUMNS)
+            .map(|i| Field::new(format!("c{i}"), DataType::Float64, false))
+            .collect::<Vec<_>>(),
+    ));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("parquet.tmp");
+    let file = std::fs::File::create(&tmp)?;
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(BATCH_ROWS))
+        .build();
+    let mut writer =
+        ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(std::io::Error::other)?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut written = 0;
+    while written < rows {
+        let n = BATCH_ROWS.min(rows - written);
+        let columns: Vec<ArrayRef> = (0..COLUMNS)
+            .map(|_| {
+                Arc::new(Float64Array::from_iter_values(
+                    (0..n).map(|_| rng.random::<f64>()),
+                )) as ArrayRef
+            })
+            .collect();
+        let batch = RecordBatch::try_new(schema.clone(), columns).map_err(std::io::Error::other)?;
+        writer.write(&batch).map_err(std::io::Error::other)?;
+        written += n;
+        progress.inc((n * COLUMNS * 8) as u64);
+    }
+    writer.close().map_err(std::io::Error::other)?;
+    std::fs::rename(tmp, path)
+}
+
+pub fn bytes_bar(total: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {bytes}/{total_bytes} ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}

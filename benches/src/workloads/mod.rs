@@ -1,0 +1,4 @@
+//! The benchmark workloads; each measures Quiver against its baselines in
+//! the same run.
+
+pub mod node;

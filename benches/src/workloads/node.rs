@@ -1,0 +1,285 @@
+//! The single-node headline: one 100 MB Parquet file in a real S3-compatible
+//! server behind an emulated S3 link.
+//!
+//! Measures, in one run: DataFusion reading the file directly over the link,
+//! Quiver cold and warm for the same 1%-selective filter on 2 of 16 columns,
+//! the bytes sent to the client as a fraction of the file, and the node's
+//! peak RSS while many clients scan whole files at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_flight::{Action, FlightClient, Ticket};
+use bytes::Bytes;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use quiver_protocol::{ScanRequest, StatsReport};
+use quiver_testkit::{S3Server, ACCESS_KEY, SECRET_KEY};
+use serde::Serialize;
+
+use crate::data;
+use crate::link::{Link, LinkConfig};
+use crate::server::ServerProcess;
+use crate::BoxError;
+
+const BUCKET: &str = "bench";
+const MIB: u64 = 1 << 20;
+
+#[derive(Debug, Clone)]
+pub struct NodeArgs {
+    pub file_mb: u64,
+    pub files: usize,
+    pub clients: usize,
+    pub runs: usize,
+    pub selectivity: f64,
+    pub memory_mib: u64,
+    pub link: Option<LinkConfig>,
+    pub server_bin: std::path::PathBuf,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeReport {
+    pub file_bytes: u64,
+    pub rows_matched: usize,
+    pub link_latency_ms: Option<u64>,
+    pub link_bandwidth_mb_s: Option<u64>,
+    pub datafusion_direct_ms: Vec<f64>,
+    pub quiver_cold_ms: f64,
+    pub quiver_warm_ms: Vec<f64>,
+    pub speedup_warm_vs_direct: f64,
+    pub bytes_to_client: u64,
+    pub bytes_to_client_fraction: f64,
+    pub concurrent_clients: usize,
+    pub concurrent_files: usize,
+    pub concurrent_seconds: f64,
+    pub memory_tier_bytes: u64,
+    pub peak_rss_bytes: u64,
+    pub peak_rss_limit_bytes: u64,
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn key(i: usize) -> String {
+    format!("random/f{i}.parquet")
+}
+
+async fn stats(client: &mut FlightClient) -> Result<StatsReport, BoxError> {
+    let out: Vec<Bytes> = client
+        .do_action(Action::new("stats", Bytes::new()))
+        .await?
+        .try_collect()
+        .await?;
+    Ok(serde_json::from_slice(
+        out.first().ok_or("stats returned nothing")?,
+    )?)
+}
+
+async fn quiver_scan(client: &mut FlightClient, req: &ScanRequest) -> Result<usize, BoxError> {
+    let batches: Vec<_> = client
+        .do_get(Ticket::new(req.to_bytes()))
+        .await?
+        .try_collect()
+        .await?;
+    Ok(batches.iter().map(|b| b.num_rows()).sum())
+}
+
+/// What a user does without Quiver: a fresh DataFusion session reading the
+/// object from S3 with the same projection and filter.
+async fn datafusion_direct(endpoint: &str, sql: &str) -> Result<usize, BoxError> {
+    let s3 = AmazonS3Builder::new()
+        .with_endpoint(endpoint)
+        .with_allow_http(true)
+        .with_bucket_name(BUCKET)
+        .with_region("us-east-1")
+        .with_access_key_id(ACCESS_KEY)
+        .with_secret_access_key(SECRET_KEY)
+        .build()?;
+    let ctx = SessionContext::new();
+    ctx.register_object_store(&url::Url::parse(&format!("s3://{BUCKET}"))?, Arc::new(s3));
+    ctx.register_parquet(
+        "t",
+        format!("s3://{BUCKET}/{}", key(0)),
+        ParquetReadOptions::default(),
+    )
+    .await?;
+    let batches = ctx.sql(sql).await?.collect().await?;
+    Ok(batches.iter().map(|b| b.num_rows()).sum())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+pub async fn run(args: &NodeArgs) -> Result<NodeReport, BoxError> {
+    let work = tempfile::tempdir()?;
+    let s3 = S3Server::start(&work.path().join("s3"), &[BUCKET]).await?;
+    let link = match args.link {
+        Some(cfg) => Some(Link::start(s3.addr, cfg).await?),
+        None => None,
+    };
+    let endpoint = link
+        .as_ref()
+        .map(|l| format!("http://{}", l.addr))
+        .unwrap_or_else(|| s3.endpoint());
+
+    let file_bytes = args.file_mb * MIB;
+    let bar = data::bytes_bar(file_bytes * args.files as u64, "generating");
+    for i in 0..args.files {
+        let path = s3.file(BUCKET, &key(i));
+        tokio::task::block_in_place(|| data::random_floats(&path, file_bytes, i as u64, &bar))?;
+    }
+    bar.finish_and_clear();
+    let file_size = std::fs::metadata(s3.file(BUCKET, &key(0)))?.len();
+
+    let config = format!(
+        "[cache]\nmemory = \"{}MiB\"\ndisk = \"2GiB\"\ndisk_dir = \"{}\"\n\n\
+         [[source]]\nname = \"{BUCKET}\"\nurl = \"s3://{BUCKET}/\"\nendpoint = \"{endpoint}\"\nregion = \"us-east-1\"\n\
+         access_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n\n\
+         [limits]\nmax_concurrent_scans = {}\n",
+        args.memory_mib,
+        work.path().join("cache").display(),
+        args.clients.max(64),
+    );
+    let server = ServerProcess::start(&args.server_bin, work.path(), &config)?;
+    let mut client = server.client().await?;
+
+    let threshold = args.selectivity;
+    let req = ScanRequest {
+        source: Some(BUCKET.into()),
+        path: Some(key(0)),
+        columns: Some(vec!["c0".into(), "c1".into()]),
+        filter: Some(format!("c0 < {threshold}")),
+        ..Default::default()
+    };
+    let sql = format!("SELECT c0, c1 FROM t WHERE c0 < {threshold}");
+
+    let steps = (2 * args.runs + 2) as u64;
+    let bar = indicatif::ProgressBar::new(steps);
+    bar.set_message("measuring");
+    let mut direct = Vec::new();
+    let mut expected = None;
+    for _ in 0..args.runs {
+        let t = Instant::now();
+        let rows = datafusion_direct(&endpoint, &sql).await?;
+        direct.push(ms(t.elapsed()));
+        expected = Some(rows);
+        bar.inc(1);
+    }
+    let expected = expected.ok_or("no baseline runs")?;
+
+    let t = Instant::now();
+    let cold_rows = quiver_scan(&mut client, &req).await?;
+    let cold = ms(t.elapsed());
+    bar.inc(1);
+    if cold_rows != expected {
+        return Err(format!("Quiver returned {cold_rows} rows, DataFusion {expected}").into());
+    }
+    let mut warm = Vec::new();
+    for _ in 0..args.runs {
+        let t = Instant::now();
+        let rows = quiver_scan(&mut client, &req).await?;
+        warm.push(ms(t.elapsed()));
+        if rows != expected {
+            return Err(format!("warm Quiver returned {rows} rows, DataFusion {expected}").into());
+        }
+        bar.inc(1);
+    }
+    let before = stats(&mut client).await?;
+    quiver_scan(&mut client, &req).await?;
+    let after = stats(&mut client).await?;
+    let bytes_to_client = after.bytes_served - before.bytes_served;
+    bar.inc(1);
+    bar.finish_and_clear();
+
+    // Many clients scanning whole files at once: memory must stay bounded
+    // by the memory tier plus per-stream buffers, whatever the data size.
+    let bar = indicatif::ProgressBar::new(args.clients as u64);
+    bar.set_message("concurrent scans");
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..args.clients {
+        let mut client = server.client().await?;
+        let req = ScanRequest {
+            source: Some(BUCKET.into()),
+            path: Some(key(c % args.files)),
+            ..Default::default()
+        };
+        let bar = bar.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = quiver_scan(&mut client, &req).await;
+            bar.inc(1);
+            r
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let concurrent_seconds = t.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let peak_rss = server.peak_rss().unwrap_or(0);
+    server.stop()?;
+
+    let memory_tier = args.memory_mib * MIB;
+    Ok(NodeReport {
+        file_bytes: file_size,
+        rows_matched: expected,
+        link_latency_ms: args.link.map(|l| l.latency.as_millis() as u64),
+        link_bandwidth_mb_s: args.link.map(|l| l.bandwidth / 1_000_000),
+        speedup_warm_vs_direct: median(&direct) / median(&warm),
+        datafusion_direct_ms: direct,
+        quiver_cold_ms: cold,
+        quiver_warm_ms: warm,
+        bytes_to_client,
+        bytes_to_client_fraction: bytes_to_client as f64 / file_size as f64,
+        concurrent_clients: args.clients,
+        concurrent_files: args.files,
+        concurrent_seconds,
+        memory_tier_bytes: memory_tier,
+        peak_rss_bytes: peak_rss,
+        peak_rss_limit_bytes: memory_tier + 300 * MIB,
+    })
+}
+
+impl NodeReport {
+    /// The Markdown summary, also printed to the terminal.
+    pub fn markdown(&self, command: &str) -> String {
+        let link = match (self.link_latency_ms, self.link_bandwidth_mb_s) {
+            (Some(l), Some(b)) => format!("{l} ms first-byte latency, {b} MB/s per connection"),
+            _ => "no link emulation (raw loopback)".into(),
+        };
+        let mib = |b: u64| b as f64 / MIB as f64;
+        format!(
+            "### Single node: warm Quiver vs DataFusion direct\n\n\
+             One {:.0} MiB Parquet file of 16 float64 columns in s3s-fs behind an emulated S3 link \
+             ({link}); filter `c0 < selectivity` on columns c0, c1 ({} rows matched).\n\n\
+             | measure | value | target |\n| --- | --- | --- |\n\
+             | DataFusion direct, median of {} | {:.1} ms | baseline |\n\
+             | Quiver cold (first scan) | {:.1} ms | |\n\
+             | Quiver warm, median of {} | {:.1} ms | |\n\
+             | **warm speed-up vs DataFusion direct** | **{:.1}x** | at least 5x |\n\
+             | bytes to client / file size | {:.3}% | under 5% |\n\
+             | node peak RSS, {} clients scanning {} whole files at once ({:.1} s) | {:.0} MiB | under {:.0} MiB (memory tier {:.0} MiB + 300 MiB) |\n\n\
+             Reproduce: `{command}`\n",
+            mib(self.file_bytes),
+            self.rows_matched,
+            self.datafusion_direct_ms.len(),
+            median(&self.datafusion_direct_ms),
+            self.quiver_cold_ms,
+            self.quiver_warm_ms.len(),
+            median(&self.quiver_warm_ms),
+            self.speedup_warm_vs_direct,
+            self.bytes_to_client_fraction * 100.0,
+            self.concurrent_clients,
+            self.concurrent_files,
+            self.concurrent_seconds,
+            mib(self.peak_rss_bytes),
+            mib(self.peak_rss_limit_bytes),
+            mib(self.memory_tier_bytes),
+        )
+    }
+}

@@ -1,0 +1,20 @@
+//! Quiver's wire contract, shared by the server, the clients and the tools.
+//!
+//! Everything here is plain data plus the slot function: no I/O, so any crate
+//! (including ones built for other runtimes) can depend on it cheaply. The
+//! normative description is `docs/protocol.md`; these types are its Rust form.
+
+mod action;
+mod error;
+mod scan;
+mod slot;
+mod topology;
+
+pub use action::{
+    ActionType, CacheTierStats, EvictRequest, ListCriteria, ObjectListing, PrefetchProgress,
+    PrefetchSummary, StatsReport,
+};
+pub use error::{ErrorCode, REQUEST_ID_HEADER};
+pub use scan::{Accept, ScanRequest, ScanRequestError};
+pub use slot::{hash_tag, key_slot, slot_of, SLOT_COUNT};
+pub use topology::{NodeInfo, SlotRange, Topology};

@@ -1,0 +1,108 @@
+use serde::{Deserialize, Serialize};
+
+/// What a client can follow when an object is cold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accept {
+    /// Arrow record batches from a Quiver node.
+    Flight,
+    /// A short-lived pre-signed GET URL that the client reads itself.
+    Presigned,
+}
+
+/// A scan of Parquet data: the `CMD` of a FlightDescriptor, and the ticket of
+/// a DoGet.
+///
+/// Unknown fields are rejected so that a typo (say `colums`) is an error
+/// rather than a silent full scan.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Alternative to `source` + `path`: `s3://bucket/key` or `file:///dir/key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept: Option<Vec<Accept>>,
+    /// Set by the server in tickets: the identity the plan was made against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// Set by the server in tickets that split one object by row groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_groups: Option<Vec<usize>>,
+}
+
+/// Why bytes could not be read as a [`ScanRequest`].
+#[derive(Debug, thiserror::Error)]
+pub enum ScanRequestError {
+    #[error("the request is not valid UTF-8")]
+    NotUtf8,
+    #[error("the request is not a valid scan request: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl ScanRequest {
+    /// Parses a ticket or descriptor command.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ScanRequestError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| ScanRequestError::NotUtf8)?;
+        Ok(serde_json::from_str(text)?)
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serialising plain strings, numbers and enums cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The endpoint kinds the client can follow; `["flight"]` when absent so
+    /// that plain Flight clients never receive a URL they cannot use.
+    pub fn accepts(&self, kind: Accept) -> bool {
+        match &self.accept {
+            Some(kinds) => kinds.contains(&kind),
+            None => kind == Accept::Flight,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_unknown_fields() {
+        let json = r#"{"source":"lake","path":"t/a.parquet","columns":["x"],"filter":"x > 3","limit":10,"accept":["flight","presigned"]}"#;
+        let req = ScanRequest::from_bytes(json.as_bytes()).unwrap();
+        assert_eq!(req.source.as_deref(), Some("lake"));
+        assert!(req.accepts(Accept::Presigned));
+        assert_eq!(ScanRequest::from_bytes(&req.to_bytes()).unwrap(), req);
+
+        let typo = r#"{"source":"lake","path":"t/a.parquet","colums":["x"]}"#;
+        let err = ScanRequest::from_bytes(typo.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("colums"), "{err}");
+    }
+
+    #[test]
+    fn accept_defaults_to_flight_only() {
+        let req = ScanRequest::default();
+        assert!(req.accepts(Accept::Flight));
+        assert!(!req.accepts(Accept::Presigned));
+    }
+
+    #[test]
+    fn rejects_non_utf8_and_bad_accept() {
+        assert!(matches!(
+            ScanRequest::from_bytes(&[0xff, 0xfe]),
+            Err(ScanRequestError::NotUtf8)
+        ));
+        assert!(ScanRequest::from_bytes(br#"{"accept":["carrier-pigeon"]}"#).is_err());
+        assert!(ScanRequest::from_bytes(br#"{"limit":-1}"#).is_err());
+    }
+}

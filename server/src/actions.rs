@@ -1,0 +1,171 @@
+//! DoAction handlers: `stats`, `prefetch`, `evict`, `cluster-shards` and
+//! `health`. Each returns JSON bodies; `prefetch` streams progress.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use quiver_protocol::{
+    CacheTierStats, EvictRequest, PrefetchProgress, PrefetchSummary, ScanRequest, StatsReport,
+};
+
+use crate::error::{QuiverError, Result};
+use crate::metrics::Tier;
+use crate::node::NodeCore;
+use crate::source::ObjectId;
+
+fn json<T: serde::Serialize>(value: &T) -> Bytes {
+    Bytes::from(serde_json::to_vec(value).unwrap_or_default())
+}
+
+pub fn stats(core: &NodeCore) -> Bytes {
+    let (memory_usage, disk_usage) = core.chunks.usage();
+    let m = &core.metrics;
+    json(&StatsReport {
+        node_id: core.node_id.clone(),
+        memory: CacheTierStats {
+            capacity: m.memory_capacity.get() as u64,
+            usage: memory_usage,
+            hits: m.hits(Tier::Memory),
+        },
+        disk: CacheTierStats {
+            capacity: m.disk_capacity.get() as u64,
+            usage: disk_usage,
+            hits: m.hits(Tier::Disk),
+        },
+        misses: m.misses(),
+        origin_bytes: m.origin_bytes.get(),
+        origin_requests: m.origin_requests.get(),
+        bytes_served: m.bytes_served.get(),
+        rows_served: m.rows_served.get(),
+        presigned_urls: m.presigned_urls.get(),
+        scans: m.scans.get(),
+        active_scans: m.active_scans.get().max(0) as u64,
+    })
+}
+
+pub fn health(core: &NodeCore) -> Bytes {
+    json(&serde_json::json!({
+        "status": "ok",
+        "node_id": core.node_id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "active_scans": core.metrics.active_scans.get(),
+    }))
+}
+
+pub fn cluster_shards(core: &NodeCore) -> Bytes {
+    json(core.topology())
+}
+
+/// Drops the named objects (current versions) from both tiers and forgets
+/// their validated identity, so the next read goes to the origin.
+pub async fn evict(core: &NodeCore, body: &[u8]) -> Result<Bytes> {
+    let req: EvictRequest = serde_json::from_slice(body)
+        .map_err(|e| QuiverError::invalid(format!("evict takes {{\"source\", \"path\"}}: {e}")))?;
+    let target = core.sources.resolve_named(&req.source, &req.path)?;
+    let objects = core.objects(&target).await?;
+    let mut summary = PrefetchSummary::default();
+    for id in &objects {
+        summary.objects += 1;
+        summary.bytes += core.chunks.evict(id);
+        core.scanner.footers().forget(id);
+        target.source().forget(&id.path);
+    }
+    Ok(json(&summary))
+}
+
+/// The byte ranges a prefetch loads: the whole object, or with `columns` only
+/// those columns' chunks and the footer.
+async fn prefetch_ranges(
+    core: &NodeCore,
+    id: &ObjectId,
+    columns: Option<&[String]>,
+) -> Result<Vec<Range<u64>>> {
+    let store = core.store(&id.source)?;
+    let Some(columns) = columns else {
+        return Ok(std::iter::once(0..id.size).collect());
+    };
+    let metadata = core.scanner.metadata(store, id).await?;
+    let schema = metadata.file_metadata().schema_descr();
+    for c in columns {
+        if !schema
+            .columns()
+            .iter()
+            .any(|col| col.path().parts()[0] == *c)
+        {
+            return Err(QuiverError::invalid(format!(
+                "unknown column `{c}` in {}/{}",
+                id.source, id.path
+            )));
+        }
+    }
+    // Reading the metadata above went through the chunk cache, so the footer
+    // is loaded already.
+    let mut ranges = Vec::new();
+    for rg in metadata.row_groups() {
+        for col in rg.columns() {
+            if columns.iter().any(|c| col.column_path().parts()[0] == *c) {
+                let (start, len) = col.byte_range();
+                ranges.push(start..(start + len).min(id.size));
+            }
+        }
+    }
+    Ok(ranges)
+}
+
+/// Loads objects into the cache, one progress message per object, then the
+/// totals.
+pub async fn prefetch(
+    core: Arc<NodeCore>,
+    body: &[u8],
+) -> Result<BoxStream<'static, Result<Bytes>>> {
+    let req = ScanRequest::from_bytes(body).map_err(|e| QuiverError::invalid(e.to_string()))?;
+    let target = core.sources.resolve(&req)?;
+    let objects = core.objects(&target).await?;
+    let total = objects.len() as u64;
+    let state = (
+        core,
+        objects.into_iter().enumerate(),
+        req.columns,
+        PrefetchSummary::default(),
+        false,
+    );
+    Ok(futures::stream::unfold(
+        state,
+        move |(core, mut objects, columns, mut summary, done)| async move {
+            if done {
+                return None;
+            }
+            let Some((i, id)) = objects.next() else {
+                return Some((Ok(json(&summary)), (core, objects, columns, summary, true)));
+            };
+            let result = async {
+                let ranges = prefetch_ranges(&core, &id, columns.as_deref()).await?;
+                let store = core.store(&id.source)?;
+                store.read_pinned(&id, &ranges).await?;
+                Ok::<u64, QuiverError>(ranges.iter().map(|r| r.end - r.start).sum())
+            }
+            .await;
+            match result {
+                Ok(bytes) => {
+                    summary.objects += 1;
+                    summary.bytes += bytes;
+                    let progress = PrefetchProgress {
+                        path: id.path.to_string(),
+                        done: i as u64 + 1,
+                        total,
+                        bytes,
+                    };
+                    Some((
+                        Ok(json(&progress)),
+                        (core, objects, columns, summary, false),
+                    ))
+                }
+                Err(e) => Some((Err(e), (core, objects, columns, summary, true))),
+            }
+        },
+    )
+    .boxed())
+}

@@ -1,0 +1,250 @@
+//! Bearer-token authentication, the admin token, and the Flight handshake
+//! that trades HTTP Basic credentials for a bearer token (what Flight SQL
+//! clients such as ADBC and JDBC do).
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use base64::Engine;
+use tonic::metadata::MetadataMap;
+
+use crate::config::{AuthConfig, ConfigError};
+use crate::error::{QuiverError, Result};
+
+#[derive(Default)]
+pub struct Auth {
+    /// `None`: any caller may read.
+    tokens: Option<HashSet<String>>,
+    /// `None`: admin actions need only what reads need.
+    admin: Option<String>,
+}
+
+impl std::fmt::Debug for Auth {
+    // Never print tokens, even in debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("tokens", &self.tokens.as_ref().map(HashSet::len))
+            .field("admin", &self.admin.is_some())
+            .finish()
+    }
+}
+
+fn read_tokens(path: &Path) -> Result<Vec<String>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let tokens: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect();
+    if tokens.is_empty() {
+        return Err(ConfigError::Invalid {
+            key: "auth".into(),
+            message: format!("{} holds no token", path.display()),
+        });
+    }
+    Ok(tokens)
+}
+
+/// Compares without an early exit, so response time does not reveal how
+/// much of a guessed token was right.
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= (*a.get(i).unwrap_or(&0) ^ *b.get(i).unwrap_or(&0)) as usize;
+    }
+    diff == 0
+}
+
+impl Auth {
+    pub fn load(cfg: &AuthConfig) -> Result<Self, ConfigError> {
+        let tokens = match &cfg.tokens_file {
+            Some(p) => Some(read_tokens(p)?.into_iter().collect()),
+            None => None,
+        };
+        let admin = match &cfg.admin_token_file {
+            Some(p) => read_tokens(p)?.into_iter().next(),
+            None => None,
+        };
+        Ok(Auth { tokens, admin })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.tokens.is_some() || self.admin.is_some()
+    }
+
+    fn is_admin(&self, token: &str) -> bool {
+        self.admin.as_deref().is_some_and(|a| same(a, token))
+    }
+
+    fn is_reader(&self, token: &str) -> bool {
+        match &self.tokens {
+            Some(tokens) => {
+                tokens.iter().fold(false, |ok, t| ok | same(t, token)) || self.is_admin(token)
+            }
+            None => true,
+        }
+    }
+
+    /// Checks the bearer token of a call; `admin` calls change what the node
+    /// holds and need the admin token when one is configured.
+    pub fn check(&self, metadata: &MetadataMap, admin: bool) -> Result<()> {
+        let needs_token = self.tokens.is_some() || (admin && self.admin.is_some());
+        if !needs_token {
+            return Ok(());
+        }
+        let token = bearer(metadata).ok_or_else(|| {
+            QuiverError::Unauthenticated(
+                "this node requires a bearer token (authorization: Bearer <token>)".into(),
+            )
+        })?;
+        if admin && self.admin.is_some() {
+            if self.is_admin(&token) {
+                return Ok(());
+            }
+            return Err(if self.tokens.is_some() && self.is_reader(&token) {
+                QuiverError::PermissionDenied("this action needs the admin token".into())
+            } else {
+                QuiverError::Unauthenticated("the bearer token is not valid".into())
+            });
+        }
+        if self.is_reader(&token) {
+            Ok(())
+        } else {
+            Err(QuiverError::Unauthenticated(
+                "the bearer token is not valid".into(),
+            ))
+        }
+    }
+
+    /// Flight handshake: Basic `user:token` in, the token back as a bearer.
+    /// With auth off there is nothing to trade and the handshake succeeds.
+    pub fn handshake(&self, metadata: &MetadataMap) -> Result<Option<String>> {
+        if !self.enabled() {
+            return Ok(None);
+        }
+        if let Some(token) = bearer(metadata) {
+            self.check(metadata, false)?;
+            return Ok(Some(token));
+        }
+        let header = metadata
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                QuiverError::Unauthenticated("the handshake carries no credentials".into())
+            })?;
+        let encoded = header.strip_prefix("Basic ").ok_or_else(|| {
+            QuiverError::Unauthenticated("the handshake needs Basic or Bearer credentials".into())
+        })?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| {
+                QuiverError::Unauthenticated("the Basic credentials are not valid base64".into())
+            })?;
+        let password = decoded.split_once(':').map(|(_, p)| p).unwrap_or(&decoded);
+        if self.is_reader(password) && (self.tokens.is_some() || self.is_admin(password)) {
+            Ok(Some(password.to_string()))
+        } else {
+            Err(QuiverError::Unauthenticated(
+                "the credentials are not valid".into(),
+            ))
+        }
+    }
+}
+
+fn bearer(metadata: &MetadataMap) -> Option<String> {
+    let value = metadata.get("authorization")?.to_str().ok()?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?;
+    Some(token.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn md(auth: &str) -> MetadataMap {
+        let mut m = MetadataMap::new();
+        m.insert("authorization", auth.parse().unwrap());
+        m
+    }
+
+    fn auth(tokens: &[&str], admin: Option<&str>) -> Auth {
+        Auth {
+            tokens: (!tokens.is_empty()).then(|| tokens.iter().map(|s| s.to_string()).collect()),
+            admin: admin.map(String::from),
+        }
+    }
+
+    #[test]
+    fn open_node_lets_everyone_in() {
+        let a = Auth::default();
+        assert!(a.check(&MetadataMap::new(), true).is_ok());
+        assert_eq!(a.handshake(&MetadataMap::new()).unwrap(), None);
+    }
+
+    #[test]
+    fn tokens_and_admin() {
+        let a = auth(&["reader"], Some("boss"));
+        assert!(matches!(
+            a.check(&MetadataMap::new(), false),
+            Err(QuiverError::Unauthenticated(_))
+        ));
+        assert!(matches!(
+            a.check(&md("Bearer nope"), false),
+            Err(QuiverError::Unauthenticated(_))
+        ));
+        assert!(a.check(&md("Bearer reader"), false).is_ok());
+        assert!(a.check(&md("Bearer boss"), false).is_ok());
+        assert!(matches!(
+            a.check(&md("Bearer reader"), true),
+            Err(QuiverError::PermissionDenied(_))
+        ));
+        assert!(a.check(&md("Bearer boss"), true).is_ok());
+    }
+
+    #[test]
+    fn admin_only_protects_admin_actions() {
+        let a = auth(&[], Some("boss"));
+        assert!(a.check(&MetadataMap::new(), false).is_ok());
+        assert!(matches!(
+            a.check(&MetadataMap::new(), true),
+            Err(QuiverError::Unauthenticated(_))
+        ));
+        assert!(matches!(
+            a.check(&md("Bearer x"), true),
+            Err(QuiverError::Unauthenticated(_))
+        ));
+    }
+
+    #[test]
+    fn basic_handshake_returns_the_token() {
+        let a = auth(&["reader"], None);
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("user:reader")
+        );
+        assert_eq!(a.handshake(&md(&basic)).unwrap().as_deref(), Some("reader"));
+        let wrong = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("user:x")
+        );
+        assert!(a.handshake(&md(&wrong)).is_err());
+        assert!(a.handshake(&md("Basic %%%")).is_err());
+    }
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(same("abc", "abc"));
+        assert!(!same("abc", "abd"));
+        assert!(!same("abc", "abcd"));
+        assert!(!same("", "a"));
+    }
+}

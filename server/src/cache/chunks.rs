@@ -1,0 +1,502 @@
+//! Aligned byte-range chunks of objects in a foyer hybrid (memory + disk)
+//! cache.
+//!
+//! Reads are cut at chunk boundaries so that any two readers of an object
+//! share entries whatever ranges they ask for. Missing chunks that are
+//! adjacent are fetched with one ranged GET, and a chunk being fetched is
+//! awaited by every other reader instead of being fetched again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use foyer::{
+    BlockEngineConfig, DeviceBuilder, EvictionConfig, FifoConfig, FsDeviceBuilder, HybridCache,
+    HybridCacheBuilder, HybridCachePolicy, LfuConfig, LruConfig, PsyncIoEngineConfig, RecoverMode,
+    S3FifoConfig, SieveConfig, Source as HitSource,
+};
+use futures::future::{BoxFuture, FutureExt, Shared};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{CacheConfig, Eviction};
+use crate::error::{QuiverError, Result};
+use crate::metrics::{Metrics, Tier};
+use crate::source::ObjectId;
+
+/// Most chunks fetched by one GET: bigger runs are split and fetched in
+/// parallel, since one connection to S3 is bandwidth-limited.
+const MAX_RUN_CHUNKS: u64 = 8;
+
+/// Disk blocks are the unit foyer reclaims; 16 MiB unless the tier is small.
+const MAX_DISK_BLOCK: u64 = 16 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+struct ChunkKey {
+    source: String,
+    path: String,
+    etag: String,
+    size: u64,
+    index: u64,
+}
+
+type Pending = Shared<BoxFuture<'static, Result<Bytes>>>;
+
+struct Inner {
+    cache: HybridCache<ChunkKey, Bytes>,
+    chunk: u64,
+    inflight: Mutex<HashMap<ChunkKey, Pending>>,
+    metrics: Arc<Metrics>,
+    disk_dir: Option<PathBuf>,
+    disk_capacity: u64,
+}
+
+/// The byte-range tier. Cheap to clone.
+#[derive(Clone)]
+pub struct ChunkCache {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ChunkCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkCache")
+            .field("chunk", &self.inner.chunk)
+            .finish_non_exhaustive()
+    }
+}
+
+fn eviction(policy: Eviction) -> EvictionConfig {
+    match policy {
+        Eviction::Lru => LruConfig::default().into(),
+        Eviction::Lfu => LfuConfig::default().into(),
+        Eviction::S3fifo => S3FifoConfig::default().into(),
+        Eviction::Fifo => FifoConfig::default().into(),
+        Eviction::Sieve => SieveConfig.into(),
+    }
+}
+
+impl ChunkCache {
+    /// Opens the cache, recovering the disk tier left by a previous run.
+    pub async fn open(cfg: &CacheConfig, metrics: Arc<Metrics>) -> Result<Self> {
+        let chunk = cfg.chunk.0;
+        // Every insert is also queued to disk, so that what was cached survives
+        // a restart or a crash without a big flush at shutdown.
+        let builder = HybridCacheBuilder::new()
+            .with_name("quiver-chunks")
+            .with_policy(HybridCachePolicy::WriteOnInsertion)
+            .memory(cfg.memory.0 as usize)
+            .with_shards(8)
+            .with_eviction_config(eviction(cfg.eviction))
+            .with_weighter(|k: &ChunkKey, v: &Bytes| {
+                v.len() + k.source.len() + k.path.len() + k.etag.len() + 64
+            })
+            .storage();
+        let (cache, disk_dir) = if cfg.disk.0 == 0 {
+            (builder.build().await, None)
+        } else {
+            std::fs::create_dir_all(&cfg.disk_dir).map_err(|e| {
+                QuiverError::Internal(format!(
+                    "cannot create the disk cache directory {}: {e}",
+                    cfg.disk_dir.display()
+                ))
+            })?;
+            let block = (cfg.disk.0 / 16).clamp(chunk * 2, MAX_DISK_BLOCK.max(chunk * 2));
+            let device = FsDeviceBuilder::new(&cfg.disk_dir)
+                .with_capacity(cfg.disk.0 as usize)
+                .build()
+                .map_err(|e| QuiverError::Internal(format!("cannot open the disk tier: {e}")))?;
+            let engine = BlockEngineConfig::new(device)
+                .with_block_size(block as usize)
+                .with_flushers(2)
+                .with_buffer_pool_size((2 * block) as usize)
+                .with_submit_queue_size_threshold((4 * block) as usize);
+            let cache = builder
+                .with_io_engine_config(PsyncIoEngineConfig::new())
+                .with_engine_config(engine)
+                .with_recover_mode(RecoverMode::Quiet)
+                .build()
+                .await;
+            (cache, Some(cfg.disk_dir.clone()))
+        };
+        let cache =
+            cache.map_err(|e| QuiverError::Internal(format!("cannot open the cache: {e}")))?;
+        metrics.memory_capacity.set(cfg.memory.0 as i64);
+        metrics.disk_capacity.set(cfg.disk.0 as i64);
+        Ok(ChunkCache {
+            inner: Arc::new(Inner {
+                cache,
+                chunk,
+                inflight: Mutex::default(),
+                metrics,
+                disk_dir,
+                disk_capacity: cfg.disk.0,
+            }),
+        })
+    }
+
+    pub fn chunk_size(&self) -> u64 {
+        self.inner.chunk
+    }
+
+    /// The bytes of `ranges` of object `id`, from the cache where possible and
+    /// from `origin` for the rest. Ranges past the end of the object are
+    /// refused rather than truncated.
+    pub async fn read_ranges(
+        &self,
+        id: &ObjectId,
+        origin: &Arc<dyn ObjectStore>,
+        ranges: &[Range<u64>],
+    ) -> Result<Vec<Bytes>> {
+        for r in ranges {
+            if r.start > r.end || r.end > id.size {
+                return Err(QuiverError::DataLoss(format!(
+                    "a read of bytes {}..{} of {}/{} is past its end ({} bytes): the object is corrupt or truncated",
+                    r.start, r.end, id.source, id.path, id.size
+                )));
+            }
+        }
+        let chunk = self.inner.chunk;
+        let mut wanted: Vec<u64> = ranges
+            .iter()
+            .filter(|r| r.start < r.end)
+            .flat_map(|r| r.start / chunk..r.end.div_ceil(chunk))
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let chunks = self.chunks(id, origin, &wanted).await?;
+        Ok(ranges
+            .iter()
+            .map(|r| assemble(&chunks, chunk, r.clone()))
+            .collect())
+    }
+
+    /// Looks every chunk up, then fetches the missing ones in coalesced runs.
+    async fn chunks(
+        &self,
+        id: &ObjectId,
+        origin: &Arc<dyn ObjectStore>,
+        indices: &[u64],
+    ) -> Result<BTreeMap<u64, Bytes>> {
+        let inner = &self.inner;
+        let lookups = indices.iter().map(|&index| {
+            let key = self.key(id, index);
+            async move {
+                match inner.cache.get(&key).await {
+                    Ok(Some(entry)) => {
+                        let tier = match entry.source() {
+                            HitSource::Disk => Tier::Disk,
+                            _ => Tier::Memory,
+                        };
+                        inner.metrics.hit(tier);
+                        (index, Some(entry.value().clone()))
+                    }
+                    // A disk read error is a miss, not a failed request: the
+                    // origin still has the bytes.
+                    Ok(None) | Err(_) => (index, None),
+                }
+            }
+        });
+        let mut found = BTreeMap::new();
+        let mut missing = Vec::new();
+        for (index, bytes) in futures::future::join_all(lookups).await {
+            match bytes {
+                Some(b) => {
+                    found.insert(index, b);
+                }
+                None => missing.push(index),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let pending = self.claim(id, origin, &missing);
+        let results = futures::future::join_all(
+            pending
+                .into_iter()
+                .map(|(index, fut)| async move { (index, fut.await) }),
+        )
+        .await;
+        for (index, bytes) in results {
+            found.insert(index, bytes?);
+        }
+        Ok(found)
+    }
+
+    /// For each missing chunk: join the fetch already in flight, or start one
+    /// for each run of adjacent chunks nobody is fetching yet.
+    fn claim(
+        &self,
+        id: &ObjectId,
+        origin: &Arc<dyn ObjectStore>,
+        missing: &[u64],
+    ) -> Vec<(u64, Pending)> {
+        let mut inflight = lock(&self.inner.inflight);
+        let mut out = Vec::with_capacity(missing.len());
+        let mut mine: Vec<u64> = Vec::new();
+        for &index in missing {
+            match inflight.get(&self.key(id, index)) {
+                Some(p) => out.push((index, p.clone())),
+                None => mine.push(index),
+            }
+        }
+        for run in runs(&mine) {
+            let fetch = self.spawn_fetch(id, origin, run.clone());
+            for index in run {
+                let offset = ((index - run_start(&fetch.1)) * self.inner.chunk) as usize;
+                let len = self.chunk_len(id, index) as usize;
+                let part: Pending = fetch
+                    .0
+                    .clone()
+                    .map(move |r| r.map(|b| b.slice(offset..offset + len)))
+                    .boxed()
+                    .shared();
+                inflight.insert(self.key(id, index), part.clone());
+                out.push((index, part));
+            }
+        }
+        out
+    }
+
+    /// Fetches chunks `run` with one GET in a task of its own, so that the
+    /// fetch completes (and the in-flight entries are cleared) even if every
+    /// reader that wanted it has gone away.
+    fn spawn_fetch(
+        &self,
+        id: &ObjectId,
+        origin: &Arc<dyn ObjectStore>,
+        run: Range<u64>,
+    ) -> (Pending, Range<u64>) {
+        let this = self.clone();
+        let id = id.clone();
+        let origin = origin.clone();
+        let r = run.clone();
+        let task = tokio::spawn(async move {
+            let chunk = this.inner.chunk;
+            let bytes_range = r.start * chunk..(r.end * chunk).min(id.size);
+            let result = fetch_origin(&origin, &id, bytes_range, &this.inner.metrics).await;
+            if let Ok(bytes) = &result {
+                this.inner.metrics.miss(r.end - r.start);
+                for index in r.clone() {
+                    let start = ((index - r.start) * chunk) as usize;
+                    let len = this.chunk_len(&id, index) as usize;
+                    // Copy so that each entry owns exactly its bytes, not the
+                    // whole run's buffer.
+                    let value = Bytes::copy_from_slice(&bytes[start..start + len]);
+                    this.inner.cache.insert(this.key(&id, index), value);
+                }
+            }
+            let mut inflight = lock(&this.inner.inflight);
+            for index in r {
+                inflight.remove(&this.key(&id, index));
+            }
+            result
+        });
+        let fut: Pending = async move {
+            task.await.unwrap_or_else(|e| {
+                Err(QuiverError::Internal(format!(
+                    "a cache fill task failed: {e}"
+                )))
+            })
+        }
+        .boxed()
+        .shared();
+        (fut, run)
+    }
+
+    fn chunk_len(&self, id: &ObjectId, index: u64) -> u64 {
+        let start = index * self.inner.chunk;
+        (start + self.inner.chunk).min(id.size) - start
+    }
+
+    fn key(&self, id: &ObjectId, index: u64) -> ChunkKey {
+        ChunkKey {
+            source: id.source.to_string(),
+            path: id.path.to_string(),
+            etag: id.etag.clone(),
+            size: id.size,
+            index,
+        }
+    }
+
+    fn chunk_count(&self, id: &ObjectId) -> u64 {
+        id.size.div_ceil(self.inner.chunk)
+    }
+
+    /// Bytes of `id` held in either tier. The disk index may over-report a
+    /// chunk that was just reclaimed, so this is an upper bound.
+    pub fn cached_bytes(&self, id: &ObjectId) -> u64 {
+        (0..self.chunk_count(id))
+            .filter(|&i| self.inner.cache.contains(&self.key(id, i)))
+            .map(|i| self.chunk_len(id, i))
+            .sum()
+    }
+
+    /// Drops every chunk of `id`; returns the bytes that were cached.
+    pub fn evict(&self, id: &ObjectId) -> u64 {
+        let mut bytes = 0;
+        for i in 0..self.chunk_count(id) {
+            let key = self.key(id, i);
+            if self.inner.cache.contains(&key) {
+                bytes += self.chunk_len(id, i);
+                self.inner.cache.remove(&key);
+            }
+        }
+        bytes
+    }
+
+    /// Memory used by the memory tier, and space the disk tier's files take.
+    pub fn usage(&self) -> (u64, u64) {
+        let memory = self.inner.cache.memory().usage() as u64;
+        let disk = self
+            .inner
+            .disk_dir
+            .as_ref()
+            .map(|d| allocated_bytes(d).min(self.inner.disk_capacity))
+            .unwrap_or(0);
+        self.inner.metrics.memory_usage.set(memory as i64);
+        self.inner.metrics.disk_usage.set(disk as i64);
+        (memory, disk)
+    }
+
+    /// Waits for queued disk writes and closes the cache, so that a restart
+    /// finds everything that was inserted.
+    pub async fn close(&self) -> Result<()> {
+        self.inner.cache.storage().wait().await;
+        self.inner
+            .cache
+            .close()
+            .await
+            .map_err(|e| QuiverError::Internal(format!("closing the cache failed: {e}")))
+    }
+}
+
+/// Blocks actually allocated by the disk tier's (sparse) files.
+fn allocated_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.blocks() * 512)
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn run_start(run: &Range<u64>) -> u64 {
+    run.start
+}
+
+/// Groups sorted chunk indices into runs of adjacent indices, at most
+/// `MAX_RUN_CHUNKS` long.
+fn runs(sorted: &[u64]) -> Vec<Range<u64>> {
+    let mut out: Vec<Range<u64>> = Vec::new();
+    for &i in sorted {
+        match out.last_mut() {
+            Some(r) if r.end == i && r.end - r.start < MAX_RUN_CHUNKS => r.end += 1,
+            _ => out.push(i..i + 1),
+        }
+    }
+    out
+}
+
+/// Cuts `range` out of the chunks that cover it, without copying when it
+/// lies inside one chunk.
+fn assemble(chunks: &BTreeMap<u64, Bytes>, chunk: u64, range: Range<u64>) -> Bytes {
+    if range.start >= range.end {
+        return Bytes::new();
+    }
+    let first = range.start / chunk;
+    let last = (range.end - 1) / chunk;
+    let piece = |i: u64| {
+        let c = &chunks[&i];
+        let base = i * chunk;
+        let from = range.start.max(base) - base;
+        let to = range.end.min(base + c.len() as u64) - base;
+        c.slice(from as usize..to as usize)
+    };
+    if first == last {
+        return piece(first);
+    }
+    let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
+    for i in first..=last {
+        out.extend_from_slice(&piece(i));
+    }
+    out.freeze()
+}
+
+/// One ranged GET, pinned to the ETag the cache key names. Stores that
+/// ignore `If-Match` are caught by comparing the ETag they answer with.
+async fn fetch_origin(
+    origin: &Arc<dyn ObjectStore>,
+    id: &ObjectId,
+    range: Range<u64>,
+    metrics: &Metrics,
+) -> Result<Bytes> {
+    let what = format!("{}/{}", id.source, id.path);
+    let has_etag = !id.etag.starts_with("mtime-");
+    let options = GetOptions {
+        if_match: has_etag.then(|| id.etag.clone()),
+        range: Some(GetRange::Bounded(range.clone())),
+        ..Default::default()
+    };
+    metrics.origin_requests.inc();
+    let result = match origin.get_opts(&id.path, options).await {
+        Ok(r) => r,
+        Err(object_store::Error::Precondition { .. }) => {
+            return Err(changed(origin, id).await);
+        }
+        Err(e) => return Err(QuiverError::from_store(&what, &e)),
+    };
+    if has_etag && result.meta.e_tag.as_ref().is_some_and(|e| e != &id.etag) {
+        return Err(changed(origin, id).await);
+    }
+    let bytes = result
+        .bytes()
+        .await
+        .map_err(|e| QuiverError::from_store(&what, &e))?;
+    metrics.origin_bytes.inc_by(bytes.len() as u64);
+    if bytes.len() as u64 != range.end - range.start {
+        return Err(changed(origin, id).await);
+    }
+    Ok(bytes)
+}
+
+/// The error for an object that no longer is the version being read.
+async fn changed(origin: &Arc<dyn ObjectStore>, id: &ObjectId) -> QuiverError {
+    match origin.head(&id.path).await {
+        Ok(meta) => QuiverError::Changed(meta.e_tag.unwrap_or_else(|| "unknown".into())),
+        Err(e) => QuiverError::from_store(&format!("{}/{}", id.source, id.path), &e),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_group_adjacent_and_cap_length() {
+        assert_eq!(runs(&[1, 2, 3, 7, 9, 10]), vec![1..4, 7..8, 9..11]);
+        let long: Vec<u64> = (0..20).collect();
+        assert_eq!(runs(&long), vec![0..8, 8..16, 16..20]);
+        assert!(runs(&[]).is_empty());
+    }
+
+    #[test]
+    fn assemble_spans_chunks() {
+        let mut chunks = BTreeMap::new();
+        chunks.insert(0, Bytes::from_static(b"abcd"));
+        chunks.insert(1, Bytes::from_static(b"efgh"));
+        chunks.insert(2, Bytes::from_static(b"ij"));
+        assert_eq!(&assemble(&chunks, 4, 1..3)[..], b"bc");
+        assert_eq!(&assemble(&chunks, 4, 3..9)[..], b"defghi");
+        assert_eq!(&assemble(&chunks, 4, 0..10)[..], b"abcdefghij");
+        assert!(assemble(&chunks, 4, 5..5).is_empty());
+    }
+}

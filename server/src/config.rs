@@ -1,0 +1,593 @@
+//! Node configuration: a TOML file, overridden field by field by command-line
+//! flags and `QUIVER_*` environment variables, then validated once at start-up
+//! so that a bad setting stops the node with one clear sentence instead of
+//! failing a request later.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::{Deserialize, Deserializer};
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid setting {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// A byte size written as `1GiB`, `512MiB`, `8MB` or a plain number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.trim()
+            .parse::<bytesize::ByteSize>()
+            .map(|b| ByteSize(b.as_u64()))
+            .map_err(|_| format!("`{s}` is not a size (try 512MiB or 1GiB)"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(ByteSize(n)),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A duration written as `30s`, `15m`, `1h` or `0s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span(pub Duration);
+
+impl FromStr for Span {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        humantime::parse_duration(s.trim())
+            .map(Span)
+            .map_err(|_| format!("`{s}` is not a duration (try 30s, 15m or 1h)"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Cache eviction policies that foyer offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Eviction {
+    Lru,
+    Lfu,
+    S3fifo,
+    Fifo,
+    Sieve,
+}
+
+impl FromStr for Eviction {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "lru" => Ok(Eviction::Lru),
+            "lfu" => Ok(Eviction::Lfu),
+            "s3fifo" => Ok(Eviction::S3fifo),
+            "fifo" => Ok(Eviction::Fifo),
+            "sieve" => Ok(Eviction::Sieve),
+            other => Err(format!(
+                "`{other}` is not an eviction policy (lru, lfu, s3fifo, fifo or sieve)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// The URL clients and peers use for this node; derived from `listen`
+    /// when absent.
+    pub advertise: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            advertise: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    pub memory: ByteSize,
+    /// Disk tier capacity; `0` runs memory-only.
+    pub disk: ByteSize,
+    pub disk_dir: PathBuf,
+    pub chunk: ByteSize,
+    pub eviction: Eviction,
+    /// Memory kept for parsed Parquet footers and page indexes.
+    pub metadata: ByteSize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            memory: ByteSize(1 << 30),
+            disk: ByteSize(10 << 30),
+            disk_dir: PathBuf::from("./.quiver-cache"),
+            chunk: ByteSize(1 << 20),
+            eviction: Eviction::Lru,
+            metadata: ByteSize(128 << 20),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub name: String,
+    /// `s3://bucket/prefix/` or `file:///dir/`.
+    pub url: String,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// How long a LIST or HEAD answer (ETag, size) is trusted.
+    #[serde(default = "default_validate")]
+    pub validate: Span,
+}
+
+fn default_validate() -> Span {
+    Span(Duration::from_secs(30))
+}
+
+impl SourceConfig {
+    pub fn new(name: &str, url: &str) -> Self {
+        SourceConfig {
+            name: name.to_string(),
+            url: url.to_string(),
+            region: None,
+            endpoint: None,
+            access_key_id: None,
+            secret_access_key: None,
+            validate: default_validate(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    pub node_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub tokens_file: Option<PathBuf>,
+    pub admin_token_file: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Scans running at once; one more is answered ResourceExhausted.
+    pub max_concurrent_scans: usize,
+    /// Longest a single request may run.
+    pub request_timeout: Span,
+    /// Longest filter expression accepted, in bytes.
+    pub max_filter_len: usize,
+    /// Rows per record batch sent to clients.
+    pub batch_rows: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_concurrent_scans: 64,
+            request_timeout: Span(Duration::from_secs(600)),
+            max_filter_len: 16 * 1024,
+            batch_rows: 8192,
+        }
+    }
+}
+
+/// The whole node configuration, in the shape of the TOML file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub cache: CacheConfig,
+    #[serde(rename = "source")]
+    pub sources: Vec<SourceConfig>,
+    pub cluster: ClusterConfig,
+    pub auth: AuthConfig,
+    pub limits: LimitsConfig,
+}
+
+/// Command-line flags; each also reads `QUIVER_<FLAG>` from the environment
+/// and, when given, wins over the config file.
+#[derive(Debug, Default, Parser)]
+#[command(
+    name = "quiver-server",
+    version,
+    about = "One Quiver cache node: Arrow Flight over a hybrid memory/NVMe cache of Parquet data"
+)]
+pub struct Flags {
+    /// TOML configuration file.
+    #[arg(long, env = "QUIVER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Flight (and Flight SQL) listen address.
+    #[arg(long, env = "QUIVER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Admin HTTP listen address (/metrics, /health, /ready).
+    #[arg(long, env = "QUIVER_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// URL that clients use to reach this node.
+    #[arg(long, env = "QUIVER_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Memory tier capacity, e.g. 1GiB.
+    #[arg(long, env = "QUIVER_CACHE_MEMORY")]
+    pub cache_memory: Option<ByteSize>,
+    /// Disk tier capacity, e.g. 10GiB; 0 for memory only.
+    #[arg(long, env = "QUIVER_CACHE_DISK")]
+    pub cache_disk: Option<ByteSize>,
+    /// Directory of the disk tier.
+    #[arg(long, env = "QUIVER_CACHE_DISK_DIR")]
+    pub cache_disk_dir: Option<PathBuf>,
+    /// Chunk size of cached byte ranges, e.g. 1MiB.
+    #[arg(long, env = "QUIVER_CACHE_CHUNK")]
+    pub cache_chunk: Option<ByteSize>,
+    /// Eviction policy: lru, lfu, s3fifo, fifo or sieve.
+    #[arg(long, env = "QUIVER_CACHE_EVICTION")]
+    pub cache_eviction: Option<Eviction>,
+    /// Memory for parsed Parquet footers and page indexes.
+    #[arg(long, env = "QUIVER_CACHE_METADATA")]
+    pub cache_metadata: Option<ByteSize>,
+    /// A source as NAME=URL (repeatable; replaces the file's sources).
+    #[arg(long = "source", env = "QUIVER_SOURCE", value_delimiter = ',')]
+    pub sources: Vec<String>,
+    /// This node's id in the cluster topology.
+    #[arg(long, env = "QUIVER_NODE_ID")]
+    pub node_id: Option<String>,
+    /// File of bearer tokens, one per line; enables auth.
+    #[arg(long, env = "QUIVER_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// File holding the admin token for prefetch and evict.
+    #[arg(long, env = "QUIVER_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// PEM certificate chain; with --tls-key, serves TLS.
+    #[arg(long, env = "QUIVER_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    #[arg(long, env = "QUIVER_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Scans running at once before ResourceExhausted.
+    #[arg(long, env = "QUIVER_MAX_CONCURRENT_SCANS")]
+    pub max_concurrent_scans: Option<usize>,
+    /// Longest a single request may run, e.g. 10m.
+    #[arg(long, env = "QUIVER_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<Span>,
+    /// Longest filter accepted, in bytes.
+    #[arg(long, env = "QUIVER_MAX_FILTER_LEN")]
+    pub max_filter_len: Option<usize>,
+    /// Rows per record batch sent to clients.
+    #[arg(long, env = "QUIVER_BATCH_ROWS")]
+    pub batch_rows: Option<usize>,
+    /// With no source configured: the directory served as source `local`.
+    #[arg(long, env = "QUIVER_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// TPC-H scale factor of the sample written to an empty data directory.
+    #[arg(long, env = "QUIVER_SAMPLE_SCALE", default_value_t = 0.01)]
+    pub sample_scale: f64,
+    /// Log format: text or json.
+    #[arg(long, env = "QUIVER_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+impl Config {
+    /// Reads the file named by the flags (if any), applies the flags over it
+    /// and validates the result.
+    pub fn load(flags: &Flags) -> Result<Config, ConfigError> {
+        let mut config = match &flags.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        config.apply(flags)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.message().to_string())
+    }
+
+    fn apply(&mut self, f: &Flags) -> Result<(), ConfigError> {
+        fn set<T: Clone>(slot: &mut T, value: &Option<T>) {
+            if let Some(v) = value {
+                *slot = v.clone();
+            }
+        }
+        set(&mut self.server.listen, &f.listen);
+        set(&mut self.server.admin_listen, &f.admin_listen);
+        if f.advertise.is_some() {
+            self.server.advertise = f.advertise.clone();
+        }
+        set(&mut self.cache.memory, &f.cache_memory);
+        set(&mut self.cache.disk, &f.cache_disk);
+        set(&mut self.cache.disk_dir, &f.cache_disk_dir);
+        set(&mut self.cache.chunk, &f.cache_chunk);
+        set(&mut self.cache.eviction, &f.cache_eviction);
+        set(&mut self.cache.metadata, &f.cache_metadata);
+        if f.node_id.is_some() {
+            self.cluster.node_id = f.node_id.clone();
+        }
+        for (slot, value) in [
+            (&mut self.auth.tokens_file, &f.tokens_file),
+            (&mut self.auth.admin_token_file, &f.admin_token_file),
+            (&mut self.auth.tls_cert, &f.tls_cert),
+            (&mut self.auth.tls_key, &f.tls_key),
+        ] {
+            if value.is_some() {
+                *slot = value.clone();
+            }
+        }
+        set(
+            &mut self.limits.max_concurrent_scans,
+            &f.max_concurrent_scans,
+        );
+        set(&mut self.limits.request_timeout, &f.request_timeout);
+        set(&mut self.limits.max_filter_len, &f.max_filter_len);
+        set(&mut self.limits.batch_rows, &f.batch_rows);
+        if !f.sources.is_empty() {
+            self.sources = f
+                .sources
+                .iter()
+                .map(|spec| {
+                    let (name, url) = spec
+                        .split_once('=')
+                        .ok_or_else(|| invalid("source", format!("`{spec}` is not NAME=URL")))?;
+                    Ok(SourceConfig::new(name.trim(), url.trim()))
+                })
+                .collect::<Result<_, ConfigError>>()?;
+        }
+        Ok(())
+    }
+
+    /// Checks everything that can be checked without touching the network.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let chunk = self.cache.chunk.0;
+        // Disk entries must fit in one 16 MiB block of the disk tier.
+        if !(4096..=(8 << 20)).contains(&chunk) || !chunk.is_power_of_two() {
+            return Err(invalid(
+                "cache.chunk",
+                "must be a power of two between 4KiB and 8MiB",
+            ));
+        }
+        if self.cache.memory.0 < chunk {
+            return Err(invalid("cache.memory", "must hold at least one chunk"));
+        }
+        if self.cache.disk.0 != 0 && self.cache.disk.0 < (64 << 20) {
+            return Err(invalid(
+                "cache.disk",
+                "must be 0 (memory only) or at least 64MiB",
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for s in &self.sources {
+            if s.name.is_empty()
+                || !s
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(invalid(
+                    "source.name",
+                    format!("`{}` must be non-empty letters, digits, _ or -", s.name),
+                ));
+            }
+            if !names.insert(s.name.as_str()) {
+                return Err(invalid(
+                    "source.name",
+                    format!("`{}` is configured twice", s.name),
+                ));
+            }
+            let url = url::Url::parse(&s.url).map_err(|e| {
+                invalid(
+                    "source.url",
+                    format!("`{}` of source {}: {e}", s.url, s.name),
+                )
+            })?;
+            if !matches!(url.scheme(), "s3" | "file") {
+                return Err(invalid(
+                    "source.url",
+                    format!(
+                        "`{}` of source {}: only s3:// and file:// are supported",
+                        s.url, s.name
+                    ),
+                ));
+            }
+            if url.scheme() == "s3" && url.host_str().unwrap_or("").is_empty() {
+                return Err(invalid(
+                    "source.url",
+                    format!("`{}` of source {} names no bucket", s.url, s.name),
+                ));
+            }
+        }
+        if self.auth.tls_cert.is_some() != self.auth.tls_key.is_some() {
+            return Err(invalid(
+                "auth.tls_cert",
+                "tls_cert and tls_key must be set together",
+            ));
+        }
+        if self.limits.max_concurrent_scans == 0 {
+            return Err(invalid("limits.max_concurrent_scans", "must be at least 1"));
+        }
+        if self.limits.batch_rows == 0 {
+            return Err(invalid("limits.batch_rows", "must be at least 1"));
+        }
+        if self.limits.request_timeout.0.is_zero() {
+            return Err(invalid("limits.request_timeout", "must be above zero"));
+        }
+        Ok(())
+    }
+
+    /// This node's id: the configured one, or its listen address.
+    pub fn node_id(&self) -> String {
+        self.cluster
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("node-{}", self.server.listen.port()))
+    }
+
+    pub fn advertise_url(&self) -> String {
+        self.server.advertise.clone().unwrap_or_else(|| {
+            let scheme = if self.auth.tls_cert.is_some() {
+                "grpc+tls"
+            } else {
+                "grpc"
+            };
+            format!("{scheme}://{}", self.server.listen)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let text = r#"
+[server]
+listen = "127.0.0.1:50051"
+admin_listen = "127.0.0.1:9090"
+advertise = "grpc://127.0.0.1:50051"
+
+[cache]
+memory = "1GiB"
+disk = "10GiB"
+disk_dir = "./.quiver-cache"
+chunk = "1MiB"
+eviction = "s3fifo"
+
+[[source]]
+name = "lake"
+url = "s3://bucket/warehouse/"
+region = "us-east-1"
+endpoint = "http://127.0.0.1:9000"
+validate = "30s"
+
+[cluster]
+node_id = "node-1"
+
+[limits]
+request_timeout = "2m"
+"#;
+        let c = Config::from_toml(text).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.cache.memory, ByteSize(1 << 30));
+        assert_eq!(c.cache.eviction, Eviction::S3fifo);
+        assert_eq!(c.sources[0].validate, Span(Duration::from_secs(30)));
+        assert_eq!(c.limits.request_timeout, Span(Duration::from_secs(120)));
+        assert_eq!(c.node_id(), "node-1");
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        let err = Config::from_toml("[cache]\nmemroy = \"1GiB\"").unwrap_err();
+        assert!(err.contains("memroy"), "{err}");
+        let err = Config::from_toml("[cache]\nmemory = \"lots\"").unwrap_err();
+        assert!(err.contains("not a size"), "{err}");
+        let err = Config::from_toml("[cache]\neviction = \"random\"").unwrap_err();
+        assert!(err.contains("random"), "{err}");
+
+        let mut c = Config::default();
+        c.cache.chunk = ByteSize(3000);
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("cache.chunk"));
+
+        let c = Config {
+            sources: vec![SourceConfig::new("a", "http://x/")],
+            ..Default::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("s3://"));
+
+        let c = Config {
+            sources: vec![
+                SourceConfig::new("a", "s3://b/"),
+                SourceConfig::new("a", "s3://c/"),
+            ],
+            ..Default::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("twice"));
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let flags = Flags::parse_from([
+            "quiver-server",
+            "--cache-memory",
+            "256MiB",
+            "--source",
+            "lake=s3://bucket/prefix/",
+            "--listen",
+            "127.0.0.1:6000",
+        ]);
+        let c = Config::load(&flags).unwrap();
+        assert_eq!(c.cache.memory, ByteSize(256 << 20));
+        assert_eq!(c.sources[0].name, "lake");
+        assert_eq!(c.advertise_url(), "grpc://127.0.0.1:6000");
+        let bad = Flags::parse_from(["quiver-server", "--source", "no-equals-sign"]);
+        assert!(Config::load(&bad).is_err());
+    }
+}

@@ -1,0 +1,90 @@
+//! The node's one error type. Each variant is a protocol error class (§3 of
+//! the design), so the Flight adapter never has to guess a status code, and
+//! each message is a single sentence a user can act on.
+
+use quiver_protocol::ErrorCode;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QuiverError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The object changed since the ticket was issued; carries the new ETag.
+    #[error("CHANGED {0}")]
+    Changed(String),
+    /// This node does not own the slot; the client should go to `url`.
+    #[error("MOVED {slot} {epoch} {url}")]
+    Moved { slot: u16, epoch: u64, url: String },
+    #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    DataLoss(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = QuiverError> = std::result::Result<T, E>;
+
+impl QuiverError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            QuiverError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            QuiverError::NotFound(_) => ErrorCode::NotFound,
+            QuiverError::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            QuiverError::PermissionDenied(_) => ErrorCode::PermissionDenied,
+            QuiverError::Changed(_) | QuiverError::Moved { .. } => ErrorCode::FailedPrecondition,
+            QuiverError::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
+            QuiverError::Unavailable(_) => ErrorCode::Unavailable,
+            QuiverError::DataLoss(_) => ErrorCode::DataLoss,
+            QuiverError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        QuiverError::InvalidArgument(msg.into())
+    }
+
+    /// Classifies an object store failure for `what` (a user-facing name of
+    /// the object). Anything that is not a definite answer from the origin
+    /// means the origin could not be reached.
+    pub fn from_store(what: &str, err: &object_store::Error) -> Self {
+        use object_store::Error as E;
+        match err {
+            E::NotFound { .. } => QuiverError::NotFound(format!("object {what} does not exist")),
+            E::Precondition { .. } => {
+                QuiverError::Changed("(the object changed while it was read)".into())
+            }
+            E::InvalidPath { .. } => QuiverError::invalid(format!("{what} is not a valid path")),
+            E::PermissionDenied { .. } | E::Unauthenticated { .. } => QuiverError::Unavailable(
+                format!("the origin refused access to {what}: check the node's credentials"),
+            ),
+            other => QuiverError::Unavailable(format!(
+                "the origin could not be read for {what} and the data is not cached: {other}"
+            )),
+        }
+    }
+}
+
+impl From<QuiverError> for tonic::Status {
+    fn from(err: QuiverError) -> Self {
+        let code = match err.code() {
+            ErrorCode::InvalidArgument => tonic::Code::InvalidArgument,
+            ErrorCode::NotFound => tonic::Code::NotFound,
+            ErrorCode::Unauthenticated => tonic::Code::Unauthenticated,
+            ErrorCode::PermissionDenied => tonic::Code::PermissionDenied,
+            ErrorCode::FailedPrecondition => tonic::Code::FailedPrecondition,
+            ErrorCode::ResourceExhausted => tonic::Code::ResourceExhausted,
+            ErrorCode::Unavailable => tonic::Code::Unavailable,
+            ErrorCode::DataLoss => tonic::Code::DataLoss,
+            ErrorCode::Internal => tonic::Code::Internal,
+        };
+        tonic::Status::new(code, err.to_string())
+    }
+}

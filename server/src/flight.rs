@@ -1,0 +1,399 @@
+//! The Arrow Flight service: a thin adapter that authenticates, decodes the
+//! JSON request, calls the node's modules and encodes the answer. Every
+//! response and every error carries the request id.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::{
+    Action, ActionType as FlightActionType, Criteria, Empty, FlightData, FlightDescriptor,
+    FlightInfo, HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaAsIpc,
+    SchemaResult, Ticket,
+};
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt, TryStreamExt};
+use quiver_protocol::{ActionType, REQUEST_ID_HEADER};
+use tokio::sync::OwnedSemaphorePermit;
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
+
+use crate::actions;
+use crate::error::{QuiverError, Result};
+use crate::flight_info::{self, descriptor_request, parse_request};
+use crate::metrics::Metrics;
+use crate::node::NodeCore;
+use crate::scan::classify;
+use crate::source::Target;
+
+/// Largest FlightData message sent; bigger batches are sliced.
+const MAX_FLIGHT_DATA: usize = 2 << 20;
+
+pub struct QuiverFlight {
+    core: Arc<NodeCore>,
+}
+
+impl QuiverFlight {
+    pub fn new(core: Arc<NodeCore>) -> Self {
+        QuiverFlight { core }
+    }
+}
+
+/// The client's own request id when it sent a sensible one, else a new one.
+fn request_id<T>(req: &Request<T>) -> String {
+    req.metadata()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(String::from)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+fn tag<T>(rid: &str, mut response: Response<T>) -> Response<T> {
+    if let Ok(v) = MetadataValue::try_from(rid) {
+        response.metadata_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    response
+}
+
+/// Turns an error into a status with the request id, logging it at a level
+/// that matches whose fault it is.
+fn status(metrics: &Metrics, rid: &str, err: QuiverError) -> Status {
+    match &err {
+        QuiverError::Internal(m) => tracing::error!(request_id = rid, error = %m, "request failed"),
+        QuiverError::Unavailable(m) | QuiverError::DataLoss(m) => {
+            tracing::warn!(request_id = rid, error = %m, "request failed")
+        }
+        QuiverError::Unauthenticated(m) | QuiverError::PermissionDenied(m) => {
+            tracing::warn!(request_id = rid, error = %m, "request refused")
+        }
+        other => tracing::debug!(request_id = rid, error = %other, "request refused"),
+    }
+    let mut s = Status::from(err);
+    metrics.error(s.code());
+    if let Ok(v) = MetadataValue::try_from(rid) {
+        s.metadata_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    s
+}
+
+impl QuiverFlight {
+    /// Runs `work` with the request id in scope and maps its outcome.
+    async fn run<T>(
+        &self,
+        rid: &str,
+        call: &'static str,
+        work: impl Future<Output = Result<T>>,
+    ) -> std::result::Result<Response<T>, Status> {
+        let span = tracing::info_span!("flight", call, request_id = rid);
+        match work.instrument(span).await {
+            Ok(v) => Ok(tag(rid, Response::new(v))),
+            Err(e) => Err(status(&self.core.metrics, rid, e)),
+        }
+    }
+}
+
+/// A DoGet answer in flight: holds its scan slot, counts what it sends, and
+/// ends with ResourceExhausted if it outlives the request timeout.
+struct ScanStream {
+    inner: BoxStream<'static, std::result::Result<FlightData, Status>>,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+    core: Arc<NodeCore>,
+    rid: String,
+    started: Instant,
+    done: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Stream for ScanStream {
+    type Item = std::result::Result<FlightData, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            self.done = true;
+            let err = QuiverError::ResourceExhausted(format!(
+                "the scan ran longer than this node's request timeout of {}s",
+                self.timeout.as_secs()
+            ));
+            return Poll::Ready(Some(Err(status(&self.core.metrics, &self.rid, err))));
+        }
+        let next = self.inner.poll_next_unpin(cx);
+        match &next {
+            Poll::Ready(Some(Ok(data))) => {
+                let n = data.data_header.len() + data.data_body.len();
+                self.core.metrics.bytes_served.inc_by(n as u64);
+            }
+            Poll::Ready(Some(Err(_))) | Poll::Ready(None) => self.done = true,
+            Poll::Pending => {}
+        }
+        next
+    }
+}
+
+impl Drop for ScanStream {
+    fn drop(&mut self) {
+        self.core.metrics.active_scans.dec();
+        self.core
+            .metrics
+            .scan_seconds
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl QuiverFlight {
+    async fn start_scan(&self, rid: &str, ticket: &[u8]) -> Result<ScanStream> {
+        let core = &self.core;
+        let req = parse_request(ticket)?;
+        let (source, path) = match core.sources.resolve(&req)? {
+            Target::Object { source, path } => (source, path),
+            Target::Prefix { .. } => {
+                return Err(QuiverError::invalid(
+                    "DoGet reads one object; use GetFlightInfo to plan a prefix",
+                ))
+            }
+        };
+        let mut id = source.identity(&path).await?;
+        core.check_owner(&id)?;
+        if let Some(etag) = &req.etag {
+            if etag != &id.etag {
+                id = source.revalidate(&path).await?;
+                if etag != &id.etag {
+                    return Err(QuiverError::Changed(id.etag));
+                }
+            }
+        }
+        let permit = core.scan_slots.clone().try_acquire_owned().map_err(|_| {
+            QuiverError::ResourceExhausted(format!(
+                "this node is already running its maximum of {} scans; retry shortly",
+                core.max_scans
+            ))
+        })?;
+        let store = core.store(&source.name)?;
+        let (schema, batches) = core.scanner.scan(store, &id, &req).await?;
+        core.metrics.scans.inc();
+        core.metrics.active_scans.inc();
+        let what = source.describe(&path);
+        let metrics_core = core.clone();
+        let err_core = core.clone();
+        let err_rid = rid.to_string();
+        let batches = batches
+            .map_ok(move |b| {
+                metrics_core.metrics.rows_served.inc_by(b.num_rows() as u64);
+                b
+            })
+            .map_err(move |e| {
+                FlightError::Tonic(Box::new(status(
+                    &err_core.metrics,
+                    &err_rid,
+                    classify(e, &what),
+                )))
+            });
+        let encoded = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .with_max_flight_data_size(MAX_FLIGHT_DATA)
+            .build(batches)
+            .map_err(Status::from)
+            .boxed();
+        Ok(ScanStream {
+            inner: encoded,
+            deadline: Box::pin(tokio::time::sleep(core.request_timeout)),
+            timeout: core.request_timeout,
+            core: core.clone(),
+            rid: rid.to_string(),
+            started: Instant::now(),
+            done: false,
+            _permit: permit,
+        })
+    }
+}
+
+type Stream_<T> = BoxStream<'static, std::result::Result<T, Status>>;
+
+fn unsupported(what: &str) -> Status {
+    Status::unimplemented(format!(
+        "{what} is not supported: Quiver is a read-only cache"
+    ))
+}
+
+#[tonic::async_trait]
+impl FlightService for QuiverFlight {
+    type HandshakeStream = Stream_<HandshakeResponse>;
+    type ListFlightsStream = Stream_<FlightInfo>;
+    type DoGetStream = Stream_<FlightData>;
+    type DoPutStream = Stream_<PutResult>;
+    type DoActionStream = Stream_<arrow_flight::Result>;
+    type ListActionsStream = Stream_<FlightActionType>;
+    type DoExchangeStream = Stream_<FlightData>;
+
+    async fn handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> std::result::Result<Response<Self::HandshakeStream>, Status> {
+        let rid = request_id(&request);
+        let token = match self.core.auth.handshake(request.metadata()) {
+            Ok(t) => t,
+            Err(e) => return Err(status(&self.core.metrics, &rid, e)),
+        };
+        let reply = HandshakeResponse {
+            protocol_version: 0,
+            payload: token.clone().unwrap_or_default().into_bytes().into(),
+        };
+        let mut response = tag(
+            &rid,
+            Response::new(futures::stream::iter([Ok(reply)]).boxed() as Self::HandshakeStream),
+        );
+        if let Some(t) = token {
+            if let Ok(v) = MetadataValue::try_from(format!("Bearer {t}")) {
+                response.metadata_mut().insert("authorization", v);
+            }
+        }
+        Ok(response)
+    }
+
+    async fn list_flights(
+        &self,
+        request: Request<Criteria>,
+    ) -> std::result::Result<Response<Self::ListFlightsStream>, Status> {
+        let rid = request_id(&request);
+        self.run(&rid, "list_flights", async {
+            self.core.auth.check(request.metadata(), false)?;
+            let infos = flight_info::list(&self.core, &request.get_ref().expression).await?;
+            Ok(futures::stream::iter(infos.into_iter().map(Ok)).boxed() as Self::ListFlightsStream)
+        })
+        .await
+    }
+
+    async fn get_flight_info(
+        &self,
+        request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<FlightInfo>, Status> {
+        let rid = request_id(&request);
+        self.run(&rid, "get_flight_info", async {
+            self.core.auth.check(request.metadata(), false)?;
+            let descriptor = request.get_ref().clone();
+            let req = descriptor_request(&descriptor)?;
+            flight_info::flight_info(&self.core, descriptor, &req).await
+        })
+        .await
+    }
+
+    async fn poll_flight_info(
+        &self,
+        _request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<PollInfo>, Status> {
+        Err(Status::unimplemented(
+            "PollFlightInfo is not supported: GetFlightInfo answers at once",
+        ))
+    }
+
+    async fn get_schema(
+        &self,
+        request: Request<FlightDescriptor>,
+    ) -> std::result::Result<Response<SchemaResult>, Status> {
+        let rid = request_id(&request);
+        self.run(&rid, "get_schema", async {
+            self.core.auth.check(request.metadata(), false)?;
+            let req = descriptor_request(request.get_ref())?;
+            let (_, _, schema) = flight_info::schema(&self.core, &req).await?;
+            SchemaResult::try_from(SchemaAsIpc::new(&schema, &IpcWriteOptions::default()))
+                .map_err(|e| QuiverError::Internal(format!("cannot encode the schema: {e}")))
+        })
+        .await
+    }
+
+    async fn do_get(
+        &self,
+        request: Request<Ticket>,
+    ) -> std::result::Result<Response<Self::DoGetStream>, Status> {
+        let rid = request_id(&request);
+        self.run(&rid, "do_get", async {
+            self.core.auth.check(request.metadata(), false)?;
+            let stream = self.start_scan(&rid, &request.get_ref().ticket).await?;
+            Ok(stream.boxed() as Self::DoGetStream)
+        })
+        .await
+    }
+
+    async fn do_put(
+        &self,
+        _request: Request<Streaming<FlightData>>,
+    ) -> std::result::Result<Response<Self::DoPutStream>, Status> {
+        Err(unsupported("DoPut"))
+    }
+
+    async fn do_action(
+        &self,
+        request: Request<Action>,
+    ) -> std::result::Result<Response<Self::DoActionStream>, Status> {
+        let rid = request_id(&request);
+        let core = self.core.clone();
+        let stream_rid = rid.clone();
+        self.run(&rid, "do_action", async move {
+            let action = request.get_ref();
+            let kind = ActionType::parse(&action.r#type).ok_or_else(|| {
+                let known: Vec<&str> = ActionType::ALL.iter().map(|a| a.name()).collect();
+                QuiverError::invalid(format!(
+                    "unknown action `{}`; this node knows {}",
+                    action.r#type,
+                    known.join(", ")
+                ))
+            })?;
+            core.auth.check(request.metadata(), kind.needs_admin())?;
+            let body = &action.body;
+            let results: BoxStream<'static, Result<bytes::Bytes>> = match kind {
+                ActionType::Stats => one(actions::stats(&core)),
+                ActionType::Health => one(actions::health(&core)),
+                ActionType::ClusterShards => one(actions::cluster_shards(&core)),
+                ActionType::Evict => one(actions::evict(&core, body).await?),
+                ActionType::Prefetch => actions::prefetch(core.clone(), body).await?,
+            };
+            Ok(results
+                .map(move |r| match r {
+                    Ok(body) => Ok(arrow_flight::Result { body }),
+                    Err(e) => Err(status(&core.metrics, &stream_rid, e)),
+                })
+                .boxed() as Self::DoActionStream)
+        })
+        .await
+    }
+
+    async fn list_actions(
+        &self,
+        request: Request<Empty>,
+    ) -> std::result::Result<Response<Self::ListActionsStream>, Status> {
+        let rid = request_id(&request);
+        self.run(&rid, "list_actions", async {
+            self.core.auth.check(request.metadata(), false)?;
+            let kinds = ActionType::ALL.iter().map(|a| {
+                Ok(FlightActionType {
+                    r#type: a.name().to_string(),
+                    description: a.description().to_string(),
+                })
+            });
+            Ok(futures::stream::iter(kinds.collect::<Vec<_>>()).boxed() as Self::ListActionsStream)
+        })
+        .await
+    }
+
+    async fn do_exchange(
+        &self,
+        _request: Request<Streaming<FlightData>>,
+    ) -> std::result::Result<Response<Self::DoExchangeStream>, Status> {
+        Err(unsupported("DoExchange"))
+    }
+}
+
+fn one(body: bytes::Bytes) -> BoxStream<'static, Result<bytes::Bytes>> {
+    futures::stream::iter([Ok(body)]).boxed()
+}

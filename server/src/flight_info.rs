@@ -1,0 +1,180 @@
+//! Planning answers that describe data without returning it: FlightInfo with
+//! one endpoint per object, schemas, and object listings.
+
+use arrow::datatypes::SchemaRef;
+use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
+use futures::{StreamExt, TryStreamExt};
+use quiver_protocol::{ObjectListing, ScanRequest};
+
+use crate::error::{QuiverError, Result};
+use crate::node::NodeCore;
+use crate::source::{ObjectId, Target};
+
+/// Footers read at once while planning a prefix.
+const PLAN_CONCURRENCY: usize = 16;
+
+/// The projected schema of `req`, checked against every object it names so
+/// that a bad column or filter fails now rather than in the middle of a read.
+pub async fn schema(
+    core: &NodeCore,
+    req: &ScanRequest,
+) -> Result<(Target, Vec<ObjectId>, SchemaRef)> {
+    let target = core.sources.resolve(req)?;
+    let objects = core.objects(&target).await?;
+    let store = core.store(&target.source().name)?.clone();
+    let schemas: Vec<SchemaRef> = futures::stream::iter(objects.iter().cloned())
+        .map(|id| {
+            let store = store.clone();
+            async move { core.scanner.projected_schema(&store, &id, req).await }
+        })
+        .buffered(PLAN_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let first = schemas[0].clone();
+    for (id, s) in objects.iter().zip(&schemas).skip(1) {
+        if s.fields() != first.fields() {
+            return Err(QuiverError::invalid(format!(
+                "objects under this prefix have different schemas: {} differs from {}",
+                id.path, objects[0].path
+            )));
+        }
+    }
+    Ok((target, objects, first))
+}
+
+/// GetFlightInfo: one endpoint per object, each with a ticket naming that
+/// object and the ETag it was planned against.
+pub async fn flight_info(
+    core: &NodeCore,
+    descriptor: FlightDescriptor,
+    req: &ScanRequest,
+) -> Result<FlightInfo> {
+    let (target, objects, schema) = schema(core, req).await?;
+    let store = core.store(&target.source().name)?.clone();
+    // Row counts let a limit without a filter be split exactly across
+    // objects, so the endpoints together return no more than `limit` rows.
+    let rows: Vec<u64> = futures::stream::iter(objects.iter().cloned())
+        .map(|id| {
+            let store = store.clone();
+            async move {
+                let m = core.scanner.metadata(&store, &id).await?;
+                Ok::<_, QuiverError>(m.file_metadata().num_rows().max(0) as u64)
+            }
+        })
+        .buffered(PLAN_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let exact_rows = req.filter.is_none();
+    let mut remaining = req.limit;
+    let mut total: u64 = 0;
+    let mut info = FlightInfo::new()
+        .try_with_schema(&schema)
+        .map_err(|e| QuiverError::Internal(format!("cannot encode the schema: {e}")))?
+        .with_descriptor(descriptor)
+        .with_ordered(true);
+    for (id, n) in objects.iter().zip(rows) {
+        let limit = match (remaining, exact_rows) {
+            (Some(0), true) => break,
+            (Some(r), true) => {
+                remaining = Some(r.saturating_sub(n));
+                Some(r.min(n))
+            }
+            (limit, _) => limit,
+        };
+        total += limit.unwrap_or(n).min(n);
+        let ticket = ScanRequest {
+            source: Some(id.source.to_string()),
+            path: Some(id.path.to_string()),
+            columns: req.columns.clone(),
+            filter: req.filter.clone(),
+            limit,
+            etag: Some(id.etag.clone()),
+            ..Default::default()
+        };
+        let mut endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket.to_bytes()));
+        for owner in core.owners(id) {
+            endpoint = endpoint.with_location(owner.url);
+        }
+        info = info.with_endpoint(endpoint);
+    }
+    if exact_rows {
+        info = info.with_total_records(total as i64);
+    }
+    Ok(info)
+}
+
+/// ListFlights: every object under the criteria, with its size, ETag and how
+/// much of it is cached.
+pub async fn list(core: &NodeCore, criteria: &[u8]) -> Result<Vec<FlightInfo>> {
+    let targets: Vec<Target> = if criteria.is_empty() {
+        core.sources
+            .all()
+            .iter()
+            .map(|s| core.sources.resolve_named(&s.name, ""))
+            .collect::<Result<_>>()?
+    } else {
+        let c: quiver_protocol::ListCriteria = serde_json::from_slice(criteria).map_err(|e| {
+            QuiverError::invalid(format!(
+                "ListFlights criteria must be {{\"source\", \"path\"}}: {e}"
+            ))
+        })?;
+        vec![core.sources.resolve_named(&c.source, &c.path)?]
+    };
+    let mut out = Vec::new();
+    for target in targets {
+        let store = core.store(&target.source().name)?.clone();
+        let objects = match &target {
+            Target::Object { source, path } => vec![source.identity(path).await?],
+            Target::Prefix { source, prefix } => source.list(prefix).await?,
+        };
+        let infos: Vec<FlightInfo> = futures::stream::iter(objects)
+            .map(|id| {
+                let store = store.clone();
+                async move {
+                    let metadata = core.scanner.metadata(&store, &id).await?;
+                    let schema = core.scanner.file_schema(&store, &id).await?;
+                    let listing = ObjectListing {
+                        source: id.source.to_string(),
+                        path: id.path.to_string(),
+                        size: id.size,
+                        etag: id.etag.clone(),
+                        cached_bytes: core.chunks.cached_bytes(&id),
+                    };
+                    let cmd = ScanRequest {
+                        source: Some(listing.source.clone()),
+                        path: Some(listing.path.clone()),
+                        ..Default::default()
+                    };
+                    let info = FlightInfo::new()
+                        .try_with_schema(&schema)
+                        .map_err(|e| {
+                            QuiverError::Internal(format!("cannot encode the schema: {e}"))
+                        })?
+                        .with_descriptor(FlightDescriptor::new_cmd(cmd.to_bytes()))
+                        .with_total_records(metadata.file_metadata().num_rows())
+                        .with_total_bytes(id.size as i64)
+                        .with_app_metadata(serde_json::to_vec(&listing).unwrap_or_default());
+                    Ok::<_, QuiverError>(info)
+                }
+            })
+            .buffered(PLAN_CONCURRENCY)
+            .try_collect()
+            .await?;
+        out.extend(infos);
+    }
+    Ok(out)
+}
+
+/// Parses the ScanRequest a descriptor carries; only CMD descriptors do.
+pub fn descriptor_request(descriptor: &FlightDescriptor) -> Result<ScanRequest> {
+    if descriptor.r#type != arrow_flight::flight_descriptor::DescriptorType::Cmd as i32 {
+        return Err(QuiverError::invalid(
+            "Quiver takes CMD descriptors holding a JSON ScanRequest, not PATH descriptors",
+        ));
+    }
+    parse_request(&descriptor.cmd)
+}
+
+pub fn parse_request(bytes: &[u8]) -> Result<ScanRequest> {
+    ScanRequest::from_bytes(bytes).map_err(|e| QuiverError::invalid(e.to_string()))
+}

@@ -1,0 +1,24 @@
+//! One Quiver cache node.
+//!
+//! A node serves Parquet objects from configured sources over Arrow Flight,
+//! evaluating each request's projection, filter and limit with DataFusion
+//! against a hybrid memory/disk cache of the objects' bytes. `flight` is the
+//! thin protocol adapter; the other modules each do one job.
+
+pub mod actions;
+pub mod admin;
+pub mod auth;
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod flight;
+pub mod flight_info;
+pub mod metrics;
+pub mod node;
+pub mod sample;
+pub mod scan;
+pub mod source;
+
+pub use config::Config;
+pub use error::QuiverError;
+pub use node::RunningNode;

@@ -1,0 +1,191 @@
+//! The node's counters, kept in one Prometheus registry per node so that the
+//! `/metrics` page and the `stats` action read the same numbers, and so that
+//! several nodes can live in one test process without sharing counters.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+/// Which tier answered a chunk lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    Memory,
+    Disk,
+}
+
+impl Tier {
+    fn label(self) -> &'static str {
+        match self {
+            Tier::Memory => "memory",
+            Tier::Disk => "disk",
+        }
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    hits: IntCounterVec,
+    misses: IntCounter,
+    pub origin_bytes: IntCounter,
+    pub origin_requests: IntCounter,
+    pub bytes_served: IntCounter,
+    pub rows_served: IntCounter,
+    pub presigned_urls: IntCounter,
+    pub scans: IntCounter,
+    pub active_scans: IntGauge,
+    pub scan_seconds: Histogram,
+    pub errors: IntCounterVec,
+    pub memory_usage: IntGauge,
+    pub memory_capacity: IntGauge,
+    pub disk_usage: IntGauge,
+    pub disk_capacity: IntGauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry
+        .register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry
+        .register(Box::new(g.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    g
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), &[label])
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry
+        .register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    c
+}
+
+impl Metrics {
+    /// Metric names are fixed at compile time, so registration can only fail
+    /// on a programming error; that is caught by every test that builds a node.
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("quiver".into()), None)
+            .unwrap_or_else(|e| panic!("metrics registry: {e}"));
+        let scan_seconds = Histogram::with_opts(
+            HistogramOpts::new("scan_seconds", "Time from DoGet to the last batch sent")
+                .buckets(prometheus::exponential_buckets(0.001, 2.0, 16).unwrap_or_default()),
+        )
+        .unwrap_or_else(|e| panic!("metric scan_seconds: {e}"));
+        registry
+            .register(Box::new(scan_seconds.clone()))
+            .unwrap_or_else(|e| panic!("metric scan_seconds: {e}"));
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .unwrap_or_else(|e| panic!("process metrics: {e}"));
+        Metrics {
+            hits: counter_vec(
+                &registry,
+                "cache_hits_total",
+                "Chunk lookups answered by a cache tier",
+                "tier",
+            ),
+            misses: counter(
+                &registry,
+                "cache_misses_total",
+                "Chunk lookups that went to the origin",
+            ),
+            origin_bytes: counter(
+                &registry,
+                "origin_bytes_total",
+                "Bytes read from the origin object store",
+            ),
+            origin_requests: counter(
+                &registry,
+                "origin_requests_total",
+                "Requests sent to the origin object store",
+            ),
+            bytes_served: counter(
+                &registry,
+                "served_bytes_total",
+                "Arrow IPC bytes sent to clients",
+            ),
+            rows_served: counter(&registry, "served_rows_total", "Rows sent to clients"),
+            presigned_urls: counter(&registry, "presigned_urls_total", "Pre-signed URLs issued"),
+            scans: counter(&registry, "scans_total", "Scans started"),
+            active_scans: gauge(&registry, "active_scans", "Scans running now"),
+            errors: counter_vec(
+                &registry,
+                "errors_total",
+                "Requests that failed, by gRPC code",
+                "code",
+            ),
+            memory_usage: gauge(
+                &registry,
+                "cache_memory_bytes",
+                "Bytes held by the memory tier",
+            ),
+            memory_capacity: gauge(
+                &registry,
+                "cache_memory_capacity_bytes",
+                "Capacity of the memory tier",
+            ),
+            disk_usage: gauge(
+                &registry,
+                "cache_disk_bytes",
+                "Bytes allocated by the disk tier",
+            ),
+            disk_capacity: gauge(
+                &registry,
+                "cache_disk_capacity_bytes",
+                "Capacity of the disk tier",
+            ),
+            scan_seconds,
+            registry,
+        }
+    }
+
+    pub fn hit(&self, tier: Tier) {
+        self.hits.with_label_values(&[tier.label()]).inc();
+    }
+
+    pub fn hits(&self, tier: Tier) -> u64 {
+        self.hits.with_label_values(&[tier.label()]).get()
+    }
+
+    pub fn miss(&self, chunks: u64) {
+        self.misses.inc_by(chunks);
+    }
+
+    pub fn misses(&self) -> u64 {
+        self.misses.get()
+    }
+
+    pub fn error(&self, code: tonic::Code) {
+        self.errors.with_label_values(&[&format!("{code:?}")]).inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

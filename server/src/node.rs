@@ -1,0 +1,238 @@
+//! One running node: the parts wired together, the listeners bound, and a
+//! graceful shutdown that lets running streams finish and flushes the cache.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use quiver_protocol::{slot_of, NodeInfo, Topology};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+
+use crate::admin;
+use crate::auth::Auth;
+use crate::cache::{CachingObjectStore, ChunkCache, FooterCache};
+use crate::config::Config;
+use crate::error::{QuiverError, Result};
+use crate::flight::QuiverFlight;
+use crate::metrics::Metrics;
+use crate::scan::{ScanLimits, Scanner};
+use crate::source::{ObjectId, Sources, Target};
+
+/// Longest a shutdown waits for running streams before it closes the cache
+/// anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Largest request message accepted: tickets and commands are small JSON.
+pub const MAX_REQUEST_BYTES: usize = 4 << 20;
+
+/// Everything a request handler needs, shared by the Flight and admin
+/// servers.
+pub struct NodeCore {
+    pub node_id: String,
+    pub advertise: String,
+    pub sources: Sources,
+    stores: HashMap<Arc<str>, Arc<CachingObjectStore>>,
+    pub chunks: ChunkCache,
+    pub scanner: Scanner,
+    pub metrics: Arc<Metrics>,
+    pub auth: Auth,
+    pub scan_slots: Arc<Semaphore>,
+    pub max_scans: usize,
+    pub request_timeout: Duration,
+    topology: Topology,
+    pub ready: AtomicBool,
+}
+
+impl std::fmt::Debug for NodeCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCore")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeCore {
+    pub fn store(&self, source: &str) -> Result<&Arc<CachingObjectStore>> {
+        self.stores
+            .get(source)
+            .ok_or_else(|| QuiverError::NotFound(format!("there is no source named `{source}`")))
+    }
+
+    /// The objects a target names: the one object (which must exist), or the
+    /// Parquet objects under a prefix (at least one).
+    pub async fn objects(&self, target: &Target) -> Result<Vec<ObjectId>> {
+        match target {
+            Target::Object { source, path } => Ok(vec![source.identity(path).await?]),
+            Target::Prefix { source, prefix } => {
+                let ids = source.list(prefix).await?;
+                if ids.is_empty() {
+                    return Err(QuiverError::NotFound(format!(
+                        "there are no Parquet objects under {}/{}",
+                        source.name, prefix
+                    )));
+                }
+                Ok(ids)
+            }
+        }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Refuses a read of an object whose slot this node does not own,
+    /// pointing the client at the primary owner.
+    pub fn check_owner(&self, id: &ObjectId) -> Result<()> {
+        let slot = slot_of(&id.source, id.path.as_ref());
+        let owners = self.topology.owners(slot);
+        if owners.iter().any(|n| n.id == self.node_id) {
+            return Ok(());
+        }
+        Err(QuiverError::Moved {
+            slot,
+            epoch: self.topology.epoch,
+            url: owners.first().map(|n| n.url.clone()).unwrap_or_default(),
+        })
+    }
+
+    /// The nodes that own an object, primary first.
+    pub fn owners(&self, id: &ObjectId) -> Vec<NodeInfo> {
+        self.topology
+            .owners(slot_of(&id.source, id.path.as_ref()))
+            .into_iter()
+            .cloned()
+            .collect()
+    }
+}
+
+/// A node that is serving. Dropping it does not stop it; call `shutdown`.
+pub struct RunningNode {
+    pub core: Arc<NodeCore>,
+    pub flight_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    flight_task: JoinHandle<std::result::Result<(), tonic::transport::Error>>,
+    admin_task: JoinHandle<()>,
+}
+
+impl RunningNode {
+    /// Binds the listeners, opens (and recovers) the cache and starts
+    /// serving. Port 0 picks a free port; `advertise` then names it.
+    pub async fn start(config: Config) -> Result<RunningNode> {
+        let flight_listener = TcpListener::bind(config.server.listen).await.map_err(|e| {
+            QuiverError::Internal(format!("cannot listen on {}: {e}", config.server.listen))
+        })?;
+        let admin_listener = TcpListener::bind(config.server.admin_listen)
+            .await
+            .map_err(|e| {
+                QuiverError::Internal(format!(
+                    "cannot listen on {}: {e}",
+                    config.server.admin_listen
+                ))
+            })?;
+        let flight_addr = flight_listener
+            .local_addr()
+            .map_err(|e| QuiverError::Internal(e.to_string()))?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|e| QuiverError::Internal(e.to_string()))?;
+        let mut config = config;
+        config.server.listen = flight_addr;
+
+        let metrics = Arc::new(Metrics::new());
+        let auth = Auth::load(&config.auth).map_err(|e| QuiverError::invalid(e.to_string()))?;
+        let sources = Sources::new(&config.sources)?;
+        let chunks = ChunkCache::open(&config.cache, metrics.clone()).await?;
+        let stores: HashMap<Arc<str>, Arc<CachingObjectStore>> = sources
+            .all()
+            .iter()
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    Arc::new(CachingObjectStore::new(s.clone(), chunks.clone())),
+                )
+            })
+            .collect();
+        let scanner = Scanner::new(
+            &stores.values().cloned().collect::<Vec<_>>(),
+            FooterCache::new(config.cache.metadata.0),
+            ScanLimits {
+                max_filter_len: config.limits.max_filter_len,
+                batch_rows: config.limits.batch_rows,
+            },
+        )?;
+        let node_id = config.node_id();
+        let advertise = config.advertise_url();
+        let core = Arc::new(NodeCore {
+            topology: Topology::single(&node_id, &advertise),
+            node_id,
+            advertise,
+            sources,
+            stores,
+            chunks,
+            scanner,
+            metrics,
+            auth,
+            scan_slots: Arc::new(Semaphore::new(config.limits.max_concurrent_scans)),
+            max_scans: config.limits.max_concurrent_scans,
+            request_timeout: config.limits.request_timeout.0,
+            ready: AtomicBool::new(false),
+        });
+
+        let (stop, stopped) = watch::channel(false);
+        let mut server = Server::builder();
+        if let (Some(cert), Some(key)) = (&config.auth.tls_cert, &config.auth.tls_key) {
+            let read = |p: &std::path::Path| {
+                std::fs::read(p)
+                    .map_err(|e| QuiverError::invalid(format!("cannot read {}: {e}", p.display())))
+            };
+            let identity = Identity::from_pem(read(cert)?, read(key)?);
+            server = server
+                .tls_config(ServerTlsConfig::new().identity(identity))
+                .map_err(|e| {
+                    QuiverError::invalid(format!("the TLS certificate or key is not usable: {e}"))
+                })?;
+        }
+        let service = FlightServiceServer::new(QuiverFlight::new(core.clone()))
+            .max_decoding_message_size(MAX_REQUEST_BYTES);
+        let incoming = tonic::transport::server::TcpIncoming::from(flight_listener);
+        let mut flight_stop = stopped.clone();
+        let flight_task = tokio::spawn(server.add_service(service).serve_with_incoming_shutdown(
+            incoming,
+            async move {
+                let _ = flight_stop.wait_for(|s| *s).await;
+            },
+        ));
+        let admin_task = tokio::spawn(admin::serve(admin_listener, core.clone(), stopped));
+        core.ready.store(true, Ordering::SeqCst);
+        Ok(RunningNode {
+            core,
+            flight_addr,
+            admin_addr,
+            stop,
+            flight_task,
+            admin_task,
+        })
+    }
+
+    /// Stops accepting, lets running streams finish (up to a grace period),
+    /// then flushes the cache so a restart finds it.
+    pub async fn shutdown(self) -> Result<()> {
+        self.core.ready.store(false, Ordering::SeqCst);
+        let _ = self.stop.send(true);
+        match tokio::time::timeout(SHUTDOWN_GRACE, self.flight_task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the Flight server stopped with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "the Flight server task failed"),
+            Err(_) => tracing::warn!("streams were still running after the shutdown grace period"),
+        }
+        let _ = self.admin_task.await;
+        self.core.chunks.close().await
+    }
+}

@@ -1,0 +1,251 @@
+//! Evaluating a scan request against one Parquet object with DataFusion:
+//! projection, SQL filter and limit pushed into the Parquet decoder, reading
+//! bytes through the cache.
+
+mod errors;
+mod provider;
+mod reader;
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::tree_node::TreeNode;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::{Expr, ExprSchemable};
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::file::metadata::ParquetMetaData;
+use quiver_protocol::ScanRequest;
+
+pub use errors::classify;
+use provider::ObjectTable;
+use reader::PinnedReaderFactory;
+
+use crate::cache::{CachingObjectStore, FooterCache};
+use crate::error::{QuiverError, Result};
+use crate::source::ObjectId;
+
+/// Limits that protect the node from expensive requests.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanLimits {
+    pub max_filter_len: usize,
+    pub batch_rows: usize,
+}
+
+/// Plans and runs scans. One per node; cheap to share.
+pub struct Scanner {
+    ctx: SessionContext,
+    footers: FooterCache,
+    limits: ScanLimits,
+}
+
+impl std::fmt::Debug for Scanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scanner")
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// The object-store URL under which DataFusion finds a source's store.
+pub fn store_url(source: &str) -> Result<ObjectStoreUrl> {
+    ObjectStoreUrl::parse(format!("quiver://{source}"))
+        .map_err(|e| QuiverError::Internal(format!("source name {source} makes no URL: {e}")))
+}
+
+impl Scanner {
+    pub fn new(
+        stores: &[Arc<CachingObjectStore>],
+        footers: FooterCache,
+        limits: ScanLimits,
+    ) -> Result<Self> {
+        let mut config = SessionConfig::new()
+            // One object is one partition: order is the file's, and the node's
+            // parallelism comes from serving many scans at once.
+            .with_target_partitions(1)
+            .with_repartition_file_scans(false)
+            .with_batch_size(limits.batch_rows)
+            .with_parquet_pruning(true)
+            .with_parquet_page_index_pruning(true)
+            .with_parquet_bloom_filter_pruning(true);
+        let parquet = &mut config.options_mut().execution.parquet;
+        parquet.pushdown_filters = true;
+        parquet.reorder_filters = true;
+        let ctx = SessionContext::new_with_config(config);
+        for store in stores {
+            let url = store_url(&store.source().name)?;
+            ctx.register_object_store(url.as_ref(), store.clone());
+        }
+        Ok(Scanner {
+            ctx,
+            footers,
+            limits,
+        })
+    }
+
+    pub fn footers(&self) -> &FooterCache {
+        &self.footers
+    }
+
+    pub async fn metadata(
+        &self,
+        store: &CachingObjectStore,
+        id: &ObjectId,
+    ) -> Result<Arc<ParquetMetaData>> {
+        self.footers.get(store, id).await
+    }
+
+    /// The Arrow schema of a file, exactly as its footer declares it.
+    pub async fn file_schema(
+        &self,
+        store: &CachingObjectStore,
+        id: &ObjectId,
+    ) -> Result<SchemaRef> {
+        let metadata = self.metadata(store, id).await?;
+        arrow_schema(metadata, id)
+    }
+
+    /// Checks `req` against the file and returns the projected schema and a
+    /// ready-to-run stream of matching batches.
+    pub async fn scan(
+        &self,
+        store: &Arc<CachingObjectStore>,
+        id: &ObjectId,
+        req: &ScanRequest,
+    ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+        let df = self.plan(store, id, req).await?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let what = format!("{}/{}", id.source, id.path);
+        let stream = df.execute_stream().await.map_err(|e| classify(e, &what))?;
+        Ok((schema, stream))
+    }
+
+    /// The projected schema a scan would produce, without running it.
+    pub async fn projected_schema(
+        &self,
+        store: &Arc<CachingObjectStore>,
+        id: &ObjectId,
+        req: &ScanRequest,
+    ) -> Result<SchemaRef> {
+        let df = self.plan(store, id, req).await?;
+        Ok(Arc::new(df.schema().as_arrow().clone()))
+    }
+
+    async fn plan(
+        &self,
+        store: &Arc<CachingObjectStore>,
+        id: &ObjectId,
+        req: &ScanRequest,
+    ) -> Result<datafusion::dataframe::DataFrame> {
+        let what = format!("{}/{}", id.source, id.path);
+        let metadata = self.metadata(store, id).await?;
+        let schema = arrow_schema(metadata.clone(), id)?;
+        let factory = Arc::new(PinnedReaderFactory::new(
+            store.clone(),
+            self.footers.clone(),
+        ));
+        let table = ObjectTable::new(
+            schema.clone(),
+            id,
+            store_url(&id.source)?,
+            factory,
+            req.row_groups.as_deref(),
+            metadata.num_row_groups(),
+        )?;
+        let mut df = self
+            .ctx
+            .read_table(Arc::new(table))
+            .map_err(|e| classify(e, &what))?;
+        if let Some(filter) = &req.filter {
+            if filter.len() > self.limits.max_filter_len {
+                return Err(QuiverError::ResourceExhausted(format!(
+                    "the filter is {} bytes long; this node accepts at most {}",
+                    filter.len(),
+                    self.limits.max_filter_len
+                )));
+            }
+            let expr = df.parse_sql_expr(filter).map_err(|e| {
+                QuiverError::invalid(format!(
+                    "the filter `{filter}` is not valid: {}",
+                    errors::message(&e)
+                ))
+            })?;
+            // A filter is a row condition; a subquery would let a request run
+            // arbitrary queries (table functions included) on the node.
+            let has_subquery = expr
+                .exists(|e| {
+                    Ok(matches!(
+                        e,
+                        Expr::ScalarSubquery(_)
+                            | Expr::InSubquery(_)
+                            | Expr::Exists(_)
+                            | Expr::SetComparison(_)
+                    ))
+                })
+                .unwrap_or(true);
+            if has_subquery {
+                return Err(QuiverError::invalid(format!(
+                    "the filter `{filter}` contains a subquery; filters are conditions on one row"
+                )));
+            }
+            let ty = expr.get_type(df.schema()).map_err(|e| {
+                QuiverError::invalid(format!(
+                    "the filter `{filter}` is not valid: {}",
+                    errors::message(&e)
+                ))
+            })?;
+            if !matches!(ty, DataType::Boolean | DataType::Null) {
+                return Err(QuiverError::invalid(format!(
+                    "the filter `{filter}` is of type {ty}, not a boolean condition"
+                )));
+            }
+            df = df.filter(expr).map_err(|e| {
+                QuiverError::invalid(format!(
+                    "the filter `{filter}` is not valid: {}",
+                    errors::message(&e)
+                ))
+            })?;
+        }
+        if let Some(columns) = &req.columns {
+            check_columns(columns, &schema)?;
+            let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+            df = df.select_columns(&names).map_err(|e| classify(e, &what))?;
+        }
+        if let Some(limit) = req.limit {
+            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+            df = df.limit(0, Some(limit)).map_err(|e| classify(e, &what))?;
+        }
+        Ok(df)
+    }
+}
+
+fn arrow_schema(metadata: Arc<ParquetMetaData>, id: &ObjectId) -> Result<SchemaRef> {
+    ArrowReaderMetadata::try_new(metadata, ArrowReaderOptions::new())
+        .map(|m| m.schema().clone())
+        .map_err(|e| {
+            QuiverError::DataLoss(format!(
+                "object {}/{} has a schema Arrow cannot read: {e}",
+                id.source, id.path
+            ))
+        })
+}
+
+fn check_columns(columns: &[String], schema: &SchemaRef) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for c in columns {
+        if schema.field_with_name(c).is_err() {
+            let known: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            return Err(QuiverError::invalid(format!(
+                "unknown column `{c}`; the file has columns {}",
+                known.join(", ")
+            )));
+        }
+        if !seen.insert(c) {
+            return Err(QuiverError::invalid(format!(
+                "column `{c}` is listed twice"
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,382 @@
+//! Every request path with malformed input: the answer carries the status
+//! code of the protocol (§3), a request id, and the node keeps serving.
+
+use crate::common::*;
+use arrow_flight::{Criteria, FlightDescriptor};
+use futures::TryStreamExt;
+use quiver_protocol::REQUEST_ID_HEADER;
+use quiver_server::RunningNode;
+use tonic::Code;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    node: RunningNode,
+    client: arrow_flight::FlightClient,
+}
+
+async fn fixture(tweak: impl FnOnce(&mut quiver_server::Config)) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    write_parquet(&dir.path().join("t/a.parquet"), 2000, 1);
+    std::fs::write(
+        dir.path().join("t/not-parquet.parquet"),
+        b"this is plain text, not a Parquet file at all",
+    )
+    .unwrap();
+    let good = std::fs::read(dir.path().join("t/a.parquet")).unwrap();
+    std::fs::create_dir_all(dir.path().join("broken")).unwrap();
+    std::fs::write(
+        dir.path().join("broken/truncated.parquet"),
+        &good[..good.len() / 2],
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("broken/tail-only.parquet"),
+        &good[good.len() - 100..],
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("empty")).unwrap();
+    let mut config = node_config(vec![local_source("local", dir.path())], None);
+    tweak(&mut config);
+    let node = RunningNode::start(config).await.unwrap();
+    let client = client(&node).await;
+    Fixture {
+        _dir: dir,
+        node,
+        client,
+    }
+}
+
+/// The node still answers a good request correctly.
+async fn still_serves(c: &mut arrow_flight::FlightClient) {
+    let mut req = scan("local", "t/a.parquet");
+    req.filter = Some("id < 10".into());
+    let batches = do_get(c, &req).await.expect("the node stopped serving");
+    assert_eq!(row_count(&batches), 10);
+}
+
+fn assert_code(result: Result<impl std::fmt::Debug, tonic::Status>, code: Code, what: &str) {
+    let err = result.expect_err(what);
+    assert_eq!(err.code(), code, "{what}: {}", err.message());
+    assert!(!err.message().is_empty(), "{what}: empty message");
+    assert!(
+        err.metadata().get(REQUEST_ID_HEADER).is_some(),
+        "{what}: no request id"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn do_get_rejects_bad_tickets() {
+    let mut f = fixture(|_| {}).await;
+    let c = &mut f.client;
+    let cases: Vec<(&str, Vec<u8>, Code)> = vec![
+        ("not json", b"select * from t".to_vec(), Code::InvalidArgument),
+        ("not utf-8", vec![0xff, 0xfe, 0x00], Code::InvalidArgument),
+        ("empty", vec![], Code::InvalidArgument),
+        ("unknown field", br#"{"source":"local","path":"t/a.parquet","colums":["id"]}"#.to_vec(), Code::InvalidArgument),
+        ("negative limit", br#"{"source":"local","path":"t/a.parquet","limit":-1}"#.to_vec(), Code::InvalidArgument),
+        ("bad accept", br#"{"source":"local","path":"t/a.parquet","accept":["ftp"]}"#.to_vec(), Code::InvalidArgument),
+        ("no source", br#"{"path":"t/a.parquet"}"#.to_vec(), Code::InvalidArgument),
+        ("url and source", br#"{"source":"local","url":"file:///etc/passwd"}"#.to_vec(), Code::InvalidArgument),
+        ("url outside sources", br#"{"url":"file:///etc/passwd"}"#.to_vec(), Code::InvalidArgument),
+        ("url of another scheme", br#"{"url":"s3://other-bucket/x.parquet"}"#.to_vec(), Code::InvalidArgument),
+        ("unknown source", br#"{"source":"nope","path":"t/a.parquet"}"#.to_vec(), Code::NotFound),
+        ("path traversal", br#"{"source":"local","path":"../../etc/passwd"}"#.to_vec(), Code::InvalidArgument),
+        ("inner traversal", br#"{"source":"local","path":"t/../../x.parquet"}"#.to_vec(), Code::InvalidArgument),
+        ("missing object", br#"{"source":"local","path":"t/missing.parquet"}"#.to_vec(), Code::NotFound),
+        ("prefix in DoGet", br#"{"source":"local","path":"t/"}"#.to_vec(), Code::InvalidArgument),
+        ("not parquet", br#"{"source":"local","path":"t/not-parquet.parquet"}"#.to_vec(), Code::DataLoss),
+        ("truncated parquet", br#"{"source":"local","path":"broken/truncated.parquet"}"#.to_vec(), Code::DataLoss),
+        ("footer only", br#"{"source":"local","path":"broken/tail-only.parquet"}"#.to_vec(), Code::DataLoss),
+        ("unknown column", br#"{"source":"local","path":"t/a.parquet","columns":["id","nope"]}"#.to_vec(), Code::InvalidArgument),
+        ("duplicate column", br#"{"source":"local","path":"t/a.parquet","columns":["id","id"]}"#.to_vec(), Code::InvalidArgument),
+        ("unparsable filter", br#"{"source":"local","path":"t/a.parquet","filter":"id >>> 3"}"#.to_vec(), Code::InvalidArgument),
+        ("trailing garbage", br#"{"source":"local","path":"t/a.parquet","filter":"id > 1; DROP TABLE t"}"#.to_vec(), Code::InvalidArgument),
+        ("non-boolean filter", br#"{"source":"local","path":"t/a.parquet","filter":"id + 1"}"#.to_vec(), Code::InvalidArgument),
+        ("string filter", br#"{"source":"local","path":"t/a.parquet","filter":"'yes'"}"#.to_vec(), Code::InvalidArgument),
+        ("filter on unknown column", br#"{"source":"local","path":"t/a.parquet","filter":"nope > 1"}"#.to_vec(), Code::InvalidArgument),
+        ("unknown function", br#"{"source":"local","path":"t/a.parquet","filter":"frobnicate(id) > 1"}"#.to_vec(), Code::InvalidArgument),
+        ("subquery", br#"{"source":"local","path":"t/a.parquet","filter":"id IN (SELECT 1)"}"#.to_vec(), Code::InvalidArgument),
+        ("scalar subquery", br#"{"source":"local","path":"t/a.parquet","filter":"id > (SELECT max(value) FROM generate_series(1, 10))"}"#.to_vec(), Code::InvalidArgument),
+        ("exists", br#"{"source":"local","path":"t/a.parquet","filter":"EXISTS (SELECT 1)"}"#.to_vec(), Code::InvalidArgument),
+        ("failing cast", br#"{"source":"local","path":"t/a.parquet","filter":"CAST(name AS INT) > 3"}"#.to_vec(), Code::InvalidArgument),
+        ("missing row group", br#"{"source":"local","path":"t/a.parquet","row_groups":[99]}"#.to_vec(), Code::InvalidArgument),
+        ("stale etag", br#"{"source":"local","path":"t/a.parquet","etag":"not-the-etag"}"#.to_vec(), Code::FailedPrecondition),
+    ];
+    for (what, ticket, code) in cases {
+        assert_code(do_get_raw(c, &ticket).await, code, what);
+        still_serves(c).await;
+    }
+    let long = serde_json::json!({"source": "local", "path": "t/a.parquet", "filter": format!("id > {}", "1".repeat(20_000))});
+    assert_code(
+        do_get_raw(c, &serde_json::to_vec(&long).unwrap()).await,
+        Code::ResourceExhausted,
+        "long filter",
+    );
+    still_serves(c).await;
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planning_calls_reject_bad_input() {
+    let mut f = fixture(|_| {}).await;
+    let c = &mut f.client;
+    let path = FlightDescriptor::new_path(vec!["local".into(), "t/a.parquet".into()]);
+    assert_code(
+        c.get_flight_info(path.clone()).await.map_err(into_status),
+        Code::InvalidArgument,
+        "PATH descriptor",
+    );
+    assert_code(
+        c.get_schema(path).await.map_err(into_status),
+        Code::InvalidArgument,
+        "PATH schema",
+    );
+    for (what, cmd, code) in [
+        ("bad json", &b"{"[..], Code::InvalidArgument),
+        (
+            "unknown field",
+            br#"{"source":"local","path":"t/","filtr":"id > 1"}"#,
+            Code::InvalidArgument,
+        ),
+        (
+            "unknown column",
+            br#"{"source":"local","path":"t/a.parquet","columns":["zzz"]}"#,
+            Code::InvalidArgument,
+        ),
+        (
+            "bad filter",
+            br#"{"source":"local","path":"t/a.parquet","filter":"id >"}"#,
+            Code::InvalidArgument,
+        ),
+        (
+            "empty prefix",
+            br#"{"source":"local","path":"empty/"}"#,
+            Code::NotFound,
+        ),
+        (
+            "missing object",
+            br#"{"source":"local","path":"t/zzz.parquet"}"#,
+            Code::NotFound,
+        ),
+        (
+            "unknown source",
+            br#"{"source":"zzz","path":"t/"}"#,
+            Code::NotFound,
+        ),
+        (
+            "not parquet",
+            br#"{"source":"local","path":"t/not-parquet.parquet"}"#,
+            Code::DataLoss,
+        ),
+        (
+            "traversal",
+            br#"{"source":"local","path":"../t/"}"#,
+            Code::InvalidArgument,
+        ),
+    ] {
+        let d = FlightDescriptor::new_cmd(cmd.to_vec());
+        assert_code(
+            c.get_flight_info(d.clone()).await.map_err(into_status),
+            code,
+            what,
+        );
+        assert_code(c.get_schema(d).await.map_err(into_status), code, what);
+        still_serves(c).await;
+    }
+    for (what, criteria, code) in [
+        ("bad criteria", &b"nope"[..], Code::InvalidArgument),
+        (
+            "unknown source",
+            br#"{"source":"zzz","path":""}"#,
+            Code::NotFound,
+        ),
+        (
+            "traversal",
+            br#"{"source":"local","path":"../"}"#,
+            Code::InvalidArgument,
+        ),
+        (
+            "unknown field",
+            br#"{"source":"local","path":"","x":1}"#,
+            Code::InvalidArgument,
+        ),
+    ] {
+        let result = c.list_flights(criteria.to_vec()).await.map_err(into_status);
+        let result = match result {
+            Ok(s) => s.try_collect::<Vec<_>>().await.map_err(into_status),
+            Err(e) => Err(e),
+        };
+        assert_code(result, code, what);
+        still_serves(c).await;
+    }
+    let _ = Criteria::default();
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_reject_bad_input() {
+    let mut f = fixture(|_| {}).await;
+    let c = &mut f.client;
+    for (what, kind, body, code) in [
+        (
+            "unknown action",
+            "launch-missiles",
+            &b""[..],
+            Code::InvalidArgument,
+        ),
+        ("evict bad json", "evict", b"[1,2]", Code::InvalidArgument),
+        (
+            "evict unknown field",
+            "evict",
+            br#"{"source":"local","path":"t/","x":1}"#,
+            Code::InvalidArgument,
+        ),
+        (
+            "evict unknown source",
+            "evict",
+            br#"{"source":"zzz","path":"t/"}"#,
+            Code::NotFound,
+        ),
+        (
+            "evict traversal",
+            "evict",
+            br#"{"source":"local","path":"../x"}"#,
+            Code::InvalidArgument,
+        ),
+        ("prefetch bad json", "prefetch", b"{", Code::InvalidArgument),
+        (
+            "prefetch missing",
+            "prefetch",
+            br#"{"source":"local","path":"t/zzz.parquet"}"#,
+            Code::NotFound,
+        ),
+        (
+            "prefetch unknown column",
+            "prefetch",
+            br#"{"source":"local","path":"t/a.parquet","columns":["zzz"]}"#,
+            Code::InvalidArgument,
+        ),
+        (
+            "prefetch not parquet",
+            "prefetch",
+            br#"{"source":"local","path":"t/not-parquet.parquet","columns":["id"]}"#,
+            Code::DataLoss,
+        ),
+    ] {
+        assert_code(action(c, kind, body).await, code, what);
+        still_serves(c).await;
+    }
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_limit_is_resource_exhausted() {
+    let mut f = fixture(|c| c.limits.max_concurrent_scans = 1).await;
+    // An open stream that is not read holds its scan slot, as long as the
+    // answer is bigger than what HTTP/2 flow control lets the server send.
+    write_parquet(&f._dir.path().join("big/b.parquet"), 300_000, 3);
+    let held = f
+        .client
+        .do_get(ticket(&scan("local", "big/b.parquet")))
+        .await
+        .unwrap();
+    let mut other = client(&f.node).await;
+    assert_code(
+        do_get(&mut other, &scan("local", "t/a.parquet")).await,
+        Code::ResourceExhausted,
+        "second scan",
+    );
+    drop(held);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    still_serves(&mut other).await;
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_tokens_and_admin_token() {
+    let secrets = tempfile::tempdir().unwrap();
+    let tokens = secrets.path().join("tokens");
+    let admin = secrets.path().join("admin");
+    std::fs::write(&tokens, "# readers\nreader-token\n").unwrap();
+    std::fs::write(&admin, "admin-token\n").unwrap();
+    let (t, a) = (tokens.clone(), admin.clone());
+    let f = fixture(move |c| {
+        c.auth.tokens_file = Some(t);
+        c.auth.admin_token_file = Some(a);
+    })
+    .await;
+    let mut anon = client(&f.node).await;
+    assert_code(
+        do_get(&mut anon, &scan("local", "t/a.parquet")).await,
+        Code::Unauthenticated,
+        "no token",
+    );
+    assert_code(
+        action(&mut anon, "stats", b"").await,
+        Code::Unauthenticated,
+        "no token stats",
+    );
+    let mut wrong = client(&f.node).await;
+    wrong.add_header("authorization", "Bearer guess").unwrap();
+    assert_code(
+        do_get(&mut wrong, &scan("local", "t/a.parquet")).await,
+        Code::Unauthenticated,
+        "wrong token",
+    );
+
+    let mut reader = client(&f.node).await;
+    reader
+        .add_header("authorization", "Bearer reader-token")
+        .unwrap();
+    still_serves(&mut reader).await;
+    assert_code(
+        action(&mut reader, "evict", br#"{"source":"local","path":"t/"}"#).await,
+        Code::PermissionDenied,
+        "reader evicts",
+    );
+    assert_code(
+        action(
+            &mut reader,
+            "prefetch",
+            br#"{"source":"local","path":"t/a.parquet"}"#,
+        )
+        .await,
+        Code::PermissionDenied,
+        "reader prefetches",
+    );
+
+    let mut boss = client(&f.node).await;
+    boss.add_header("authorization", "Bearer admin-token")
+        .unwrap();
+    action(
+        &mut boss,
+        "evict",
+        br#"{"source":"local","path":"t/a.parquet"}"#,
+    )
+    .await
+    .unwrap();
+
+    // Basic credentials in the handshake are traded for a bearer token.
+    let mut hs = client(&f.node).await;
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode("alice:reader-token");
+    hs.add_header("authorization", &format!("Basic {basic}"))
+        .unwrap();
+    let payload = hs.handshake(bytes::Bytes::new()).await.unwrap();
+    assert_eq!(&payload[..], b"reader-token");
+    let mut bad_hs = client(&f.node).await;
+    let basic = base64::engine::general_purpose::STANDARD.encode("alice:wrong");
+    bad_hs
+        .add_header("authorization", &format!("Basic {basic}"))
+        .unwrap();
+    assert_code(
+        bad_hs
+            .handshake(bytes::Bytes::new())
+            .await
+            .map_err(into_status),
+        Code::Unauthenticated,
+        "bad basic",
+    );
+    still_serves(&mut reader).await;
+    f.node.shutdown().await.unwrap();
+}

@@ -1,0 +1,164 @@
+//! Quiver's answers must equal DataFusion reading the same Parquet directly,
+//! for many generated filters, projections and limits, from a local
+//! directory and from a real S3-compatible server.
+
+use std::collections::HashMap;
+
+use crate::common::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const CASES: usize = 120;
+
+async fn check_cases(
+    client: &mut arrow_flight::FlightClient,
+    source: &str,
+    key: &str,
+    file: &std::path::Path,
+    seed: u64,
+) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut nonempty = 0;
+    for case in 0..CASES {
+        let filter = (case % 10 != 0).then(|| random_filter(&mut rng, 2));
+        let columns = random_columns(&mut rng);
+        let limit = rng.random_bool(0.3).then(|| rng.random_range(0..400u64));
+        let mut req = scan(source, key);
+        req.columns = columns.clone();
+        req.filter = filter.clone();
+        req.limit = limit;
+        let got = do_get(client, &req)
+            .await
+            .unwrap_or_else(|e| panic!("case {case} {req:?} failed: {e}"));
+        let expected = reference(file, columns.as_deref(), filter.as_deref()).await;
+        if let (Some(cols), Some(b)) = (&columns, got.first()) {
+            let names: Vec<String> = b
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            assert_eq!(&names, cols, "case {case}: projected schema");
+        }
+        let (got_rows, want_rows) = (rows(&got), rows(&expected));
+        if !want_rows.is_empty() {
+            nonempty += 1;
+        }
+        match limit {
+            None => assert_eq!(got_rows, want_rows, "case {case}: {req:?}"),
+            Some(n) => {
+                assert_eq!(
+                    got_rows.len(),
+                    want_rows.len().min(n as usize),
+                    "case {case}: {req:?}"
+                );
+                let mut pool: HashMap<&String, usize> = HashMap::new();
+                for r in &want_rows {
+                    *pool.entry(r).or_default() += 1;
+                }
+                for r in &got_rows {
+                    let left = pool
+                        .get_mut(r)
+                        .unwrap_or_else(|| panic!("case {case}: row {r} is not in the reference"));
+                    assert!(*left > 0, "case {case}: row {r} returned too often");
+                    *left -= 1;
+                }
+            }
+        }
+    }
+    // Guard against a generator that only ever produces empty results.
+    assert!(
+        nonempty > CASES / 3,
+        "only {nonempty} of {CASES} cases matched any row"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_directory_matches_datafusion() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t/data.parquet");
+    write_parquet(&file, 6000, 7);
+    let node = quiver_server::RunningNode::start(node_config(
+        vec![local_source("local", dir.path())],
+        None,
+    ))
+    .await
+    .unwrap();
+    let mut c = client(&node).await;
+    check_cases(&mut c, "local", "t/data.parquet", &file, 1).await;
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_matches_datafusion() {
+    let root = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(root.path()).await;
+    let file = s3.file("warehouse/t/data.parquet");
+    write_parquet(&file, 6000, 11);
+    let node = quiver_server::RunningNode::start(node_config(vec![s3.source("lake")], None))
+        .await
+        .unwrap();
+    let mut c = client(&node).await;
+    check_cases(&mut c, "lake", "warehouse/t/data.parquet", &file, 2).await;
+    node.shutdown().await.unwrap();
+}
+
+/// A prefix plans one endpoint per object; reading every endpoint gives what
+/// DataFusion gives for the whole directory, and a limit without a filter
+/// caps the total across endpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefix_endpoints_cover_the_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(root.path()).await;
+    for i in 0..4 {
+        write_parquet(&s3.file(&format!("t/part-{i}.parquet")), 1500, 100 + i);
+    }
+    std::fs::write(s3.file("t/_SUCCESS"), b"").unwrap();
+    let node = quiver_server::RunningNode::start(node_config(vec![s3.source("lake")], None))
+        .await
+        .unwrap();
+    let mut c = client(&node).await;
+    let dir = s3.file("t/");
+    for (filter, columns) in [
+        (
+            Some("qty > 20 AND name LIKE 'b%'"),
+            Some(vec!["id".to_string(), "name".to_string()]),
+        ),
+        (None, None),
+        (
+            Some("day >= DATE '2019-04-01' OR flag"),
+            Some(vec!["ts".to_string(), "amount".to_string()]),
+        ),
+    ] {
+        let mut req = scan("lake", "t/");
+        req.filter = filter.map(String::from);
+        req.columns = columns.clone();
+        let info = flight_info(&mut c, &req).await.unwrap();
+        assert_eq!(info.endpoint.len(), 4);
+        let mut got = Vec::new();
+        for ep in &info.endpoint {
+            assert_eq!(ep.location[0].uri, format!("grpc://{}", node.flight_addr));
+            let t = ep.ticket.as_ref().unwrap();
+            got.extend(do_get_raw(&mut c, &t.ticket).await.unwrap());
+        }
+        let expected = reference(&dir, columns.as_deref(), filter).await;
+        assert_eq!(rows(&got), rows(&expected), "{filter:?}");
+        if filter.is_none() {
+            assert_eq!(info.total_records, 6000);
+        }
+    }
+    let mut req = scan("lake", "t/");
+    req.limit = Some(2000);
+    let info = flight_info(&mut c, &req).await.unwrap();
+    assert_eq!(info.total_records, 2000);
+    let mut total = 0;
+    for ep in &info.endpoint {
+        total += row_count(
+            &do_get_raw(&mut c, &ep.ticket.as_ref().unwrap().ticket)
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(total, 2000);
+    node.shutdown().await.unwrap();
+}

@@ -1,0 +1,8 @@
+//! Integration tests of one node, in one binary so that DataFusion is linked
+//! once.
+
+mod bad_input;
+mod cache;
+mod common;
+mod differential;
+mod flight_api;
