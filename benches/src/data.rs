@@ -35,8 +35,11 @@ pub fn random_floats(
     }
     let tmp = path.with_extension("parquet.tmp");
     let file = std::fs::File::create(&tmp)?;
+    // Random floats do not compress or dictionary-encode; plain pages keep
+    // the file the size asked for.
     let props = WriterProperties::builder()
         .set_max_row_group_row_count(Some(BATCH_ROWS))
+        .set_dictionary_enabled(false)
         .build();
     let mut writer =
         ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(std::io::Error::other)?;
