@@ -16,6 +16,15 @@ use crate::metrics::Tier;
 use crate::node::NodeCore;
 use crate::source::ObjectId;
 
+/// Chunks a prefetch loads per read.
+const PREFETCH_SLICE_CHUNKS: u64 = 16;
+
+fn split(range: Range<u64>, size: u64) -> impl Iterator<Item = Range<u64>> {
+    (range.start..range.end)
+        .step_by(size.max(1) as usize)
+        .map(move |start| start..(start + size).min(range.end))
+}
+
 fn json<T: serde::Serialize>(value: &T) -> Bytes {
     Bytes::from(serde_json::to_vec(value).unwrap_or_default())
 }
@@ -144,7 +153,12 @@ pub async fn prefetch(
             let result = async {
                 let ranges = prefetch_ranges(&core, &id, columns.as_deref()).await?;
                 let store = core.store(&id.source)?;
-                store.read_pinned(&id, &ranges).await?;
+                // Load in slices, so that prefetching a huge object never
+                // holds more than a slice of it in memory outside the cache.
+                let slice = PREFETCH_SLICE_CHUNKS * core.chunks.chunk_size();
+                for piece in ranges.iter().flat_map(|r| split(r.clone(), slice)) {
+                    store.read_pinned(&id, std::slice::from_ref(&piece)).await?;
+                }
                 Ok::<u64, QuiverError>(ranges.iter().map(|r| r.end - r.start).sum())
             }
             .await;
@@ -168,4 +182,16 @@ pub async fn prefetch(
         },
     )
     .boxed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn split_covers_the_range_in_slices() {
+        assert_eq!(split(0..10, 4).collect::<Vec<_>>(), vec![0..4, 4..8, 8..10]);
+        assert_eq!(split(3..5, 4).collect::<Vec<_>>(), vec![3..5]);
+        assert_eq!(split(5..5, 4).count(), 0);
+    }
 }

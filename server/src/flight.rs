@@ -84,8 +84,16 @@ fn status(metrics: &Metrics, rid: &str, err: QuiverError) -> Status {
     s
 }
 
+fn timed_out(timeout: Duration) -> QuiverError {
+    QuiverError::ResourceExhausted(format!(
+        "the request ran longer than this node's request timeout of {}",
+        humantime::format_duration(timeout)
+    ))
+}
+
 impl QuiverFlight {
-    /// Runs `work` with the request id in scope and maps its outcome.
+    /// Runs `work` with the request id in scope, within the request
+    /// timeout, and maps its outcome.
     async fn run<T>(
         &self,
         rid: &str,
@@ -93,7 +101,12 @@ impl QuiverFlight {
         work: impl Future<Output = Result<T>>,
     ) -> std::result::Result<Response<T>, Status> {
         let span = tracing::info_span!("flight", call, request_id = rid);
-        match work.instrument(span).await {
+        let timeout = self.core.request_timeout;
+        let outcome = match tokio::time::timeout(timeout, work.instrument(span)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(timed_out(timeout)),
+        };
+        match outcome {
             Ok(v) => Ok(tag(rid, Response::new(v))),
             Err(e) => Err(status(&self.core.metrics, rid, e)),
         }
@@ -122,10 +135,7 @@ impl Stream for ScanStream {
         }
         if self.deadline.as_mut().poll(cx).is_ready() {
             self.done = true;
-            let err = QuiverError::ResourceExhausted(format!(
-                "the scan ran longer than this node's request timeout of {}s",
-                self.timeout.as_secs()
-            ));
+            let err = timed_out(self.timeout);
             return Poll::Ready(Some(Err(status(&self.core.metrics, &self.rid, err))));
         }
         let next = self.inner.poll_next_unpin(cx);

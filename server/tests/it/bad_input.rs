@@ -293,6 +293,27 @@ async fn scan_limit_is_resource_exhausted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_past_the_request_timeout_ends_with_resource_exhausted() {
+    let mut f = fixture(|c| {
+        c.limits.request_timeout =
+            quiver_server::config::Span(std::time::Duration::from_millis(300))
+    })
+    .await;
+    write_parquet(&f._dir.path().join("big/b.parquet"), 300_000, 3);
+    // The client stops reading, so the stream is still open at the deadline.
+    let stream = f
+        .client
+        .do_get(ticket(&scan("local", "big/b.parquet")))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let result: Result<Vec<_>, _> = stream.try_collect().await.map_err(into_status);
+    assert_code(result, Code::ResourceExhausted, "slow reader");
+    still_serves(&mut f.client).await;
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_tokens_and_admin_token() {
     let secrets = tempfile::tempdir().unwrap();
     let tokens = secrets.path().join("tokens");
