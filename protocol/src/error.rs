@@ -19,20 +19,3 @@ pub enum ErrorCode {
     DataLoss,
     Internal,
 }
-
-impl ErrorCode {
-    /// The numeric gRPC status code (see grpc/status.proto).
-    pub fn grpc_code(self) -> i32 {
-        match self {
-            ErrorCode::InvalidArgument => 3,
-            ErrorCode::NotFound => 5,
-            ErrorCode::PermissionDenied => 7,
-            ErrorCode::ResourceExhausted => 8,
-            ErrorCode::FailedPrecondition => 9,
-            ErrorCode::Internal => 13,
-            ErrorCode::Unavailable => 14,
-            ErrorCode::DataLoss => 15,
-            ErrorCode::Unauthenticated => 16,
-        }
-    }
-}

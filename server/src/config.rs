@@ -410,8 +410,10 @@ impl Config {
                 "must be a power of two between 4KiB and 8MiB",
             ));
         }
-        if self.cache.memory.0 < chunk {
-            return Err(invalid("cache.memory", "must hold at least one chunk"));
+        // The memory tier is split into 8 shards; a shard smaller than a
+        // chunk would evict every entry the moment it is inserted.
+        if self.cache.memory.0 < 8 * chunk {
+            return Err(invalid("cache.memory", "must hold at least 8 chunks"));
         }
         if self.cache.disk.0 != 0 && self.cache.disk.0 < (64 << 20) {
             return Err(invalid(

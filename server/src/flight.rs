@@ -3,9 +3,8 @@
 //! response and every error carries the request id.
 
 use std::future::Future;
-use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use arrow::ipc::writer::IpcWriteOptions;
@@ -18,7 +17,7 @@ use arrow_flight::{
     SchemaResult, Ticket,
 };
 use futures::stream::BoxStream;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{StreamExt, TryStreamExt};
 use quiver_protocol::{ActionType, REQUEST_ID_HEADER};
 use tokio::sync::OwnedSemaphorePermit;
 use tonic::metadata::MetadataValue;
@@ -113,58 +112,78 @@ impl QuiverFlight {
     }
 }
 
-/// A DoGet answer in flight: holds its scan slot, counts what it sends, and
-/// ends with ResourceExhausted if it outlives the request timeout.
-struct ScanStream {
-    inner: BoxStream<'static, std::result::Result<FlightData, Status>>,
-    deadline: Pin<Box<tokio::time::Sleep>>,
-    timeout: Duration,
-    core: Arc<NodeCore>,
-    rid: String,
-    started: Instant,
-    done: bool,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Stream for ScanStream {
-    type Item = std::result::Result<FlightData, Status>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done {
-            return Poll::Ready(None);
-        }
-        if self.deadline.as_mut().poll(cx).is_ready() {
-            self.done = true;
-            let err = timed_out(self.timeout);
-            return Poll::Ready(Some(Err(status(&self.core.metrics, &self.rid, err))));
-        }
-        let next = self.inner.poll_next_unpin(cx);
-        match &next {
-            Poll::Ready(Some(Ok(data))) => {
-                let n = data.data_header.len() + data.data_body.len();
-                self.core.metrics.bytes_served.inc_by(n as u64);
+/// Drives a DoGet answer from a task of its own that holds the scan slot.
+///
+/// The task stops at the request deadline even when the client has stopped
+/// reading (HTTP/2 flow control would otherwise leave the response unpolled
+/// and the slot taken for as long as the connection lives). A stream cut
+/// short that way ends with ResourceExhausted, never as a silent success.
+fn serve_scan(
+    core: &Arc<NodeCore>,
+    rid: &str,
+    mut encoded: BoxStream<'static, std::result::Result<FlightData, Status>>,
+    permit: OwnedSemaphorePermit,
+) -> BoxStream<'static, std::result::Result<FlightData, Status>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let finished = Arc::new(AtomicBool::new(false));
+    let timeout = core.request_timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let producer = (core.clone(), finished.clone());
+    core.metrics.scans.inc();
+    core.metrics.active_scans.inc();
+    tokio::spawn(async move {
+        let (core, finished) = producer;
+        let _permit = permit;
+        let started = Instant::now();
+        loop {
+            let item = match tokio::time::timeout_at(deadline, encoded.next()).await {
+                Ok(Some(item)) => item,
+                Ok(None) => {
+                    finished.store(true, Ordering::SeqCst);
+                    break;
+                }
+                Err(_) => break,
+            };
+            let failed = item.is_err();
+            let size = item
+                .as_ref()
+                .map(|d| d.data_header.len() + d.data_body.len())
+                .unwrap_or(0);
+            match tokio::time::timeout_at(deadline, tx.send(item)).await {
+                Ok(Ok(())) => core.metrics.bytes_served.inc_by(size as u64),
+                _ => break,
             }
-            Poll::Ready(Some(Err(_))) | Poll::Ready(None) => self.done = true,
-            Poll::Pending => {}
+            if failed {
+                finished.store(true, Ordering::SeqCst);
+                break;
+            }
         }
-        next
-    }
-}
-
-impl Drop for ScanStream {
-    fn drop(&mut self) {
-        self.core.metrics.active_scans.dec();
-        self.core
-            .metrics
+        core.metrics.active_scans.dec();
+        core.metrics
             .scan_seconds
-            .observe(self.started.elapsed().as_secs_f64());
-    }
+            .observe(started.elapsed().as_secs_f64());
+    });
+    let received = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let (core, rid) = (core.clone(), rid.to_string());
+    let tail = futures::stream::once(async move {
+        (!finished.load(Ordering::SeqCst))
+            .then(|| Err(status(&core.metrics, &rid, timed_out(timeout))))
+    })
+    .filter_map(|item| async move { item });
+    received.chain(tail).boxed()
 }
 
 impl QuiverFlight {
-    async fn start_scan(&self, rid: &str, ticket: &[u8]) -> Result<ScanStream> {
+    async fn start_scan(
+        &self,
+        rid: &str,
+        ticket: &[u8],
+    ) -> Result<BoxStream<'static, std::result::Result<FlightData, Status>>> {
         let core = &self.core;
         let req = parse_request(ticket)?;
+        let has_filter = req.filter.is_some();
         let (source, path) = match core.sources.resolve(&req)? {
             Target::Object { source, path } => (source, path),
             Target::Prefix { .. } => {
@@ -191,8 +210,6 @@ impl QuiverFlight {
         })?;
         let store = core.store(&source.name)?;
         let (schema, batches) = core.scanner.scan(store, &id, &req).await?;
-        core.metrics.scans.inc();
-        core.metrics.active_scans.inc();
         let what = source.describe(&path);
         let metrics_core = core.clone();
         let err_core = core.clone();
@@ -206,7 +223,7 @@ impl QuiverFlight {
                 FlightError::Tonic(Box::new(status(
                     &err_core.metrics,
                     &err_rid,
-                    classify(e, &what),
+                    classify(e, &what, has_filter),
                 )))
             });
         let encoded = FlightDataEncoderBuilder::new()
@@ -215,25 +232,20 @@ impl QuiverFlight {
             .build(batches)
             .map_err(Status::from)
             .boxed();
-        Ok(ScanStream {
-            inner: encoded,
-            deadline: Box::pin(tokio::time::sleep(core.request_timeout)),
-            timeout: core.request_timeout,
-            core: core.clone(),
-            rid: rid.to_string(),
-            started: Instant::now(),
-            done: false,
-            _permit: permit,
-        })
+        Ok(serve_scan(core, rid, encoded, permit))
     }
 }
 
 type Stream_<T> = BoxStream<'static, std::result::Result<T, Status>>;
 
-fn unsupported(what: &str) -> Status {
-    Status::unimplemented(format!(
+fn unsupported<T>(what: &str, request: &Request<T>) -> Status {
+    let mut s = Status::unimplemented(format!(
         "{what} is not supported: Quiver is a read-only cache"
-    ))
+    ));
+    if let Ok(v) = MetadataValue::try_from(request_id(request)) {
+        s.metadata_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    s
 }
 
 #[tonic::async_trait]
@@ -300,10 +312,11 @@ impl FlightService for QuiverFlight {
 
     async fn poll_flight_info(
         &self,
-        _request: Request<FlightDescriptor>,
+        request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<PollInfo>, Status> {
-        Err(Status::unimplemented(
-            "PollFlightInfo is not supported: GetFlightInfo answers at once",
+        Err(unsupported(
+            "PollFlightInfo (GetFlightInfo answers at once)",
+            &request,
         ))
     }
 
@@ -329,17 +342,16 @@ impl FlightService for QuiverFlight {
         let rid = request_id(&request);
         self.run(&rid, "do_get", async {
             self.core.auth.check(request.metadata(), false)?;
-            let stream = self.start_scan(&rid, &request.get_ref().ticket).await?;
-            Ok(stream.boxed() as Self::DoGetStream)
+            self.start_scan(&rid, &request.get_ref().ticket).await
         })
         .await
     }
 
     async fn do_put(
         &self,
-        _request: Request<Streaming<FlightData>>,
+        request: Request<Streaming<FlightData>>,
     ) -> std::result::Result<Response<Self::DoPutStream>, Status> {
-        Err(unsupported("DoPut"))
+        Err(unsupported("DoPut", &request))
     }
 
     async fn do_action(
@@ -350,6 +362,7 @@ impl FlightService for QuiverFlight {
         let core = self.core.clone();
         let stream_rid = rid.clone();
         self.run(&rid, "do_action", async move {
+            core.auth.check(request.metadata(), false)?;
             let action = request.get_ref();
             let kind = ActionType::parse(&action.r#type).ok_or_else(|| {
                 let known: Vec<&str> = ActionType::ALL.iter().map(|a| a.name()).collect();
@@ -398,9 +411,9 @@ impl FlightService for QuiverFlight {
 
     async fn do_exchange(
         &self,
-        _request: Request<Streaming<FlightData>>,
+        request: Request<Streaming<FlightData>>,
     ) -> std::result::Result<Response<Self::DoExchangeStream>, Status> {
-        Err(unsupported("DoExchange"))
+        Err(unsupported("DoExchange", &request))
     }
 }
 

@@ -60,8 +60,25 @@ async fn wait_for_signal() {
     let _ = ctrl_c.await;
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// Worker stacks above tokio's 2 MiB default: DataFusion plans expressions
+/// recursively, and filters are only bounded, not tiny.
+const WORKER_STACK: usize = 8 << 20;
+
+fn main() -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(WORKER_STACK)
+        .build();
+    match runtime {
+        Ok(rt) => rt.block_on(run()),
+        Err(e) => {
+            eprintln!("quiver-server: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     let flags = Flags::parse();
     init_logs(&flags.log_format);
     let mut config = match Config::load(&flags) {

@@ -186,7 +186,11 @@ impl RunningNode {
         });
 
         let (stop, stopped) = watch::channel(false);
-        let mut server = Server::builder();
+        // Keep-alives find clients that vanished without closing, so their
+        // streams (and scan slots) are released.
+        let mut server = Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)));
         if let (Some(cert), Some(key)) = (&config.auth.tls_cert, &config.auth.tls_key) {
             let read = |p: &std::path::Path| {
                 std::fs::read(p)

@@ -30,6 +30,10 @@ use crate::source::ObjectId;
 /// parallel, since one connection to S3 is bandwidth-limited.
 const MAX_RUN_CHUNKS: u64 = 8;
 
+/// Ranged GETs to the origin in flight at once, across all readers: a scan of
+/// a huge row group must not open hundreds of connections.
+const MAX_ORIGIN_FETCHES: usize = 32;
+
 /// Disk blocks are the unit foyer reclaims; 16 MiB unless the tier is small.
 const MAX_DISK_BLOCK: u64 = 16 << 20;
 
@@ -48,6 +52,7 @@ struct Inner {
     cache: HybridCache<ChunkKey, Bytes>,
     chunk: u64,
     inflight: Mutex<HashMap<ChunkKey, Pending>>,
+    fetch_slots: tokio::sync::Semaphore,
     metrics: Arc<Metrics>,
     disk_dir: Option<PathBuf>,
     disk_capacity: u64,
@@ -129,6 +134,7 @@ impl ChunkCache {
                 cache,
                 chunk,
                 inflight: Mutex::default(),
+                fetch_slots: tokio::sync::Semaphore::new(MAX_ORIGIN_FETCHES),
                 metrics,
                 disk_dir,
                 disk_capacity: cfg.disk.0,
@@ -275,7 +281,12 @@ impl ChunkCache {
         let task = tokio::spawn(async move {
             let chunk = this.inner.chunk;
             let bytes_range = r.start * chunk..(r.end * chunk).min(id.size);
-            let result = fetch_origin(&origin, &id, bytes_range, &this.inner.metrics).await;
+            let result = match this.inner.fetch_slots.acquire().await {
+                Ok(_slot) => fetch_origin(&origin, &id, bytes_range, &this.inner.metrics).await,
+                Err(_) => Err(QuiverError::Internal(
+                    "the origin fetch limiter was closed".into(),
+                )),
+            };
             if let Ok(bytes) = &result {
                 this.inner.metrics.miss(r.end - r.start);
                 for index in r.clone() {
@@ -450,7 +461,12 @@ async fn fetch_origin(
         }
         Err(e) => return Err(QuiverError::from_store(&what, &e)),
     };
-    if has_etag && result.meta.e_tag.as_ref().is_some_and(|e| e != &id.etag) {
+    let other_version = if has_etag {
+        result.meta.e_tag.as_ref().is_some_and(|e| e != &id.etag)
+    } else {
+        result.meta.last_modified != id.last_modified || result.meta.size != id.size
+    };
+    if other_version {
         return Err(changed(origin, id).await);
     }
     let bytes = result

@@ -67,9 +67,16 @@ impl CachingObjectStore {
         id: &ObjectId,
         ranges: &[Range<u64>],
     ) -> crate::error::Result<Vec<Bytes>> {
-        self.chunks
+        let result = self
+            .chunks
             .read_ranges(id, &self.source.origin, ranges)
-            .await
+            .await;
+        if let Err(QuiverError::Changed(_)) = &result {
+            // The validated identity is stale: forget it, so the next plan
+            // names the new version instead of failing the same way.
+            self.source.forget(&id.path);
+        }
+        result
     }
 
     /// The version an un-pinned read sees: the one named by `If-Match`, else

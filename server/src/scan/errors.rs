@@ -20,8 +20,10 @@ pub fn message(err: &DataFusionError) -> String {
 }
 
 /// Classifies a failed plan or stream of object `what`. Our own errors are
-/// found anywhere in the source chain and returned unchanged.
-pub fn classify(err: DataFusionError, what: &str) -> QuiverError {
+/// found anywhere in the source chain and returned unchanged. Evaluation
+/// errors are blamed on the request only when it has a filter; without one
+/// they come from decoding the object.
+pub fn classify(err: DataFusionError, what: &str, filter_given: bool) -> QuiverError {
     let mut parquet_problem = None;
     let mut evaluation_problem = None;
     let mut current: Option<&(dyn Error + 'static)> = Some(&err);
@@ -35,7 +37,7 @@ pub fn classify(err: DataFusionError, what: &str) -> QuiverError {
             }
         }
         if let Some(a) = e.downcast_ref::<ArrowError>() {
-            if is_evaluation_error(a) {
+            if filter_given && is_evaluation_error(a) {
                 evaluation_problem.get_or_insert_with(|| a.to_string());
             }
         }

@@ -3,15 +3,15 @@
 //! bytes through the cache.
 
 mod errors;
+mod filter;
 mod provider;
 mod reader;
 
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, SchemaRef};
-use datafusion::common::tree_node::TreeNode;
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::logical_expr::{Expr, ExprSchemable};
+use datafusion::logical_expr::ExprSchemable;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
@@ -117,7 +117,10 @@ impl Scanner {
         let df = self.plan(store, id, req).await?;
         let schema = Arc::new(df.schema().as_arrow().clone());
         let what = format!("{}/{}", id.source, id.path);
-        let stream = df.execute_stream().await.map_err(|e| classify(e, &what))?;
+        let stream = df
+            .execute_stream()
+            .await
+            .map_err(|e| classify(e, &what, req.filter.is_some()))?;
         Ok((schema, stream))
     }
 
@@ -156,7 +159,7 @@ impl Scanner {
         let mut df = self
             .ctx
             .read_table(Arc::new(table))
-            .map_err(|e| classify(e, &what))?;
+            .map_err(|e| classify(e, &what, req.filter.is_some()))?;
         if let Some(filter) = &req.filter {
             if filter.len() > self.limits.max_filter_len {
                 return Err(QuiverError::ResourceExhausted(format!(
@@ -165,44 +168,32 @@ impl Scanner {
                     self.limits.max_filter_len
                 )));
             }
+            filter::check_text(filter)?;
             let expr = df.parse_sql_expr(filter).map_err(|e| {
                 QuiverError::invalid(format!(
-                    "the filter `{filter}` is not valid: {}",
+                    "the filter `{}` is not valid: {}",
+                    filter::shown(filter),
                     errors::message(&e)
                 ))
             })?;
-            // A filter is a row condition; a subquery would let a request run
-            // arbitrary queries (table functions included) on the node.
-            let has_subquery = expr
-                .exists(|e| {
-                    Ok(matches!(
-                        e,
-                        Expr::ScalarSubquery(_)
-                            | Expr::InSubquery(_)
-                            | Expr::Exists(_)
-                            | Expr::SetComparison(_)
-                    ))
-                })
-                .unwrap_or(true);
-            if has_subquery {
-                return Err(QuiverError::invalid(format!(
-                    "the filter `{filter}` contains a subquery; filters are conditions on one row"
-                )));
-            }
+            filter::check(&expr, filter)?;
             let ty = expr.get_type(df.schema()).map_err(|e| {
                 QuiverError::invalid(format!(
-                    "the filter `{filter}` is not valid: {}",
+                    "the filter `{}` is not valid: {}",
+                    filter::shown(filter),
                     errors::message(&e)
                 ))
             })?;
             if !matches!(ty, DataType::Boolean | DataType::Null) {
                 return Err(QuiverError::invalid(format!(
-                    "the filter `{filter}` is of type {ty}, not a boolean condition"
+                    "the filter `{}` is of type {ty}, not a boolean condition",
+                    filter::shown(filter)
                 )));
             }
             df = df.filter(expr).map_err(|e| {
                 QuiverError::invalid(format!(
-                    "the filter `{filter}` is not valid: {}",
+                    "the filter `{}` is not valid: {}",
+                    filter::shown(filter),
                     errors::message(&e)
                 ))
             })?;
@@ -210,11 +201,15 @@ impl Scanner {
         if let Some(columns) = &req.columns {
             check_columns(columns, &schema)?;
             let names: Vec<&str> = columns.iter().map(String::as_str).collect();
-            df = df.select_columns(&names).map_err(|e| classify(e, &what))?;
+            df = df
+                .select_columns(&names)
+                .map_err(|e| classify(e, &what, req.filter.is_some()))?;
         }
         if let Some(limit) = req.limit {
             let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-            df = df.limit(0, Some(limit)).map_err(|e| classify(e, &what))?;
+            df = df
+                .limit(0, Some(limit))
+                .map_err(|e| classify(e, &what, req.filter.is_some()))?;
         }
         Ok(df)
     }

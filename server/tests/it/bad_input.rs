@@ -97,6 +97,8 @@ async fn do_get_rejects_bad_tickets() {
         ("unknown function", br#"{"source":"local","path":"t/a.parquet","filter":"frobnicate(id) > 1"}"#.to_vec(), Code::InvalidArgument),
         ("subquery", br#"{"source":"local","path":"t/a.parquet","filter":"id IN (SELECT 1)"}"#.to_vec(), Code::InvalidArgument),
         ("scalar subquery", br#"{"source":"local","path":"t/a.parquet","filter":"id > (SELECT max(value) FROM generate_series(1, 10))"}"#.to_vec(), Code::InvalidArgument),
+        ("memory bomb", br#"{"source":"local","path":"t/a.parquet","filter":"length(repeat('x', 2147483647)) > 1"}"#.to_vec(), Code::InvalidArgument),
+        ("aggregate", br#"{"source":"local","path":"t/a.parquet","filter":"max(id) > 1"}"#.to_vec(), Code::InvalidArgument),
         ("exists", br#"{"source":"local","path":"t/a.parquet","filter":"EXISTS (SELECT 1)"}"#.to_vec(), Code::InvalidArgument),
         ("failing cast", br#"{"source":"local","path":"t/a.parquet","filter":"CAST(name AS INT) > 3"}"#.to_vec(), Code::InvalidArgument),
         ("missing row group", br#"{"source":"local","path":"t/a.parquet","row_groups":[99]}"#.to_vec(), Code::InvalidArgument),
@@ -106,6 +108,34 @@ async fn do_get_rejects_bad_tickets() {
         assert_code(do_get_raw(c, &ticket).await, code, what);
         still_serves(c).await;
     }
+    let deep = vec!["id = 1"; 1600].join(" OR ");
+    let deep = serde_json::json!({"source": "local", "path": "t/a.parquet", "filter": deep});
+    assert_code(
+        do_get_raw(c, &serde_json::to_vec(&deep).unwrap()).await,
+        Code::InvalidArgument,
+        "deep filter",
+    );
+    still_serves(c).await;
+    // A deep chain under the depth limit is served; one just under the
+    // operator cap parses safely and is refused by the depth limit.
+    let mut req = scan("local", "t/a.parquet");
+    req.filter = Some(format!("{} > 0", vec!["id"; 120].join(" + ")));
+    do_get(c, &req).await.unwrap();
+    req.filter = Some(format!("{} > 0", vec!["id"; 250].join(" + ")));
+    assert_code(
+        do_get(c, &req).await,
+        Code::InvalidArgument,
+        "deep arithmetic",
+    );
+    still_serves(c).await;
+    // A long but reasonable chain is fine.
+    let chain = (0..100)
+        .map(|i| format!("id = {i}"))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let mut req = scan("local", "t/a.parquet");
+    req.filter = Some(chain);
+    assert_eq!(row_count(&do_get(c, &req).await.unwrap()), 100);
     let long = serde_json::json!({"source": "local", "path": "t/a.parquet", "filter": format!("id > {}", "1".repeat(20_000))});
     assert_code(
         do_get_raw(c, &serde_json::to_vec(&long).unwrap()).await,
@@ -296,7 +326,8 @@ async fn scan_limit_is_resource_exhausted() {
 async fn a_scan_past_the_request_timeout_ends_with_resource_exhausted() {
     let mut f = fixture(|c| {
         c.limits.request_timeout =
-            quiver_server::config::Span(std::time::Duration::from_millis(300))
+            quiver_server::config::Span(std::time::Duration::from_millis(300));
+        c.limits.max_concurrent_scans = 1;
     })
     .await;
     write_parquet(&f._dir.path().join("big/b.parquet"), 300_000, 3);
@@ -307,6 +338,8 @@ async fn a_scan_past_the_request_timeout_ends_with_resource_exhausted() {
         .await
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    // The idle client no longer holds the only scan slot.
+    still_serves(&mut client(&f.node).await).await;
     let result: Result<Vec<_>, _> = stream.try_collect().await.map_err(into_status);
     assert_code(result, Code::ResourceExhausted, "slow reader");
     still_serves(&mut f.client).await;
