@@ -14,6 +14,7 @@ use bytes::Bytes;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
+use object_store::ObjectStoreExt;
 use quiver_protocol::{ScanRequest, StatsReport};
 use quiver_testkit::{S3Server, ACCESS_KEY, SECRET_KEY};
 use serde::Serialize;
@@ -88,17 +89,21 @@ async fn quiver_scan(client: &mut FlightClient, req: &ScanRequest) -> Result<usi
     Ok(batches.iter().map(|b| b.num_rows()).sum())
 }
 
-/// What a user does without Quiver: a fresh DataFusion session reading the
-/// object from S3 with the same projection and filter.
-async fn datafusion_direct(endpoint: &str, sql: &str) -> Result<usize, BoxError> {
-    let s3 = AmazonS3Builder::new()
+fn s3_store(endpoint: &str) -> Result<object_store::aws::AmazonS3, BoxError> {
+    Ok(AmazonS3Builder::new()
         .with_endpoint(endpoint)
         .with_allow_http(true)
         .with_bucket_name(BUCKET)
         .with_region("us-east-1")
         .with_access_key_id(ACCESS_KEY)
         .with_secret_access_key(SECRET_KEY)
-        .build()?;
+        .build()?)
+}
+
+/// What a user does without Quiver: a fresh DataFusion session reading the
+/// object from S3 with the same projection and filter.
+async fn datafusion_direct(endpoint: &str, sql: &str) -> Result<usize, BoxError> {
+    let s3 = s3_store(endpoint)?;
     let ctx = SessionContext::new();
     ctx.register_object_store(&url::Url::parse(&format!("s3://{BUCKET}"))?, Arc::new(s3));
     ctx.register_parquet(
@@ -127,14 +132,29 @@ pub async fn run(args: &NodeArgs) -> Result<NodeReport, BoxError> {
         .map(|l| format!("http://{}", l.addr))
         .unwrap_or_else(|| s3.endpoint());
 
+    // Files are generated locally, then uploaded with PUT as a lake's would
+    // be: s3s-fs then keeps their ETags instead of hashing the whole object
+    // on every GET, which would slow every reader down.
     let file_bytes = args.file_mb * MIB;
+    let staging = work.path().join("staging");
     let bar = data::bytes_bar(file_bytes * args.files as u64, "generating");
     for i in 0..args.files {
-        let path = s3.file(BUCKET, &key(i));
+        let path = staging.join(format!("f{i}.parquet"));
         tokio::task::block_in_place(|| data::random_floats(&path, file_bytes, i as u64, &bar))?;
     }
     bar.finish_and_clear();
-    let file_size = std::fs::metadata(s3.file(BUCKET, &key(0)))?.len();
+    let direct = s3_store(&s3.endpoint())?;
+    let bar = data::bytes_bar(file_bytes * args.files as u64, "uploading");
+    for i in 0..args.files {
+        let bytes = std::fs::read(staging.join(format!("f{i}.parquet")))?;
+        bar.inc(bytes.len() as u64);
+        direct
+            .put(&object_store::path::Path::from(key(i)), bytes.into())
+            .await?;
+    }
+    bar.finish_and_clear();
+    let file_size = std::fs::metadata(staging.join("f0.parquet"))?.len();
+    std::fs::remove_dir_all(&staging)?;
 
     let config = format!(
         "[cache]\nmemory = \"{}MiB\"\ndisk = \"2GiB\"\ndisk_dir = \"{}\"\n\n\

@@ -116,7 +116,7 @@ impl ChunkCache {
                 .with_block_size(block as usize)
                 .with_flushers(2)
                 .with_buffer_pool_size((2 * block) as usize)
-                .with_submit_queue_size_threshold((4 * block) as usize);
+                .with_submit_queue_size_threshold((2 * block) as usize);
             let cache = builder
                 .with_io_engine_config(PsyncIoEngineConfig::new())
                 .with_engine_config(engine)
