@@ -17,6 +17,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::file::metadata::ParquetMetaData;
 use quiver_protocol::ScanRequest;
+use tokio::sync::Semaphore;
 
 pub use errors::classify;
 use provider::ObjectTable;
@@ -38,6 +39,7 @@ pub struct Scanner {
     ctx: SessionContext,
     footers: FooterCache,
     limits: ScanLimits,
+    read_ahead: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Scanner {
@@ -81,6 +83,7 @@ impl Scanner {
             ctx,
             footers,
             limits,
+            read_ahead: Arc::new(Semaphore::new(reader::READ_AHEAD_BUDGET_KIB)),
         })
     }
 
@@ -147,6 +150,7 @@ impl Scanner {
         let factory = Arc::new(PinnedReaderFactory::new(
             store.clone(),
             self.footers.clone(),
+            self.read_ahead.clone(),
         ));
         let table = ObjectTable::new(
             schema.clone(),

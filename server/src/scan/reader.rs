@@ -2,6 +2,7 @@
 //! through the caching store, pinned to the version the plan was made
 //! against, and the footer comes parsed from the footer cache.
 
+use std::collections::BTreeSet;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -14,20 +15,34 @@ use futures::future::{BoxFuture, FutureExt};
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::file::metadata::ParquetMetaData;
+use tokio::sync::Semaphore;
 
 use crate::cache::footers::to_parquet_error;
 use crate::cache::{CachingObjectStore, FooterCache};
 use crate::source::ObjectId;
 
+/// Bytes that read-ahead may have in flight across the whole node, so that
+/// many concurrent scans cannot multiply it beyond a fixed amount of memory.
+pub const READ_AHEAD_BUDGET_KIB: usize = 32 * 1024;
+
 #[derive(Debug)]
 pub struct PinnedReaderFactory {
     store: Arc<CachingObjectStore>,
     footers: FooterCache,
+    budget: Arc<Semaphore>,
 }
 
 impl PinnedReaderFactory {
-    pub fn new(store: Arc<CachingObjectStore>, footers: FooterCache) -> Self {
-        PinnedReaderFactory { store, footers }
+    pub fn new(
+        store: Arc<CachingObjectStore>,
+        footers: FooterCache,
+        budget: Arc<Semaphore>,
+    ) -> Self {
+        PinnedReaderFactory {
+            store,
+            footers,
+            budget,
+        }
     }
 }
 
@@ -58,23 +73,123 @@ impl ParquetFileReaderFactory for PinnedReaderFactory {
             store: self.store.clone(),
             footers: self.footers.clone(),
             id,
+            layout: None,
+            ahead: BTreeSet::new(),
+            budget: self.budget.clone(),
         }))
     }
 }
+
+/// Row groups read ahead of the one being decoded.
+const READ_AHEAD_ROW_GROUPS: usize = 2;
 
 struct PinnedReader {
     store: Arc<CachingObjectStore>,
     footers: FooterCache,
     id: ObjectId,
     metrics: ParquetFileMetrics,
+    /// Byte range of each column chunk, by row group; known once the footer is.
+    layout: Option<Vec<Vec<Option<Range<u64>>>>>,
+    /// (row group, column) pairs already read ahead.
+    ahead: BTreeSet<(usize, usize)>,
+    budget: Arc<Semaphore>,
+}
+
+/// Where each column chunk lies; `None` for what a corrupt footer claims
+/// outside the file (reading it would fail anyway, with a proper error).
+fn layout(metadata: &ParquetMetaData, size: u64) -> Vec<Vec<Option<Range<u64>>>> {
+    metadata
+        .row_groups()
+        .iter()
+        .map(|rg| {
+            rg.columns()
+                .iter()
+                .map(|c| {
+                    let start = u64::try_from(
+                        c.dictionary_page_offset()
+                            .unwrap_or_else(|| c.data_page_offset()),
+                    )
+                    .ok()?;
+                    let len = u64::try_from(c.compressed_size()).ok()?;
+                    let end = start.checked_add(len).filter(|&e| e <= size)?;
+                    Some(start..end)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+impl PinnedReader {
+    /// A cold scan reads row groups one after another, paying the origin's
+    /// latency twice per row group. When the decoder reads some columns of
+    /// a row group, fetch the same columns of the next few row groups in the
+    /// background; the decoder's own reads then join those fetches (single
+    /// flight) or hit the cache. Bounded to a small window, so it never runs
+    /// far ahead of a slow reader.
+    async fn read_ahead(&mut self, ranges: &[Range<u64>]) {
+        if self.layout.is_none() {
+            match self.footers.get(&self.store, &self.id).await {
+                Ok(m) => self.layout = Some(layout(&m, self.id.size)),
+                Err(_) => return,
+            }
+        }
+        let Some(layout) = &self.layout else { return };
+        let mut last_group = None;
+        let mut columns = BTreeSet::new();
+        for (g, group) in layout.iter().enumerate() {
+            for (c, chunk) in group.iter().enumerate() {
+                let Some(chunk) = chunk else { continue };
+                if ranges
+                    .iter()
+                    .any(|r| r.start < chunk.end && chunk.start < r.end)
+                {
+                    last_group = Some(last_group.map_or(g, |l: usize| l.max(g)));
+                    columns.insert(c);
+                }
+            }
+        }
+        let Some(last) = last_group else { return };
+        let mut wanted = Vec::new();
+        for g in last + 1..=last + READ_AHEAD_ROW_GROUPS {
+            for &c in &columns {
+                if let Some(Some(range)) = layout.get(g).and_then(|group| group.get(c)) {
+                    if self.ahead.insert((g, c)) {
+                        wanted.push(range.clone());
+                    }
+                }
+            }
+        }
+        if wanted.is_empty() {
+            return;
+        }
+        let kib: u64 = wanted
+            .iter()
+            .map(|r| (r.end - r.start).div_ceil(1024))
+            .sum();
+        // Out of budget: the decoder reads these itself when it gets there.
+        let Ok(permit) = self
+            .budget
+            .clone()
+            .try_acquire_many_owned(u32::try_from(kib).unwrap_or(u32::MAX))
+        else {
+            return;
+        };
+        let (store, id) = (self.store.clone(), self.id.clone());
+        // Errors are left for the decoder's own read to report.
+        tokio::spawn(async move {
+            let _ = store.read_pinned(&id, &wanted).await;
+            drop(permit);
+        });
+    }
 }
 
 impl AsyncFileReader for PinnedReader {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         self.metrics
             .bytes_scanned
-            .add((range.end - range.start) as usize);
+            .add(range.end.saturating_sub(range.start) as usize);
         async move {
+            self.read_ahead(std::slice::from_ref(&range)).await;
             let mut parts = self
                 .store
                 .read_pinned(&self.id, std::slice::from_ref(&range))
@@ -89,9 +204,10 @@ impl AsyncFileReader for PinnedReader {
         &mut self,
         ranges: Vec<Range<u64>>,
     ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
-        let total: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+        let total: u64 = ranges.iter().map(|r| r.end.saturating_sub(r.start)).sum();
         self.metrics.bytes_scanned.add(total as usize);
         async move {
+            self.read_ahead(&ranges).await;
             self.store
                 .read_pinned(&self.id, &ranges)
                 .await
