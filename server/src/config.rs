@@ -214,6 +214,8 @@ pub struct LimitsConfig {
     pub max_filter_len: usize,
     /// Rows per record batch sent to clients.
     pub batch_rows: usize,
+    /// Most objects one request may name through a prefix.
+    pub max_objects: usize,
 }
 
 impl Default for LimitsConfig {
@@ -223,6 +225,7 @@ impl Default for LimitsConfig {
             request_timeout: Span(Duration::from_secs(600)),
             max_filter_len: 16 * 1024,
             batch_rows: 8192,
+            max_objects: 10_000,
         }
     }
 }
@@ -309,6 +312,9 @@ pub struct Flags {
     /// Rows per record batch sent to clients.
     #[arg(long, env = "QUIVER_BATCH_ROWS")]
     pub batch_rows: Option<usize>,
+    /// Most objects one request may name through a prefix.
+    #[arg(long, env = "QUIVER_MAX_OBJECTS")]
+    pub max_objects: Option<usize>,
     /// With no source configured: the directory served as source `local`.
     #[arg(long, env = "QUIVER_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -385,6 +391,7 @@ impl Config {
         set(&mut self.limits.request_timeout, &f.request_timeout);
         set(&mut self.limits.max_filter_len, &f.max_filter_len);
         set(&mut self.limits.batch_rows, &f.batch_rows);
+        set(&mut self.limits.max_objects, &f.max_objects);
         if !f.sources.is_empty() {
             self.sources = f
                 .sources
@@ -470,6 +477,9 @@ impl Config {
         }
         if self.limits.max_concurrent_scans == 0 {
             return Err(invalid("limits.max_concurrent_scans", "must be at least 1"));
+        }
+        if self.limits.max_objects == 0 {
+            return Err(invalid("limits.max_objects", "must be at least 1"));
         }
         if self.limits.batch_rows == 0 {
             return Err(invalid("limits.batch_rows", "must be at least 1"));

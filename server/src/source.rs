@@ -92,12 +92,15 @@ pub struct Source {
     pub url: Url,
     pub origin: Arc<dyn ObjectStore>,
     validate: Duration,
+    max_objects: usize,
     identities: Mutex<HashMap<Path, (ObjectId, Instant)>>,
     listings: Mutex<HashMap<Path, (Vec<ObjectId>, Instant)>>,
 }
 
 impl Source {
-    pub fn new(cfg: &SourceConfig) -> Result<Self> {
+    /// `max_objects` caps what one listing may return, so a request naming a
+    /// huge prefix is refused instead of listing and planning without bound.
+    pub fn new(cfg: &SourceConfig, max_objects: usize) -> Result<Self> {
         let mut url = Url::parse(&cfg.url).map_err(|e| {
             QuiverError::invalid(format!(
                 "source {} has a bad url {}: {e}",
@@ -165,6 +168,7 @@ impl Source {
             url,
             origin,
             validate: cfg.validate.0,
+            max_objects,
             identities: Mutex::default(),
             listings: Mutex::default(),
         })
@@ -202,25 +206,33 @@ impl Source {
         let metas: Vec<ObjectMeta> = self
             .origin
             .list(prefix_opt)
+            .try_filter(|m| futures::future::ready(is_data_file(&m.location)))
+            .take(self.max_objects + 1)
             .try_collect()
             .await
             .map_err(|e| QuiverError::from_store(&self.describe(prefix), &e))?;
+        if metas.len() > self.max_objects {
+            return Err(QuiverError::ResourceExhausted(format!(
+                "{} holds more than {} Parquet objects, the most one request may name; use a longer prefix",
+                self.describe(prefix),
+                self.max_objects
+            )));
+        }
         // Some stores (s3s-fs among them) list without ETags while HEAD has
         // them: ask HEAD so that an object has one identity however found.
-        let mut ids: Vec<ObjectId> =
-            futures::stream::iter(metas.into_iter().filter(|m| is_data_file(&m.location)))
-                .map(|m| async move {
-                    if m.e_tag.is_some() {
-                        let id = ObjectId::from_meta(&self.name, &m);
-                        remember(&self.identities, id.path.clone(), id.clone());
-                        Ok(id)
-                    } else {
-                        self.identity(&m.location).await
-                    }
-                })
-                .buffer_unordered(16)
-                .try_collect()
-                .await?;
+        let mut ids: Vec<ObjectId> = futures::stream::iter(metas)
+            .map(|m| async move {
+                if m.e_tag.is_some() {
+                    let id = ObjectId::from_meta(&self.name, &m);
+                    remember(&self.identities, id.path.clone(), id.clone());
+                    Ok(id)
+                } else {
+                    self.identity(&m.location).await
+                }
+            })
+            .buffer_unordered(16)
+            .try_collect()
+            .await?;
         ids.sort_by(|a, b| a.path.cmp(&b.path));
         remember(&self.listings, prefix.clone(), ids.clone());
         Ok(ids)
@@ -278,10 +290,10 @@ pub struct Sources {
 }
 
 impl Sources {
-    pub fn new(configs: &[SourceConfig]) -> Result<Self> {
+    pub fn new(configs: &[SourceConfig], max_objects: usize) -> Result<Self> {
         let sources = configs
             .iter()
-            .map(|c| Source::new(c).map(Arc::new))
+            .map(|c| Source::new(c, max_objects).map(Arc::new))
             .collect::<Result<_>>()?;
         Ok(Sources { sources })
     }
@@ -401,7 +413,7 @@ mod tests {
 
     fn sources(dir: &std::path::Path) -> Sources {
         let url = Url::from_directory_path(dir).unwrap();
-        Sources::new(&[SourceConfig::new("local", url.as_str())]).unwrap()
+        Sources::new(&[SourceConfig::new("local", url.as_str())], 100).unwrap()
     }
 
     fn req(source: &str, path: &str) -> ScanRequest {

@@ -300,6 +300,32 @@ async fn actions_reject_bad_input() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_with_too_many_objects_is_refused() {
+    let mut f = fixture(|c| c.limits.max_objects = 1).await;
+    let c = &mut f.client;
+    let d = FlightDescriptor::new_cmd(scan("local", "t/").to_bytes());
+    assert_code(
+        c.get_flight_info(d).await.map_err(into_status),
+        Code::ResourceExhausted,
+        "too many objects",
+    );
+    assert_code(
+        action(c, "prefetch", br#"{"source":"local","path":"t/"}"#).await,
+        Code::ResourceExhausted,
+        "prefetch too many",
+    );
+    // Path checks still come first.
+    let d = FlightDescriptor::new_cmd(scan("local", "empty/../broken/").to_bytes());
+    assert_code(
+        c.get_flight_info(d).await.map_err(into_status),
+        Code::InvalidArgument,
+        "traversal",
+    );
+    still_serves(c).await;
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scan_limit_is_resource_exhausted() {
     let mut f = fixture(|c| c.limits.max_concurrent_scans = 1).await;
     // An open stream that is not read holds its scan slot, as long as the
