@@ -58,9 +58,8 @@ impl QuiverError {
         use object_store::Error as E;
         match err {
             E::NotFound { .. } => QuiverError::NotFound(format!("object {what} does not exist")),
-            E::Precondition { .. } => {
-                QuiverError::Changed("(the object changed while it was read)".into())
-            }
+            // The store did not say what the object is now.
+            E::Precondition { .. } => QuiverError::Changed("unknown".into()),
             E::InvalidPath { .. } => QuiverError::invalid(format!("{what} is not a valid path")),
             E::PermissionDenied { .. } | E::Unauthenticated { .. } => QuiverError::Unavailable(
                 format!("the origin refused access to {what}: check the node's credentials"),
