@@ -14,6 +14,7 @@ use quiver_protocol::{
 use crate::error::{QuiverError, Result};
 use crate::metrics::Tier;
 use crate::node::NodeCore;
+use crate::scan::column_chunk_range;
 use crate::source::ObjectId;
 
 /// Chunks a prefetch loads per read.
@@ -116,32 +117,17 @@ async fn prefetch_ranges(
     for rg in metadata.row_groups() {
         for col in rg.columns() {
             if columns.iter().any(|c| col.column_path().parts()[0] == *c) {
-                ranges.push(column_range(col, id)?);
+                let range = column_chunk_range(col, id.size).ok_or_else(|| {
+                    QuiverError::DataLoss(format!(
+                        "object {}/{} has a corrupt footer: a column chunk lies outside the file",
+                        id.source, id.path
+                    ))
+                })?;
+                ranges.push(range);
             }
         }
     }
     Ok(ranges)
-}
-
-/// Where a column chunk's bytes are, refusing what a corrupt footer could
-/// claim (negative offsets, ranges past the end of the object).
-fn column_range(
-    col: &parquet::file::metadata::ColumnChunkMetaData,
-    id: &ObjectId,
-) -> Result<Range<u64>> {
-    let start = col
-        .dictionary_page_offset()
-        .unwrap_or_else(|| col.data_page_offset());
-    let len = col.compressed_size();
-    match (u64::try_from(start), u64::try_from(len)) {
-        (Ok(start), Ok(len)) if start.checked_add(len).is_some_and(|end| end <= id.size) => {
-            Ok(start..start + len)
-        }
-        _ => Err(QuiverError::DataLoss(format!(
-            "object {}/{} has a corrupt footer: a column chunk lies outside the file",
-            id.source, id.path
-        ))),
-    }
 }
 
 /// Loads objects into the cache, one progress message per object, then the

@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 
 pub use errors::classify;
 use provider::ObjectTable;
+pub use reader::column_chunk_range;
 use reader::PinnedReaderFactory;
 
 use crate::cache::{CachingObjectStore, FooterCache};

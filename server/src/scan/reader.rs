@@ -14,7 +14,7 @@ use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use futures::future::{BoxFuture, FutureExt};
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::AsyncFileReader;
-use parquet::file::metadata::ParquetMetaData;
+use parquet::file::metadata::{ColumnChunkMetaData, ParquetMetaData};
 use tokio::sync::Semaphore;
 
 use crate::cache::footers::to_parquet_error;
@@ -95,8 +95,20 @@ struct PinnedReader {
     budget: Arc<Semaphore>,
 }
 
-/// Where each column chunk lies; `None` for what a corrupt footer claims
-/// outside the file (reading it would fail anyway, with a proper error).
+/// Where a column chunk's bytes are; `None` for what a corrupt footer claims
+/// (negative offsets, ranges past the end of the object).
+pub fn column_chunk_range(col: &ColumnChunkMetaData, size: u64) -> Option<Range<u64>> {
+    let start = u64::try_from(
+        col.dictionary_page_offset()
+            .unwrap_or_else(|| col.data_page_offset()),
+    )
+    .ok()?;
+    let len = u64::try_from(col.compressed_size()).ok()?;
+    let end = start.checked_add(len).filter(|&e| e <= size)?;
+    Some(start..end)
+}
+
+/// Each column chunk's byte range, by row group.
 fn layout(metadata: &ParquetMetaData, size: u64) -> Vec<Vec<Option<Range<u64>>>> {
     metadata
         .row_groups()
@@ -104,16 +116,7 @@ fn layout(metadata: &ParquetMetaData, size: u64) -> Vec<Vec<Option<Range<u64>>>>
         .map(|rg| {
             rg.columns()
                 .iter()
-                .map(|c| {
-                    let start = u64::try_from(
-                        c.dictionary_page_offset()
-                            .unwrap_or_else(|| c.data_page_offset()),
-                    )
-                    .ok()?;
-                    let len = u64::try_from(c.compressed_size()).ok()?;
-                    let end = start.checked_add(len).filter(|&e| e <= size)?;
-                    Some(start..end)
-                })
+                .map(|c| column_chunk_range(c, size))
                 .collect()
         })
         .collect()
