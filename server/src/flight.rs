@@ -123,11 +123,11 @@ fn serve_scan(
     rid: &str,
     mut encoded: BoxStream<'static, std::result::Result<FlightData, Status>>,
     permit: OwnedSemaphorePermit,
+    deadline: tokio::time::Instant,
 ) -> BoxStream<'static, std::result::Result<FlightData, Status>> {
     let (tx, rx) = tokio::sync::mpsc::channel(2);
     let finished = Arc::new(AtomicBool::new(false));
     let timeout = core.request_timeout;
-    let deadline = tokio::time::Instant::now() + timeout;
     let producer = (core.clone(), finished.clone());
     core.metrics.scans.inc();
     core.metrics.active_scans.inc();
@@ -180,6 +180,7 @@ impl QuiverFlight {
         &self,
         rid: &str,
         ticket: &[u8],
+        deadline: tokio::time::Instant,
     ) -> Result<BoxStream<'static, std::result::Result<FlightData, Status>>> {
         let core = &self.core;
         let req = parse_request(ticket)?;
@@ -232,7 +233,7 @@ impl QuiverFlight {
             .build(batches)
             .map_err(Status::from)
             .boxed();
-        Ok(serve_scan(core, rid, encoded, permit))
+        Ok(serve_scan(core, rid, encoded, permit, deadline))
     }
 }
 
@@ -340,9 +341,12 @@ impl FlightService for QuiverFlight {
         request: Request<Ticket>,
     ) -> std::result::Result<Response<Self::DoGetStream>, Status> {
         let rid = request_id(&request);
+        // One deadline for planning and streaming together.
+        let deadline = tokio::time::Instant::now() + self.core.request_timeout;
         self.run(&rid, "do_get", async {
             self.core.auth.check(request.metadata(), false)?;
-            self.start_scan(&rid, &request.get_ref().ticket).await
+            self.start_scan(&rid, &request.get_ref().ticket, deadline)
+                .await
         })
         .await
     }

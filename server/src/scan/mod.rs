@@ -146,6 +146,7 @@ impl Scanner {
         req: &ScanRequest,
     ) -> Result<datafusion::dataframe::DataFrame> {
         let what = format!("{}/{}", id.source, id.path);
+        let fail = |e| classify(e, &what, req.filter.is_some());
         let metadata = self.metadata(store, id).await?;
         let schema = arrow_schema(metadata.clone(), id)?;
         let factory = Arc::new(PinnedReaderFactory::new(
@@ -161,10 +162,7 @@ impl Scanner {
             req.row_groups.as_deref(),
             metadata.num_row_groups(),
         )?;
-        let mut df = self
-            .ctx
-            .read_table(Arc::new(table))
-            .map_err(|e| classify(e, &what, req.filter.is_some()))?;
+        let mut df = self.ctx.read_table(Arc::new(table)).map_err(fail)?;
         if let Some(filter) = &req.filter {
             if filter.len() > self.limits.max_filter_len {
                 return Err(QuiverError::ResourceExhausted(format!(
@@ -206,15 +204,11 @@ impl Scanner {
         if let Some(columns) = &req.columns {
             check_columns(columns, &schema)?;
             let names: Vec<&str> = columns.iter().map(String::as_str).collect();
-            df = df
-                .select_columns(&names)
-                .map_err(|e| classify(e, &what, req.filter.is_some()))?;
+            df = df.select_columns(&names).map_err(fail)?;
         }
         if let Some(limit) = req.limit {
             let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-            df = df
-                .limit(0, Some(limit))
-                .map_err(|e| classify(e, &what, req.filter.is_some()))?;
+            df = df.limit(0, Some(limit)).map_err(fail)?;
         }
         Ok(df)
     }
