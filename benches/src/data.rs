@@ -73,3 +73,65 @@ pub fn bytes_bar(total: u64, what: &str) -> ProgressBar {
     bar.set_message(what.to_string());
     bar
 }
+
+/// TPC-H `lineitem` at `scale`, generated with tpchgen-arrow and written as
+/// one zstd Parquet file in row groups of 128 Ki rows, as a lake writer
+/// would. Strings are plain Utf8 so every client can read them.
+pub fn lineitem(path: &Path, scale: f64, progress: &ProgressBar) -> std::io::Result<u64> {
+    use arrow::compute::cast;
+    use parquet::basic::{Compression, ZstdLevel};
+    use tpchgen::generators::LineItemGenerator;
+    use tpchgen_arrow::{LineItemArrow, RecordBatchIterator};
+
+    let batches = LineItemArrow::new(LineItemGenerator::new(scale, 1, 1));
+    let schema = Arc::new(Schema::new(
+        batches
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Utf8View => Field::new(f.name(), DataType::Utf8, f.is_nullable()),
+                _ => f.as_ref().clone(),
+            })
+            .collect::<Vec<_>>(),
+    ));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("parquet.tmp");
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .build();
+    let mut writer =
+        ArrowWriter::try_new(std::fs::File::create(&tmp)?, schema.clone(), Some(props))
+            .map_err(std::io::Error::other)?;
+    let mut rows = 0;
+    for batch in batches {
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(schema.fields())
+            .map(|(c, f)| cast(c, f.data_type()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(std::io::Error::other)?;
+        let batch = RecordBatch::try_new(schema.clone(), columns).map_err(std::io::Error::other)?;
+        rows += batch.num_rows() as u64;
+        progress.inc(batch.num_rows() as u64);
+        writer.write(&batch).map_err(std::io::Error::other)?;
+    }
+    writer.close().map_err(std::io::Error::other)?;
+    std::fs::rename(tmp, path)?;
+    Ok(rows)
+}
+
+pub fn rows_bar(total: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {human_pos}/{human_len} rows ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}

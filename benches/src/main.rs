@@ -2,30 +2,46 @@
 //! in the same run, since these machines are too noisy for absolute numbers
 //! to mean much.
 
+mod counting;
 mod data;
 mod link;
+mod measure;
+mod plot;
+mod readers;
+mod report;
+mod rig;
 mod server;
 mod workloads;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+use crate::report::{LinkSummary, Suite};
+use crate::rig::{Rig, RigOptions};
+use crate::workloads::pushdown::PushdownArgs;
+use crate::workloads::trace::TraceArgs;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Parser)]
 #[command(
     name = "quiver-bench",
-    about = "Quiver benchmarks with same-run baselines"
+    about = "Quiver benchmarks with same-run baselines",
+    long_about = "Quiver benchmarks with same-run baselines. With no workload named, runs the \
+                  suite (trace and pushdown) and writes results.json, results.md and PNG plots."
 )]
 struct Cli {
     #[command(subcommand)]
-    workload: Workload,
-    /// Where JSON and Markdown results are written.
+    workload: Option<Workload>,
+    /// A small run (minutes, not tens of minutes) with the same shape.
+    #[arg(long, global = true)]
+    quick: bool,
+    /// Where JSON, Markdown and PNG results are written.
     #[arg(long, global = true, default_value = "bench-results")]
     out: PathBuf,
-    /// Run without the emulated S3 link (raw loopback).
+    /// Run without the emulated S3 link (raw loopback, or real S3).
     #[arg(long, global = true)]
     no_emulation: bool,
     /// First-byte latency of the emulated S3 link, in milliseconds.
@@ -37,10 +53,43 @@ struct Cli {
     /// The quiver-server binary to run (default: next to this binary).
     #[arg(long, global = true)]
     server_bin: Option<PathBuf>,
+    /// Flight URLs of running Quiver nodes to measure instead of starting
+    /// one (comma-separated); needs --s3.
+    #[arg(long, global = true, value_delimiter = ',')]
+    nodes: Vec<String>,
+    /// Root URL (s3://bucket/prefix/) of the source the running nodes serve;
+    /// credentials come from the AWS environment or instance profile.
+    #[arg(long, global = true)]
+    s3: Option<String>,
+    /// The source name under which the nodes serve --s3.
+    #[arg(long, global = true, default_value = "bench")]
+    source: String,
+    /// Memory tier of the local node, in MiB (1 GiB, like the ISTZIIO rig).
+    #[arg(long, global = true, default_value_t = 1024)]
+    cache_memory_mib: u64,
+    /// Disk tier of the local node, in MiB.
+    #[arg(long, global = true, default_value_t = 4096)]
+    cache_disk_mib: u64,
+}
+
+#[derive(Args, Clone, Default)]
+struct SuiteArgs {
+    /// TPC-H scale factor of the pushdown workload [default: 1, quick 0.05].
+    #[arg(long)]
+    scale: Option<f64>,
+    /// Timed runs of each pushdown case and mode [default: 3, quick 1].
+    #[arg(long)]
+    runs: Option<usize>,
 }
 
 #[derive(Subcommand)]
 enum Workload {
+    /// The suite: trace and pushdown (the default).
+    All(SuiteArgs),
+    /// ISTZIIO-style traces over 1 MB and 100 MB files.
+    Trace,
+    /// TPC-H lineitem at 0.1% to 100% selectivity.
+    Pushdown(SuiteArgs),
     /// Single node: warm Quiver vs DataFusion direct on one file, bytes to
     /// the client, and peak RSS under concurrent whole-file scans.
     Node {
@@ -67,13 +116,15 @@ enum Workload {
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let cli = Cli::parse();
-    let command: Vec<String> = std::env::args().collect();
+    let mut cli = Cli::parse();
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let command = format!(
         "cargo build --release -p quiver-server -p quiver-bench && target/release/quiver-bench {}",
-        command[1..].join(" ")
-    );
-    let link = (!cli.no_emulation).then(|| link::LinkConfig {
+        args.join(" ")
+    )
+    .trim_end()
+    .to_string();
+    let link = (!cli.no_emulation && cli.s3.is_none()).then(|| link::LinkConfig {
         latency: Duration::from_millis(cli.latency_ms),
         bandwidth: cli.bandwidth_mb_s * 1_000_000,
     });
@@ -82,7 +133,14 @@ async fn main() -> Result<(), BoxError> {
         .clone()
         .unwrap_or_else(server::default_binary);
     std::fs::create_dir_all(&cli.out)?;
-    match cli.workload {
+    let workload = cli
+        .workload
+        .take()
+        .unwrap_or(Workload::All(SuiteArgs::default()));
+    let (trace, pushdown) = match workload {
+        Workload::All(s) => (true, Some(s)),
+        Workload::Trace => (true, None),
+        Workload::Pushdown(s) => (false, Some(s)),
         Workload::Node {
             file_mb,
             files,
@@ -91,6 +149,11 @@ async fn main() -> Result<(), BoxError> {
             selectivity,
             memory_mib,
         } => {
+            if !cli.nodes.is_empty() || cli.s3.is_some() {
+                return Err(
+                    "the node workload starts its own node; it takes no --nodes or --s3".into(),
+                );
+            }
             if !(selectivity > 0.0 && selectivity <= 1.0) {
                 return Err("--selectivity must be in (0, 1]".into());
             }
@@ -115,7 +178,76 @@ async fn main() -> Result<(), BoxError> {
                 serde_json::to_vec_pretty(&report)?,
             )?;
             std::fs::write(cli.out.join("node.md"), md)?;
+            return Ok(());
         }
+    };
+
+    let rig = Rig::start(&RigOptions {
+        link,
+        server_bin,
+        nodes: cli.nodes.clone(),
+        s3: cli.s3.clone(),
+        source: cli.source.clone(),
+        memory_mib: cli.cache_memory_mib,
+        disk_mib: cli.cache_disk_mib,
+    })
+    .await?;
+    let mut suite = Suite {
+        command,
+        quick: cli.quick,
+        link: link.map(|l| LinkSummary {
+            latency_ms: l.latency.as_millis() as u64,
+            bandwidth_mb_s: l.bandwidth / 1_000_000,
+        }),
+        target: match &cli.s3 {
+            Some(s3) => format!("{s3} served by {}", cli.nodes.join(", ")),
+            None => "s3s-fs and one quiver-server process on this machine".into(),
+        },
+        setup: Vec::new(),
+        measurements: Vec::new(),
+    };
+    let result = run_suite(&rig, &mut suite, cli.quick, trace, pushdown).await;
+    rig.stop().await?;
+    result?;
+    measure::fill_speedups(&mut suite.measurements);
+    write_suite(&cli.out, &suite)
+}
+
+async fn run_suite(
+    rig: &Rig,
+    suite: &mut Suite,
+    quick: bool,
+    trace: bool,
+    pushdown: Option<SuiteArgs>,
+) -> Result<(), BoxError> {
+    if trace {
+        let args = if quick {
+            TraceArgs::quick()
+        } else {
+            TraceArgs::full()
+        };
+        suite.setup.push(args.describe());
+        suite
+            .measurements
+            .extend(workloads::trace::run(rig, &args).await?);
     }
+    if let Some(s) = pushdown {
+        let args = PushdownArgs {
+            scale: s.scale.unwrap_or(if quick { 0.05 } else { 1.0 }),
+            runs: s.runs.unwrap_or(if quick { 1 } else { 3 }),
+        };
+        let (setup, measurements) = workloads::pushdown::run(rig, &args).await?;
+        suite.setup.push(setup);
+        suite.measurements.extend(measurements);
+    }
+    Ok(())
+}
+
+fn write_suite(out: &Path, suite: &Suite) -> Result<(), BoxError> {
+    let plots = plot::suite(out, suite)?;
+    let md = suite.markdown(&plots);
+    println!("{md}");
+    std::fs::write(out.join("results.json"), serde_json::to_vec_pretty(suite)?)?;
+    std::fs::write(out.join("results.md"), md)?;
     Ok(())
 }

@@ -95,6 +95,12 @@ impl ServerProcess {
         Ok(FlightClient::new(channel))
     }
 
+    /// Starts a new `VmHWM` window, so each measured phase reports its own
+    /// peak rather than the largest since start-up.
+    pub fn reset_peak_rss(&self) {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
+    }
+
     /// Peak resident memory of the node so far (Linux `VmHWM`), in bytes.
     pub fn peak_rss(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;

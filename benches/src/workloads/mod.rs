@@ -2,3 +2,5 @@
 //! the same run.
 
 pub mod node;
+pub mod pushdown;
+pub mod trace;

@@ -1,0 +1,254 @@
+//! Runs one workload case in one mode and turns what happened into a
+//! [`Measurement`]: latencies, throughput, and the traffic counters read
+//! before and after from the baseline store or the nodes' `stats`.
+
+use std::time::Instant;
+
+use futures::{StreamExt, TryStreamExt};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::readers::{Mode, Query, Readers, Reply};
+use crate::BoxError;
+
+/// Latency distribution of one case, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Latency {
+    pub mean: f64,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Latency {
+    /// Nearest-rank percentiles: with few samples the higher ones are the
+    /// slowest request, never an interpolation that no request took.
+    pub fn of(samples: &[f64]) -> Latency {
+        if samples.is_empty() {
+            return Latency::default();
+        }
+        let mut v = samples.to_vec();
+        v.sort_by(|a, b| a.total_cmp(b));
+        let rank = |p: f64| {
+            let i = ((p / 100.0) * v.len() as f64).ceil() as usize;
+            v[i.clamp(1, v.len()) - 1]
+        };
+        Latency {
+            mean: v.iter().sum::<f64>() / v.len() as f64,
+            p50: rank(50.0),
+            p95: rank(95.0),
+            p99: rank(99.0),
+            max: v[v.len() - 1],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Measurement {
+    pub workload: String,
+    pub case: String,
+    pub mode: Mode,
+    pub requests: usize,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    pub latency_ms: Latency,
+    pub latencies_ms: Vec<f64>,
+    pub wall_s: f64,
+    pub requests_per_s: f64,
+    /// Arrow data delivered into client memory per second of wall time.
+    pub throughput_mb_s: f64,
+    pub rows: u64,
+    pub arrow_bytes: u64,
+    /// Chunk hits over lookups on the nodes; `None` for the baselines.
+    pub hit_ratio: Option<f64>,
+    pub chunk_hits: u64,
+    pub chunk_misses: u64,
+    pub origin_bytes: u64,
+    pub s3_requests: u64,
+    /// Bytes that crossed the network to the client: Flight IPC for Quiver,
+    /// the S3 responses for the baselines.
+    pub bytes_to_client: u64,
+    /// The node's peak RSS during this case; `None` for baselines or remote
+    /// nodes.
+    pub peak_rss_bytes: Option<u64>,
+    /// Mean direct latency over this mode's mean latency.
+    pub speedup_vs_direct: Option<f64>,
+}
+
+pub fn bar(len: u64, message: String) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>40} [{bar:30}] {pos}/{len} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(message);
+    bar
+}
+
+/// Runs `queries` in `mode` with up to `concurrency` in flight and returns
+/// the measurement plus every reply in query order, which callers compare
+/// across modes.
+pub async fn run(
+    readers: &Readers<'_>,
+    workload: &str,
+    case: &str,
+    mode: Mode,
+    queries: &[Query],
+    concurrency: usize,
+) -> Result<(Measurement, Vec<Reply>), BoxError> {
+    let rig = readers.rig();
+    let progress = bar(
+        queries.len() as u64,
+        format!("{workload} {case}: {}", mode.label()),
+    );
+    let store_before = rig.baseline().traffic();
+    let node_before = rig.stats().await?;
+    rig.reset_peak_rss();
+    let started = Instant::now();
+    let results: Vec<(f64, Reply)> = futures::stream::iter(queries.iter().map(|q| {
+        let progress = progress.clone();
+        async move {
+            let t = Instant::now();
+            let reply = readers
+                .read(mode, q)
+                .await
+                .map_err(|e| format!("{} of {} failed: {e}", mode.label(), q.name))?;
+            progress.inc(1);
+            Ok::<_, BoxError>((t.elapsed().as_secs_f64() * 1000.0, reply))
+        }
+    }))
+    .buffered(concurrency.max(1))
+    .try_collect()
+    .await?;
+    let wall_s = started.elapsed().as_secs_f64();
+    progress.finish_and_clear();
+    let store = rig.baseline().traffic() - store_before;
+    let node = rig.stats().await? - node_before;
+
+    let latencies: Vec<f64> = results.iter().map(|(ms, _)| *ms).collect();
+    let replies: Vec<Reply> = results.iter().map(|(_, r)| *r).collect();
+    let rows = replies.iter().map(|r| r.rows).sum();
+    let arrow_bytes = replies.iter().map(|r| r.arrow_bytes).sum();
+    let (hit_ratio, origin_bytes, s3_requests, bytes_to_client, peak_rss_bytes) =
+        if mode.is_quiver() {
+            (
+                node.hit_ratio(),
+                node.origin_bytes,
+                node.origin_requests,
+                node.bytes_served,
+                rig.peak_rss(),
+            )
+        } else {
+            (None, store.bytes, store.requests, store.bytes, None)
+        };
+    Ok((
+        Measurement {
+            workload: workload.into(),
+            case: case.into(),
+            mode,
+            requests: queries.len(),
+            concurrency,
+            latency_ms: Latency::of(&latencies),
+            latencies_ms: latencies,
+            wall_s,
+            requests_per_s: queries.len() as f64 / wall_s,
+            throughput_mb_s: arrow_bytes as f64 / 1e6 / wall_s,
+            rows,
+            arrow_bytes,
+            hit_ratio,
+            chunk_hits: if mode.is_quiver() { node.hits } else { 0 },
+            chunk_misses: if mode.is_quiver() { node.misses } else { 0 },
+            origin_bytes,
+            s3_requests,
+            bytes_to_client,
+            peak_rss_bytes,
+            speedup_vs_direct: None,
+        },
+        replies,
+    ))
+}
+
+/// Joins runs of one case and mode measured separately (cold runs, each
+/// after an eviction) into one measurement.
+pub fn merge(runs: Vec<(Measurement, Vec<Reply>)>) -> Result<(Measurement, Vec<Reply>), BoxError> {
+    let mut runs = runs.into_iter();
+    let (mut m, mut replies) = runs.next().ok_or("no runs to merge")?;
+    for (r, more) in runs {
+        m.requests += r.requests;
+        m.latencies_ms.extend(r.latencies_ms);
+        m.wall_s += r.wall_s;
+        m.rows += r.rows;
+        m.arrow_bytes += r.arrow_bytes;
+        m.chunk_hits += r.chunk_hits;
+        m.chunk_misses += r.chunk_misses;
+        m.origin_bytes += r.origin_bytes;
+        m.s3_requests += r.s3_requests;
+        m.bytes_to_client += r.bytes_to_client;
+        m.peak_rss_bytes = m.peak_rss_bytes.max(r.peak_rss_bytes);
+        replies.extend(more);
+    }
+    m.latency_ms = Latency::of(&m.latencies_ms);
+    m.requests_per_s = m.requests as f64 / m.wall_s;
+    m.throughput_mb_s = m.arrow_bytes as f64 / 1e6 / m.wall_s;
+    let lookups = m.chunk_hits + m.chunk_misses;
+    m.hit_ratio = (m.mode.is_quiver() && lookups > 0).then(|| m.chunk_hits as f64 / lookups as f64);
+    Ok((m, replies))
+}
+
+/// Every mode must return the same rows for the same request; a benchmark
+/// of a wrong answer is worthless.
+pub fn check_same(
+    case: &str,
+    mode: Mode,
+    expected: &[Reply],
+    got: &[Reply],
+    queries: &[Query],
+) -> Result<(), BoxError> {
+    for ((e, g), q) in expected.iter().zip(got).zip(queries) {
+        if e.rows != g.rows {
+            return Err(format!(
+                "{case}: {} returned {} rows for {}, the direct reader {}",
+                mode.label(),
+                g.rows,
+                q.name,
+                e.rows
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Fills in each measurement's speed-up against the direct baseline of the
+/// same case.
+pub fn fill_speedups(measurements: &mut [Measurement]) {
+    let direct: Vec<(String, String, f64)> = measurements
+        .iter()
+        .filter(|m| m.mode == Mode::Direct)
+        .map(|m| (m.workload.clone(), m.case.clone(), m.latency_ms.mean))
+        .collect();
+    for m in measurements.iter_mut() {
+        m.speedup_vs_direct = direct
+            .iter()
+            .find(|(w, c, _)| *w == m.workload && *c == m.case)
+            .map(|(_, _, d)| d / m.latency_ms.mean);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Latency;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let samples: Vec<f64> = (1..=100).map(f64::from).collect();
+        let l = Latency::of(&samples);
+        assert_eq!((l.p50, l.p95, l.p99, l.max), (50.0, 95.0, 99.0, 100.0));
+        assert_eq!(l.mean, 50.5);
+        let l = Latency::of(&[3.0, 1.0, 2.0]);
+        assert_eq!((l.p50, l.p99), (2.0, 3.0));
+        assert_eq!(Latency::of(&[]).p50, 0.0);
+    }
+}

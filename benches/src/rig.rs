@@ -1,0 +1,288 @@
+//! Where the benchmark data lives and who serves it: either everything on
+//! this machine (s3s-fs behind the emulated link, plus one quiver-server
+//! process), or a real S3 prefix and already running Quiver nodes, as on the
+//! EC2 rig.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow_flight::{Action, FlightClient};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use quiver_protocol::{slot_of, EvictRequest, StatsReport};
+use quiver_testkit::{S3Server, ACCESS_KEY, SECRET_KEY};
+use tonic::transport::Channel;
+use url::Url;
+
+use crate::counting::CountingStore;
+use crate::link::{Link, LinkConfig};
+use crate::server::ServerProcess;
+use crate::BoxError;
+
+const LOCAL_BUCKET: &str = "bench";
+/// Everything the benchmark writes goes under this directory of the source.
+const DATA_DIR: &str = "quiver-bench";
+
+#[derive(Debug, Clone)]
+pub struct RigOptions {
+    pub link: Option<LinkConfig>,
+    pub server_bin: PathBuf,
+    /// Flight URLs of running nodes; empty starts a local node.
+    pub nodes: Vec<String>,
+    /// The root URL of the source the running nodes serve.
+    pub s3: Option<String>,
+    /// The name the running nodes serve `s3` as.
+    pub source: String,
+    pub memory_mib: u64,
+    pub disk_mib: u64,
+}
+
+/// The sum of `stats` over every node.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NodeStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub origin_bytes: u64,
+    pub origin_requests: u64,
+    pub bytes_served: u64,
+}
+
+impl std::ops::Sub for NodeStats {
+    type Output = NodeStats;
+    fn sub(self, rhs: NodeStats) -> NodeStats {
+        NodeStats {
+            hits: self.hits.saturating_sub(rhs.hits),
+            misses: self.misses.saturating_sub(rhs.misses),
+            origin_bytes: self.origin_bytes.saturating_sub(rhs.origin_bytes),
+            origin_requests: self.origin_requests.saturating_sub(rhs.origin_requests),
+            bytes_served: self.bytes_served.saturating_sub(rhs.bytes_served),
+        }
+    }
+}
+
+impl NodeStats {
+    /// Chunk lookups answered by either tier; `None` when nothing was looked up.
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let total = self.hits + self.misses;
+        (total > 0).then(|| self.hits as f64 / total as f64)
+    }
+}
+
+pub struct Rig {
+    work: tempfile::TempDir,
+    s3_server: Option<S3Server>,
+    _link: Option<Link>,
+    /// What baselines read through: the emulated link or real S3, counted.
+    baseline: Arc<CountingStore>,
+    /// Uploads bypass the link: generating data is not what is measured.
+    uploader: Arc<dyn ObjectStore>,
+    bucket_url: Url,
+    /// The source's root inside the bucket.
+    root: String,
+    source: String,
+    server: Option<ServerProcess>,
+    channels: Vec<Channel>,
+}
+
+fn local_s3(endpoint: &str) -> Result<Arc<dyn ObjectStore>, BoxError> {
+    Ok(Arc::new(
+        AmazonS3Builder::new()
+            .with_endpoint(endpoint)
+            .with_allow_http(true)
+            .with_bucket_name(LOCAL_BUCKET)
+            .with_region("us-east-1")
+            .with_access_key_id(ACCESS_KEY)
+            .with_secret_access_key(SECRET_KEY)
+            .build()?,
+    ))
+}
+
+async fn connect(url: &str) -> Result<Channel, BoxError> {
+    let endpoint = url
+        .replacen("grpc://", "http://", 1)
+        .replacen("grpc+tls://", "https://", 1);
+    Ok(Channel::from_shared(endpoint)
+        .map_err(|e| format!("bad node URL {url}: {e}"))?
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect to {url}: {e}"))?)
+}
+
+impl Rig {
+    pub async fn start(opts: &RigOptions) -> Result<Rig, BoxError> {
+        let work = tempfile::tempdir()?;
+        if opts.nodes.is_empty() != opts.s3.is_none() {
+            return Err(
+                "--nodes and --s3 go together: running nodes serve a real S3 prefix".into(),
+            );
+        }
+        if let Some(s3) = &opts.s3 {
+            let url = Url::parse(s3).map_err(|e| format!("bad --s3 URL {s3}: {e}"))?;
+            if url.scheme() != "s3" || url.host_str().is_none() {
+                return Err(format!("--s3 takes s3://bucket/prefix/, not {s3}").into());
+            }
+            let store: Arc<dyn ObjectStore> =
+                Arc::new(AmazonS3Builder::from_env().with_url(s3.as_str()).build()?);
+            let mut channels = Vec::new();
+            for node in &opts.nodes {
+                channels.push(connect(node).await?);
+            }
+            let root = url.path().trim_matches('/').to_string();
+            return Ok(Rig {
+                work,
+                s3_server: None,
+                _link: None,
+                baseline: Arc::new(CountingStore::new(store.clone())),
+                uploader: store,
+                bucket_url: Url::parse(&format!("s3://{}", url.host_str().unwrap_or_default()))?,
+                root,
+                source: opts.source.clone(),
+                server: None,
+                channels,
+            });
+        }
+
+        let s3 = S3Server::start(&work.path().join("s3"), &[LOCAL_BUCKET]).await?;
+        let link = match opts.link {
+            Some(cfg) => Some(Link::start(s3.addr, cfg).await?),
+            None => None,
+        };
+        let endpoint = link
+            .as_ref()
+            .map(|l| format!("http://{}", l.addr))
+            .unwrap_or_else(|| s3.endpoint());
+        let config = format!(
+            "[cache]\nmemory = \"{}MiB\"\ndisk = \"{}MiB\"\ndisk_dir = \"{}\"\n\n\
+             [[source]]\nname = \"{}\"\nurl = \"s3://{LOCAL_BUCKET}/\"\nendpoint = \"{endpoint}\"\n\
+             region = \"us-east-1\"\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n\n\
+             [limits]\nmax_concurrent_scans = 512\n",
+            opts.memory_mib,
+            opts.disk_mib,
+            work.path().join("cache").display(),
+            opts.source,
+        );
+        let server = ServerProcess::start(&opts.server_bin, work.path(), &config)?;
+        let channels = vec![connect(&format!("http://{}", server.flight)).await?];
+        Ok(Rig {
+            baseline: Arc::new(CountingStore::new(local_s3(&endpoint)?)),
+            uploader: local_s3(&s3.endpoint())?,
+            bucket_url: Url::parse(&format!("s3://{LOCAL_BUCKET}"))?,
+            root: String::new(),
+            source: opts.source.clone(),
+            server: Some(server),
+            channels,
+            work,
+            s3_server: Some(s3),
+            _link: link,
+        })
+    }
+
+    /// Scratch space for generated files.
+    pub fn scratch(&self) -> PathBuf {
+        self.work.path().join("staging")
+    }
+
+    /// The store baselines read through, with its request counters.
+    pub fn baseline(&self) -> &Arc<CountingStore> {
+        &self.baseline
+    }
+
+    pub fn bucket_url(&self) -> &Url {
+        &self.bucket_url
+    }
+
+    /// The key of benchmark object `name` inside the bucket.
+    pub fn object_path(&self, name: &str) -> Path {
+        if self.root.is_empty() {
+            Path::from(format!("{DATA_DIR}/{name}"))
+        } else {
+            Path::from(format!("{}/{DATA_DIR}/{name}", self.root))
+        }
+    }
+
+    /// The path of benchmark object `name` in Quiver's source.
+    pub fn quiver_path(&self, name: &str) -> String {
+        format!("{DATA_DIR}/{name}")
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Uploads with PUT, as a lake's writer would, so that s3s-fs keeps the
+    /// object's ETag instead of re-hashing the file on every GET.
+    pub async fn upload(&self, name: &str, bytes: Bytes) -> Result<(), BoxError> {
+        self.uploader
+            .put(&self.object_path(name), bytes.into())
+            .await?;
+        Ok(())
+    }
+
+    /// A Flight client for the node that owns `name`'s slot, so that with
+    /// several nodes each object is cached on one of them.
+    pub fn client_for(&self, name: &str) -> FlightClient {
+        let slot = slot_of(&self.source, &self.quiver_path(name)) as usize;
+        FlightClient::new(self.channels[slot % self.channels.len()].clone())
+    }
+
+    pub async fn stats(&self) -> Result<NodeStats, BoxError> {
+        let mut sum = NodeStats::default();
+        for channel in &self.channels {
+            let mut client = FlightClient::new(channel.clone());
+            let out: Vec<Bytes> = client
+                .do_action(Action::new("stats", Bytes::new()))
+                .await?
+                .try_collect()
+                .await?;
+            let report: StatsReport =
+                serde_json::from_slice(out.first().ok_or("stats returned nothing")?)?;
+            sum.hits += report.memory.hits + report.disk.hits;
+            sum.misses += report.misses;
+            sum.origin_bytes += report.origin_bytes;
+            sum.origin_requests += report.origin_requests;
+            sum.bytes_served += report.bytes_served;
+        }
+        Ok(sum)
+    }
+
+    /// Drops everything the benchmark put in the nodes' caches, footers
+    /// included, so the next Quiver run starts cold.
+    pub async fn evict_all(&self) -> Result<(), BoxError> {
+        let body = serde_json::to_vec(&EvictRequest {
+            source: self.source.clone(),
+            path: format!("{DATA_DIR}/"),
+        })?;
+        for channel in &self.channels {
+            let mut client = FlightClient::new(channel.clone());
+            let _: Vec<Bytes> = client
+                .do_action(Action::new("evict", body.clone()))
+                .await?
+                .try_collect()
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new peak-memory window on the local node.
+    pub fn reset_peak_rss(&self) {
+        if let Some(server) = &self.server {
+            server.reset_peak_rss();
+        }
+    }
+
+    /// The local node's peak RSS since the last reset; unknown for remote nodes.
+    pub fn peak_rss(&self) -> Option<u64> {
+        self.server.as_ref().and_then(|s| s.peak_rss())
+    }
+
+    pub async fn stop(self) -> Result<(), BoxError> {
+        if let Some(server) = self.server {
+            server.stop()?;
+        }
+        drop(self.s3_server);
+        Ok(())
+    }
+}

@@ -1,0 +1,27 @@
+terraform {
+  # The plan tests in tests/ use mock providers, which need 1.7 or newer;
+  # only infra/check-terraform.sh runs them, so plan and apply need just 1.5.
+  required_version = ">= 1.5"
+
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = "~> 5.0"
+    }
+  }
+}
+
+provider "aws" {
+  region = var.region
+
+  default_tags {
+    tags = merge(
+      {
+        Project   = "quiver"
+        Rig       = var.name_prefix
+        ManagedBy = "terraform"
+      },
+      var.tags,
+    )
+  }
+}

@@ -1,0 +1,89 @@
+"""Checks that a benchmark run wrote well-formed results.
+
+Used by infra/test.sh after `quiver-bench --quick` and the `node` workload.
+It checks shapes and invariants that hold on any machine (every case ran in
+every mode, percentiles are ordered, a warm cache reads nothing from S3,
+pushdown sends fewer bytes than the baselines download), never timings.
+"""
+
+import json
+import pathlib
+import struct
+import sys
+
+MODES = ["direct", "datafusion", "quiver-cold", "quiver-warm"]
+KEYS = [
+    "workload", "case", "mode", "requests", "concurrency", "latency_ms", "latencies_ms",
+    "wall_s", "requests_per_s", "throughput_mb_s", "rows", "arrow_bytes", "hit_ratio",
+    "origin_bytes", "s3_requests", "bytes_to_client", "peak_rss_bytes", "speedup_vs_direct",
+]
+PLOTS = ["trace-latency.png", "pushdown-latency.png", "pushdown-bytes.png"]
+
+
+def check_png(path: pathlib.Path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path.name} is not a PNG"
+    assert data[12:16] == b"IHDR", f"{path.name} has no IHDR chunk"
+    width, height = struct.unpack(">II", data[16:24])
+    assert width >= 600 and height >= 400, f"{path.name} is {width}x{height}"
+    assert len(data) > 5000, f"{path.name} looks empty ({len(data)} bytes)"
+
+
+def check_suite(out: pathlib.Path) -> None:
+    suite = json.loads((out / "results.json").read_text())
+    assert suite["command"].startswith("cargo build --release"), suite["command"]
+    ms = suite["measurements"]
+    assert {m["workload"] for m in ms} == {"trace", "pushdown"}
+    cases = {}
+    for m in ms:
+        for k in KEYS:
+            assert k in m, f"measurement lacks {k}: {m['workload']} {m['case']}"
+        cases.setdefault((m["workload"], m["case"]), {})[m["mode"]] = m
+        lat = m["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"], lat
+        assert len(m["latencies_ms"]) == m["requests"] > 0
+        assert m["rows"] > 0 or m["workload"] == "pushdown"
+        if m["mode"].startswith("quiver"):
+            assert m["hit_ratio"] is not None and m["peak_rss_bytes"] > 0
+        else:
+            assert m["hit_ratio"] is None and m["s3_requests"] > 0
+        assert m["speedup_vs_direct"] > 0
+    traces = [c for (w, c) in cases if w == "trace"]
+    assert traces == ["zipf-small", "zipf-large", "parallel", "serial"], traces
+    assert len([c for (w, c) in cases if w == "pushdown"]) == 8
+    for (workload, case), modes in cases.items():
+        assert sorted(modes) == sorted(MODES), (workload, case, sorted(modes))
+        rows = {m["rows"] for m in modes.values()}
+        assert len(rows) == 1, f"{workload} {case}: modes disagree on rows {rows}"
+        warm = modes["quiver-warm"]
+        assert warm["origin_bytes"] == 0, f"{workload} {case}: warm run read {warm['origin_bytes']} B from S3"
+        assert warm["hit_ratio"] == 1.0, f"{workload} {case}: warm hit ratio {warm['hit_ratio']}"
+        assert modes["quiver-cold"]["origin_bytes"] > 0, f"{workload} {case}: cold run read nothing"
+    for sel in ["0.1%", "1%"]:
+        for cols in ["2 cols", "all cols"]:
+            modes = cases[("pushdown", f"{sel} of rows, {cols}")]
+            sent = modes["quiver-warm"]["bytes_to_client"]
+            fetched = modes["direct"]["bytes_to_client"]
+            assert sent < fetched, f"pushdown {sel} {cols}: Quiver sent {sent} B, direct fetched {fetched} B"
+    md = (out / "results.md").read_text()
+    for needle in ["### trace", "### pushdown", "x direct", "Reproduce:"] + PLOTS:
+        assert needle in md, f"results.md lacks {needle!r}"
+    for plot in PLOTS:
+        check_png(out / plot)
+
+
+def check_node(out: pathlib.Path) -> None:
+    report = json.loads((out / "node.json").read_text())
+    for key in ("datafusion_direct_ms", "quiver_warm_ms", "speedup_warm_vs_direct",
+                "bytes_to_client_fraction", "peak_rss_bytes"):
+        assert key in report, key
+    assert report["rows_matched"] > 0 and report["peak_rss_bytes"] > 0
+    assert "warm speed-up" in (out / "node.md").read_text()
+
+
+if __name__ == "__main__":
+    out = pathlib.Path(sys.argv[1])
+    check_suite(out)
+    if (out / "node.json").exists():
+        check_node(out)
+    print("benchmark results are well-formed")
