@@ -7,15 +7,17 @@ pub enum ActionType {
     Prefetch,
     Evict,
     ClusterShards,
+    ClusterUpdate,
     Health,
 }
 
 impl ActionType {
-    pub const ALL: [ActionType; 5] = [
+    pub const ALL: [ActionType; 6] = [
         ActionType::Stats,
         ActionType::Prefetch,
         ActionType::Evict,
         ActionType::ClusterShards,
+        ActionType::ClusterUpdate,
         ActionType::Health,
     ];
 
@@ -25,6 +27,7 @@ impl ActionType {
             ActionType::Prefetch => "prefetch",
             ActionType::Evict => "evict",
             ActionType::ClusterShards => "cluster-shards",
+            ActionType::ClusterUpdate => "cluster-update",
             ActionType::Health => "health",
         }
     }
@@ -40,13 +43,17 @@ impl ActionType {
             ActionType::Prefetch => "Body: a ScanRequest. Loads the named objects into the cache; streams progress, then {objects, bytes}. Admin token required when auth is on.",
             ActionType::Evict => "Body: {\"source\", \"path\"}. Drops the named objects from the cache; returns {objects, bytes}. Admin token required when auth is on.",
             ActionType::ClusterShards => "The cluster topology: epoch, nodes and slot ranges with their owners.",
+            ActionType::ClusterUpdate => "Body: {\"expected_epoch\", \"topology\"}. Replaces the stored topology if it is still at expected_epoch (compare-and-swap); returns the new topology. Admin token required when auth is on.",
             ActionType::Health => "Liveness: {\"status\":\"ok\", ...}.",
         }
     }
 
     /// Actions that change what the node holds need the admin token.
     pub fn needs_admin(self) -> bool {
-        matches!(self, ActionType::Prefetch | ActionType::Evict)
+        matches!(
+            self,
+            ActionType::Prefetch | ActionType::Evict | ActionType::ClusterUpdate
+        )
     }
 }
 
@@ -111,4 +118,13 @@ pub struct StatsReport {
     pub presigned_urls: u64,
     pub scans: u64,
     pub active_scans: u64,
+}
+
+/// Body of `cluster-update`: the new topology, written only if the stored
+/// one is still at `expected_epoch` (0 when there is none yet).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterUpdate {
+    pub expected_epoch: u64,
+    pub topology: crate::Topology,
 }

@@ -8,7 +8,8 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use quiver_protocol::{
-    CacheTierStats, EvictRequest, PrefetchProgress, PrefetchSummary, ScanRequest, StatsReport,
+    CacheTierStats, ClusterUpdate, EvictRequest, PrefetchProgress, PrefetchSummary, ScanRequest,
+    StatsReport,
 };
 
 use crate::error::{QuiverError, Result};
@@ -62,11 +63,46 @@ pub fn health(core: &NodeCore) -> Bytes {
         "node_id": core.node_id,
         "version": env!("CARGO_PKG_VERSION"),
         "active_scans": core.metrics.active_scans.get(),
+        "cluster": core.cluster.status(),
     }))
 }
 
-pub fn cluster_shards(core: &NodeCore) -> Bytes {
-    json(core.topology())
+/// The topology this node follows. With `{"refresh": true}` the node first
+/// re-reads the document, so an operator's tool never computes a change
+/// from a copy that is one reload interval old.
+pub async fn cluster_shards(core: &NodeCore, body: &[u8]) -> Result<Bytes> {
+    if !body.is_empty() {
+        let req: ShardsRequest = serde_json::from_slice(body).map_err(|e| {
+            QuiverError::invalid(format!(
+                "cluster-shards takes no body or {{\"refresh\": true}}: {e}"
+            ))
+        })?;
+        if req.refresh {
+            core.cluster.reload().await;
+        }
+    }
+    Ok(json(&*core.topology()))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShardsRequest {
+    #[serde(default)]
+    refresh: bool,
+}
+
+/// Compare-and-swap of the stored topology, sent by `quiver cluster`.
+pub async fn cluster_update(core: &NodeCore, body: &[u8]) -> Result<Bytes> {
+    let req: ClusterUpdate = serde_json::from_slice(body).map_err(|e| {
+        QuiverError::invalid(format!(
+            "cluster-update takes {{\"expected_epoch\", \"topology\"}}: {e}"
+        ))
+    })?;
+    let adopted = core
+        .cluster
+        .update(req.expected_epoch, req.topology)
+        .await?;
+    Ok(json(&*adopted))
 }
 
 /// Drops the named objects (current versions) from both tiers and forgets

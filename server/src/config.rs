@@ -188,10 +188,30 @@ impl SourceConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     pub node_id: Option<String>,
+    /// Where the topology document lives: `s3://bucket/key` or a local
+    /// path. Absent: the node runs alone and owns every slot.
+    pub topology: Option<String>,
+    /// The source whose endpoint, region and keys reach an `s3://`
+    /// topology; default: a source in the same bucket, else the AWS
+    /// environment.
+    pub topology_source: Option<String>,
+    /// How often the topology is re-read.
+    pub reload: Span,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node_id: None,
+            topology: None,
+            topology_source: None,
+            reload: Span(Duration::from_secs(2)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -288,6 +308,12 @@ pub struct Flags {
     /// This node's id in the cluster topology.
     #[arg(long, env = "QUIVER_NODE_ID")]
     pub node_id: Option<String>,
+    /// The topology document: s3://bucket/key or a local path.
+    #[arg(long, env = "QUIVER_TOPOLOGY")]
+    pub topology: Option<String>,
+    /// How often the topology is re-read (e.g. 2s).
+    #[arg(long, env = "QUIVER_TOPOLOGY_RELOAD")]
+    pub topology_reload: Option<Span>,
     /// File of bearer tokens, one per line; enables auth.
     #[arg(long, env = "QUIVER_TOKENS_FILE")]
     pub tokens_file: Option<PathBuf>,
@@ -374,6 +400,10 @@ impl Config {
         if f.node_id.is_some() {
             self.cluster.node_id = f.node_id.clone();
         }
+        if f.topology.is_some() {
+            self.cluster.topology = f.topology.clone();
+        }
+        set(&mut self.cluster.reload, &f.topology_reload);
         for (slot, value) in [
             (&mut self.auth.tokens_file, &f.tokens_file),
             (&mut self.auth.admin_token_file, &f.admin_token_file),
@@ -486,6 +516,22 @@ impl Config {
         }
         if self.limits.request_timeout.0.is_zero() {
             return Err(invalid("limits.request_timeout", "must be above zero"));
+        }
+        if self.cluster.reload.0 < Duration::from_millis(100) {
+            return Err(invalid("cluster.reload", "must be at least 100ms"));
+        }
+        if let Some(t) = &self.cluster.topology {
+            if t.is_empty() {
+                return Err(invalid("cluster.topology", "must not be empty"));
+            }
+            if let Some(name) = &self.cluster.topology_source {
+                if !self.sources.iter().any(|s| &s.name == name) {
+                    return Err(invalid(
+                        "cluster.topology_source",
+                        format!("`{name}` is not a configured source"),
+                    ));
+                }
+            }
         }
         Ok(())
     }

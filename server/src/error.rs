@@ -20,6 +20,10 @@ pub enum QuiverError {
     /// This node does not own the slot; the client should go to `url`.
     #[error("MOVED {slot} {epoch} {url}")]
     Moved { slot: u16, epoch: u64, url: String },
+    /// The request cannot apply to the current state (e.g. a topology
+    /// update against an epoch that has moved on).
+    #[error("{0}")]
+    FailedPrecondition(String),
     #[error("{0}")]
     ResourceExhausted(String),
     #[error("{0}")]
@@ -39,7 +43,9 @@ impl QuiverError {
             QuiverError::NotFound(_) => ErrorCode::NotFound,
             QuiverError::Unauthenticated(_) => ErrorCode::Unauthenticated,
             QuiverError::PermissionDenied(_) => ErrorCode::PermissionDenied,
-            QuiverError::Changed(_) | QuiverError::Moved { .. } => ErrorCode::FailedPrecondition,
+            QuiverError::Changed(_)
+            | QuiverError::Moved { .. }
+            | QuiverError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
             QuiverError::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
             QuiverError::Unavailable(_) => ErrorCode::Unavailable,
             QuiverError::DataLoss(_) => ErrorCode::DataLoss,

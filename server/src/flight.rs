@@ -381,7 +381,8 @@ impl FlightService for QuiverFlight {
             let results: BoxStream<'static, Result<bytes::Bytes>> = match kind {
                 ActionType::Stats => one(actions::stats(&core)),
                 ActionType::Health => one(actions::health(&core)),
-                ActionType::ClusterShards => one(actions::cluster_shards(&core)),
+                ActionType::ClusterShards => one(actions::cluster_shards(&core, body).await?),
+                ActionType::ClusterUpdate => one(actions::cluster_update(&core, body).await?),
                 ActionType::Evict => one(actions::evict(&core, body).await?),
                 ActionType::Prefetch => actions::prefetch(core.clone(), body).await?,
             };

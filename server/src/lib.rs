@@ -9,6 +9,7 @@ pub mod actions;
 pub mod admin;
 pub mod auth;
 pub mod cache;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod flight;

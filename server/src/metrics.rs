@@ -40,6 +40,8 @@ pub struct Metrics {
     pub memory_capacity: IntGauge,
     pub disk_usage: IntGauge,
     pub disk_capacity: IntGauge,
+    pub topology_epoch: IntGauge,
+    pub topology_errors: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -149,6 +151,16 @@ impl Metrics {
                 &registry,
                 "cache_disk_capacity_bytes",
                 "Capacity of the disk tier",
+            ),
+            topology_epoch: gauge(
+                &registry,
+                "topology_epoch",
+                "Epoch of the topology this node follows",
+            ),
+            topology_errors: counter(
+                &registry,
+                "topology_errors_total",
+                "Topology reloads that found a document it could not adopt",
             ),
             scan_seconds,
             registry,

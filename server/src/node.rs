@@ -17,6 +17,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use crate::admin;
 use crate::auth::Auth;
 use crate::cache::{CachingObjectStore, ChunkCache, FooterCache};
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::error::{QuiverError, Result};
 use crate::flight::QuiverFlight;
@@ -45,7 +46,7 @@ pub struct NodeCore {
     pub scan_slots: Arc<Semaphore>,
     pub max_scans: usize,
     pub request_timeout: Duration,
-    topology: Topology,
+    pub cluster: Arc<Cluster>,
     pub ready: AtomicBool,
 }
 
@@ -82,28 +83,29 @@ impl NodeCore {
         }
     }
 
-    pub fn topology(&self) -> &Topology {
-        &self.topology
+    pub fn topology(&self) -> Arc<Topology> {
+        self.cluster.current()
     }
 
     /// Refuses a read of an object whose slot this node does not own,
     /// pointing the client at the primary owner.
     pub fn check_owner(&self, id: &ObjectId) -> Result<()> {
         let slot = slot_of(&id.source, id.path.as_ref());
-        let owners = self.topology.owners(slot);
+        let topology = self.topology();
+        let owners = topology.owners(slot);
         if owners.iter().any(|n| n.id == self.node_id) {
             return Ok(());
         }
         Err(QuiverError::Moved {
             slot,
-            epoch: self.topology.epoch,
+            epoch: topology.epoch,
             url: owners.first().map(|n| n.url.clone()).unwrap_or_default(),
         })
     }
 
     /// The nodes that own an object, primary first.
     pub fn owners(&self, id: &ObjectId) -> Vec<NodeInfo> {
-        self.topology
+        self.topology()
             .owners(slot_of(&id.source, id.path.as_ref()))
             .into_iter()
             .cloned()
@@ -119,6 +121,7 @@ pub struct RunningNode {
     stop: watch::Sender<bool>,
     flight_task: JoinHandle<std::result::Result<(), tonic::transport::Error>>,
     admin_task: JoinHandle<()>,
+    reload_task: JoinHandle<()>,
 }
 
 impl RunningNode {
@@ -169,8 +172,18 @@ impl RunningNode {
         )?;
         let node_id = config.node_id();
         let advertise = config.advertise_url();
+        let cluster = Arc::new(
+            Cluster::open(
+                &config.cluster,
+                &config.sources,
+                &node_id,
+                &advertise,
+                metrics.clone(),
+            )
+            .await?,
+        );
         let core = Arc::new(NodeCore {
-            topology: Topology::single(&node_id, &advertise),
+            cluster: cluster.clone(),
             node_id,
             advertise,
             sources,
@@ -213,6 +226,8 @@ impl RunningNode {
                 let _ = flight_stop.wait_for(|s| *s).await;
             },
         ));
+        let reload_task =
+            tokio::spawn(cluster.reload_every(config.cluster.reload.0, stopped.clone()));
         let admin_task = tokio::spawn(admin::serve(admin_listener, core.clone(), stopped));
         core.ready.store(true, Ordering::SeqCst);
         Ok(RunningNode {
@@ -222,6 +237,7 @@ impl RunningNode {
             stop,
             flight_task,
             admin_task,
+            reload_task,
         })
     }
 
@@ -237,6 +253,7 @@ impl RunningNode {
             Err(_) => tracing::warn!("streams were still running after the shutdown grace period"),
         }
         let _ = self.admin_task.await;
+        let _ = self.reload_task.await;
         self.core.chunks.close().await
     }
 }

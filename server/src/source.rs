@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
@@ -97,6 +97,29 @@ pub struct Source {
     listings: Mutex<HashMap<Path, (Vec<ObjectId>, Instant)>>,
 }
 
+/// An S3 client for `bucket` with a source's region, endpoint and keys,
+/// falling back to the `AWS_*` environment and instance credentials.
+pub fn s3_store(cfg: &SourceConfig, bucket: &str) -> Result<AmazonS3> {
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    if let Some(region) = &cfg.region {
+        builder = builder.with_region(region);
+    }
+    if let Some(endpoint) = &cfg.endpoint {
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_allow_http(endpoint.starts_with("http://"))
+            .with_virtual_hosted_style_request(false);
+    }
+    if let (Some(key), Some(secret)) = (&cfg.access_key_id, &cfg.secret_access_key) {
+        builder = builder
+            .with_access_key_id(key)
+            .with_secret_access_key(secret);
+    }
+    builder
+        .build()
+        .map_err(|e| QuiverError::invalid(format!("source {}: {e}", cfg.name)))
+}
+
 impl Source {
     /// `max_objects` caps what one listing may return, so a request naming a
     /// huge prefix is refused instead of listing and planning without bound.
@@ -130,25 +153,7 @@ impl Source {
                 Arc::new(fs)
             }
             "s3" => {
-                let bucket = url.host_str().unwrap_or_default().to_string();
-                let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
-                if let Some(region) = &cfg.region {
-                    builder = builder.with_region(region);
-                }
-                if let Some(endpoint) = &cfg.endpoint {
-                    builder = builder
-                        .with_endpoint(endpoint)
-                        .with_allow_http(endpoint.starts_with("http://"))
-                        .with_virtual_hosted_style_request(false);
-                }
-                if let (Some(key), Some(secret)) = (&cfg.access_key_id, &cfg.secret_access_key) {
-                    builder = builder
-                        .with_access_key_id(key)
-                        .with_secret_access_key(secret);
-                }
-                let s3 = builder
-                    .build()
-                    .map_err(|e| QuiverError::invalid(format!("source {}: {e}", cfg.name)))?;
+                let s3 = s3_store(cfg, url.host_str().unwrap_or_default())?;
                 let prefix = url.path().trim_matches('/');
                 if prefix.is_empty() {
                     Arc::new(s3)

@@ -292,6 +292,36 @@ async fn actions_reject_bad_input() {
             br#"{"source":"local","path":"t/not-parquet.parquet","columns":["id"]}"#,
             Code::DataLoss,
         ),
+        (
+            "cluster-shards bad body",
+            "cluster-shards",
+            br#"{"refresh": "yes"}"#,
+            Code::InvalidArgument,
+        ),
+        (
+            "cluster-update bad json",
+            "cluster-update",
+            b"{\"expected_epoch\":",
+            Code::InvalidArgument,
+        ),
+        (
+            "cluster-update missing topology",
+            "cluster-update",
+            br#"{"expected_epoch":0}"#,
+            Code::InvalidArgument,
+        ),
+        (
+            "cluster-update unknown field",
+            "cluster-update",
+            br#"{"expected_epoch":0,"topology":{"epoch":1,"nodes":[],"slots":[]},"force":true}"#,
+            Code::InvalidArgument,
+        ),
+        (
+            "cluster-update on a node that runs alone",
+            "cluster-update",
+            br#"{"expected_epoch":1,"topology":{"epoch":2,"nodes":[{"id":"a","url":"grpc://h:1"}],"slots":[{"start":0,"end":16383,"owners":["a"]}]}}"#,
+            Code::FailedPrecondition,
+        ),
     ] {
         assert_code(action(c, kind, body).await, code, what);
         still_serves(c).await;

@@ -41,7 +41,14 @@ async fn every_call_answers() {
         .collect();
     assert_eq!(
         actions,
-        ["stats", "prefetch", "evict", "cluster-shards", "health"]
+        [
+            "stats",
+            "prefetch",
+            "evict",
+            "cluster-shards",
+            "cluster-update",
+            "health"
+        ]
     );
 
     let health: serde_json::Value =

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cache;
+mod cluster;
 mod common;
 mod differential;
 mod flight_api;

@@ -1,0 +1,281 @@
+//! Cluster membership as this node sees it: the current topology, re-read
+//! from its document on an interval, and the compare-and-swap updates that
+//! `quiver cluster` sends through the `cluster-update` action.
+//!
+//! The rules a node follows:
+//! - it adopts only a valid document with a higher epoch, so a stale or
+//!   damaged copy can never undo a newer assignment;
+//! - a document it cannot use is reported (log, `health`, metrics) while
+//!   the last good topology stays in force;
+//! - until a document exists, the node owns every slot at epoch 0, so a
+//!   fresh node is useful before `quiver cluster init`.
+
+pub mod document;
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::path::Path;
+use quiver_protocol::Topology;
+use serde::Serialize;
+use tokio::sync::watch;
+use url::Url;
+
+use crate::config::{ClusterConfig, SourceConfig};
+use crate::error::{QuiverError, Result};
+use crate::metrics::Metrics;
+use crate::source;
+use document::{DocumentStore, WriteError};
+
+/// What `health` reports about membership.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterStatus {
+    pub epoch: u64,
+    pub nodes: usize,
+    pub in_topology: bool,
+    pub topology: Option<String>,
+    /// Why the last reload was not adopted, if it was not.
+    pub error: Option<String>,
+}
+
+pub struct Cluster {
+    node_id: String,
+    store: Option<DocumentStore>,
+    current: RwLock<Arc<Topology>>,
+    error: Mutex<Option<String>>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the store for `cfg.topology`: an object in S3, reached with the
+/// settings of a source in the same bucket (or the one named), or a file.
+fn document_store(cfg: &ClusterConfig, sources: &[SourceConfig]) -> Result<Option<DocumentStore>> {
+    let Some(location) = &cfg.topology else {
+        return Ok(None);
+    };
+    let Some(rest) = location.strip_prefix("s3://") else {
+        let path = location.strip_prefix("file://").unwrap_or(location);
+        return Ok(Some(DocumentStore::File(path.into())));
+    };
+    let url = Url::parse(location)
+        .map_err(|e| QuiverError::invalid(format!("cluster.topology {location}: {e}")))?;
+    let bucket = url.host_str().unwrap_or_default();
+    let key = url.path().trim_start_matches('/');
+    if bucket.is_empty() || key.is_empty() || key.ends_with('/') {
+        return Err(QuiverError::invalid(format!(
+            "cluster.topology s3://{rest} must name a bucket and an object key"
+        )));
+    }
+    let same_bucket = |s: &&SourceConfig| {
+        Url::parse(&s.url)
+            .map(|u| u.scheme() == "s3" && u.host_str() == Some(bucket))
+            .unwrap_or(false)
+    };
+    let borrowed = match &cfg.topology_source {
+        Some(name) => sources.iter().find(|s| &s.name == name),
+        None => sources.iter().find(same_bucket),
+    };
+    let settings = borrowed
+        .cloned()
+        .unwrap_or_else(|| SourceConfig::new("topology", &format!("s3://{bucket}/")));
+    let store = source::s3_store(&settings, bucket)?;
+    Ok(Some(DocumentStore::Object {
+        store: Arc::new(store),
+        path: Path::from(key),
+        url: location.clone(),
+    }))
+}
+
+fn parse(bytes: &[u8]) -> std::result::Result<Topology, String> {
+    let t: Topology =
+        serde_json::from_slice(bytes).map_err(|e| format!("it is not a topology document: {e}"))?;
+    t.validate().map_err(|e| e.to_string())?;
+    Ok(t)
+}
+
+impl Cluster {
+    /// Reads the topology once; a missing or unusable document leaves the
+    /// node owning every slot at epoch 0, reported through `health`.
+    pub async fn open(
+        cfg: &ClusterConfig,
+        sources: &[SourceConfig],
+        node_id: &str,
+        advertise: &str,
+        metrics: Arc<Metrics>,
+    ) -> Result<Cluster> {
+        let mut alone = Topology::single(node_id, advertise);
+        let store = document_store(cfg, sources)?;
+        if store.is_some() {
+            alone.epoch = 0;
+        }
+        let cluster = Cluster {
+            node_id: node_id.to_string(),
+            store,
+            current: RwLock::new(Arc::new(alone)),
+            error: Mutex::default(),
+            metrics,
+        };
+        cluster.reload().await;
+        Ok(cluster)
+    }
+
+    pub fn current(&self) -> Arc<Topology> {
+        self.current
+            .read()
+            .map(|t| t.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    pub fn status(&self) -> ClusterStatus {
+        let t = self.current();
+        ClusterStatus {
+            epoch: t.epoch,
+            nodes: t.nodes.len(),
+            in_topology: t.node(&self.node_id).is_some(),
+            topology: self.store.as_ref().map(|s| s.to_string()),
+            error: self.error.lock().ok().and_then(|e| e.clone()),
+        }
+    }
+
+    /// Records the outcome of a reload; a fault is logged when it first
+    /// appears, not on every interval while it lasts.
+    fn report(&self, error: Option<String>) {
+        let Ok(mut slot) = self.error.lock() else {
+            return;
+        };
+        if let Some(e) = &error {
+            self.metrics.topology_errors.inc();
+            if slot.as_ref() != Some(e) {
+                tracing::error!(error = %e, epoch = self.current().epoch, "topology not adopted; keeping the last good one");
+            }
+        }
+        *slot = error;
+    }
+
+    /// Adopts `t` if it is newer than what the node has.
+    fn adopt(&self, t: Topology) -> bool {
+        let Ok(mut current) = self.current.write() else {
+            return false;
+        };
+        if t.epoch <= current.epoch {
+            return false;
+        }
+        if t.node(&self.node_id).is_none() {
+            tracing::warn!(
+                epoch = t.epoch,
+                node_id = %self.node_id,
+                "this node is not in the topology; it owns no slots and redirects every read"
+            );
+        }
+        tracing::info!(epoch = t.epoch, nodes = t.nodes.len(), "topology adopted");
+        self.metrics.topology_epoch.set(t.epoch as i64);
+        *current = Arc::new(t);
+        true
+    }
+
+    /// Re-reads the document and adopts it if it is valid and newer.
+    pub async fn reload(&self) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let doc = match store.read().await {
+            Ok(Some(doc)) => doc,
+            Ok(None) => return self.report(None),
+            Err(e) => return self.report(Some(format!("cannot read {store}: {e}"))),
+        };
+        let t = match parse(&doc.bytes) {
+            Ok(t) => t,
+            Err(e) => return self.report(Some(format!("{store} is malformed: {e}"))),
+        };
+        let have = self.current().epoch;
+        if t.epoch < have {
+            return self.report(Some(format!(
+                "{store} holds epoch {}, older than this node's {have}",
+                t.epoch
+            )));
+        }
+        self.adopt(t);
+        self.report(None);
+    }
+
+    /// Replaces the document with `new` if it still holds `expected_epoch`
+    /// (0: no document yet), then adopts it. Concurrent updates are
+    /// serialised by the store's compare-and-swap: the loser is told the
+    /// epoch it lost to.
+    pub async fn update(&self, expected_epoch: u64, new: Topology) -> Result<Arc<Topology>> {
+        let store = self.store.as_ref().ok_or_else(|| {
+            QuiverError::FailedPrecondition(
+                "this node has no cluster.topology configured, so it runs alone".into(),
+            )
+        })?;
+        new.validate()
+            .map_err(|e| QuiverError::invalid(format!("the new topology is invalid: {e}")))?;
+        if new.epoch <= expected_epoch {
+            return Err(QuiverError::invalid(format!(
+                "the new topology's epoch {} must be above {expected_epoch}",
+                new.epoch
+            )));
+        }
+        let doc = store.read().await?;
+        let (stored_epoch, version) = match &doc {
+            None => (0, None),
+            Some(d) => (
+                parse(&d.bytes).map(|t| t.epoch).map_err(|e| {
+                    QuiverError::FailedPrecondition(format!(
+                        "{store} is malformed ({e}); fix or remove it first"
+                    ))
+                })?,
+                Some(d.version.as_str()),
+            ),
+        };
+        if stored_epoch != expected_epoch {
+            // Catch up, so the caller's next `cluster-shards` here is fresh.
+            self.reload().await;
+            return Err(QuiverError::FailedPrecondition(format!(
+                "EPOCH {stored_epoch}: the topology is at epoch {stored_epoch}, not {expected_epoch}; re-read it and retry"
+            )));
+        }
+        let bytes = serde_json::to_vec_pretty(&new)
+            .map_err(|e| QuiverError::Internal(format!("cannot encode the topology: {e}")))?;
+        match store.write(Bytes::from(bytes), version).await {
+            Ok(()) => {}
+            Err(WriteError::Conflict) => {
+                self.reload().await;
+                return Err(QuiverError::FailedPrecondition(format!(
+                    "EPOCH {stored_epoch}: another update changed the topology first; re-read it and retry"
+                )));
+            }
+            Err(WriteError::Other(e)) => return Err(e),
+        }
+        self.adopt(new);
+        self.report(None);
+        Ok(self.current())
+    }
+
+    /// Re-reads the document every `interval` until `stop` turns true.
+    pub async fn reload_every(
+        self: Arc<Self>,
+        interval: Duration,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        if self.store.is_none() {
+            return;
+        }
+        while !*stop.borrow() {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => self.reload().await,
+                // The sender only ever sends `true`, and dropping it ends
+                // the node too.
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}

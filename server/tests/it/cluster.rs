@@ -1,0 +1,314 @@
+//! Three nodes on loopback sharing one topology: routing, MOVED redirects,
+//! compare-and-swap updates, and the topologies a node must refuse.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use arrow_flight::FlightClient;
+use quiver_protocol::{slot_of, ClusterUpdate, NodeInfo, Topology};
+use quiver_server::RunningNode;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tonic::transport::Channel;
+
+use crate::common::*;
+
+const SOURCE: &str = "lake";
+
+struct Cluster {
+    nodes: Vec<RunningNode>,
+    _dir: tempfile::TempDir,
+}
+
+fn url(node: &RunningNode) -> String {
+    format!("grpc://{}", node.flight_addr)
+}
+
+async fn client_at(url: &str) -> FlightClient {
+    let endpoint = url.replacen("grpc://", "http://", 1);
+    FlightClient::new(
+        Channel::from_shared(endpoint)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    )
+}
+
+async fn topology(client: &mut FlightClient) -> Topology {
+    let out = action(client, "cluster-shards", b"").await.unwrap();
+    serde_json::from_slice(&out[0]).unwrap()
+}
+
+async fn health(client: &mut FlightClient) -> serde_json::Value {
+    let out = action(client, "health", b"").await.unwrap();
+    serde_json::from_slice(&out[0]).unwrap()
+}
+
+async fn update(
+    client: &mut FlightClient,
+    expected: u64,
+    t: &Topology,
+) -> Result<Topology, tonic::Status> {
+    let body = serde_json::to_vec(&ClusterUpdate {
+        expected_epoch: expected,
+        topology: t.clone(),
+    })
+    .unwrap();
+    let out = action(client, "cluster-update", &body).await?;
+    Ok(serde_json::from_slice(&out[0]).unwrap())
+}
+
+/// Waits until every node follows `epoch` (they re-read every 200 ms).
+async fn converge(cluster: &Cluster, epoch: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for node in &cluster.nodes {
+        let mut c = client(node).await;
+        loop {
+            let t = topology(&mut c).await;
+            if t.epoch == epoch {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node stuck at epoch {} waiting for {epoch}",
+                t.epoch
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Lets every node re-read the document at least twice.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(700)).await;
+}
+
+/// Three nodes serving one local directory, with the topology in `doc`
+/// (a file path or an s3:// URL) and `sources` as extra sources.
+async fn start(
+    data: &Path,
+    doc: &str,
+    extra: Vec<quiver_server::config::SourceConfig>,
+) -> Vec<RunningNode> {
+    let mut nodes = Vec::new();
+    for i in 1..=3 {
+        let mut sources = vec![local_source(SOURCE, data)];
+        sources.extend(extra.clone());
+        let mut c = node_config(sources, None);
+        c.cluster.node_id = Some(format!("n{i}"));
+        c.cluster.topology = Some(doc.to_string());
+        c.cluster.reload = quiver_server::config::Span(Duration::from_millis(200));
+        nodes.push(RunningNode::start(c).await.unwrap());
+    }
+    nodes
+}
+
+fn members(nodes: &[RunningNode]) -> Vec<NodeInfo> {
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| NodeInfo {
+            id: format!("n{}", i + 1),
+            url: url(n),
+        })
+        .collect()
+}
+
+async fn file_cluster(files: usize) -> (Cluster, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(data.join("t")).unwrap();
+    for i in 0..files {
+        write_parquet(&data.join(format!("t/part-{i}.parquet")), 3_000, i as u64);
+    }
+    let doc = dir.path().join("cluster/topology.json");
+    let nodes = start(&data, doc.to_str().unwrap(), vec![]).await;
+    (Cluster { nodes, _dir: dir }, data)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_route_redirect_and_match_datafusion() {
+    let (cluster, data) = file_cluster(12).await;
+    let mut first = client(&cluster.nodes[0]).await;
+    // Before init every node runs alone at epoch 0.
+    assert_eq!(topology(&mut first).await.epoch, 0);
+    let t = Topology::initial(members(&cluster.nodes), 2).unwrap();
+    let stored = update(&mut first, 0, &t).await.unwrap();
+    assert_eq!(stored, t);
+    converge(&cluster, 1).await;
+
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut primaries = std::collections::HashSet::new();
+    for i in 0..12 {
+        let path = format!("t/part-{i}.parquet");
+        let owners: Vec<String> = t
+            .owners(slot_of(SOURCE, &path))
+            .iter()
+            .map(|n| n.url.clone())
+            .collect();
+        primaries.insert(owners[0].clone());
+
+        // Any node answers GetFlightInfo with the owners, primary first.
+        let asked = &cluster.nodes[i % 3];
+        let info = flight_info(&mut client(asked).await, &scan(SOURCE, &path))
+            .await
+            .unwrap();
+        let locations: Vec<String> = info.endpoint[0]
+            .location
+            .iter()
+            .map(|l| l.uri.clone())
+            .collect();
+        assert_eq!(locations, owners, "{path}");
+
+        // Every owner serves it, and the answer matches DataFusion.
+        let columns = random_columns(&mut rng);
+        let filter = random_filter(&mut rng, 2);
+        let mut req = scan(SOURCE, &path);
+        req.columns = columns.clone();
+        req.filter = Some(filter.clone());
+        let expected = rows(&reference(&data.join(&path), columns.as_deref(), Some(&filter)).await);
+        for owner in &owners {
+            let got = do_get(&mut client_at(owner).await, &req).await.unwrap();
+            assert_eq!(rows(&got), expected, "{path} from {owner} with {filter}");
+        }
+
+        // The node that does not own it redirects to the primary.
+        let stranger = cluster
+            .nodes
+            .iter()
+            .find(|n| !owners.contains(&url(n)))
+            .unwrap();
+        let err = do_get(&mut client(stranger).await, &req).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+        let slot = slot_of(SOURCE, &path);
+        assert_eq!(err.message(), format!("MOVED {slot} 1 {}", owners[0]));
+        let redirected = err.message().rsplit(' ').next().unwrap().to_string();
+        let got = do_get(&mut client_at(&redirected).await, &req)
+            .await
+            .unwrap();
+        assert_eq!(rows(&got), expected);
+    }
+    assert!(
+        primaries.len() >= 2,
+        "the files should spread over the nodes"
+    );
+    for n in cluster.nodes {
+        n.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stale_malformed_and_conflicting_topologies_are_refused() {
+    let (cluster, _data) = file_cluster(1).await;
+    let doc = cluster._dir.path().join("cluster/topology.json");
+    let mut c = client(&cluster.nodes[1]).await;
+    let t1 = Topology::initial(members(&cluster.nodes), 1).unwrap();
+    update(&mut c, 0, &t1).await.unwrap();
+    let t2 = t1.rebalance().unwrap();
+    update(&mut c, 1, &t2).await.unwrap();
+    converge(&cluster, 2).await;
+
+    // A compare-and-swap against an old epoch loses and says where it is.
+    let err = update(&mut c, 1, &t2.rebalance().unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(err.message().starts_with("EPOCH 2"), "{}", err.message());
+    // An invalid document is refused before anything is written.
+    let mut broken = t2.rebalance().unwrap();
+    broken.slots.pop();
+    let err = update(&mut c, 2, &broken).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    let err = action(&mut c, "cluster-update", b"{\"topology\": 1}")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+
+    // Written behind the nodes' backs: a stale epoch, garbage, a document
+    // with a hole. Every node keeps epoch 2 and says why.
+    let mut stale = t1.clone();
+    stale.epoch = 1;
+    let mut holed = t2.rebalance().unwrap();
+    holed.epoch = 9;
+    holed.slots.pop();
+    for (bytes, reason) in [
+        (serde_json::to_vec(&stale).unwrap(), "older"),
+        (b"{\"epoch\": 7, \"nodes\": [".to_vec(), "malformed"),
+        (serde_json::to_vec(&holed).unwrap(), "have no owner"),
+    ] {
+        std::fs::write(&doc, &bytes).unwrap();
+        settle().await;
+        for node in &cluster.nodes {
+            let mut c = client(node).await;
+            assert_eq!(topology(&mut c).await.epoch, 2);
+            let h = health(&mut c).await;
+            let error = h["cluster"]["error"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            assert!(error.contains(reason), "{reason}: {error}");
+        }
+        // Still serving, from the owner the last good topology names.
+        let owner = &t2.owners(slot_of(SOURCE, "t/part-0.parquet"))[0].url;
+        do_get(
+            &mut client_at(owner).await,
+            &scan(SOURCE, "t/part-0.parquet"),
+        )
+        .await
+        .unwrap();
+    }
+
+    // A good, newer document is adopted and clears the error; a node left
+    // out of it owns nothing and redirects every read.
+    let t3 = t2.without_node("n3").unwrap();
+    let mut t3_direct = t3.clone();
+    t3_direct.epoch = 3;
+    std::fs::write(&doc, serde_json::to_vec(&t3_direct).unwrap()).unwrap();
+    converge(&cluster, 3).await;
+    let mut third = client(&cluster.nodes[2]).await;
+    let h = health(&mut third).await;
+    assert_eq!(h["cluster"]["in_topology"], false);
+    assert!(h["cluster"]["error"].is_null(), "{h}");
+    let err = do_get(&mut third, &scan(SOURCE, "t/part-0.parquet"))
+        .await
+        .unwrap_err();
+    assert!(err.message().starts_with("MOVED "), "{}", err.message());
+    for n in cluster.nodes {
+        n.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn topology_in_s3_is_updated_by_compare_and_swap() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(&dir.path().join("s3")).await;
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("t")).unwrap();
+    write_parquet(&data.join("t/part-0.parquet"), 1_000, 1);
+    let doc = format!("s3://{BUCKET}/.quiver/topology.json");
+    let nodes = start(&data, &doc, vec![s3.source("s3lake")]).await;
+    let cluster = Cluster { nodes, _dir: dir };
+    let mut a = client(&cluster.nodes[0]).await;
+    let mut b = client(&cluster.nodes[2]).await;
+
+    let t1 = Topology::initial(members(&cluster.nodes), 3).unwrap();
+    update(&mut a, 0, &t1).await.unwrap();
+    // A second init loses: the object exists now.
+    let err = update(&mut b, 0, &t1).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    converge(&cluster, 1).await;
+    // Both operators compute from epoch 1; only the first write lands.
+    let from_a = t1.without_node("n2").unwrap();
+    let from_b = t1.rebalance().unwrap();
+    update(&mut a, 1, &from_a).await.unwrap();
+    let err = update(&mut b, 1, &from_b).await.unwrap_err();
+    assert!(err.message().starts_with("EPOCH 2"), "{}", err.message());
+    converge(&cluster, 2).await;
+    assert_eq!(topology(&mut b).await, from_a);
+    for n in cluster.nodes {
+        n.shutdown().await.unwrap();
+    }
+    drop(s3);
+}
