@@ -35,6 +35,7 @@ echo "==> benchmark suite, quick"
 out="$(mktemp -d)"
 "$target/debug/quiver-bench" --quick --out "$out" > "$out/stdout.txt"
 "$target/debug/quiver-bench" node --file-mb 4 --files 1 --clients 2 --runs 1 --out "$out" > "$out/node-stdout.txt"
+"$target/debug/quiver-bench" cluster --quick --out "$out" > "$out/cluster-stdout.txt"
 "$venv/bin/python" tests/bench/check_results.py "$out"
 rm -rf "$out"
 

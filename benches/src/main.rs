@@ -20,6 +20,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::report::{LinkSummary, Suite};
 use crate::rig::{Rig, RigOptions};
+use crate::workloads::cluster::ClusterArgs;
 use crate::workloads::pushdown::PushdownArgs;
 use crate::workloads::trace::TraceArgs;
 
@@ -90,6 +91,22 @@ enum Workload {
     Trace,
     /// TPC-H lineitem at 0.1% to 100% selectivity.
     Pushdown(SuiteArgs),
+    /// One node against a 3-node cluster: aggregate throughput and origin
+    /// bytes of the same workload (writes cluster.json and cluster.md).
+    Cluster {
+        /// Files in the data set.
+        #[arg(long)]
+        files: Option<usize>,
+        /// Size of each file, in MiB.
+        #[arg(long)]
+        file_mb: Option<u64>,
+        /// Requests per pass.
+        #[arg(long)]
+        requests: Option<usize>,
+        /// Memory tier of each node, in MiB [default: 192, quick 24].
+        #[arg(long)]
+        node_memory_mib: Option<u64>,
+    },
     /// Single node: warm Quiver vs DataFusion direct on one file, bytes to
     /// the client, and peak RSS under concurrent whole-file scans.
     Node {
@@ -141,6 +158,48 @@ async fn main() -> Result<(), BoxError> {
         Workload::All(s) => (true, Some(s)),
         Workload::Trace => (true, None),
         Workload::Pushdown(s) => (false, Some(s)),
+        Workload::Cluster {
+            files,
+            file_mb,
+            requests,
+            node_memory_mib,
+        } => {
+            if !cli.nodes.is_empty() || cli.s3.is_some() {
+                return Err(
+                    "the cluster workload starts its own nodes; it takes no --nodes or --s3".into(),
+                );
+            }
+            let defaults = if cli.quick {
+                ClusterArgs::quick()
+            } else {
+                ClusterArgs::full()
+            };
+            let args = ClusterArgs {
+                files: files.unwrap_or(defaults.files),
+                file_mb: file_mb.unwrap_or(defaults.file_mb),
+                requests: requests.unwrap_or(defaults.requests),
+                ..defaults
+            };
+            let opts = RigOptions {
+                link,
+                server_bin,
+                nodes: Vec::new(),
+                s3: None,
+                source: cli.source.clone(),
+                memory_mib: node_memory_mib.unwrap_or(if cli.quick { 24 } else { 192 }),
+                disk_mib: 0,
+                local_nodes: 1,
+            };
+            let report = workloads::cluster::run(&opts, &args, command).await?;
+            let md = report.markdown();
+            println!("{md}");
+            std::fs::write(
+                cli.out.join("cluster.json"),
+                serde_json::to_vec_pretty(&report)?,
+            )?;
+            std::fs::write(cli.out.join("cluster.md"), md)?;
+            return Ok(());
+        }
         Workload::Node {
             file_mb,
             files,
@@ -190,6 +249,7 @@ async fn main() -> Result<(), BoxError> {
         source: cli.source.clone(),
         memory_mib: cli.cache_memory_mib,
         disk_mib: cli.cache_disk_mib,
+        local_nodes: 1,
     })
     .await?;
     let mut suite = Suite {

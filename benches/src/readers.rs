@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow::array::{Array, BooleanArray, Int64Array, RecordBatch};
+use arrow::array::{Array, BooleanArray, Float64Array, Int64Array, RecordBatch};
 use arrow::compute::kernels::cmp;
 use arrow::error::ArrowError;
 use arrow_flight::Ticket;
@@ -63,22 +63,48 @@ impl Mode {
     }
 }
 
-/// `column <= max` on an Int64 column: simple enough that every mode,
-/// including the hand-written parquet reader, evaluates exactly the same
-/// predicate.
+/// `column <= max` on an Int64 column, or `column < max` on a Float64
+/// one: simple enough that every mode, including the hand-written parquet
+/// reader, evaluates exactly the same predicate.
 #[derive(Debug, Clone)]
 pub struct Pred {
     pub column: String,
-    pub max: i64,
+    pub bound: Bound,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Bound {
+    IntAtMost(i64),
+    FloatBelow(f64),
 }
 
 impl Pred {
+    pub fn int_at_most(column: &str, max: i64) -> Pred {
+        Pred {
+            column: column.into(),
+            bound: Bound::IntAtMost(max),
+        }
+    }
+
+    pub fn float_below(column: &str, max: f64) -> Pred {
+        Pred {
+            column: column.into(),
+            bound: Bound::FloatBelow(max),
+        }
+    }
+
     pub fn sql(&self) -> String {
-        format!("\"{}\" <= {}", self.column, self.max)
+        match self.bound {
+            Bound::IntAtMost(v) => format!("\"{}\" <= {v}", self.column),
+            Bound::FloatBelow(v) => format!("\"{}\" < {v:?}", self.column),
+        }
     }
 
     fn evaluate(&self, array: &dyn Array) -> Result<BooleanArray, ArrowError> {
-        cmp::lt_eq(&array, &Int64Array::new_scalar(self.max))
+        match self.bound {
+            Bound::IntAtMost(v) => cmp::lt_eq(&array, &Int64Array::new_scalar(v)),
+            Bound::FloatBelow(v) => cmp::lt(&array, &Float64Array::new_scalar(v)),
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Where the benchmark data lives and who serves it: either everything on
-//! this machine (s3s-fs behind the emulated link, plus one quiver-server
-//! process), or a real S3 prefix and already running Quiver nodes, as on the
-//! EC2 rig.
+//! this machine (s3s-fs behind the emulated link, plus one or more
+//! quiver-server processes sharing a topology), or a real S3 prefix and
+//! already running Quiver nodes, as on the EC2 rig.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,7 +12,8 @@ use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use quiver_protocol::{slot_of, EvictRequest, StatsReport};
+use quiver_client::AdminClient;
+use quiver_protocol::{slot_of, EvictRequest, NodeInfo, StatsReport, Topology};
 use quiver_testkit::{S3Server, ACCESS_KEY, SECRET_KEY};
 use tonic::transport::Channel;
 use url::Url;
@@ -38,6 +39,9 @@ pub struct RigOptions {
     pub source: String,
     pub memory_mib: u64,
     pub disk_mib: u64,
+    /// Local nodes to start (ignored with `nodes`); more than one forms a
+    /// cluster through a shared topology file.
+    pub local_nodes: usize,
 }
 
 /// The sum of `stats` over every node.
@@ -83,8 +87,11 @@ pub struct Rig {
     /// The source's root inside the bucket.
     root: String,
     source: String,
-    server: Option<ServerProcess>,
+    servers: Vec<ServerProcess>,
     channels: Vec<Channel>,
+    /// Node URLs in `channels` order, to route by the topology.
+    urls: Vec<String>,
+    topology: Option<Topology>,
 }
 
 fn local_s3(endpoint: &str) -> Result<Arc<dyn ObjectStore>, BoxError> {
@@ -98,6 +105,28 @@ fn local_s3(endpoint: &str) -> Result<Arc<dyn ObjectStore>, BoxError> {
             .with_secret_access_key(SECRET_KEY)
             .build()?,
     ))
+}
+
+/// The cluster's topology if the node runs in one (epoch above 0).
+async fn cluster_topology(url: &str) -> Result<Option<Topology>, BoxError> {
+    let mut admin = AdminClient::connect(url, None).await?;
+    let t = admin.topology().await?;
+    Ok((t.epoch > 0 && t.nodes.len() > 1).then_some(t))
+}
+
+/// Waits until every node follows `epoch`.
+async fn wait_for_epoch(urls: &[String], epoch: u64) -> Result<(), BoxError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    for url in urls {
+        let mut admin = AdminClient::connect(url, None).await?;
+        while admin.topology().await?.epoch < epoch {
+            if std::time::Instant::now() > deadline {
+                return Err(format!("{url} did not adopt topology epoch {epoch}").into());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
 }
 
 async fn connect(url: &str) -> Result<Channel, BoxError> {
@@ -130,6 +159,7 @@ impl Rig {
             for node in &opts.nodes {
                 channels.push(connect(node).await?);
             }
+            let topology = cluster_topology(&opts.nodes[0]).await?;
             let root = url.path().trim_matches('/').to_string();
             return Ok(Rig {
                 work,
@@ -140,8 +170,10 @@ impl Rig {
                 bucket_url: Url::parse(&format!("s3://{}", url.host_str().unwrap_or_default()))?,
                 root,
                 source: opts.source.clone(),
-                server: None,
+                servers: Vec::new(),
                 channels,
+                urls: opts.nodes.clone(),
+                topology,
             });
         }
 
@@ -154,26 +186,63 @@ impl Rig {
             .as_ref()
             .map(|l| format!("http://{}", l.addr))
             .unwrap_or_else(|| s3.endpoint());
-        let config = format!(
-            "[cache]\nmemory = \"{}MiB\"\ndisk = \"{}MiB\"\ndisk_dir = \"{}\"\n\n\
-             [[source]]\nname = \"{}\"\nurl = \"s3://{LOCAL_BUCKET}/\"\nendpoint = \"{endpoint}\"\n\
-             region = \"us-east-1\"\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n\n\
-             [limits]\nmax_concurrent_scans = 512\n",
-            opts.memory_mib,
-            opts.disk_mib,
-            work.path().join("cache").display(),
-            opts.source,
-        );
-        let server = ServerProcess::start(&opts.server_bin, work.path(), &config)?;
-        let channels = vec![connect(&format!("http://{}", server.flight)).await?];
+        let count = opts.local_nodes.max(1);
+        let mut servers = Vec::new();
+        let mut channels = Vec::new();
+        let mut urls = Vec::new();
+        for i in 1..=count {
+            let dir = work.path().join(format!("node-{i}"));
+            std::fs::create_dir_all(&dir)?;
+            let cluster = if count > 1 {
+                format!(
+                    "[cluster]\nnode_id = \"n{i}\"\ntopology = \"{}\"\nreload = \"200ms\"\n\n",
+                    work.path().join("topology.json").display()
+                )
+            } else {
+                String::new()
+            };
+            let config = format!(
+                "[cache]\nmemory = \"{}MiB\"\ndisk = \"{}MiB\"\ndisk_dir = \"{}\"\n\n\
+                 [[source]]\nname = \"{}\"\nurl = \"s3://{LOCAL_BUCKET}/\"\nendpoint = \"{endpoint}\"\n\
+                 region = \"us-east-1\"\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n\n\
+                 {cluster}[limits]\nmax_concurrent_scans = 512\n",
+                opts.memory_mib,
+                opts.disk_mib,
+                dir.join("cache").display(),
+                opts.source,
+            );
+            let server = ServerProcess::start(&opts.server_bin, &dir, &config)?;
+            let url = format!("grpc://{}", server.flight);
+            channels.push(connect(&url).await?);
+            urls.push(url);
+            servers.push(server);
+        }
+        let topology = if count > 1 {
+            let members = urls
+                .iter()
+                .enumerate()
+                .map(|(i, url)| NodeInfo {
+                    id: format!("n{}", i + 1),
+                    url: url.clone(),
+                })
+                .collect();
+            let mut admin = AdminClient::connect(&urls[0], None).await?;
+            let t = admin.init(members, 1).await?;
+            wait_for_epoch(&urls, t.epoch).await?;
+            Some(t)
+        } else {
+            None
+        };
         Ok(Rig {
             baseline: Arc::new(CountingStore::new(local_s3(&endpoint)?)),
             uploader: local_s3(&s3.endpoint())?,
             bucket_url: Url::parse(&format!("s3://{LOCAL_BUCKET}"))?,
             root: String::new(),
             source: opts.source.clone(),
-            server: Some(server),
+            servers,
             channels,
+            urls,
+            topology,
             work,
             s3_server: Some(s3),
             _link: link,
@@ -221,11 +290,17 @@ impl Rig {
         Ok(())
     }
 
-    /// A Flight client for the node that owns `name`'s slot, so that with
-    /// several nodes each object is cached on one of them.
+    /// A Flight client for the node that owns `name`'s slot: the primary
+    /// the topology names, or with several nodes and no topology, one
+    /// chosen by slot so each object is cached on one node.
     pub fn client_for(&self, name: &str) -> FlightClient {
-        let slot = slot_of(&self.source, &self.quiver_path(name)) as usize;
-        FlightClient::new(self.channels[slot % self.channels.len()].clone())
+        let slot = slot_of(&self.source, &self.quiver_path(name));
+        let by_topology = self.topology.as_ref().and_then(|t| {
+            let owner = t.owners(slot).first().map(|n| n.url.clone())?;
+            self.urls.iter().position(|u| *u == owner)
+        });
+        let index = by_topology.unwrap_or(slot as usize % self.channels.len());
+        FlightClient::new(self.channels[index].clone())
     }
 
     pub async fn stats(&self) -> Result<NodeStats, BoxError> {
@@ -266,20 +341,21 @@ impl Rig {
         Ok(())
     }
 
-    /// Starts a new peak-memory window on the local node.
+    /// Starts a new peak-memory window on the local nodes.
     pub fn reset_peak_rss(&self) {
-        if let Some(server) = &self.server {
+        for server in &self.servers {
             server.reset_peak_rss();
         }
     }
 
-    /// The local node's peak RSS since the last reset; unknown for remote nodes.
+    /// The largest local node's peak RSS since the last reset; unknown for
+    /// remote nodes.
     pub fn peak_rss(&self) -> Option<u64> {
-        self.server.as_ref().and_then(|s| s.peak_rss())
+        self.servers.iter().filter_map(|s| s.peak_rss()).max()
     }
 
     pub async fn stop(self) -> Result<(), BoxError> {
-        if let Some(server) = self.server {
+        for server in self.servers {
             server.stop()?;
         }
         drop(self.s3_server);

@@ -14,7 +14,7 @@ pub use action::{
     ActionType, CacheTierStats, ClusterUpdate, EvictRequest, ListCriteria, ObjectListing,
     PrefetchProgress, PrefetchSummary, StatsReport,
 };
-pub use error::{ErrorCode, REQUEST_ID_HEADER};
+pub use error::{ErrorCode, Moved, REQUEST_ID_HEADER};
 pub use scan::{Accept, ScanRequest, ScanRequestError};
 pub use slot::{hash_tag, key_slot, slot_of, SLOT_COUNT};
 pub use topology::{NodeInfo, SlotRange, Topology, TopologyError};

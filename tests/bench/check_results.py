@@ -81,9 +81,24 @@ def check_node(out: pathlib.Path) -> None:
     assert "warm speed-up" in (out / "node.md").read_text()
 
 
+def check_cluster(out: pathlib.Path) -> None:
+    report = json.loads((out / "cluster.json").read_text())
+    runs = {r["nodes"]: r["pass"] for r in report["runs"]}
+    assert sorted(runs) == [1, 3], sorted(runs)
+    for nodes, m in runs.items():
+        assert m["requests"] > 0 and m["requests_per_s"] > 0, (nodes, m)
+        assert m["hit_ratio"] is not None and m["peak_rss_bytes"] > 0, (nodes, m)
+    # The data is sized to exceed one node's memory and fit in three.
+    assert runs[3]["origin_bytes"] < runs[1]["origin_bytes"], (
+        f"3 nodes read {runs[3]['origin_bytes']} B from S3, 1 node {runs[1]['origin_bytes']} B")
+    assert "One node against three" in (out / "cluster.md").read_text()
+
+
 if __name__ == "__main__":
     out = pathlib.Path(sys.argv[1])
     check_suite(out)
     if (out / "node.json").exists():
         check_node(out)
+    if (out / "cluster.json").exists():
+        check_cluster(out)
     print("benchmark results are well-formed")

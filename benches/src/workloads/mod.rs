@@ -1,6 +1,7 @@
 //! The benchmark workloads; each measures Quiver against its baselines in
 //! the same run.
 
+pub mod cluster;
 pub mod node;
 pub mod pushdown;
 pub mod trace;

@@ -51,10 +51,10 @@ fn query(selectivity: f64, all_columns: bool, parts: i64) -> Query {
     Query {
         name: NAME.into(),
         columns: (!all_columns).then(|| vec!["l_partkey".into(), "l_extendedprice".into()]),
-        filter: Some(Pred {
-            column: "l_partkey".into(),
-            max: ((selectivity * parts as f64).round() as i64).max(1),
-        }),
+        filter: Some(Pred::int_at_most(
+            "l_partkey",
+            ((selectivity * parts as f64).round() as i64).max(1),
+        )),
     }
 }
 
@@ -130,13 +130,20 @@ pub async fn run(rig: &Rig, args: &PushdownArgs) -> Result<(String, Vec<Measurem
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::readers::Bound;
 
     #[test]
     fn thresholds_select_the_asked_fraction_of_parts() {
         let parts = 200_000;
         for s in SELECTIVITIES {
             let q = query(s, false, parts);
-            let max = q.filter.map(|p| p.max).unwrap_or_default();
+            let Some(Pred {
+                bound: Bound::IntAtMost(max),
+                ..
+            }) = q.filter
+            else {
+                panic!("an integer bound is expected");
+            };
             assert!(((max as f64 / parts as f64) - s).abs() < 1e-9);
         }
         assert_eq!(query(1.0, true, parts).columns, None);
