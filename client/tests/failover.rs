@@ -70,6 +70,11 @@ fn ready(admin: std::net::SocketAddr) -> bool {
 }
 
 fn start(i: usize, work: &Path, data: &Path) -> Node {
+    start_with(i, work, data, "60s")
+}
+
+/// `grace`: how long a node keeps serving slots it gave up.
+fn start_with(i: usize, work: &Path, data: &Path, grace: &str) -> Node {
     let flight = free_addr();
     let admin = free_addr();
     let id = format!("n{i}");
@@ -77,7 +82,7 @@ fn start(i: usize, work: &Path, data: &Path) -> Node {
         "[server]\nlisten = \"{flight}\"\nadmin_listen = \"{admin}\"\n\n\
          [cache]\nmemory = \"64MiB\"\ndisk = 0\nchunk = \"256KiB\"\n\n\
          [[source]]\nname = \"lake\"\nurl = \"{}\"\n\n\
-         [cluster]\nnode_id = \"{id}\"\ntopology = \"{}\"\nreload = \"200ms\"\n",
+         [cluster]\nnode_id = \"{id}\"\ntopology = \"{}\"\nreload = \"200ms\"\nhandoff_grace = \"{grace}\"\n",
         url::Url::from_directory_path(data).unwrap(),
         work.join("topology.json").display(),
     );
@@ -302,7 +307,11 @@ async fn a_stale_slot_map_is_refreshed_on_moved() {
     for i in 0..FILES {
         write_file(&data.join(format!("f{i}.parquet")), 50 + i as u64);
     }
-    let nodes: Vec<Node> = (1..=3).map(|i| start(i, work.path(), &data)).collect();
+    // No hand-off grace: a node redirects a slot it gave up at once, so the
+    // stale client meets MOVED.
+    let nodes: Vec<Node> = (1..=3)
+        .map(|i| start_with(i, work.path(), &data, "0s"))
+        .collect();
     let info = |n: &Node| NodeInfo {
         id: n.id.clone(),
         url: n.url.clone(),

@@ -8,16 +8,20 @@ pub enum ActionType {
     Evict,
     ClusterShards,
     ClusterUpdate,
+    HandoffList,
+    HandoffRead,
     Health,
 }
 
 impl ActionType {
-    pub const ALL: [ActionType; 6] = [
+    pub const ALL: [ActionType; 8] = [
         ActionType::Stats,
         ActionType::Prefetch,
         ActionType::Evict,
         ActionType::ClusterShards,
         ActionType::ClusterUpdate,
+        ActionType::HandoffList,
+        ActionType::HandoffRead,
         ActionType::Health,
     ];
 
@@ -28,6 +32,8 @@ impl ActionType {
             ActionType::Evict => "evict",
             ActionType::ClusterShards => "cluster-shards",
             ActionType::ClusterUpdate => "cluster-update",
+            ActionType::HandoffList => "handoff-list",
+            ActionType::HandoffRead => "handoff-read",
             ActionType::Health => "health",
         }
     }
@@ -44,6 +50,8 @@ impl ActionType {
             ActionType::Evict => "Body: {\"source\", \"path\"}. Drops the named objects from the cache; returns {objects, bytes}. Admin token required when auth is on.",
             ActionType::ClusterShards => "The cluster topology: epoch, nodes and slot ranges with their owners.",
             ActionType::ClusterUpdate => "Body: {\"expected_epoch\", \"topology\"}. Replaces the stored topology if it is still at expected_epoch (compare-and-swap); returns the new topology. Admin token required when auth is on.",
+            ActionType::HandoffList => "Node to node. Body: {\"slots\": [[start, end], ...]}. The cached objects in those slots with their cached chunks, as JSON. Admin token required when auth is on.",
+            ActionType::HandoffRead => "Node to node. Body: {\"object\", \"chunks\"}. Streams the listed chunks that are cached (8-byte big-endian index, then the bytes); never reads the origin. Admin token required when auth is on.",
             ActionType::Health => "Liveness: {\"status\":\"ok\", ...}.",
         }
     }
@@ -52,7 +60,11 @@ impl ActionType {
     pub fn needs_admin(self) -> bool {
         matches!(
             self,
-            ActionType::Prefetch | ActionType::Evict | ActionType::ClusterUpdate
+            ActionType::Prefetch
+                | ActionType::Evict
+                | ActionType::ClusterUpdate
+                | ActionType::HandoffList
+                | ActionType::HandoffRead
         )
     }
 }
@@ -127,4 +139,33 @@ pub struct StatsReport {
 pub struct ClusterUpdate {
     pub expected_epoch: u64,
     pub topology: crate::Topology,
+}
+
+/// Body of `handoff-list`: inclusive slot ranges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoffList {
+    pub slots: Vec<(u16, u16)>,
+}
+
+/// One cached object offered in a hand-off: the version its chunks belong
+/// to, and which chunks (of `chunk_size` bytes) the donor holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoffObject {
+    pub source: String,
+    pub path: String,
+    pub etag: String,
+    pub size: u64,
+    pub last_modified_ms: i64,
+    pub chunk_size: u64,
+    pub chunks: Vec<u64>,
+}
+
+/// Body of `handoff-read`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoffRead {
+    pub object: HandoffObject,
+    pub chunks: Vec<u64>,
 }

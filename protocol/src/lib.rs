@@ -11,8 +11,8 @@ mod slot;
 mod topology;
 
 pub use action::{
-    ActionType, CacheTierStats, ClusterUpdate, EvictRequest, ListCriteria, ObjectListing,
-    PrefetchProgress, PrefetchSummary, StatsReport,
+    ActionType, CacheTierStats, ClusterUpdate, EvictRequest, HandoffList, HandoffObject,
+    HandoffRead, ListCriteria, ObjectListing, PrefetchProgress, PrefetchSummary, StatsReport,
 };
 pub use error::{ErrorCode, Moved, REQUEST_ID_HEADER};
 pub use scan::{Accept, ScanRequest, ScanRequestError};

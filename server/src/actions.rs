@@ -64,6 +64,7 @@ pub fn health(core: &NodeCore) -> Bytes {
         "version": env!("CARGO_PKG_VERSION"),
         "active_scans": core.metrics.active_scans.get(),
         "cluster": core.cluster.status(),
+        "handoff": core.handoff.get(),
     }))
 }
 

@@ -77,6 +77,15 @@ impl Auth {
         self.tokens.is_some() || self.admin.is_some()
     }
 
+    /// The token this node presents to its peers for hand-off: the admin
+    /// token if there is one (hand-off actions need it), else any reader
+    /// token. Every node of a cluster shares the same token files.
+    pub fn peer_token(&self) -> Option<String> {
+        self.admin
+            .clone()
+            .or_else(|| self.tokens.as_ref().and_then(|t| t.iter().next().cloned()))
+    }
+
     fn is_admin(&self, token: &str) -> bool {
         self.admin.as_deref().is_some_and(|a| same(a, token))
     }

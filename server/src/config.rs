@@ -201,6 +201,9 @@ pub struct ClusterConfig {
     pub topology_source: Option<String>,
     /// How often the topology is re-read.
     pub reload: Span,
+    /// How long a node keeps serving slots it gave up, while their new
+    /// owner warms from its cache.
+    pub handoff_grace: Span,
 }
 
 impl Default for ClusterConfig {
@@ -210,6 +213,7 @@ impl Default for ClusterConfig {
             topology: None,
             topology_source: None,
             reload: Span(Duration::from_secs(2)),
+            handoff_grace: Span(Duration::from_secs(60)),
         }
     }
 }

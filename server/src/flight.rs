@@ -25,6 +25,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use crate::actions;
+use crate::cluster::handoff;
 use crate::error::{QuiverError, Result};
 use crate::flight_info::{self, descriptor_request, parse_request};
 use crate::metrics::Metrics;
@@ -383,6 +384,8 @@ impl FlightService for QuiverFlight {
                 ActionType::Health => one(actions::health(&core)),
                 ActionType::ClusterShards => one(actions::cluster_shards(&core, body).await?),
                 ActionType::ClusterUpdate => one(actions::cluster_update(&core, body).await?),
+                ActionType::HandoffList => one(handoff::list(&core, body)?),
+                ActionType::HandoffRead => handoff::read(core.clone(), body)?,
                 ActionType::Evict => one(actions::evict(&core, body).await?),
                 ActionType::Prefetch => actions::prefetch(core.clone(), body).await?,
             };

@@ -17,7 +17,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use crate::admin;
 use crate::auth::Auth;
 use crate::cache::{CachingObjectStore, ChunkCache, FooterCache};
-use crate::cluster::Cluster;
+use crate::cluster::{handoff, Cluster};
 use crate::config::Config;
 use crate::error::{QuiverError, Result};
 use crate::flight::QuiverFlight;
@@ -47,6 +47,7 @@ pub struct NodeCore {
     pub max_scans: usize,
     pub request_timeout: Duration,
     pub cluster: Arc<Cluster>,
+    pub handoff: Arc<handoff::Progress>,
     pub ready: AtomicBool,
 }
 
@@ -93,7 +94,7 @@ impl NodeCore {
         let slot = slot_of(&id.source, id.path.as_ref());
         let topology = self.topology();
         let owners = topology.owners(slot);
-        if owners.iter().any(|n| n.id == self.node_id) {
+        if owners.iter().any(|n| n.id == self.node_id) || self.cluster.serves_during_handoff(slot) {
             return Ok(());
         }
         Err(QuiverError::Moved {
@@ -122,6 +123,7 @@ pub struct RunningNode {
     flight_task: JoinHandle<std::result::Result<(), tonic::transport::Error>>,
     admin_task: JoinHandle<()>,
     reload_task: JoinHandle<()>,
+    handoff_task: JoinHandle<()>,
 }
 
 impl RunningNode {
@@ -184,6 +186,7 @@ impl RunningNode {
         );
         let core = Arc::new(NodeCore {
             cluster: cluster.clone(),
+            handoff: Arc::default(),
             node_id,
             advertise,
             sources,
@@ -228,6 +231,11 @@ impl RunningNode {
         ));
         let reload_task =
             tokio::spawn(cluster.reload_every(config.cluster.reload.0, stopped.clone()));
+        let handoff_task = tokio::spawn(handoff::run(
+            core.clone(),
+            core.handoff.clone(),
+            stopped.clone(),
+        ));
         let admin_task = tokio::spawn(admin::serve(admin_listener, core.clone(), stopped));
         core.ready.store(true, Ordering::SeqCst);
         Ok(RunningNode {
@@ -238,6 +246,7 @@ impl RunningNode {
             flight_task,
             admin_task,
             reload_task,
+            handoff_task,
         })
     }
 
@@ -254,6 +263,7 @@ impl RunningNode {
         }
         let _ = self.admin_task.await;
         let _ = self.reload_task.await;
+        let _ = self.handoff_task.await;
         self.core.chunks.close().await
     }
 }

@@ -245,6 +245,15 @@ impl Source {
 
     /// Forgets what validation cached about `path` (and listings that may
     /// contain it), so the next request asks the origin.
+    /// Objects whose identity this source has validated recently (up to
+    /// the identity cache's bound): the candidates a hand-off offers.
+    pub fn known(&self) -> Vec<ObjectId> {
+        lock(&self.identities)
+            .values()
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     pub fn forget(&self, path: &Path) {
         lock(&self.identities).remove(path);
         lock(&self.listings).clear();

@@ -344,6 +344,38 @@ impl ChunkCache {
             .sum()
     }
 
+    /// Indices of the chunks of `id` held in either tier.
+    pub fn cached_indices(&self, id: &ObjectId) -> Vec<u64> {
+        (0..self.chunk_count(id))
+            .filter(|&i| self.inner.cache.contains(&self.key(id, i)))
+            .collect()
+    }
+
+    /// One chunk if it is cached; never reads the origin. Used to hand a
+    /// slot's data to its new owner, so it is not counted as a hit.
+    pub async fn cached_chunk(&self, id: &ObjectId, index: u64) -> Option<Bytes> {
+        match self.inner.cache.get(&self.key(id, index)).await {
+            Ok(Some(entry)) => Some(entry.value().clone()),
+            _ => None,
+        }
+    }
+
+    /// Stores a chunk received from a peer, after checking it has exactly
+    /// the length that chunk of `id` must have.
+    pub fn insert_chunk(&self, id: &ObjectId, index: u64, bytes: Bytes) -> Result<()> {
+        if index >= self.chunk_count(id) || bytes.len() as u64 != self.chunk_len(id, index) {
+            return Err(QuiverError::DataLoss(format!(
+                "a peer sent {} bytes as chunk {index} of {}/{}, which does not fit its {} bytes",
+                bytes.len(),
+                id.source,
+                id.path,
+                id.size
+            )));
+        }
+        self.inner.cache.insert(self.key(id, index), bytes);
+        Ok(())
+    }
+
     /// Drops every chunk of `id`; returns the bytes that were cached.
     pub fn evict(&self, id: &ObjectId) -> u64 {
         let mut bytes = 0;

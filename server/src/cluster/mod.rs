@@ -11,9 +11,10 @@
 //!   fresh node is useful before `quiver cluster init`.
 
 pub mod document;
+pub mod handoff;
 
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use object_store::path::Path;
@@ -43,6 +44,11 @@ pub struct Cluster {
     node_id: String,
     store: Option<DocumentStore>,
     current: RwLock<Arc<Topology>>,
+    /// The topology before the last change and when it was replaced: slots
+    /// this node gave up stay served for `grace` while they are handed off.
+    previous: RwLock<Option<(Arc<Topology>, Instant)>>,
+    grace: Duration,
+    changes: watch::Sender<Arc<Topology>>,
     error: Mutex<Option<String>>,
     metrics: Arc<Metrics>,
 }
@@ -116,10 +122,14 @@ impl Cluster {
         if store.is_some() {
             alone.epoch = 0;
         }
+        let alone = Arc::new(alone);
         let cluster = Cluster {
             node_id: node_id.to_string(),
             store,
-            current: RwLock::new(Arc::new(alone)),
+            previous: RwLock::new(None),
+            grace: cfg.handoff_grace.0,
+            changes: watch::channel(alone.clone()).0,
+            current: RwLock::new(alone),
             error: Mutex::default(),
             metrics,
         };
@@ -132,6 +142,25 @@ impl Cluster {
             .read()
             .map(|t| t.clone())
             .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    /// Every adopted topology, for the hand-off task.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Topology>> {
+        self.changes.subscribe()
+    }
+
+    /// Whether this node owned `slot` before the last change and is still
+    /// within the hand-off grace period, so it keeps serving the slot to
+    /// clients that have not yet seen the change.
+    pub fn serves_during_handoff(&self, slot: u16) -> bool {
+        let previous = self.previous.read().unwrap_or_else(|p| p.into_inner());
+        // Epoch 0 is a node running alone before the cluster existed: there
+        // is nothing to hand off from it.
+        previous.as_ref().is_some_and(|(t, since)| {
+            t.epoch > 0
+                && since.elapsed() < self.grace
+                && t.owners(slot).iter().any(|n| n.id == self.node_id)
+        })
     }
 
     pub fn status(&self) -> ClusterStatus {
@@ -177,7 +206,11 @@ impl Cluster {
         }
         tracing::info!(epoch = t.epoch, nodes = t.nodes.len(), "topology adopted");
         self.metrics.topology_epoch.set(t.epoch as i64);
-        *current = Arc::new(t);
+        let t = Arc::new(t);
+        let old = std::mem::replace(&mut *current, t.clone());
+        drop(current);
+        *self.previous.write().unwrap_or_else(|p| p.into_inner()) = Some((old, Instant::now()));
+        self.changes.send_replace(t);
         true
     }
 

@@ -312,3 +312,110 @@ async fn topology_in_s3_is_updated_by_compare_and_swap() {
     }
     drop(s3);
 }
+
+/// Hits, misses and origin bytes summed over `nodes`.
+async fn totals(nodes: &[RunningNode]) -> (u64, u64, u64) {
+    let mut sum = (0, 0, 0);
+    for n in nodes {
+        let s = stats(&mut client(n).await).await;
+        sum.0 += s.memory.hits + s.disk.hits;
+        sum.1 += s.misses;
+        sum.2 += s.origin_bytes;
+    }
+    sum
+}
+
+/// Reads every file whole from its primary owner under `t`.
+async fn workload(t: &Topology, files: usize) {
+    for i in 0..files {
+        let path = format!("t/part-{i}.parquet");
+        let owner = &t.owners(slot_of(SOURCE, &path))[0].url;
+        do_get(&mut client_at(owner).await, &scan(SOURCE, &path))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_node_warms_from_its_peers_not_from_s3() {
+    const FILES: usize = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("t")).unwrap();
+    for i in 0..FILES {
+        write_parquet(
+            &data.join(format!("t/part-{i}.parquet")),
+            20_000,
+            100 + i as u64,
+        );
+    }
+    let doc = dir.path().join("topology.json");
+    let mut nodes = start(&data, doc.to_str().unwrap(), vec![]).await;
+    let mut c = node_config(vec![local_source(SOURCE, &data)], None);
+    c.cluster.node_id = Some("n4".into());
+    c.cluster.topology = Some(doc.to_str().unwrap().to_string());
+    c.cluster.reload = quiver_server::config::Span(Duration::from_millis(200));
+    nodes.push(RunningNode::start(c).await.unwrap());
+    let cluster = Cluster { nodes, _dir: dir };
+
+    let mut admin = client(&cluster.nodes[0]).await;
+    let t1 = Topology::initial(members(&cluster.nodes[..3]), 1).unwrap();
+    update(&mut admin, 0, &t1).await.unwrap();
+    converge(&cluster, 1).await;
+    workload(&t1, FILES).await;
+    workload(&t1, FILES).await;
+
+    let before = totals(&cluster.nodes).await;
+    let all = members(&cluster.nodes);
+    let t2 = t1.with_node(all[3].clone()).unwrap();
+    update(&mut admin, 1, &t2).await.unwrap();
+    let t3 = t2.rebalance().unwrap();
+    update(&mut admin, 2, &t3).await.unwrap();
+    converge(&cluster, 3).await;
+
+    // During the hand-off the previous owner still serves what it gave up.
+    let moved: Vec<String> = (0..FILES)
+        .map(|i| format!("t/part-{i}.parquet"))
+        .filter(|p| t3.owners(slot_of(SOURCE, p))[0].id == "n4")
+        .collect();
+    assert!(!moved.is_empty(), "some files should move to n4");
+    let old_owner = &t1.owners(slot_of(SOURCE, &moved[0]))[0].url;
+    do_get(&mut client_at(old_owner).await, &scan(SOURCE, &moved[0]))
+        .await
+        .unwrap();
+
+    let mut newcomer = client(&cluster.nodes[3]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let handoff = loop {
+        let h = health(&mut newcomer).await["handoff"].clone();
+        if h["state"] == "done" {
+            break h;
+        }
+        assert!(h["state"] != "failed", "{h}");
+        assert!(Instant::now() < deadline, "hand-off did not finish: {h}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let moved_bytes = handoff["bytes"].as_u64().unwrap();
+    assert!(moved_bytes > 0, "{handoff}");
+    assert_eq!(
+        handoff["objects_done"].as_u64(),
+        Some(moved.len() as u64),
+        "{handoff}"
+    );
+
+    workload(&t3, FILES).await;
+    let after = totals(&cluster.nodes).await;
+    let (hits, misses, origin) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+    let hit_ratio = hits as f64 / (hits + misses) as f64;
+    assert!(
+        hit_ratio >= 0.9,
+        "hit ratio {hit_ratio} ({hits} hits, {misses} misses)"
+    );
+    assert!(
+        (origin as f64) < 0.1 * moved_bytes as f64,
+        "{origin} origin bytes during the hand-off, {moved_bytes} bytes moved"
+    );
+    for n in cluster.nodes {
+        n.shutdown().await.unwrap();
+    }
+}

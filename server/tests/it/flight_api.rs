@@ -47,6 +47,8 @@ async fn every_call_answers() {
             "evict",
             "cluster-shards",
             "cluster-update",
+            "handoff-list",
+            "handoff-read",
             "health"
         ]
     );

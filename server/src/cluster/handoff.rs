@@ -1,0 +1,345 @@
+//! Warm slot hand-off: when a topology change gives this node slots another
+//! node owned, it copies that node's cached chunks of those slots instead of
+//! reading them again from S3, while the previous owner keeps serving them
+//! for the hand-off grace period.
+//!
+//! The donor side answers `handoff-list` (which cached objects fall in the
+//! slots, and which of their chunks it holds) and `handoff-read` (those
+//! chunks, from cache only). The importer runs in the background on every
+//! adopted change and reports its progress through `health`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use arrow_flight::{Action, FlightClient};
+use bytes::{Bytes, BytesMut};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use quiver_protocol::{slot_of, HandoffList, HandoffObject, HandoffRead, Topology};
+use serde::Serialize;
+use tokio::sync::watch;
+use tonic::transport::Channel;
+
+use crate::error::{QuiverError, Result};
+use crate::node::NodeCore;
+use crate::source::ObjectId;
+
+/// Chunks asked for in one `handoff-read`, so one stream stays bounded.
+const READ_BATCH: usize = 16;
+
+/// What `health` reports about the last hand-off.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HandoffStatus {
+    /// `idle`, `running`, `done` or `failed`.
+    pub state: &'static str,
+    pub epoch: u64,
+    pub objects: u64,
+    pub objects_done: u64,
+    /// Bytes received from peers.
+    pub bytes: u64,
+    pub errors: Vec<String>,
+}
+
+/// Shared progress of the hand-off task.
+#[derive(Debug, Default)]
+pub struct Progress(Mutex<HandoffStatus>);
+
+impl Progress {
+    pub fn get(&self) -> HandoffStatus {
+        let s = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        HandoffStatus {
+            state: if s.state.is_empty() { "idle" } else { s.state },
+            ..s
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut HandoffStatus)) {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+fn object_id(o: &HandoffObject) -> ObjectId {
+    ObjectId {
+        source: Arc::from(o.source.as_str()),
+        path: Path::from(o.path.as_str()),
+        etag: o.etag.clone(),
+        size: o.size,
+        last_modified: chrono::DateTime::from_timestamp_millis(o.last_modified_ms)
+            .unwrap_or_default(),
+    }
+}
+
+/// Donor: the cached objects whose slots fall in the requested ranges.
+pub fn list(core: &NodeCore, body: &[u8]) -> Result<Bytes> {
+    let req: HandoffList = serde_json::from_slice(body).map_err(|e| {
+        QuiverError::invalid(format!(
+            "handoff-list takes {{\"slots\": [[start, end], ...]}}: {e}"
+        ))
+    })?;
+    let wanted = |slot: u16| req.slots.iter().any(|&(s, e)| s <= slot && slot <= e);
+    let chunk_size = core.chunks.chunk_size();
+    let mut out = Vec::new();
+    for source in core.sources.all() {
+        for id in source.known() {
+            if !wanted(slot_of(&id.source, id.path.as_ref())) {
+                continue;
+            }
+            let chunks = core.chunks.cached_indices(&id);
+            if chunks.is_empty() {
+                continue;
+            }
+            out.push(HandoffObject {
+                source: id.source.to_string(),
+                path: id.path.to_string(),
+                etag: id.etag.clone(),
+                size: id.size,
+                last_modified_ms: id.last_modified.timestamp_millis(),
+                chunk_size,
+                chunks,
+            });
+        }
+    }
+    serde_json::to_vec(&out)
+        .map(Bytes::from)
+        .map_err(|e| QuiverError::Internal(format!("cannot encode the hand-off list: {e}")))
+}
+
+/// Donor: the requested chunks that are cached, each as an 8-byte index
+/// followed by its bytes. Chunks that are gone are skipped; the importer
+/// simply does without them.
+pub fn read(core: Arc<NodeCore>, body: &[u8]) -> Result<BoxStream<'static, Result<Bytes>>> {
+    let req: HandoffRead = serde_json::from_slice(body).map_err(|e| {
+        QuiverError::invalid(format!(
+            "handoff-read takes {{\"object\", \"chunks\"}}: {e}"
+        ))
+    })?;
+    if req.object.chunk_size != core.chunks.chunk_size() {
+        return Err(QuiverError::invalid(format!(
+            "this node caches chunks of {} bytes, not {}",
+            core.chunks.chunk_size(),
+            req.object.chunk_size
+        )));
+    }
+    if req.chunks.len() > 4 * READ_BATCH {
+        return Err(QuiverError::ResourceExhausted(format!(
+            "handoff-read takes at most {} chunks at a time",
+            4 * READ_BATCH
+        )));
+    }
+    let id = object_id(&req.object);
+    Ok(futures::stream::iter(req.chunks)
+        .filter_map(move |index| {
+            let core = core.clone();
+            let id = id.clone();
+            async move {
+                let bytes = core.chunks.cached_chunk(&id, index).await?;
+                let mut framed = BytesMut::with_capacity(8 + bytes.len());
+                framed.extend_from_slice(&index.to_be_bytes());
+                framed.extend_from_slice(&bytes);
+                Some(Ok(framed.freeze()))
+            }
+        })
+        .boxed())
+}
+
+/// Slot ranges this node gained in `new` compared with `old`, grouped by
+/// the node that owned them (its first owner other than this node).
+fn gained(old: &Topology, new: &Topology, me: &str) -> BTreeMap<String, Vec<(u16, u16)>> {
+    let mut by_donor: BTreeMap<String, Vec<(u16, u16)>> = BTreeMap::new();
+    for range in &new.slots {
+        if !range.owners.iter().any(|o| o == me) {
+            continue;
+        }
+        for slot in range.start..=range.end {
+            let before = old.owners(slot);
+            if before.iter().any(|n| n.id == me) {
+                continue;
+            }
+            let Some(donor) = before.first() else {
+                continue;
+            };
+            let ranges = by_donor.entry(donor.url.clone()).or_default();
+            match ranges.last_mut() {
+                Some((_, end)) if *end + 1 == slot => *end = slot,
+                _ => ranges.push((slot, slot)),
+            }
+        }
+    }
+    by_donor
+}
+
+async fn peer(url: &str, token: Option<&str>) -> Result<FlightClient> {
+    let endpoint = url
+        .replacen("grpc+tls://", "https://", 1)
+        .replacen("grpc://", "http://", 1);
+    let channel = Channel::from_shared(endpoint)
+        .map_err(|e| QuiverError::Unavailable(format!("peer {url}: {e}")))?
+        .connect()
+        .await
+        .map_err(|e| QuiverError::Unavailable(format!("cannot reach peer {url}: {e}")))?;
+    let mut client = FlightClient::new(channel);
+    if let Some(t) = token {
+        client
+            .add_header("authorization", &format!("Bearer {t}"))
+            .map_err(|e| QuiverError::Internal(e.to_string()))?;
+    }
+    Ok(client)
+}
+
+fn peer_error(url: &str, e: impl std::fmt::Display) -> QuiverError {
+    QuiverError::Unavailable(format!("hand-off from {url} failed: {e}"))
+}
+
+/// Copies the donor's cached chunks of `slots` into this node's cache.
+async fn import(
+    core: &NodeCore,
+    progress: &Progress,
+    url: &str,
+    slots: Vec<(u16, u16)>,
+) -> Result<()> {
+    let token = core.auth.peer_token();
+    let mut client = peer(url, token.as_deref()).await?;
+    let body = serde_json::to_vec(&HandoffList { slots })
+        .map_err(|e| QuiverError::Internal(e.to_string()))?;
+    let answer: Vec<Bytes> = client
+        .do_action(Action::new("handoff-list", body))
+        .await
+        .map_err(|e| peer_error(url, e))?
+        .try_collect()
+        .await
+        .map_err(|e| peer_error(url, e))?;
+    let objects: Vec<HandoffObject> =
+        serde_json::from_slice(answer.first().map(|b| b.as_ref()).unwrap_or(b"[]"))
+            .map_err(|e| peer_error(url, e))?;
+    progress.update(|s| s.objects += objects.len() as u64);
+    for object in objects {
+        let id = object_id(&object);
+        if object.chunk_size != core.chunks.chunk_size() {
+            return Err(peer_error(url, "the peer uses a different chunk size"));
+        }
+        let have = core.chunks.cached_indices(&id);
+        let missing: Vec<u64> = object
+            .chunks
+            .iter()
+            .copied()
+            .filter(|c| !have.contains(c))
+            .collect();
+        for batch in missing.chunks(READ_BATCH) {
+            let body = serde_json::to_vec(&HandoffRead {
+                object: object.clone(),
+                chunks: batch.to_vec(),
+            })
+            .map_err(|e| QuiverError::Internal(e.to_string()))?;
+            let mut stream = client
+                .do_action(Action::new("handoff-read", body))
+                .await
+                .map_err(|e| peer_error(url, e))?;
+            while let Some(framed) = stream.try_next().await.map_err(|e| peer_error(url, e))? {
+                if framed.len() < 8 {
+                    return Err(peer_error(url, "a chunk frame is shorter than its header"));
+                }
+                let mut index = [0u8; 8];
+                index.copy_from_slice(&framed[..8]);
+                let bytes = framed.slice(8..);
+                let len = bytes.len() as u64;
+                core.chunks
+                    .insert_chunk(&id, u64::from_be_bytes(index), bytes)?;
+                progress.update(|s| s.bytes += len);
+            }
+        }
+        progress.update(|s| s.objects_done += 1);
+    }
+    Ok(())
+}
+
+/// Runs a hand-off for every adopted change until `stop` turns true.
+pub async fn run(core: Arc<NodeCore>, progress: Arc<Progress>, mut stop: watch::Receiver<bool>) {
+    let mut changes = core.cluster.subscribe();
+    let mut old = changes.borrow_and_update().clone();
+    loop {
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = stop.changed() => return,
+        }
+        let new = changes.borrow_and_update().clone();
+        // Epoch 0 is a node running alone before the cluster exists: it
+        // owned everything and hands nothing over.
+        let donors = if old.epoch == 0 {
+            BTreeMap::new()
+        } else {
+            gained(&old, &new, &core.node_id)
+        };
+        old = new.clone();
+        if donors.is_empty() {
+            continue;
+        }
+        progress.update(|s| {
+            *s = HandoffStatus {
+                state: "running",
+                epoch: new.epoch,
+                ..Default::default()
+            }
+        });
+        tracing::info!(epoch = new.epoch, donors = donors.len(), "hand-off started");
+        for (url, slots) in donors {
+            if let Err(e) = import(&core, &progress, &url, slots).await {
+                tracing::warn!(error = %e, "hand-off incomplete; the rest will be read from the origin");
+                progress.update(|s| s.errors.push(e.to_string()));
+            }
+        }
+        let status = progress.get();
+        progress.update(|s| {
+            s.state = if status.errors.is_empty() {
+                "done"
+            } else {
+                "failed"
+            }
+        });
+        tracing::info!(
+            epoch = new.epoch,
+            objects = status.objects_done,
+            bytes = status.bytes,
+            "hand-off finished"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gained;
+    use quiver_protocol::{NodeInfo, Topology};
+
+    fn nodes(n: usize) -> Vec<NodeInfo> {
+        (1..=n)
+            .map(|i| NodeInfo {
+                id: format!("n{i}"),
+                url: format!("grpc://h:{i}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_new_node_gains_its_share_from_each_previous_owner() {
+        let t3 = Topology::initial(nodes(3), 1).unwrap();
+        let t4 = t3
+            .with_node(nodes(4).pop().unwrap())
+            .unwrap()
+            .rebalance()
+            .unwrap();
+        let g = gained(&t3, &t4, "n4");
+        let total: usize = g
+            .values()
+            .flatten()
+            .map(|(s, e)| usize::from(e - s) + 1)
+            .sum();
+        assert_eq!(total, 4096);
+        assert!(g.keys().all(|url| url != "grpc://h:4"));
+        // The old nodes gain nothing.
+        assert!(gained(&t3, &t4, "n1").is_empty());
+    }
+}
