@@ -28,17 +28,16 @@ data "aws_iam_policy_document" "server" {
     resources = ["${aws_s3_bucket.data.arn}/${local.data_prefix}*"]
   }
 
+  # Listing without a prefix condition: S3 answers a GET of a missing key
+  # with 404 only to callers that may list the bucket, and Quiver must tell
+  # "not written yet" (the topology before `quiver cluster init`, an object
+  # deleted from the lake) from "access denied". The bucket holds only this
+  # rig's data and topology, so key names are all a listing can reveal.
   statement {
-    sid       = "ListData"
+    sid       = "ListBucket"
     effect    = "Allow"
     actions   = ["s3:ListBucket"]
     resources = [aws_s3_bucket.data.arn]
-
-    condition {
-      test     = "StringLike"
-      variable = "s3:prefix"
-      values   = [local.data_prefix, "${local.data_prefix}*"]
-    }
   }
 
   statement {
@@ -46,20 +45,6 @@ data "aws_iam_policy_document" "server" {
     effect    = "Allow"
     actions   = ["s3:GetObject", "s3:PutObject"]
     resources = ["${aws_s3_bucket.data.arn}/${var.topology_key}"]
-  }
-
-  statement {
-    sid       = "ListTopology"
-    effect    = "Allow"
-    actions   = ["s3:ListBucket"]
-    resources = [aws_s3_bucket.data.arn]
-
-    # Only listings that start at the topology object's folder or name it.
-    condition {
-      test     = "StringEquals"
-      variable = "s3:prefix"
-      values   = [local.topology_dir, var.topology_key]
-    }
   }
 }
 

@@ -9,9 +9,6 @@ locals {
   # writes its generated data below data/quiver-bench/.
   data_prefix = "data/"
 
-  # The topology object's folder, e.g. "cluster/" for cluster/topology.json.
-  topology_dir = "${dirname(var.topology_key)}/"
-
   vpc_prefix_length = tonumber(split("/", var.vpc_cidr)[1])
   subnet_cidr       = local.vpc_prefix_length < 24 ? cidrsubnet(var.vpc_cidr, 24 - local.vpc_prefix_length, 0) : var.vpc_cidr
 
