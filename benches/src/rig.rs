@@ -13,7 +13,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use quiver_client::AdminClient;
-use quiver_protocol::{slot_of, EvictRequest, NodeInfo, StatsReport, Topology};
+use quiver_protocol::{dial_url, slot_of, EvictRequest, NodeInfo, StatsReport, Topology};
 use quiver_testkit::{S3Server, ACCESS_KEY, SECRET_KEY};
 use tonic::transport::Channel;
 use url::Url;
@@ -130,9 +130,7 @@ async fn wait_for_epoch(urls: &[String], epoch: u64) -> Result<(), BoxError> {
 }
 
 async fn connect(url: &str) -> Result<Channel, BoxError> {
-    let endpoint = url
-        .replacen("grpc://", "http://", 1)
-        .replacen("grpc+tls://", "https://", 1);
+    let endpoint = dial_url(url).ok_or_else(|| format!("bad node URL {url}"))?;
     Ok(Channel::from_shared(endpoint)
         .map_err(|e| format!("bad node URL {url}: {e}"))?
         .connect()

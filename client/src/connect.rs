@@ -34,25 +34,12 @@ impl From<arrow_flight::error::FlightError> for ClientError {
     }
 }
 
-/// Turns a Flight location (`grpc://`, `grpc+tls://`) into the URL tonic
-/// dials.
+/// The URL tonic dials for a Flight location, or a clear error.
 pub fn endpoint_url(url: &str) -> Result<String, ClientError> {
-    let bad = |reason: &str| ClientError::BadUrl {
+    quiver_protocol::dial_url(url).ok_or_else(|| ClientError::BadUrl {
         url: url.to_string(),
-        reason: reason.to_string(),
-    };
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| bad("it has no scheme"))?;
-    let scheme = match scheme {
-        "grpc" | "grpc+tcp" | "http" => "http",
-        "grpc+tls" | "https" => "https",
-        _ => return Err(bad("use grpc://, grpc+tls://, http:// or https://")),
-    };
-    if rest.is_empty() {
-        return Err(bad("it has no host"));
-    }
-    Ok(format!("{scheme}://{rest}"))
+        reason: "use grpc://, grpc+tls://, http:// or https:// with a host".into(),
+    })
 }
 
 /// A Flight client for `url`, sending `token` as a bearer token if given.
@@ -76,18 +63,4 @@ pub async fn flight_client(url: &str, token: Option<&str>) -> Result<FlightClien
             .map_err(|e| ClientError::Decode(e.to_string()))?;
     }
     Ok(client)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::endpoint_url;
-
-    #[test]
-    fn flight_locations_map_to_dial_urls() {
-        assert_eq!(endpoint_url("grpc://h:1").unwrap(), "http://h:1");
-        assert_eq!(endpoint_url("grpc+tls://h:1").unwrap(), "https://h:1");
-        assert!(endpoint_url("h:1").is_err());
-        assert!(endpoint_url("ftp://h").is_err());
-        assert!(endpoint_url("grpc://").is_err());
-    }
 }

@@ -17,4 +17,4 @@ pub use action::{
 pub use error::{ErrorCode, Moved, REQUEST_ID_HEADER};
 pub use scan::{Accept, ScanRequest, ScanRequestError};
 pub use slot::{hash_tag, key_slot, slot_of, SLOT_COUNT};
-pub use topology::{NodeInfo, SlotRange, Topology, TopologyError};
+pub use topology::{dial_url, NodeInfo, SlotRange, Topology, TopologyError};

@@ -12,6 +12,19 @@ pub struct NodeInfo {
     pub url: String,
 }
 
+/// The URL a gRPC transport dials for a Flight location: `grpc://` and
+/// `grpc+tcp://` become `http://`, `grpc+tls://` becomes `https://`, and
+/// `http(s)://` pass through. `None` for any other scheme or no host.
+pub fn dial_url(location: &str) -> Option<String> {
+    let (scheme, rest) = location.split_once("://")?;
+    let scheme = match scheme {
+        "grpc" | "grpc+tcp" | "http" => "http",
+        "grpc+tls" | "https" => "https",
+        _ => return None,
+    };
+    (!rest.is_empty()).then(|| format!("{scheme}://{rest}"))
+}
+
 /// An inclusive range of slots and the nodes that own it, primary first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,7 +62,7 @@ pub enum TopologyError {
     EmptyNode(String),
     #[error("node id {0:?} appears twice")]
     DuplicateNode(String),
-    #[error("node {id:?} has url {url:?}, which is not grpc://, grpc+tls://, http:// or https://")]
+    #[error("node {id:?} has url {url:?}, which is not grpc://, grpc+tcp://, grpc+tls://, http:// or https:// with a host")]
     BadUrl { id: String, url: String },
     #[error("replication must be at least 1")]
     NoReplication,
@@ -123,10 +136,7 @@ impl Topology {
             if !ids.insert(n.id.as_str()) {
                 return Err(TopologyError::DuplicateNode(n.id.clone()));
             }
-            let scheme_ok = ["grpc://", "grpc+tls://", "http://", "https://"]
-                .iter()
-                .any(|s| n.url.starts_with(s) && n.url.len() > s.len());
-            if !scheme_ok {
+            if dial_url(&n.url).is_none() {
                 return Err(TopologyError::BadUrl {
                     id: n.id.clone(),
                     url: n.url.clone(),
@@ -385,6 +395,16 @@ mod tests {
         (0..SLOT_COUNT)
             .filter(|&s| a.owners(s)[0].id != b.owners(s)[0].id)
             .collect()
+    }
+
+    #[test]
+    fn flight_locations_map_to_dial_urls() {
+        assert_eq!(dial_url("grpc://h:1").as_deref(), Some("http://h:1"));
+        assert_eq!(dial_url("grpc+tls://h:1").as_deref(), Some("https://h:1"));
+        assert_eq!(dial_url("https://h:1").as_deref(), Some("https://h:1"));
+        for bad in ["h:1", "ftp://h", "grpc://"] {
+            assert_eq!(dial_url(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use quiver_protocol::{slot_of, HandoffList, HandoffObject, HandoffRead, Topology};
+use quiver_protocol::{dial_url, slot_of, HandoffList, HandoffObject, HandoffRead, Topology};
 use serde::Serialize;
 use tokio::sync::watch;
 use tonic::transport::Channel;
@@ -170,9 +170,8 @@ fn gained(old: &Topology, new: &Topology, me: &str) -> BTreeMap<String, Vec<(u16
 }
 
 async fn peer(url: &str, token: Option<&str>) -> Result<FlightClient> {
-    let endpoint = url
-        .replacen("grpc+tls://", "https://", 1)
-        .replacen("grpc://", "http://", 1);
+    let endpoint = dial_url(url)
+        .ok_or_else(|| QuiverError::Unavailable(format!("peer {url} is not a Flight URL")))?;
     let channel = Channel::from_shared(endpoint)
         .map_err(|e| QuiverError::Unavailable(format!("peer {url}: {e}")))?
         .connect()

@@ -25,7 +25,7 @@ fn url(node: &RunningNode) -> String {
 }
 
 async fn client_at(url: &str) -> FlightClient {
-    let endpoint = url.replacen("grpc://", "http://", 1);
+    let endpoint = quiver_protocol::dial_url(url).unwrap();
     FlightClient::new(
         Channel::from_shared(endpoint)
             .unwrap()
