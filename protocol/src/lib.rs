@@ -6,6 +6,7 @@
 
 mod action;
 mod error;
+mod filter;
 mod scan;
 mod slot;
 mod topology;
@@ -15,6 +16,7 @@ pub use action::{
     HandoffRead, ListCriteria, ObjectListing, PrefetchProgress, PrefetchSummary, StatsReport,
 };
 pub use error::{ErrorCode, Moved, REQUEST_ID_HEADER};
+pub use filter::{FILTER_FUNCTIONS, MAX_FILTER_DEPTH, MAX_FILTER_OPERATORS};
 pub use scan::{Accept, ScanRequest, ScanRequestError};
 pub use slot::{hash_tag, key_slot, slot_of, SLOT_COUNT};
 pub use topology::{dial_url, NodeInfo, SlotRange, Topology, TopologyError};

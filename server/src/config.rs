@@ -234,6 +234,10 @@ pub struct LimitsConfig {
     pub max_concurrent_scans: usize,
     /// Longest a single request may run.
     pub request_timeout: Span,
+    /// Longest a scan waits for its client to take the next message before
+    /// it gives its slot back: an idle reader must not hold a slot for the
+    /// whole `request_timeout`.
+    pub stall_timeout: Span,
     /// Longest filter expression accepted, in bytes.
     pub max_filter_len: usize,
     /// Rows per record batch sent to clients.
@@ -247,6 +251,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_concurrent_scans: 64,
             request_timeout: Span(Duration::from_secs(600)),
+            stall_timeout: Span(Duration::from_secs(30)),
             max_filter_len: 16 * 1024,
             batch_rows: 8192,
             max_objects: 10_000,
@@ -336,6 +341,9 @@ pub struct Flags {
     /// Longest a single request may run, e.g. 10m.
     #[arg(long, env = "QUIVER_REQUEST_TIMEOUT")]
     pub request_timeout: Option<Span>,
+    /// Longest a scan waits for a client that stopped reading, e.g. 30s.
+    #[arg(long, env = "QUIVER_STALL_TIMEOUT")]
+    pub stall_timeout: Option<Span>,
     /// Longest filter accepted, in bytes.
     #[arg(long, env = "QUIVER_MAX_FILTER_LEN")]
     pub max_filter_len: Option<usize>,
@@ -423,6 +431,7 @@ impl Config {
             &f.max_concurrent_scans,
         );
         set(&mut self.limits.request_timeout, &f.request_timeout);
+        set(&mut self.limits.stall_timeout, &f.stall_timeout);
         set(&mut self.limits.max_filter_len, &f.max_filter_len);
         set(&mut self.limits.batch_rows, &f.batch_rows);
         set(&mut self.limits.max_objects, &f.max_objects);
@@ -521,6 +530,9 @@ impl Config {
         if self.limits.request_timeout.0.is_zero() {
             return Err(invalid("limits.request_timeout", "must be above zero"));
         }
+        if self.limits.stall_timeout.0.is_zero() {
+            return Err(invalid("limits.stall_timeout", "must be above zero"));
+        }
         if self.cluster.reload.0 < Duration::from_millis(100) {
             return Err(invalid("cluster.reload", "must be at least 100ms"));
         }
@@ -591,6 +603,7 @@ node_id = "node-1"
 
 [limits]
 request_timeout = "2m"
+stall_timeout = "45s"
 "#;
         let c = Config::from_toml(text).unwrap();
         c.validate().unwrap();
@@ -598,6 +611,7 @@ request_timeout = "2m"
         assert_eq!(c.cache.eviction, Eviction::S3fifo);
         assert_eq!(c.sources[0].validate, Span(Duration::from_secs(30)));
         assert_eq!(c.limits.request_timeout, Span(Duration::from_secs(120)));
+        assert_eq!(c.limits.stall_timeout, Span(Duration::from_secs(45)));
         assert_eq!(c.node_id(), "node-1");
     }
 
@@ -644,9 +658,12 @@ request_timeout = "2m"
             "lake=s3://bucket/prefix/",
             "--listen",
             "127.0.0.1:6000",
+            "--stall-timeout",
+            "5s",
         ]);
         let c = Config::load(&flags).unwrap();
         assert_eq!(c.cache.memory, ByteSize(256 << 20));
+        assert_eq!(c.limits.stall_timeout, Span(Duration::from_secs(5)));
         assert_eq!(c.sources[0].name, "lake");
         assert_eq!(c.advertise_url(), "grpc://127.0.0.1:6000");
         let bad = Flags::parse_from(["quiver-server", "--source", "no-equals-sign"]);

@@ -3,7 +3,7 @@
 //! response and every error carries the request id.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -113,12 +113,27 @@ impl QuiverFlight {
     }
 }
 
+fn stalled(stall: Duration) -> QuiverError {
+    QuiverError::ResourceExhausted(format!(
+        "the client read nothing for {}, so the scan was stopped to free its slot",
+        humantime::format_duration(stall)
+    ))
+}
+
+/// How a scan task ended, as the tail of its stream reports it.
+const RUNNING: u8 = 0;
+const FINISHED: u8 = 1;
+const TIMED_OUT: u8 = 2;
+const STALLED: u8 = 3;
+
 /// Drives a DoGet answer from a task of its own that holds the scan slot.
 ///
-/// The task stops at the request deadline even when the client has stopped
+/// The task stops at the request deadline, or when the client has not taken
+/// the next message for `stall_timeout`, even though the client has stopped
 /// reading (HTTP/2 flow control would otherwise leave the response unpolled
-/// and the slot taken for as long as the connection lives). A stream cut
-/// short that way ends with ResourceExhausted, never as a silent success.
+/// and the slot taken for as long as the connection lives, or at best until
+/// the request timeout). A stream cut short that way ends with
+/// ResourceExhausted, never as a silent success.
 fn serve_scan(
     core: &Arc<NodeCore>,
     rid: &str,
@@ -127,35 +142,56 @@ fn serve_scan(
     deadline: tokio::time::Instant,
 ) -> BoxStream<'static, std::result::Result<FlightData, Status>> {
     let (tx, rx) = tokio::sync::mpsc::channel(2);
-    let finished = Arc::new(AtomicBool::new(false));
-    let timeout = core.request_timeout;
-    let producer = (core.clone(), finished.clone());
+    let outcome = Arc::new(AtomicU8::new(RUNNING));
+    let (timeout, stall) = (core.request_timeout, core.stall_timeout);
+    let producer = (core.clone(), outcome.clone(), rid.to_string());
     core.metrics.scans.inc();
     core.metrics.active_scans.inc();
     tokio::spawn(async move {
-        let (core, finished) = producer;
+        let (core, outcome, rid) = producer;
         let _permit = permit;
         let started = Instant::now();
         loop {
+            // Producing the next message may be slow (a cold read); only
+            // the client's side counts as a stall.
             let item = match tokio::time::timeout_at(deadline, encoded.next()).await {
                 Ok(Some(item)) => item,
                 Ok(None) => {
-                    finished.store(true, Ordering::SeqCst);
+                    outcome.store(FINISHED, Ordering::SeqCst);
                     break;
                 }
-                Err(_) => break,
+                Err(_) => {
+                    outcome.store(TIMED_OUT, Ordering::SeqCst);
+                    break;
+                }
             };
             let failed = item.is_err();
             let size = item
                 .as_ref()
                 .map(|d| d.data_header.len() + d.data_body.len())
                 .unwrap_or(0);
-            match tokio::time::timeout_at(deadline, tx.send(item)).await {
+            let stall_at = tokio::time::Instant::now() + stall;
+            match tokio::time::timeout_at(stall_at.min(deadline), tx.send(item)).await {
                 Ok(Ok(())) => core.metrics.bytes_served.inc_by(size as u64),
-                _ => break,
+                // The client went away; nobody will read the tail.
+                Ok(Err(_)) => break,
+                Err(_) if stall_at < deadline => {
+                    tracing::warn!(
+                        request_id = %rid,
+                        stall = %humantime::format_duration(stall),
+                        "the client stopped reading; the scan gives its slot back"
+                    );
+                    core.metrics.stalled_scans.inc();
+                    outcome.store(STALLED, Ordering::SeqCst);
+                    break;
+                }
+                Err(_) => {
+                    outcome.store(TIMED_OUT, Ordering::SeqCst);
+                    break;
+                }
             }
             if failed {
-                finished.store(true, Ordering::SeqCst);
+                outcome.store(FINISHED, Ordering::SeqCst);
                 break;
             }
         }
@@ -169,8 +205,12 @@ fn serve_scan(
     });
     let (core, rid) = (core.clone(), rid.to_string());
     let tail = futures::stream::once(async move {
-        (!finished.load(Ordering::SeqCst))
-            .then(|| Err(status(&core.metrics, &rid, timed_out(timeout))))
+        let err = match outcome.load(Ordering::SeqCst) {
+            FINISHED => return None,
+            STALLED => stalled(stall),
+            _ => timed_out(timeout),
+        };
+        Some(Err(status(&core.metrics, &rid, err)))
     })
     .filter_map(|item| async move { item });
     received.chain(tail).boxed()

@@ -27,6 +27,11 @@ pub struct Metrics {
     registry: Registry,
     hits: IntCounterVec,
     misses: IntCounter,
+    /// Disk-tier reads that failed, or found an entry of the wrong length,
+    /// each then read from the origin: a rising count means a failing disk.
+    /// (foyer itself drops entries that fail their checksum; those are
+    /// plain misses.)
+    pub disk_errors: IntCounter,
     pub origin_bytes: IntCounter,
     pub origin_requests: IntCounter,
     pub bytes_served: IntCounter,
@@ -34,6 +39,8 @@ pub struct Metrics {
     pub presigned_urls: IntCounter,
     pub scans: IntCounter,
     pub active_scans: IntGauge,
+    /// Scans stopped because the client read nothing for `stall_timeout`.
+    pub stalled_scans: IntCounter,
     pub scan_seconds: Histogram,
     pub errors: IntCounterVec,
     pub memory_usage: IntGauge,
@@ -107,6 +114,11 @@ impl Metrics {
                 "cache_misses_total",
                 "Chunk lookups that went to the origin",
             ),
+            disk_errors: counter(
+                &registry,
+                "cache_disk_errors_total",
+                "Disk-tier reads that failed or found a damaged entry, then served from the origin",
+            ),
             origin_bytes: counter(
                 &registry,
                 "origin_bytes_total",
@@ -126,6 +138,11 @@ impl Metrics {
             presigned_urls: counter(&registry, "presigned_urls_total", "Pre-signed URLs issued"),
             scans: counter(&registry, "scans_total", "Scans started"),
             active_scans: gauge(&registry, "active_scans", "Scans running now"),
+            stalled_scans: counter(
+                &registry,
+                "stalled_scans_total",
+                "Scans stopped because the client stopped reading for the stall timeout",
+            ),
             errors: counter_vec(
                 &registry,
                 "errors_total",

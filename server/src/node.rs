@@ -46,6 +46,8 @@ pub struct NodeCore {
     pub scan_slots: Arc<Semaphore>,
     pub max_scans: usize,
     pub request_timeout: Duration,
+    /// How long a scan waits for its client to take the next message.
+    pub stall_timeout: Duration,
     pub cluster: Arc<Cluster>,
     pub handoff: Arc<handoff::Progress>,
     pub ready: AtomicBool,
@@ -198,6 +200,7 @@ impl RunningNode {
             scan_slots: Arc::new(Semaphore::new(config.limits.max_concurrent_scans)),
             max_scans: config.limits.max_concurrent_scans,
             request_timeout: config.limits.request_timeout.0,
+            stall_timeout: config.limits.stall_timeout.0,
             ready: AtomicBool::new(false),
         });
 

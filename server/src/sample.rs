@@ -65,6 +65,7 @@ fn plain_strings(schema: &SchemaRef) -> SchemaRef {
 fn write_table(
     dir: &Path,
     table: &str,
+    part: usize,
     batches: impl RecordBatchIterator,
 ) -> Result<u64, SampleError> {
     let io = |source| SampleError::Io {
@@ -80,7 +81,8 @@ fn write_table(
         .build();
     // Write beside the target and rename, so a crash never leaves a
     // half-written file that looks like data.
-    let tmp = table_dir.join(".part-0.parquet.tmp");
+    let name = format!("part-{part}.parquet");
+    let tmp = table_dir.join(format!(".{name}.tmp"));
     let file = std::fs::File::create(&tmp).map_err(io)?;
     let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
         .map_err(|e| SampleError::Encode(e.to_string()))?;
@@ -103,73 +105,103 @@ fn write_table(
     writer
         .close()
         .map_err(|e| SampleError::Encode(e.to_string()))?;
-    std::fs::rename(&tmp, table_dir.join("part-0.parquet")).map_err(io)?;
+    std::fs::rename(&tmp, table_dir.join(name)).map_err(io)?;
     Ok(rows)
 }
 
-/// Writes the eight TPC-H tables at `scale` under `dir`; returns rows per
-/// table.
+/// Writes the eight TPC-H tables at `scale` under `dir`, one file each;
+/// returns rows per table.
 pub fn write_tpch(dir: &Path, scale: f64) -> Result<Vec<(&'static str, u64)>, SampleError> {
-    Ok(vec![
-        (
+    write_tpch_parts(dir, scale, 1)
+}
+
+/// Like [`write_tpch`], with the six scaled tables split into `parts` files
+/// (`part-0.parquet` ...), so that readers see several objects per table.
+/// Nation and region are tiny and stay one file.
+pub fn write_tpch_parts(
+    dir: &Path,
+    scale: f64,
+    parts: usize,
+) -> Result<Vec<(&'static str, u64)>, SampleError> {
+    let parts = parts.max(1);
+    let mut out = Vec::new();
+    let mut each = |table: &'static str,
+                    write: &dyn Fn(usize) -> Result<u64, SampleError>|
+     -> Result<(), SampleError> {
+        let mut rows = 0;
+        for part in 0..parts {
+            rows += write(part)?;
+        }
+        out.push((table, rows));
+        Ok(())
+    };
+    let n = parts as i32;
+    let p = |part: usize| part as i32 + 1;
+    each("lineitem", &|i| {
+        write_table(
+            dir,
             "lineitem",
-            write_table(
-                dir,
-                "lineitem",
-                LineItemArrow::new(LineItemGenerator::new(scale, 1, 1)),
-            )?,
-        ),
-        (
+            i,
+            LineItemArrow::new(LineItemGenerator::new(scale, p(i), n)),
+        )
+    })?;
+    each("orders", &|i| {
+        write_table(
+            dir,
             "orders",
-            write_table(
-                dir,
-                "orders",
-                OrderArrow::new(OrderGenerator::new(scale, 1, 1)),
-            )?,
-        ),
-        (
+            i,
+            OrderArrow::new(OrderGenerator::new(scale, p(i), n)),
+        )
+    })?;
+    each("customer", &|i| {
+        write_table(
+            dir,
             "customer",
-            write_table(
-                dir,
-                "customer",
-                CustomerArrow::new(CustomerGenerator::new(scale, 1, 1)),
-            )?,
-        ),
-        (
+            i,
+            CustomerArrow::new(CustomerGenerator::new(scale, p(i), n)),
+        )
+    })?;
+    each("part", &|i| {
+        write_table(
+            dir,
             "part",
-            write_table(dir, "part", PartArrow::new(PartGenerator::new(scale, 1, 1)))?,
-        ),
-        (
+            i,
+            PartArrow::new(PartGenerator::new(scale, p(i), n)),
+        )
+    })?;
+    each("partsupp", &|i| {
+        write_table(
+            dir,
             "partsupp",
-            write_table(
-                dir,
-                "partsupp",
-                PartSuppArrow::new(PartSuppGenerator::new(scale, 1, 1)),
-            )?,
-        ),
-        (
+            i,
+            PartSuppArrow::new(PartSuppGenerator::new(scale, p(i), n)),
+        )
+    })?;
+    each("supplier", &|i| {
+        write_table(
+            dir,
             "supplier",
-            write_table(
-                dir,
-                "supplier",
-                SupplierArrow::new(SupplierGenerator::new(scale, 1, 1)),
-            )?,
-        ),
-        (
+            i,
+            SupplierArrow::new(SupplierGenerator::new(scale, p(i), n)),
+        )
+    })?;
+    out.push((
+        "nation",
+        write_table(
+            dir,
             "nation",
-            write_table(
-                dir,
-                "nation",
-                NationArrow::new(NationGenerator::new(scale, 1, 1)),
-            )?,
-        ),
-        (
+            0,
+            NationArrow::new(NationGenerator::new(scale, 1, 1)),
+        )?,
+    ));
+    out.push((
+        "region",
+        write_table(
+            dir,
             "region",
-            write_table(
-                dir,
-                "region",
-                RegionArrow::new(RegionGenerator::new(scale, 1, 1)),
-            )?,
-        ),
-    ])
+            0,
+            RegionArrow::new(RegionGenerator::new(scale, 1, 1)),
+        )?,
+    ));
+    Ok(out)
 }

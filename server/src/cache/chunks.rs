@@ -7,8 +7,10 @@
 //! awaited by every other reader instead of being fetched again.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Write;
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -37,12 +39,24 @@ const MAX_ORIGIN_FETCHES: usize = 32;
 /// Disk blocks are the unit foyer reclaims; 16 MiB unless the tier is small.
 const MAX_DISK_BLOCK: u64 = 16 << 20;
 
+/// The file in `disk_dir` that a node holds an exclusive lock on for as long
+/// as its disk tier is open.
+pub const LOCK_FILE: &str = "quiver.lock";
+
+/// One chunk of one object version.
+///
+/// `chunk` is the chunk size the entry was cut with. The disk tier outlives
+/// the configuration: a node restarted with another `cache.chunk` would
+/// otherwise find chunk `index` of the old size and serve bytes from the
+/// wrong offsets. With the size in the key, entries of another size are
+/// simply never looked up, and age out as the tier fills.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 struct ChunkKey {
     source: String,
     path: String,
     etag: String,
     size: u64,
+    chunk: u64,
     index: u64,
 }
 
@@ -56,6 +70,9 @@ struct Inner {
     metrics: Arc<Metrics>,
     disk_dir: Option<PathBuf>,
     disk_capacity: u64,
+    /// The locked `disk_dir/quiver.lock`, released by `close` so that the
+    /// same process can reopen the directory after a shutdown.
+    lock: Mutex<Option<File>>,
 }
 
 /// The byte-range tier. Cheap to clone.
@@ -98,8 +115,8 @@ impl ChunkCache {
                 v.len() + k.source.len() + k.path.len() + k.etag.len() + 64
             })
             .storage();
-        let (cache, disk_dir) = if cfg.disk.0 == 0 {
-            (builder.build().await, None)
+        let (cache, disk_dir, lock_file) = if cfg.disk.0 == 0 {
+            (builder.build().await, None, None)
         } else {
             std::fs::create_dir_all(&cfg.disk_dir).map_err(|e| {
                 QuiverError::Internal(format!(
@@ -107,6 +124,9 @@ impl ChunkCache {
                     cfg.disk_dir.display()
                 ))
             })?;
+            // Before foyer touches a file: two nodes writing the same block
+            // files would corrupt each other's entries.
+            let lock_file = lock_dir(&cfg.disk_dir)?;
             let block = (cfg.disk.0 / 16).clamp(chunk * 2, MAX_DISK_BLOCK.max(chunk * 2));
             let device = FsDeviceBuilder::new(&cfg.disk_dir)
                 .with_capacity(cfg.disk.0 as usize)
@@ -123,7 +143,7 @@ impl ChunkCache {
                 .with_recover_mode(RecoverMode::Quiet)
                 .build()
                 .await;
-            (cache, Some(cfg.disk_dir.clone()))
+            (cache, Some(cfg.disk_dir.clone()), Some(lock_file))
         };
         let cache =
             cache.map_err(|e| QuiverError::Internal(format!("cannot open the cache: {e}")))?;
@@ -138,6 +158,7 @@ impl ChunkCache {
                 metrics,
                 disk_dir,
                 disk_capacity: cfg.disk.0,
+                lock: Mutex::new(lock_file),
             }),
         })
     }
@@ -188,8 +209,21 @@ impl ChunkCache {
         let inner = &self.inner;
         let lookups = indices.iter().map(|&index| {
             let key = self.key(id, index);
+            let len = self.chunk_len(id, index);
             async move {
                 match inner.cache.get(&key).await {
+                    // foyer checks each disk entry's checksum and key, so a
+                    // damaged entry is already a miss; the length check is
+                    // the last guard between a bad entry and wrong rows.
+                    Ok(Some(entry)) if entry.value().len() as u64 != len => {
+                        tracing::warn!(
+                            source = %id.source, path = %id.path, index,
+                            "a cached chunk has the wrong length; it is dropped and read again"
+                        );
+                        inner.metrics.disk_errors.inc();
+                        inner.cache.remove(&key);
+                        (index, None)
+                    }
                     Ok(Some(entry)) => {
                         let tier = match entry.source() {
                             HitSource::Disk => Tier::Disk,
@@ -198,9 +232,14 @@ impl ChunkCache {
                         inner.metrics.hit(tier);
                         (index, Some(entry.value().clone()))
                     }
+                    Ok(None) => (index, None),
                     // A disk read error is a miss, not a failed request: the
                     // origin still has the bytes.
-                    Ok(None) | Err(_) => (index, None),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "a disk-tier read failed; reading the origin");
+                        inner.metrics.disk_errors.inc();
+                        (index, None)
+                    }
                 }
             }
         });
@@ -327,6 +366,7 @@ impl ChunkCache {
             path: id.path.to_string(),
             etag: id.etag.clone(),
             size: id.size,
+            chunk: self.inner.chunk,
             index,
         }
     }
@@ -407,16 +447,56 @@ impl ChunkCache {
     /// finds everything that was inserted.
     pub async fn close(&self) -> Result<()> {
         self.inner.cache.storage().wait().await;
-        self.inner
+        let closed = self
+            .inner
             .cache
             .close()
             .await
-            .map_err(|e| QuiverError::Internal(format!("closing the cache failed: {e}")))
+            .map_err(|e| QuiverError::Internal(format!("closing the cache failed: {e}")));
+        // Dropping the file releases the lock.
+        drop(lock(&self.inner.lock).take());
+        closed
     }
 }
 
+/// Takes the exclusive lock on `dir/quiver.lock`, held until the cache is
+/// closed (or the process exits, when the OS releases it), and records this
+/// process's id in it for whoever finds the directory busy.
+fn lock_dir(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let cannot = |e: std::io::Error| {
+        QuiverError::Internal(format!(
+            "cannot lock the disk cache directory {}: {e}",
+            dir.display()
+        ))
+    };
+    // Not truncated on open: the file may hold the pid of the node that
+    // owns the directory.
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(cannot)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            return Err(QuiverError::FailedPrecondition(format!(
+                "the disk cache directory {} is already in use by another Quiver node",
+                dir.display()
+            )))
+        }
+        Err(TryLockError::Error(e)) => return Err(cannot(e)),
+    }
+    file.set_len(0)
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .map_err(cannot)?;
+    Ok(file)
+}
+
 /// Blocks actually allocated by the disk tier's (sparse) files.
-fn allocated_bytes(dir: &std::path::Path) -> u64 {
+fn allocated_bytes(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     std::fs::read_dir(dir)
         .map(|entries| {

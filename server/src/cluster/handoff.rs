@@ -214,6 +214,8 @@ async fn import(
     progress.update(|s| s.objects += objects.len() as u64);
     for object in objects {
         let id = object_id(&object);
+        // Chunk indices only mean something at one chunk size (which is part
+        // of every cache key), so chunks of another size are never imported.
         if object.chunk_size != core.chunks.chunk_size() {
             return Err(peer_error(url, "the peer uses a different chunk size"));
         }

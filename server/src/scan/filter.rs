@@ -9,88 +9,12 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
+use quiver_protocol::{
+    FILTER_FUNCTIONS as FUNCTIONS, MAX_FILTER_DEPTH as MAX_DEPTH,
+    MAX_FILTER_OPERATORS as MAX_OPERATORS,
+};
+
 use crate::error::{QuiverError, Result};
-
-/// Deeper trees are refused before DataFusion walks them recursively, which
-/// would overflow a worker thread's stack and take the whole node down.
-pub const MAX_DEPTH: usize = 128;
-
-/// Most operators and parentheses a filter may hold. Counted on tokens,
-/// before parsing: DataFusion parses, plans and drops expression trees
-/// recursively, so a chain of thousands of `OR`s must never be parsed.
-pub const MAX_OPERATORS: usize = 256;
-
-/// Scalar functions a filter may call.
-const FUNCTIONS: &[&str] = &[
-    "abs",
-    "ceil",
-    "floor",
-    "round",
-    "trunc",
-    "signum",
-    "sqrt",
-    "cbrt",
-    "exp",
-    "ln",
-    "log",
-    "log2",
-    "log10",
-    "power",
-    "pow",
-    "greatest",
-    "least",
-    "coalesce",
-    "nullif",
-    "nvl",
-    "nvl2",
-    "isnan",
-    "iszero",
-    "lower",
-    "upper",
-    "length",
-    "char_length",
-    "character_length",
-    "octet_length",
-    "bit_length",
-    "btrim",
-    "trim",
-    "ltrim",
-    "rtrim",
-    "substr",
-    "substring",
-    "left",
-    "right",
-    "starts_with",
-    "ends_with",
-    "strpos",
-    "instr",
-    "contains",
-    "reverse",
-    "initcap",
-    "ascii",
-    "split_part",
-    "concat",
-    "concat_ws",
-    "regexp_like",
-    "regexp_count",
-    "date_trunc",
-    "date_part",
-    "datepart",
-    "date_bin",
-    "make_date",
-    "to_date",
-    "to_timestamp",
-    "to_timestamp_seconds",
-    "to_timestamp_millis",
-    "to_timestamp_micros",
-    "to_timestamp_nanos",
-    "from_unixtime",
-    "to_unixtime",
-    "now",
-    "current_date",
-    "current_time",
-    "arrow_cast",
-];
 
 /// The filter as quoted in messages: long filters are cut.
 pub fn shown(filter: &str) -> String {

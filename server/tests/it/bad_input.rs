@@ -421,6 +421,59 @@ async fn a_scan_past_the_request_timeout_ends_with_resource_exhausted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_reader_gives_its_scan_slot_back() {
+    use std::time::{Duration, Instant};
+    let mut f = fixture(|c| {
+        c.limits.stall_timeout = quiver_server::config::Span(Duration::from_secs(1));
+        c.limits.max_concurrent_scans = 1;
+    })
+    .await;
+    write_parquet(&f._dir.path().join("big/b.parquet"), 300_000, 3);
+    // Opened and never read: far more than HTTP/2 flow control lets the
+    // server send, so the scan task is left waiting on its client.
+    let held = f
+        .client
+        .do_get(ticket(&scan("local", "big/b.parquet")))
+        .await
+        .unwrap();
+    let mut other = client(&f.node).await;
+    let started = Instant::now();
+    loop {
+        let mut req = scan("local", "t/a.parquet");
+        req.filter = Some("id < 10".into());
+        match do_get(&mut other, &req).await {
+            Ok(batches) => {
+                assert_eq!(row_count(&batches), 10);
+                break;
+            }
+            Err(e) if e.code() == Code::ResourceExhausted => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "the stalled reader still holds the only scan slot: {}",
+                    e.message()
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("second scan: {e}"),
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stats(&mut other).await.active_scans != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "active_scans did not return to 0"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(f.node.core.metrics.stalled_scans.get(), 1);
+    // Read at last, the stalled stream ends with an error, never as if it
+    // were complete.
+    let result: Result<Vec<_>, _> = held.try_collect().await.map_err(into_status);
+    assert_code(result, Code::ResourceExhausted, "stalled reader");
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_tokens_and_admin_token() {
     let secrets = tempfile::tempdir().unwrap();
     let tokens = secrets.path().join("tokens");

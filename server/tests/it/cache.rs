@@ -226,3 +226,221 @@ async fn prefetch_warms_and_evict_drops() {
     );
     node.shutdown().await.unwrap();
 }
+
+/// Random projections and filters over `key`, each compared with DataFusion
+/// reading `file` directly; the whole file is scanned first.
+async fn assert_answers_match(
+    c: &mut arrow_flight::FlightClient,
+    key: &str,
+    file: &std::path::Path,
+    seed: u64,
+    cases: usize,
+) {
+    use rand::SeedableRng;
+    let all = do_get(c, &scan("lake", key))
+        .await
+        .unwrap_or_else(|e| panic!("full scan failed: {e}"));
+    assert_eq!(rows(&all), rows(&reference(file, None, None).await));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    for case in 0..cases {
+        let mut req = scan("lake", key);
+        req.columns = random_columns(&mut rng);
+        req.filter = Some(random_filter(&mut rng, 2));
+        let got = do_get(c, &req)
+            .await
+            .unwrap_or_else(|e| panic!("case {case} {req:?} failed: {e}"));
+        let want = reference(file, req.columns.as_deref(), req.filter.as_deref()).await;
+        assert_eq!(rows(&got), rows(&want), "case {case}: {req:?}");
+    }
+}
+
+/// A config whose memory tier holds only 8 chunks, so that reads come from
+/// the disk tier.
+fn disk_heavy_config(
+    s3: &S3Server,
+    dir: &std::path::Path,
+    chunk: u64,
+    memory: u64,
+) -> quiver_server::Config {
+    let mut config = node_config(vec![s3.source("lake")], Some(dir));
+    config.cache.chunk = quiver_server::config::ByteSize(chunk);
+    config.cache.memory = quiver_server::config::ByteSize(memory);
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_tier_reopened_with_another_chunk_size_serves_the_right_rows() {
+    let root = tempfile::tempdir().unwrap();
+    let cache_dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(root.path()).await;
+    let file = s3.file("t/a.parquet");
+    write_parquet(&file, 30_000, 21);
+
+    // Fill the disk tier with 64 KiB chunks of the whole object.
+    let node = RunningNode::start(disk_heavy_config(&s3, cache_dir.path(), 64 << 10, 64 << 20))
+        .await
+        .unwrap();
+    let mut c = client(&node).await;
+    assert_answers_match(&mut c, "t/a.parquet", &file, 1, 5).await;
+    node.shutdown().await.unwrap();
+
+    // Reopen it with 128 KiB chunks and a memory tier of 8 chunks.
+    let node = RunningNode::start(disk_heavy_config(
+        &s3,
+        cache_dir.path(),
+        128 << 10,
+        8 * (128 << 10),
+    ))
+    .await
+    .unwrap();
+    let mut c = client(&node).await;
+    assert_answers_match(&mut c, "t/a.parquet", &file, 2, 40).await;
+    let s = stats(&mut c).await;
+    assert!(s.disk.hits > 0, "the disk tier was not read: {s:?}");
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_cannot_share_one_disk_dir() {
+    let root = tempfile::tempdir().unwrap();
+    let cache_dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(root.path()).await;
+    write_parquet(&s3.file("t/a.parquet"), 2000, 22);
+    let config = node_config(vec![s3.source("lake")], Some(cache_dir.path()));
+    let first = RunningNode::start(config.clone()).await.unwrap();
+    let err = RunningNode::start(config.clone())
+        .await
+        .err()
+        .expect("a second node opened a disk_dir in use");
+    let message = err.to_string();
+    assert!(
+        message.contains("already in use by another Quiver node")
+            && message.contains(&cache_dir.path().display().to_string()),
+        "{message}"
+    );
+    // The first node is unharmed, and the directory is free once it stops.
+    do_get(&mut client(&first).await, &filtered("lake", "t/a.parquet"))
+        .await
+        .unwrap();
+    first.shutdown().await.unwrap();
+    let second = RunningNode::start(config).await.unwrap();
+    do_get(&mut client(&second).await, &filtered("lake", "t/a.parquet"))
+        .await
+        .unwrap();
+    second.shutdown().await.unwrap();
+}
+
+/// The disk tier's data files (not the lock file).
+fn cache_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("foyer-storage"))
+        })
+        .collect();
+    assert!(!files.is_empty(), "no disk tier files in {}", dir.display());
+    files
+}
+
+/// Bytes of `path` actually written (its files are sparse).
+fn written(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Damage {
+    /// Every file overwritten with random bytes.
+    Random,
+    /// One byte in every 8 KiB of written data flipped, so that block
+    /// indexes partly survive and damaged entries are found on read.
+    Flipped,
+    /// Files cut in the middle of their data, not at a page boundary.
+    Truncated,
+    /// Files cut to nothing.
+    Emptied,
+}
+
+fn damage(dir: &std::path::Path, how: Damage) {
+    use rand::{Rng, RngCore, SeedableRng};
+    use std::io::{Seek, SeekFrom, Write};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(99);
+    for path in cache_files(dir) {
+        let len = std::fs::metadata(&path).unwrap().len();
+        let data = written(&path).min(len);
+        if data == 0 {
+            continue;
+        }
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        match how {
+            Damage::Random => {
+                let mut buf = vec![0u8; 1 << 20];
+                let mut at = 0;
+                while at < len {
+                    rng.fill_bytes(&mut buf);
+                    let n = buf.len().min((len - at) as usize);
+                    f.write_all(&buf[..n]).unwrap();
+                    at += n as u64;
+                }
+            }
+            Damage::Flipped => {
+                let mut at = 0;
+                while at < data {
+                    let pos = at + rng.random_range(0..8192u64.min(data - at));
+                    f.seek(SeekFrom::Start(pos)).unwrap();
+                    f.write_all(&[rng.random::<u8>() | 1]).unwrap();
+                    at += 8192;
+                }
+            }
+            Damage::Truncated => f.set_len(data / 2 + 1234).unwrap(),
+            Damage::Emptied => f.set_len(0).unwrap(),
+        }
+        f.sync_all().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_disk_entries_are_misses_not_wrong_rows() {
+    let root = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(root.path()).await;
+    let file = s3.file("t/a.parquet");
+    write_parquet(&file, 30_000, 23);
+    let chunk = 64 << 10;
+    for (i, how) in [
+        Damage::Random,
+        Damage::Flipped,
+        Damage::Truncated,
+        Damage::Emptied,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let cache_dir = tempfile::tempdir().unwrap();
+        let node = RunningNode::start(disk_heavy_config(&s3, cache_dir.path(), chunk, 64 << 20))
+            .await
+            .unwrap();
+        let mut c = client(&node).await;
+        assert_answers_match(&mut c, "t/a.parquet", &file, 30 + i as u64, 3).await;
+        node.shutdown().await.unwrap();
+
+        damage(cache_dir.path(), how);
+
+        let node = RunningNode::start(disk_heavy_config(&s3, cache_dir.path(), chunk, 8 * chunk))
+            .await
+            .unwrap_or_else(|e| panic!("{how:?}: the node did not restart: {e}"));
+        let mut c = client(&node).await;
+        assert_answers_match(&mut c, "t/a.parquet", &file, 40 + i as u64, 15).await;
+        let s = stats(&mut c).await;
+        eprintln!(
+            "{how:?}: disk hits {}, misses {}, disk errors {}",
+            s.disk.hits,
+            s.misses,
+            node.core.metrics.disk_errors.get()
+        );
+        assert!(s.misses > 0, "{how:?}: nothing was read again: {s:?}");
+        node.shutdown().await.unwrap();
+    }
+}
