@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use quiver_protocol::{ClusterUpdate, NodeInfo, Topology};
 
-use crate::connect::{flight_client, ClientError};
+use crate::connect::{flight_client, ClientError, Connector};
 
 /// Tries of one change when the topology keeps moving under it.
 const MAX_ATTEMPTS: usize = 3;
@@ -20,9 +20,21 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
+    /// A client for `url` with an optional bearer token and no TLS options
+    /// beyond the system roots.
     pub async fn connect(url: &str, token: Option<&str>) -> Result<AdminClient, ClientError> {
         Ok(AdminClient {
             client: flight_client(url, token).await?,
+        })
+    }
+
+    /// A client for `url` with the connector's TLS trust and credentials.
+    pub async fn connect_with(
+        url: &str,
+        connector: &Connector,
+    ) -> Result<AdminClient, ClientError> {
+        Ok(AdminClient {
+            client: connector.flight_client(url).await?,
         })
     }
 
@@ -105,7 +117,7 @@ impl AdminClient {
             let after = change(&before)?;
             match self.update(before.epoch, after).await {
                 Ok(stored) => return Ok((before, stored)),
-                Err(ClientError::Status { code, message })
+                Err(ClientError::Status { code, message, .. })
                     if code == tonic::Code::FailedPrecondition
                         && message.starts_with("EPOCH ")
                         && attempts < MAX_ATTEMPTS =>

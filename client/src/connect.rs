@@ -1,37 +1,59 @@
-//! Channels to nodes, with the bearer token every call carries.
+//! Channels to nodes: the URL schemes of `docs/protocol.md` §5, TLS for
+//! `grpc+tls://` and `https://` (a CA file, or the system's roots), and the
+//! credentials every call carries.
 
-use arrow_flight::FlightClient;
-use tonic::transport::Channel;
+use std::path::PathBuf;
+use std::time::Duration;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("bad node URL {url}: {reason}")]
-    BadUrl { url: String, reason: String },
-    #[error("cannot reach {url}: {reason}")]
-    Connect { url: String, reason: String },
-    /// The node answered with an error status.
-    #[error("the node refused: {message} ({code:?})")]
-    Status { code: tonic::Code, message: String },
-    #[error("{0}")]
-    Flight(arrow_flight::error::FlightError),
-    #[error("the node sent an answer this client cannot read: {0}")]
-    Decode(String),
-    #[error("{0}")]
-    Topology(#[from] quiver_protocol::TopologyError),
-    #[error("{0}")]
-    Refused(String),
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::{FlightClient, HandshakeRequest};
+use base64::Engine;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+pub use crate::error::ClientError;
+
+/// How long dialling a node may take before the next owner is tried.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// HTTP/2 pings on idle connections, so a node that vanished is noticed
+/// without waiting for a read to time out.
+const KEEPALIVE: Duration = Duration::from_secs(20);
+
+/// How a client proves who it is. With auth off on the node, `None`.
+#[derive(Clone, Default)]
+pub enum Credentials {
+    #[default]
+    None,
+    /// `authorization: Bearer <token>` on every call.
+    Bearer(String),
+    /// Flight Handshake with `authorization: Basic base64(user:password)`;
+    /// the node answers with the bearer token later calls carry.
+    Basic { user: String, password: String },
 }
 
-impl From<arrow_flight::error::FlightError> for ClientError {
-    fn from(e: arrow_flight::error::FlightError) -> Self {
-        match e {
-            arrow_flight::error::FlightError::Tonic(status) => ClientError::Status {
-                code: status.code(),
-                message: status.message().to_string(),
-            },
-            other => ClientError::Flight(other),
+impl std::fmt::Debug for Credentials {
+    /// Never prints a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::None => f.write_str("None"),
+            Credentials::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+            Credentials::Basic { user, .. } => write!(f, "Basic({user}, <redacted>)"),
         }
     }
+}
+
+/// TLS trust for `grpc+tls://` and `https://` nodes.
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    /// A PEM file of CA certificates to trust instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Everything needed to open channels to the nodes of one cluster.
+#[derive(Debug, Clone, Default)]
+pub struct Connector {
+    pub tls: Tls,
+    pub credentials: Credentials,
 }
 
 /// The URL tonic dials for a Flight location, or a clear error.
@@ -42,25 +64,127 @@ pub fn endpoint_url(url: &str) -> Result<String, ClientError> {
     })
 }
 
-/// A Flight client for `url`, sending `token` as a bearer token if given.
-pub async fn flight_client(url: &str, token: Option<&str>) -> Result<FlightClient, ClientError> {
-    let endpoint = endpoint_url(url)?;
-    let channel = Channel::from_shared(endpoint)
-        .map_err(|e| ClientError::BadUrl {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })?
-        .connect()
-        .await
-        .map_err(|e| ClientError::Connect {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })?;
+fn is_tls(url: &str) -> bool {
+    url.starts_with("grpc+tls://") || url.starts_with("https://")
+}
+
+impl Connector {
+    fn tls_config(&self) -> Result<ClientTlsConfig, ClientError> {
+        let config = ClientTlsConfig::new();
+        match &self.tls.ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    ClientError::Tls(format!("cannot read the CA file {}: {e}", path.display()))
+                })?;
+                Ok(config.ca_certificate(Certificate::from_pem(pem)))
+            }
+            None => Ok(config.with_native_roots()),
+        }
+    }
+
+    /// A channel to `url` that connects on first use, with TLS when the URL
+    /// asks for it. A CA file given for a plain `grpc://` URL is an error,
+    /// so a typo never silently sends tokens in clear text.
+    pub fn channel(&self, url: &str) -> Result<Channel, ClientError> {
+        let mut endpoint = Endpoint::from_shared(endpoint_url(url)?)
+            .map_err(|e| ClientError::BadUrl {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .http2_keep_alive_interval(KEEPALIVE)
+            .keep_alive_timeout(KEEPALIVE)
+            .tcp_keepalive(Some(KEEPALIVE));
+        if is_tls(url) {
+            endpoint = endpoint
+                .tls_config(self.tls_config()?)
+                .map_err(|e| ClientError::Tls(format!("{url}: {e}")))?;
+        } else if self.tls.ca_file.is_some() {
+            return Err(ClientError::Tls(format!(
+                "a CA file was given but {url} is not a TLS URL; use grpc+tls://"
+            )));
+        }
+        Ok(endpoint.connect_lazy())
+    }
+
+    /// The bearer token calls carry: the configured one, or the one a Basic
+    /// handshake with `url` returns.
+    pub async fn token(&self, url: &str) -> Result<Option<String>, ClientError> {
+        match &self.credentials {
+            Credentials::None => Ok(None),
+            Credentials::Bearer(t) => Ok(Some(t.clone())),
+            Credentials::Basic { user, password } => {
+                handshake_basic(self.channel(url)?, user, password)
+                    .await
+                    .map(Some)
+                    .map_err(|e| e.at(url))
+            }
+        }
+    }
+
+    /// A Flight client for `url` that sends the credentials.
+    pub async fn flight_client(&self, url: &str) -> Result<FlightClient, ClientError> {
+        let token = self.token(url).await?;
+        flight_client_with(self.channel(url)?, token.as_deref())
+    }
+}
+
+/// A Flight client on `channel` sending `token` as a bearer token.
+pub fn flight_client_with(
+    channel: Channel,
+    token: Option<&str>,
+) -> Result<FlightClient, ClientError> {
     let mut client = FlightClient::new(channel);
     if let Some(token) = token {
         client
             .add_header("authorization", &format!("Bearer {token}"))
-            .map_err(|e| ClientError::Decode(e.to_string()))?;
+            .map_err(|_| ClientError::Refused("the token is not valid header text".into()))?;
     }
     Ok(client)
+}
+
+/// Flight Handshake with Basic credentials; returns the bearer token the
+/// node answers with (in the `authorization` header, else the payload).
+pub async fn handshake_basic(
+    channel: Channel,
+    user: &str,
+    password: &str,
+) -> Result<String, ClientError> {
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let mut request = tonic::Request::new(futures::stream::iter([HandshakeRequest::default()]));
+    let value = format!("Basic {basic}")
+        .parse()
+        .map_err(|_| ClientError::Refused("the credentials are not valid header text".into()))?;
+    request.metadata_mut().insert("authorization", value);
+    let mut client = FlightServiceClient::new(channel);
+    let response = client.handshake(request).await?;
+    let header = response
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(String::from);
+    if let Some(token) = header {
+        return Ok(token);
+    }
+    let mut stream = response.into_inner();
+    match stream.message().await? {
+        Some(reply) if !reply.payload.is_empty() => String::from_utf8(reply.payload.to_vec())
+            .map_err(|_| ClientError::Decode("the handshake token is not UTF-8".into())),
+        _ => Err(ClientError::Decode(
+            "the handshake returned no bearer token".into(),
+        )),
+    }
+}
+
+/// A Flight client for `url` with an optional bearer token and no TLS
+/// options beyond the system roots.
+pub async fn flight_client(url: &str, token: Option<&str>) -> Result<FlightClient, ClientError> {
+    let connector = Connector {
+        credentials: token
+            .map(|t| Credentials::Bearer(t.to_string()))
+            .unwrap_or_default(),
+        ..Default::default()
+    };
+    connector.flight_client(url).await
 }

@@ -1,17 +1,35 @@
 //! Quiver's Rust client.
 //!
-//! `routing` reads objects from a cluster: straight to an owner of each
-//! object's slot, failing over between replicas and, as a last resort,
-//! reading the source directly.
-//!
-//! `admin` changes the cluster's membership through a node's
-//! `cluster-update` action, so the tool needs only the admin token, never
-//! write access to the object store.
+//! - [`QuiverClient`] (`routing`) plans scans with any node and reads each
+//!   endpoint straight from an owner of its slot, failing over between
+//!   replicas, following `MOVED`, and as a last resort reading the source
+//!   directly.
+//! - [`QuiverTable`] (`table`, `exec`, `pushdown`) is a DataFusion table over
+//!   a source path whose projection, filters and limit run on the nodes;
+//!   [`QuiverCodec`] ships its scans through `datafusion-proto`.
+//! - [`AdminClient`] (`admin`) changes the cluster's membership through a
+//!   node's `cluster-update` action, so the tool needs only the admin token,
+//!   never write access to the object store.
 
 pub mod admin;
+pub mod codec;
 pub mod connect;
+pub mod direct;
+pub mod error;
+pub mod exec;
+pub mod plan;
+pub mod pushdown;
 pub mod routing;
+pub mod stream;
+pub mod table;
 
 pub use admin::AdminClient;
-pub use connect::ClientError;
-pub use routing::{ClientConfig, DirectSource, QuiverClient, Scan, Served, Weights};
+pub use codec::QuiverCodec;
+pub use connect::{Connector, Credentials, Tls};
+pub use direct::DirectSource;
+pub use error::ClientError;
+pub use exec::{QuiverScanExec, ScanSpec};
+pub use plan::{Endpoint, Plan};
+pub use routing::{ClientConfig, ObjectInfo, QuiverClient, Scan, Served, Table, Weights};
+pub use stream::BatchStream;
+pub use table::QuiverTable;

@@ -1,208 +1,240 @@
-//! `quiver`: operate a Quiver cluster.
+//! `quiver`: query and operate a Quiver cache cluster.
 //!
-//! `quiver cluster init|show|add-node|remove-node|rebalance` read and change
-//! the topology through any node (`--node`); with auth on they need the
-//! admin token.
+//! Every subcommand reaches the cluster through one node (`--endpoint`),
+//! learns the slot map from it, and reads each object straight from a node
+//! that owns it.
+
+mod cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
-use quiver_client::{AdminClient, ClientError};
-use quiver_protocol::{NodeInfo, Topology, SLOT_COUNT};
+use clap::{Parser, Subcommand};
+use cli::cluster::ClusterOp;
+use cli::output::Format;
+use quiver_client::{ClientConfig, ClientError, Connector, Credentials, QuiverClient, Tls};
+
+const ABOUT: &str = "Query and operate a Quiver cache cluster: Parquet from object storage, \
+filtered and projected by the cache nodes, returned as Arrow.";
+
+const EXAMPLES: &str = "\
+Examples (against `cargo run --release -p quiver-server`, which serves ./data as source `local`):
+  quiver ls local/tpch/
+  quiver query local/tpch/lineitem/ --columns l_orderkey,l_quantity --filter 'l_quantity > 45' --limit 10
+  quiver query local/tpch/orders/ --format csv --output orders.csv
+  quiver sql 'SELECT l_returnflag, count(*) FROM lineitem GROUP BY 1' --table lineitem=local/tpch/lineitem/
+  quiver prefetch local/tpch/lineitem/ --columns l_shipdate,l_discount
+  quiver stats
+  quiver --endpoint grpc+tls://node1:50051 --tls-ca ca.pem --token \"$TOKEN\" cluster show
+
+Environment: QUIVER_ENDPOINT, QUIVER_TOKEN, QUIVER_TLS_CA, QUIVER_ADMIN_TOKEN_FILE.";
 
 #[derive(Parser)]
-#[command(name = "quiver", about = "Operate a Quiver cache cluster")]
+#[command(name = "quiver", version, about = ABOUT, after_help = EXAMPLES)]
 struct Cli {
+    /// Any node of the cluster (grpc://host:port, or grpc+tls:// for TLS).
+    #[arg(
+        long,
+        global = true,
+        visible_alias = "node",
+        env = "QUIVER_ENDPOINT",
+        default_value = "grpc://127.0.0.1:50051"
+    )]
+    endpoint: String,
+    /// Bearer token, when the nodes require one.
+    #[arg(long, global = true, env = "QUIVER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// With --token: authenticate by Flight Handshake as this user (Basic),
+    /// as JDBC and ADBC clients do, instead of sending the token directly.
+    #[arg(long, global = true)]
+    user: Option<String>,
+    /// PEM file of CA certificates to trust for grpc+tls:// nodes (default:
+    /// the system's roots).
+    #[arg(long, global = true, env = "QUIVER_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// File holding the admin token, for prefetch, evict and cluster changes
+    /// when auth is on (used instead of --token for those).
+    #[arg(long, global = true, env = "QUIVER_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// Longest wait for a node's next answer, in seconds.
+    #[arg(long, global = true, default_value_t = 60)]
+    timeout: u64,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Read rows of one object or of every object under a prefix.
+    #[command(
+        after_help = "Examples:\n  quiver query local/tpch/lineitem/ --filter 'l_discount BETWEEN 0.05 AND 0.07' --limit 5\n  quiver query local/tpch/nation/part-0.parquet --format jsonl"
+    )]
+    Query {
+        /// SOURCE/PATH: a source name, then an object key or a prefix ending in /.
+        target: String,
+        /// Columns to return, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',')]
+        columns: Option<Vec<String>>,
+        /// A SQL condition on one row, evaluated by the nodes
+        /// (e.g. "l_shipdate >= DATE '1995-01-01'").
+        #[arg(long)]
+        filter: Option<String>,
+        /// At most this many rows in all.
+        #[arg(long)]
+        limit: Option<u64>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Write to FILE (created only once the result is complete).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Run SQL with DataFusion over tables read through Quiver; filters,
+    /// projections and limits are pushed to the nodes.
+    #[command(
+        after_help = "Example:\n  quiver sql 'SELECT o_orderpriority, count(*) FROM orders WHERE o_orderdate >= DATE '\\''1995-01-01'\\'' GROUP BY 1 ORDER BY 1' --table orders=local/tpch/orders/"
+    )]
+    Sql {
+        /// The statement (one SELECT).
+        statement: String,
+        /// NAME=SOURCE/PATH, once per table the statement uses.
+        #[arg(long = "table", required = true)]
+        tables: Vec<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// List objects with their size, rows and how much of each is cached.
+    #[command(after_help = "Examples:\n  quiver ls local\n  quiver ls local/tpch/lineitem/")]
+    Ls {
+        /// SOURCE or SOURCE/PREFIX.
+        target: String,
+    },
+    /// Cache statistics of every node: usage, hits, misses, origin traffic.
+    Stats {
+        /// Print the nodes' JSON reports.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load objects into the cache of the nodes that own them.
+    #[command(
+        after_help = "Example:\n  quiver prefetch local/tpch/lineitem/ --columns l_shipdate,l_extendedprice"
+    )]
+    Prefetch {
+        /// SOURCE/PATH: an object or a prefix ending in /.
+        target: String,
+        /// Load only these columns (and the footer); default: whole objects.
+        #[arg(long, value_delimiter = ',')]
+        columns: Option<Vec<String>>,
+    },
+    /// Drop objects from every node's cache; the next read goes to the origin.
+    Evict {
+        /// SOURCE/PATH: an object or a prefix ending in /.
+        target: String,
+    },
     /// Read or change the cluster topology.
     Cluster {
-        #[command(flatten)]
-        conn: Conn,
         #[command(subcommand)]
         op: ClusterOp,
     },
 }
 
-#[derive(Args)]
-struct Conn {
-    /// Any node of the cluster.
-    #[arg(
-        long,
-        global = true,
-        env = "QUIVER_NODE",
-        default_value = "grpc://127.0.0.1:50051"
-    )]
-    node: String,
-    /// File holding the admin token (needed for changes when auth is on).
-    #[arg(long, global = true, env = "QUIVER_ADMIN_TOKEN_FILE")]
-    admin_token_file: Option<PathBuf>,
-}
-
-#[derive(Subcommand)]
-enum ClusterOp {
-    /// Print the topology: epoch, nodes with their slot counts, slot ranges.
-    Show {
-        /// Print the topology document as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Write the first topology: slots split evenly over the nodes.
-    Init {
-        /// The nodes as ID=URL, comma-separated (e.g. n1=grpc://10.0.0.1:50051).
-        #[arg(long, value_delimiter = ',', required = true)]
-        nodes: Vec<String>,
-        /// Owners per slot: the primary plus replicas.
-        #[arg(long, default_value_t = 1)]
-        replication: usize,
-    },
-    /// Add a node that owns nothing yet; `rebalance` then moves slots to it.
-    AddNode {
-        #[arg(long)]
-        id: String,
-        /// The Flight URL clients and peers reach it at.
-        #[arg(long)]
-        url: String,
-    },
-    /// Remove a node; its slots go to the others.
-    RemoveNode {
-        #[arg(long)]
-        id: String,
-    },
-    /// Even out slots across nodes, moving as few as possible.
-    Rebalance,
-}
-
-fn parse_node(spec: &str) -> Result<NodeInfo, ClientError> {
-    let (id, url) = spec.split_once('=').ok_or_else(|| {
-        ClientError::Refused(format!(
-            "`{spec}` is not ID=URL (e.g. n1=grpc://10.0.0.1:50051)"
-        ))
-    })?;
-    Ok(NodeInfo {
-        id: id.trim().to_string(),
-        url: url.trim().to_string(),
-    })
-}
-
-fn read_token(path: &Option<PathBuf>) -> Result<Option<String>, ClientError> {
-    let Some(path) = path else {
-        return Ok(None);
-    };
+fn read_token_file(path: &PathBuf) -> Result<String, ClientError> {
     let token = std::fs::read_to_string(path)
         .map_err(|e| ClientError::Refused(format!("cannot read {}: {e}", path.display())))?;
     let token = token.trim().to_string();
     if token.is_empty() {
         return Err(ClientError::Refused(format!("{} is empty", path.display())));
     }
-    Ok(Some(token))
+    Ok(token)
 }
 
-fn describe(t: &Topology) -> String {
-    let mut out = format!(
-        "epoch {}, replication {}, {} node(s)\n\nnode            slots  url\n",
-        t.epoch,
-        t.replication,
-        t.nodes.len()
-    );
-    for n in &t.nodes {
-        let primary: usize = t
-            .slots
-            .iter()
-            .filter(|r| r.owners.first() == Some(&n.id))
-            .map(|r| usize::from(r.end - r.start) + 1)
-            .sum();
-        out.push_str(&format!("{:<15} {primary:>6}  {}\n", n.id, n.url));
-    }
-    out.push_str("\nslots          owners (primary first)\n");
-    for r in &t.slots {
-        out.push_str(&format!(
-            "{:>5}..={:<5}  {}\n",
-            r.start,
-            r.end,
-            r.owners.join(", ")
-        ));
-    }
-    out
+/// The connector for reader calls, or for admin calls (the admin token when
+/// one is given).
+fn connector(cli: &Cli, admin: bool) -> Result<Connector, ClientError> {
+    let token = match (&cli.admin_token_file, admin) {
+        (Some(path), true) => Some(read_token_file(path)?),
+        _ => cli.token.clone(),
+    };
+    let credentials = match (token, &cli.user) {
+        (None, None) => Credentials::None,
+        (None, Some(_)) => {
+            return Err(ClientError::Refused(
+                "--user needs --token (the password of the handshake)".into(),
+            ))
+        }
+        (Some(t), None) => Credentials::Bearer(t),
+        (Some(t), Some(user)) => Credentials::Basic {
+            user: user.clone(),
+            password: t,
+        },
+    };
+    Ok(Connector {
+        tls: Tls {
+            ca_file: cli.tls_ca.clone(),
+        },
+        credentials,
+    })
 }
 
-/// Slots whose primary differs between two topologies.
-fn moved(before: &Topology, after: &Topology) -> usize {
-    (0..SLOT_COUNT)
-        .filter(|&s| {
-            let a = before.owners(s).first().map(|n| n.id.clone());
-            let b = after.owners(s).first().map(|n| n.id.clone());
-            a != b
-        })
-        .count()
+async fn client(cli: &Cli, admin: bool) -> Result<QuiverClient, ClientError> {
+    let mut cfg = ClientConfig::new(vec![cli.endpoint.clone()]);
+    cfg.connector = connector(cli, admin)?;
+    cfg.timeout = Duration::from_secs(cli.timeout.max(1));
+    QuiverClient::connect(cfg).await
 }
 
 async fn run(cli: Cli) -> Result<(), ClientError> {
-    let Command::Cluster { conn, op } = cli.command;
-    let token = read_token(&conn.admin_token_file)?;
-    let mut admin = AdminClient::connect(&conn.node, token.as_deref()).await?;
-    match op {
-        ClusterOp::Show { json } => {
-            let t = admin.topology().await?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&t)
-                        .map_err(|e| ClientError::Decode(e.to_string()))?
-                );
-            } else {
-                print!("{}", describe(&t));
-            }
-        }
-        ClusterOp::Init { nodes, replication } => {
-            let nodes = nodes
-                .iter()
-                .map(|s| parse_node(s))
-                .collect::<Result<Vec<_>, _>>()?;
-            let t = admin.init(nodes, replication).await?;
-            println!("initialised the cluster at epoch {}", t.epoch);
-            print!("{}", describe(&t));
-        }
-        ClusterOp::AddNode { id, url } => {
-            let node = NodeInfo {
-                id: id.clone(),
-                url,
+    match &cli.command {
+        Command::Query {
+            target,
+            columns,
+            filter,
+            limit,
+            format,
+            output,
+        } => {
+            let args = cli::data::QueryArgs {
+                target: target.clone(),
+                columns: columns.clone(),
+                filter: filter.clone(),
+                limit: *limit,
+                format: *format,
+                output: output.clone(),
             };
-            let (_, t) = admin.change(|t| t.with_node(node.clone())).await?;
-            println!(
-                "added {id} at epoch {}; it owns no slots until `quiver cluster rebalance`",
-                t.epoch
-            );
+            cli::data::query(&client(&cli, false).await?, args).await
         }
-        ClusterOp::RemoveNode { id } => {
-            let (before, t) = admin.change(|t| t.without_node(&id)).await?;
-            println!(
-                "removed {id} at epoch {}; {} slots moved to the other nodes",
-                t.epoch,
-                moved(&before, &t)
-            );
+        Command::Sql {
+            statement,
+            tables,
+            format,
+            output,
+        } => {
+            let c = client(&cli, false).await?;
+            cli::data::sql(&c, statement, tables, *format, output.clone()).await
         }
-        ClusterOp::Rebalance => {
-            let (before, t) = admin.change(Topology::rebalance).await?;
-            println!(
-                "rebalanced at epoch {}; {} slots moved",
-                t.epoch,
-                moved(&before, &t)
-            );
-            print!("{}", describe(&t));
+        Command::Ls { target } => cli::cache::ls(&client(&cli, false).await?, target).await,
+        Command::Stats { json } => cli::cache::stats(&client(&cli, false).await?, *json).await,
+        Command::Prefetch { target, columns } => {
+            cli::cache::prefetch(&client(&cli, true).await?, target, columns.clone()).await
+        }
+        Command::Evict { target } => cli::cache::evict(&client(&cli, true).await?, target).await,
+        Command::Cluster { op } => {
+            let connector = connector(&cli, true)?;
+            cli::cluster::run(&cli.endpoint, &connector, op.clone()).await
         }
     }
-    Ok(())
 }
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() -> ExitCode {
-    match run(Cli::parse()).await {
+    // A bug must still end in one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("quiver: internal error: {info}");
+    }));
+    let cli = Cli::parse();
+    match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("quiver: {e}");

@@ -1,24 +1,26 @@
-//! Reads objects from the cluster the way DESIGN §4 asks of a client: send
-//! each DoGet straight to a node that owns the object's slot, chosen by a
-//! score; fail over to the next owner on an error; follow `MOVED` by
-//! refreshing the slot map and retrying once; and when every owner fails,
-//! read the object directly from its source so the query still completes.
+//! Reads from the cluster the way DESIGN §4 asks of a client: plan with any
+//! node, send each DoGet straight to a node that owns the object's slot,
+//! chosen by a score; fail over to the next owner on an error; follow
+//! `MOVED` by refreshing the slot map; and when every owner fails, read the
+//! object directly from its source so the query still completes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
-use arrow_flight::{FlightClient, Ticket};
+use arrow::datatypes::SchemaRef;
+use arrow_flight::{Action, FlightClient, FlightDescriptor, Ticket};
 use bytes::Bytes;
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use futures::TryStreamExt;
-use object_store::ObjectStore;
-use quiver_protocol::{slot_of, Moved, NodeInfo, ScanRequest, Topology};
+use futures::{StreamExt, TryStreamExt};
+use quiver_protocol::{slot_of, ListCriteria, Moved, ObjectListing, ScanRequest, Topology};
 use tonic::transport::Channel;
-use url::Url;
 
-use crate::connect::{endpoint_url, ClientError};
+use crate::connect::{flight_client_with, Connector, Credentials};
+use crate::direct::{read_direct, DirectSource};
+use crate::error::ClientError;
+use crate::plan::{Endpoint, Plan};
+use crate::stream::{limit_rows, with_progress_timeout, BatchStream};
 
 /// Weights of the owner score `latency * ms + cost * node cost +
 /// uptime * (1 - uptime)`; the lowest score is tried first.
@@ -41,53 +43,81 @@ impl Default for Weights {
     }
 }
 
-/// Where to read a source's objects when no node can serve them: the
-/// source's root URL (`s3://bucket/prefix/` or `file:///dir/`) and a store
-/// for that URL's bucket or filesystem.
-#[derive(Clone)]
-pub struct DirectSource {
-    pub root: Url,
-    pub store: Arc<dyn ObjectStore>,
-}
-
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ClientConfig {
-    /// Nodes to learn the topology from; any one answering is enough.
+    /// Nodes to learn the topology from and to plan with; any one answering
+    /// is enough.
     pub seeds: Vec<String>,
-    pub token: Option<String>,
+    /// TLS trust and credentials.
+    pub connector: Connector,
     pub weights: Weights,
     /// Cost per node id (e.g. cross-zone transfer); 0 when absent.
     pub node_costs: HashMap<String, f64>,
     /// Direct-read fallback per source name.
     pub direct: HashMap<String, DirectSource>,
-    /// Longest one DoGet may take before the next owner is tried.
+    /// Longest wait for a node's next message: the first batch of a read,
+    /// then each following one. A long healthy scan is never cut; a stalled
+    /// node is left for the next owner (before the first batch) or reported.
     pub timeout: Duration,
+    /// Endpoints read at once by [`QuiverClient::read`] and
+    /// [`QuiverClient::collect`].
+    pub parallelism: usize,
 }
 
 impl ClientConfig {
     pub fn new(seeds: Vec<String>) -> Self {
         ClientConfig {
             seeds,
-            token: None,
+            connector: Connector::default(),
             weights: Weights::default(),
             node_costs: HashMap::new(),
             direct: HashMap::new(),
             timeout: Duration::from_secs(60),
+            parallelism: 8,
         }
+    }
+
+    /// Sends `token` as a bearer token on every call.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.connector.credentials = Credentials::Bearer(token.into());
+        self
     }
 }
 
-/// Who answered a scan.
+/// Who answered a read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Served {
     Node(String),
     Direct,
 }
 
+/// One object read whole.
 #[derive(Debug)]
 pub struct Scan {
     pub batches: Vec<RecordBatch>,
     pub served_by: Served,
+}
+
+/// A whole scan read into memory, endpoints in plan order.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl Table {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+}
+
+/// An object as `ListFlights` describes it.
+#[derive(Debug, Clone)]
+pub struct ObjectInfo {
+    pub listing: ObjectListing,
+    /// Its row count, from its footer.
+    pub rows: Option<u64>,
+    pub schema: Option<SchemaRef>,
 }
 
 /// What the client has seen of a node, decayed so old faults fade.
@@ -122,100 +152,158 @@ impl Health {
 
 /// Errors that another owner would answer the same way: the request itself
 /// is wrong, so failing over would only repeat it.
-fn is_final(code: tonic::Code) -> bool {
+fn is_final(e: &ClientError) -> bool {
     use tonic::Code::*;
-    matches!(
-        code,
-        InvalidArgument | NotFound | DataLoss | Unauthenticated | PermissionDenied
-    )
+    match e {
+        ClientError::Status { code, message, .. } => {
+            matches!(
+                code,
+                InvalidArgument | NotFound | DataLoss | Unauthenticated | PermissionDenied
+            ) || message.starts_with("CHANGED ")
+        }
+        ClientError::BadUrl { .. } | ClientError::Tls(_) | ClientError::Refused(_) => true,
+        _ => false,
+    }
 }
 
-pub struct QuiverClient {
+struct Inner {
     cfg: ClientConfig,
+    /// The bearer token every call carries (from the config, or from the
+    /// Basic handshake made at connect time).
+    token: Option<String>,
     map: RwLock<Arc<Topology>>,
     channels: Mutex<HashMap<String, Channel>>,
     health: Mutex<HashMap<String, Health>>,
 }
 
+/// A client of a Quiver cluster. Cheap to clone; clones share the slot map,
+/// connections and what was learnt of each node's health.
+#[derive(Clone)]
+pub struct QuiverClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for QuiverClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuiverClient")
+            .field("seeds", &self.inner.cfg.seeds)
+            .field("epoch", &self.topology().epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A candidate for one read: a node URL and, when the map knows it, its id.
+#[derive(Debug, Clone)]
+struct Candidate {
+    url: String,
+    id: Option<String>,
+}
+
 impl QuiverClient {
-    /// Learns the topology from the first seed that answers.
+    /// Authenticates with the first seed that answers and learns the
+    /// topology from it.
     pub async fn connect(cfg: ClientConfig) -> Result<QuiverClient, ClientError> {
-        if cfg.seeds.is_empty() {
-            return Err(ClientError::Refused("give at least one seed node".into()));
-        }
-        let first = cfg.seeds[0].clone();
-        let client = QuiverClient {
-            map: RwLock::new(Arc::new(Topology::single("seed", &first))),
-            cfg,
-            channels: Mutex::default(),
-            health: Mutex::default(),
+        let Some(first) = cfg.seeds.first().cloned() else {
+            return Err(ClientError::Refused("give at least one node URL".into()));
         };
-        let mut seeds = client.cfg.seeds.clone();
+        for seed in &cfg.seeds {
+            crate::connect::endpoint_url(seed)?;
+        }
         let mut last = None;
-        for seed in seeds.drain(..) {
-            match client.refresh_from(&seed).await {
+        for seed in &cfg.seeds {
+            let token = match cfg.connector.token(seed).await {
+                Ok(t) => t,
+                Err(e) if is_final(&e) || e.code().is_some() => return Err(e),
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
+            let client = QuiverClient {
+                inner: Arc::new(Inner {
+                    map: RwLock::new(Arc::new(Topology::single("seed", &first))),
+                    cfg: cfg.clone(),
+                    token,
+                    channels: Mutex::default(),
+                    health: Mutex::default(),
+                }),
+            };
+            match client.refresh_from(seed).await {
                 Ok(()) => return Ok(client),
+                Err(e) if e.code().is_some_and(|c| c != tonic::Code::Unavailable) => return Err(e),
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| ClientError::Refused("no seed answered".into())))
+        Err(last.unwrap_or_else(|| ClientError::Refused("no node answered".into())))
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.cfg
     }
 
     /// The slot map the client routes with.
     pub fn topology(&self) -> Arc<Topology> {
-        self.map
+        self.inner
+            .map
             .read()
             .map(|t| t.clone())
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     fn channel(&self, url: &str) -> Result<Channel, ClientError> {
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let mut channels = self
+            .inner
+            .channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(c) = channels.get(url) {
             return Ok(c.clone());
         }
-        let channel = Channel::from_shared(endpoint_url(url)?)
-            .map_err(|e| ClientError::BadUrl {
-                url: url.to_string(),
-                reason: e.to_string(),
-            })?
-            .connect_timeout(Duration::from_secs(2))
-            .connect_lazy();
+        let channel = self.inner.cfg.connector.channel(url)?;
         channels.insert(url.to_string(), channel.clone());
         Ok(channel)
     }
 
-    fn flight(&self, url: &str) -> Result<FlightClient, ClientError> {
-        let mut client = FlightClient::new(self.channel(url)?);
-        if let Some(token) = &self.cfg.token {
-            client
-                .add_header("authorization", &format!("Bearer {token}"))
-                .map_err(|e| ClientError::Decode(e.to_string()))?;
-        }
-        Ok(client)
+    /// A Flight client for `url` carrying the token.
+    pub fn flight(&self, url: &str) -> Result<FlightClient, ClientError> {
+        flight_client_with(self.channel(url)?, self.inner.token.as_deref())
     }
 
-    /// Asks `url` for its topology and adopts it if it is not older.
+    /// Runs `call` against `url` within the configured timeout.
+    async fn timed<T>(
+        &self,
+        url: &str,
+        call: impl std::future::Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        let timeout = self.inner.cfg.timeout;
+        match tokio::time::timeout(timeout, call).await {
+            Ok(r) => r.map_err(|e| e.at(url)),
+            Err(_) => Err(ClientError::Connect {
+                url: url.to_string(),
+                reason: format!("no answer within {timeout:?}"),
+            }),
+        }
+    }
+
+    /// Asks `url` for its topology and adopts it unless it is older than the
+    /// one the client has (a node that lags never rolls the map back).
     async fn refresh_from(&self, url: &str) -> Result<(), ClientError> {
         let mut client = self.flight(url)?;
-        let answer: Vec<Bytes> = tokio::time::timeout(
-            self.cfg.timeout,
-            client.do_action(arrow_flight::Action::new("cluster-shards", Bytes::new())),
-        )
-        .await
-        .map_err(|_| ClientError::Connect {
-            url: url.to_string(),
-            reason: "timed out".into(),
-        })??
-        .try_collect()
-        .await?;
+        let answer: Vec<Bytes> = self
+            .timed(url, async {
+                let s = client
+                    .do_action(Action::new("cluster-shards", Bytes::new()))
+                    .await?;
+                Ok(s.try_collect().await?)
+            })
+            .await?;
         let body = answer
             .first()
             .ok_or_else(|| ClientError::Decode("cluster-shards returned nothing".into()))?;
         let t: Topology =
             serde_json::from_slice(body).map_err(|e| ClientError::Decode(e.to_string()))?;
         t.validate()?;
-        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.inner.map.write().unwrap_or_else(|p| p.into_inner());
         if t.epoch >= map.epoch {
             *map = Arc::new(t);
         }
@@ -224,15 +312,9 @@ impl QuiverClient {
 
     /// Refreshes the slot map from any node that answers.
     pub async fn refresh(&self) -> Result<(), ClientError> {
-        let known: Vec<String> = self
-            .topology()
-            .nodes
-            .iter()
-            .map(|n| n.url.clone())
-            .collect();
         let mut last = None;
-        for url in known.iter().chain(&self.cfg.seeds) {
-            match self.refresh_from(url).await {
+        for url in self.planners() {
+            match self.refresh_from(&url).await {
                 Ok(()) => return Ok(()),
                 Err(e) => last = Some(e),
             }
@@ -240,146 +322,345 @@ impl QuiverClient {
         Err(last.unwrap_or_else(|| ClientError::Refused("no node answered".into())))
     }
 
-    fn score(&self, node: &NodeInfo, health: &HashMap<String, Health>) -> f64 {
-        let h = health.get(&node.id).copied().unwrap_or_default();
-        let w = self.cfg.weights;
+    /// Nodes to send planning calls to: the seeds, then every known node.
+    fn planners(&self) -> Vec<String> {
+        let mut urls = self.inner.cfg.seeds.clone();
+        for n in &self.topology().nodes {
+            if !urls.contains(&n.url) {
+                urls.push(n.url.clone());
+            }
+        }
+        urls
+    }
+
+    /// Runs a planning call on the first node that can be reached; an
+    /// answer from a node, even an error, is final.
+    async fn on_any_node<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(FlightClient) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let mut last = None;
+        for url in self.planners() {
+            let client = self.flight(&url)?;
+            match self.timed(&url, call(client)).await {
+                Ok(v) => return Ok(v),
+                Err(e @ ClientError::Connect { .. }) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Refused("no node answered".into())))
+    }
+
+    /// Plans `req` (an object or a prefix): the projected schema and one
+    /// endpoint per object, each naming its owners.
+    pub async fn plan(&self, req: &ScanRequest) -> Result<Plan, ClientError> {
+        let cmd = Bytes::from(req.to_bytes());
+        let info = self
+            .on_any_node(|mut c| {
+                let cmd = cmd.clone();
+                async move { Ok(c.get_flight_info(FlightDescriptor::new_cmd(cmd)).await?) }
+            })
+            .await?;
+        Plan::from_flight_info(info, req.limit)
+    }
+
+    /// The projected schema `req` would return, checked against every
+    /// object it names.
+    pub async fn schema(&self, req: &ScanRequest) -> Result<SchemaRef, ClientError> {
+        let cmd = Bytes::from(req.to_bytes());
+        let schema = self
+            .on_any_node(|mut c| {
+                let cmd = cmd.clone();
+                async move { Ok(c.get_schema(FlightDescriptor::new_cmd(cmd)).await?) }
+            })
+            .await?;
+        Ok(Arc::new(schema))
+    }
+
+    /// The objects under `source`/`path` (a key or a prefix ending in `/`)
+    /// with their sizes, versions, row counts and how much is cached.
+    pub async fn list(&self, source: &str, path: &str) -> Result<Vec<ObjectInfo>, ClientError> {
+        let criteria = serde_json::to_vec(&ListCriteria {
+            source: source.to_string(),
+            path: path.to_string(),
+        })
+        .map_err(|e| ClientError::Decode(e.to_string()))?;
+        let infos: Vec<arrow_flight::FlightInfo> = self
+            .on_any_node(|mut c| {
+                let criteria = Bytes::from(criteria.clone());
+                async move {
+                    let s = c.list_flights(criteria).await?;
+                    Ok(s.try_collect().await?)
+                }
+            })
+            .await?;
+        infos
+            .into_iter()
+            .map(|info| {
+                let listing: ObjectListing = serde_json::from_slice(&info.app_metadata)
+                    .map_err(|e| ClientError::Decode(format!("a listing: {e}")))?;
+                let rows = u64::try_from(info.total_records).ok();
+                let schema = info.try_decode_schema().ok().map(Arc::new);
+                Ok(ObjectInfo {
+                    listing,
+                    rows,
+                    schema,
+                })
+            })
+            .collect()
+    }
+
+    /// Runs action `kind` on the node at `url` and returns its results.
+    pub async fn action_on(
+        &self,
+        url: &str,
+        kind: &str,
+        body: Bytes,
+    ) -> Result<Vec<Bytes>, ClientError> {
+        let mut client = self.flight(url)?;
+        self.timed(url, async {
+            let s = client.do_action(Action::new(kind, body)).await?;
+            Ok(s.try_collect().await?)
+        })
+        .await
+    }
+
+    /// Runs action `kind` on the node the action's body concerns, streaming
+    /// its results (prefetch reports progress this way).
+    pub async fn action_stream(
+        &self,
+        url: &str,
+        kind: &str,
+        body: Bytes,
+    ) -> Result<futures::stream::BoxStream<'static, Result<Bytes, ClientError>>, ClientError> {
+        let mut client = self.flight(url)?;
+        let stream = self
+            .timed(url, async {
+                Ok(client.do_action(Action::new(kind, body)).await?)
+            })
+            .await?;
+        let url = url.to_string();
+        Ok(stream
+            .map_err(move |e| ClientError::from(e).at(&url))
+            .boxed())
+    }
+
+    fn score(&self, id: &str, health: &HashMap<String, Health>) -> f64 {
+        let h = health.get(id).copied().unwrap_or_default();
+        let w = self.inner.cfg.weights;
         w.latency * h.latency_ms.unwrap_or(0.0)
-            + w.cost * self.cfg.node_costs.get(&node.id).copied().unwrap_or(0.0)
+            + w.cost * self.inner.cfg.node_costs.get(id).copied().unwrap_or(0.0)
             + w.uptime * (1.0 - h.uptime())
     }
 
-    /// The owners of `slot`, best score first; ties keep the topology's
-    /// order, so the primary is preferred until there is evidence.
-    fn ranked(&self, slot: u16) -> Vec<NodeInfo> {
+    /// Where to read an endpoint, best first: the owners of its slot in the
+    /// client's map ranked by score (ties keep the topology's order, so the
+    /// primary is preferred until there is evidence), then any location the
+    /// planning node named that the map does not know.
+    fn candidates(&self, endpoint: &Endpoint) -> Vec<Candidate> {
         let t = self.topology();
-        let mut owners: Vec<NodeInfo> = t.owners(slot).into_iter().cloned().collect();
-        let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        owners.sort_by(|a, b| self.score(a, &health).total_cmp(&self.score(b, &health)));
+        let mut owners: Vec<Candidate> = match (&endpoint.ticket.source, &endpoint.ticket.path) {
+            (Some(source), Some(path)) => t
+                .owners(slot_of(source, path))
+                .into_iter()
+                .map(|n| Candidate {
+                    url: n.url.clone(),
+                    id: Some(n.id.clone()),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        {
+            let health = self.inner.health.lock().unwrap_or_else(|p| p.into_inner());
+            owners.sort_by(|a, b| {
+                let sa = a.id.as_deref().map_or(0.0, |id| self.score(id, &health));
+                let sb = b.id.as_deref().map_or(0.0, |id| self.score(id, &health));
+                sa.total_cmp(&sb)
+            });
+        }
+        for url in &endpoint.locations {
+            if !owners.iter().any(|c| &c.url == url) {
+                owners.push(Candidate {
+                    url: url.clone(),
+                    id: t.nodes.iter().find(|n| &n.url == url).map(|n| n.id.clone()),
+                });
+            }
+        }
         owners
     }
 
-    fn record(&self, node: &str, outcome: Option<f64>) {
-        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        let h = health.entry(node.to_string()).or_default();
+    fn record(&self, node: &Candidate, outcome: Option<f64>) {
+        let Some(id) = &node.id else { return };
+        let mut health = self.inner.health.lock().unwrap_or_else(|p| p.into_inner());
+        let h = health.entry(id.clone()).or_default();
         match outcome {
             Some(ms) => h.success(ms),
             None => h.failure(),
         }
     }
 
-    async fn do_get(&self, url: &str, req: &ScanRequest) -> Result<Vec<RecordBatch>, ClientError> {
+    /// Opens a DoGet at `url` and waits for its first batch, so that a node
+    /// that fails before sending anything can be replaced by another owner
+    /// without duplicating rows.
+    async fn open(&self, url: &str, ticket: &ScanRequest) -> Result<BatchStream, ClientError> {
         let mut client = self.flight(url)?;
-        let read = async {
-            let stream = client.do_get(Ticket::new(req.to_bytes())).await?;
-            Ok::<_, ClientError>(stream.try_collect().await?)
-        };
-        tokio::time::timeout(self.cfg.timeout, read)
-            .await
-            .map_err(|_| ClientError::Connect {
-                url: url.to_string(),
-                reason: format!("no answer within {:?}", self.cfg.timeout),
-            })?
+        let timeout = self.inner.cfg.timeout;
+        let stream = self
+            .timed(url, async {
+                Ok(client.do_get(Ticket::new(ticket.to_bytes())).await?)
+            })
+            .await?;
+        let mut stream = with_progress_timeout(stream, timeout, url.to_string());
+        match stream.next().await {
+            Some(Ok(first)) => Ok(futures::stream::once(async { Ok(first) })
+                .chain(stream)
+                .boxed()),
+            Some(Err(e)) => Err(e),
+            None => Ok(futures::stream::empty().boxed()),
+        }
     }
 
-    /// Reads one object (`source` + `path`) with the request's projection,
-    /// filter and limit.
+    /// Reads one endpoint: each owner in turn until one starts streaming,
+    /// following `MOVED` once, then the direct fallback when configured.
+    pub async fn read_endpoint(
+        &self,
+        endpoint: &Endpoint,
+    ) -> Result<(Served, BatchStream), ClientError> {
+        let ticket = &endpoint.ticket;
+        let mut queue = self.candidates(endpoint);
+        let mut followed_redirect = false;
+        let mut last: Option<ClientError> = None;
+        let mut tried: Vec<String> = Vec::new();
+        while !queue.is_empty() {
+            let node = queue.remove(0);
+            if tried.contains(&node.url) {
+                continue;
+            }
+            tried.push(node.url.clone());
+            let started = Instant::now();
+            match self.open(&node.url, ticket).await {
+                Ok(stream) => {
+                    self.record(&node, Some(started.elapsed().as_secs_f64() * 1000.0));
+                    let who = node.id.clone().unwrap_or(node.url);
+                    return Ok((Served::Node(who), stream));
+                }
+                Err(e) => {
+                    if let Some(moved) = e.message().and_then(Moved::parse) {
+                        if !followed_redirect {
+                            followed_redirect = true;
+                            // The redirecting node knows a newer map; the
+                            // primary it names knows it too.
+                            if self.refresh_from(&moved.url).await.is_err() {
+                                let _ = self.refresh().await;
+                            }
+                            tried.clear();
+                            queue = self.candidates(endpoint);
+                            queue.insert(
+                                0,
+                                Candidate {
+                                    url: moved.url.clone(),
+                                    id: None,
+                                },
+                            );
+                            continue;
+                        }
+                    }
+                    if is_final(&e) {
+                        return Err(e);
+                    }
+                    self.record(&node, None);
+                    last = Some(e);
+                }
+            }
+        }
+        let (Some(source), Some(path)) = (&ticket.source, &ticket.path) else {
+            return Err(last.unwrap_or_else(|| {
+                ClientError::Refused("the ticket names no object and has no location".into())
+            }));
+        };
+        match self.inner.cfg.direct.get(source) {
+            Some(direct) => {
+                let batches = read_direct(direct, path, ticket).await?;
+                Ok((
+                    Served::Direct,
+                    futures::stream::iter(batches.into_iter().map(Ok)).boxed(),
+                ))
+            }
+            None => Err(last.unwrap_or_else(|| {
+                ClientError::Refused(format!(
+                    "no node owns {source}/{path}, and no direct source is configured"
+                ))
+            })),
+        }
+    }
+
+    /// Reads one object (`source` + `path`) whole, with the request's
+    /// projection, filter and limit, and says who served it.
     pub async fn scan(&self, req: &ScanRequest) -> Result<Scan, ClientError> {
-        let (Some(source), Some(path)) = (&req.source, &req.path) else {
+        if req.source.is_none() || req.path.is_none() {
             return Err(ClientError::Refused(
                 "scan reads one object: give source and path".into(),
             ));
+        }
+        let endpoint = Endpoint {
+            ticket: req.clone(),
+            locations: Vec::new(),
         };
-        let slot = slot_of(source, path);
-        let mut followed_redirect = false;
-        let mut last: Option<ClientError> = None;
-        'route: loop {
-            for node in self.ranked(slot) {
-                let started = Instant::now();
-                match self.do_get(&node.url, req).await {
-                    Ok(batches) => {
-                        self.record(&node.id, Some(started.elapsed().as_secs_f64() * 1000.0));
-                        return Ok(Scan {
-                            batches,
-                            served_by: Served::Node(node.id),
-                        });
-                    }
-                    Err(ClientError::Status { code, message }) => {
-                        if let Some(moved) = Moved::parse(&message) {
-                            if !followed_redirect {
-                                followed_redirect = true;
-                                // The redirecting node knows a newer map;
-                                // the primary it names knows it too.
-                                if self.refresh_from(&moved.url).await.is_err() {
-                                    let _ = self.refresh().await;
-                                }
-                                continue 'route;
-                            }
-                        }
-                        if is_final(code) || message.starts_with("CHANGED ") {
-                            return Err(ClientError::Status { code, message });
-                        }
-                        self.record(&node.id, None);
-                        last = Some(ClientError::Status { code, message });
-                    }
-                    Err(e) => {
-                        self.record(&node.id, None);
-                        last = Some(e);
-                    }
-                }
-            }
-            break;
-        }
-        match self.cfg.direct.get(source) {
-            Some(direct) => Ok(Scan {
-                batches: read_direct(direct, path, req).await?,
-                served_by: Served::Direct,
-            }),
-            None => Err(ClientError::Refused(format!(
-                "no owner of slot {slot} could serve {source}/{path}, and no direct source is configured: {}",
-                last.map(|e| e.to_string())
-                    .unwrap_or_else(|| "the slot has no owner".into())
-            ))),
-        }
+        let (served_by, stream) = self.read_endpoint(&endpoint).await?;
+        Ok(Scan {
+            batches: stream.try_collect().await?,
+            served_by,
+        })
     }
-}
 
-/// The object read straight from its source with DataFusion, with the same
-/// projection, filter and limit a node would apply.
-async fn read_direct(
-    direct: &DirectSource,
-    path: &str,
-    req: &ScanRequest,
-) -> Result<Vec<RecordBatch>, ClientError> {
-    let df = |e: datafusion::error::DataFusionError| {
-        ClientError::Refused(format!("direct read of {path} failed: {e}"))
-    };
-    let url = direct.root.join(path).map_err(|e| ClientError::BadUrl {
-        url: path.to_string(),
-        reason: e.to_string(),
-    })?;
-    let ctx = SessionContext::new();
-    let mut base = url.clone();
-    base.set_path("/");
-    ctx.register_object_store(&base, direct.store.clone());
-    ctx.register_parquet("t", url.as_str(), ParquetReadOptions::default())
-        .await
-        .map_err(df)?;
-    let columns = match &req.columns {
-        Some(c) => c
-            .iter()
-            .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
-            .collect::<Vec<_>>()
-            .join(", "),
-        None => "*".into(),
-    };
-    let mut sql = format!("SELECT {columns} FROM t");
-    if let Some(f) = &req.filter {
-        sql.push_str(&format!(" WHERE {f}"));
+    /// Plans `req` and streams every endpoint's batches, up to
+    /// `parallelism` endpoints at once, each straight to an owner. Batches
+    /// of different endpoints interleave; the request's limit holds over the
+    /// whole stream.
+    pub async fn read(&self, req: &ScanRequest) -> Result<(SchemaRef, BatchStream), ClientError> {
+        let plan = self.plan(req).await?;
+        Ok((plan.schema.clone(), self.read_plan(plan)))
     }
-    if let Some(n) = req.limit {
-        sql.push_str(&format!(" LIMIT {n}"));
+
+    /// Streams the endpoints of a plan made earlier.
+    pub fn read_plan(&self, plan: Plan) -> BatchStream {
+        let parallelism = self.inner.cfg.parallelism.max(1);
+        let client = self.clone();
+        let parts = futures::stream::iter(plan.endpoints).map(move |e| {
+            let client = client.clone();
+            futures::stream::once(async move {
+                client.read_endpoint(&e).await.map(|(_, stream)| stream)
+            })
+            .try_flatten()
+            .boxed()
+        });
+        limit_rows(parts.flatten_unordered(parallelism).boxed(), plan.limit)
     }
-    ctx.sql(&sql).await.map_err(df)?.collect().await.map_err(df)
+
+    /// Plans `req` and reads it into memory, endpoints in plan order, up to
+    /// `parallelism` of them at once.
+    pub async fn collect(&self, req: &ScanRequest) -> Result<Table, ClientError> {
+        let plan = self.plan(req).await?;
+        let schema = plan.schema.clone();
+        let limit = plan.limit;
+        let parallelism = self.inner.cfg.parallelism.max(1);
+        let client = self.clone();
+        let parts: Vec<Vec<RecordBatch>> = futures::stream::iter(plan.endpoints)
+            .map(move |e| {
+                let client = client.clone();
+                async move {
+                    let (_, stream) = client.read_endpoint(&e).await?;
+                    stream.try_collect::<Vec<_>>().await
+                }
+            })
+            .buffered(parallelism)
+            .try_collect()
+            .await?;
+        let all = futures::stream::iter(parts.into_iter().flatten().map(Ok)).boxed();
+        let batches = limit_rows(all, limit).try_collect().await?;
+        Ok(Table { schema, batches })
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! server (s3s-fs) that checks SigV4 signatures and pre-signed URLs, so that
 //! Quiver is exercised against the same protocol it meets in production.
 
+pub mod tpch;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,78 @@
+//! `quiver query` and `quiver sql`: rows out of the cache, in the format
+//! asked for.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::StreamExt;
+use quiver_client::{ClientError, QuiverClient, QuiverTable};
+use quiver_protocol::ScanRequest;
+
+use super::output::{self, Format};
+use super::target::{parse_table, Target};
+
+pub struct QueryArgs {
+    pub target: String,
+    pub columns: Option<Vec<String>>,
+    pub filter: Option<String>,
+    pub limit: Option<u64>,
+    pub format: Format,
+    pub output: Option<PathBuf>,
+}
+
+pub async fn query(client: &QuiverClient, args: QueryArgs) -> Result<(), ClientError> {
+    let target = Target::parse(&args.target)?;
+    let req = ScanRequest {
+        source: Some(target.source),
+        path: Some(target.path),
+        columns: args.columns,
+        filter: args.filter,
+        limit: args.limit,
+        ..Default::default()
+    };
+    let (schema, stream) = client.read(&req).await?;
+    let rows = output::write(args.format, args.output.as_deref(), schema, stream).await?;
+    report(rows, args.output.as_deref());
+    Ok(())
+}
+
+pub async fn sql(
+    client: &QuiverClient,
+    statement: &str,
+    tables: &[String],
+    format: Format,
+    out: Option<PathBuf>,
+) -> Result<(), ClientError> {
+    // Strings as the nodes send them, not as DataFusion's view types.
+    let mut config = SessionConfig::new();
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
+    let ctx = SessionContext::new_with_config(config);
+    for spec in tables {
+        let (name, target) = parse_table(spec)?;
+        let table = QuiverTable::try_new(client.clone(), target.source, target.path).await?;
+        ctx.register_table(name.as_str(), Arc::new(table))?;
+    }
+    let frame = ctx.sql(statement).await?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let stream = frame
+        .execute_stream()
+        .await?
+        .map(|r| r.map_err(ClientError::from))
+        .boxed();
+    let rows = output::write(format, out.as_deref(), schema, stream).await?;
+    report(rows, out.as_deref());
+    Ok(())
+}
+
+/// The row count on stderr, so stdout holds only the data.
+fn report(rows: u64, out: Option<&std::path::Path>) {
+    match out {
+        Some(path) => eprintln!("{rows} rows written to {}", path.display()),
+        None => eprintln!("({rows} rows)"),
+    }
+}

@@ -1,0 +1,8 @@
+//! The `quiver` command line: arguments, and one module per group of
+//! subcommands.
+
+pub mod cache;
+pub mod cluster;
+pub mod data;
+pub mod output;
+pub mod target;

@@ -1,0 +1,81 @@
+//! The last resort when no owner can serve: read the object straight from
+//! its source with DataFusion, applying the request as a node would.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use datafusion::common::Column;
+use datafusion::prelude::{Expr, ParquetReadOptions, SessionConfig, SessionContext};
+use object_store::ObjectStore;
+use quiver_protocol::ScanRequest;
+use url::Url;
+
+use crate::error::ClientError;
+
+/// Where to read a source's objects when no node can serve them: the
+/// source's root URL (`s3://bucket/prefix/` or `file:///dir/`) and a store
+/// for that URL's bucket or filesystem.
+#[derive(Clone)]
+pub struct DirectSource {
+    pub root: Url,
+    pub store: Arc<dyn ObjectStore>,
+}
+
+impl std::fmt::Debug for DirectSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectSource")
+            .field("root", &self.root.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The object at `path` read with the request's projection, filter and
+/// limit.
+pub async fn read_direct(
+    direct: &DirectSource,
+    path: &str,
+    req: &ScanRequest,
+) -> Result<Vec<RecordBatch>, ClientError> {
+    let df = |e: datafusion::error::DataFusionError| {
+        ClientError::DataFusion(format!("direct read of {path} failed: {}", e.message()))
+    };
+    let url = direct.root.join(path).map_err(|e| ClientError::BadUrl {
+        url: path.to_string(),
+        reason: e.to_string(),
+    })?;
+    // Strings as the node sends them (Utf8, not DataFusion's views), so a
+    // fallback answer has the same schema as a node's.
+    let mut config = SessionConfig::new();
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
+    let ctx = SessionContext::new_with_config(config);
+    let mut base = url.clone();
+    base.set_path("/");
+    ctx.register_object_store(&base, direct.store.clone());
+    let mut frame = ctx
+        .read_parquet(url.as_str(), ParquetReadOptions::default())
+        .await
+        .map_err(df)?;
+    if let Some(filter) = &req.filter {
+        let expr = frame.parse_sql_expr(filter).map_err(df)?;
+        frame = frame.filter(expr).map_err(df)?;
+    }
+    if let Some(columns) = &req.columns {
+        frame = frame
+            .select(
+                columns
+                    .iter()
+                    .map(|c| Expr::Column(Column::new_unqualified(c))),
+            )
+            .map_err(df)?;
+    }
+    if let Some(n) = req.limit {
+        frame = frame
+            .limit(0, Some(usize::try_from(n).unwrap_or(usize::MAX)))
+            .map_err(df)?;
+    }
+    frame.collect().await.map_err(df)
+}

@@ -1,0 +1,209 @@
+//! The physical scan of a [`crate::QuiverTable`]: one partition per planned
+//! endpoint, each read straight from an owner of its object, so DataFusion
+//! reads objects in parallel and never through a coordinator.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{RecordBatch, RecordBatchOptions};
+use arrow::datatypes::SchemaRef;
+use datafusion::common::stats::Precision;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, Result as DfResult, Statistics};
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    SendableRecordBatchStream,
+};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::error::{to_datafusion, ClientError};
+use crate::plan::Endpoint;
+use crate::routing::QuiverClient;
+use crate::stream::limit_rows;
+
+/// What a scan node carries: everything needed to run it anywhere a client
+/// can reach the cluster (and what the codec serialises).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanSpec {
+    /// The schema this node outputs.
+    pub schema: SchemaRef,
+    pub endpoints: Vec<Endpoint>,
+    /// A row cap per partition (the tickets carry it too).
+    pub limit: Option<u64>,
+    /// The node is asked for one column that is then dropped, because the
+    /// query needs only row counts (`SELECT count(*)`).
+    pub count_only: bool,
+    /// Exact rows over all endpoints, when known.
+    pub total_rows: Option<u64>,
+}
+
+pub struct QuiverScanExec {
+    client: QuiverClient,
+    spec: ScanSpec,
+    properties: Arc<PlanProperties>,
+}
+
+impl fmt::Debug for QuiverScanExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QuiverScanExec")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QuiverScanExec {
+    pub fn new(client: QuiverClient, spec: ScanSpec) -> Self {
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(spec.schema.clone()),
+            Partitioning::UnknownPartitioning(spec.endpoints.len().max(1)),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        QuiverScanExec {
+            client,
+            spec,
+            properties,
+        }
+    }
+
+    pub fn spec(&self) -> &ScanSpec {
+        &self.spec
+    }
+
+    pub fn client(&self) -> &QuiverClient {
+        &self.client
+    }
+}
+
+impl DisplayAs for QuiverScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let first = self.spec.endpoints.first();
+        write!(
+            f,
+            "QuiverScanExec: endpoints={}, columns=[{}]",
+            self.spec.endpoints.len(),
+            self.spec
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+        if let Some(filter) = first.and_then(|e| e.ticket.filter.as_deref()) {
+            write!(f, ", filter={filter}")?;
+        }
+        if let Some(limit) = self.spec.limit {
+            write!(f, ", limit={limit}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A batch re-labelled with the plan's schema (the node's may differ in
+/// metadata), or reduced to its row count.
+fn conform(batch: RecordBatch, schema: &SchemaRef, count_only: bool) -> DfResult<RecordBatch> {
+    if count_only {
+        let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        return Ok(RecordBatch::try_new_with_options(
+            schema.clone(),
+            vec![],
+            &options,
+        )?);
+    }
+    Ok(RecordBatch::try_new(
+        schema.clone(),
+        batch.columns().to_vec(),
+    )?)
+}
+
+impl ExecutionPlan for QuiverScanExec {
+    fn name(&self) -> &str {
+        "QuiverScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() {
+            Ok(self)
+        } else {
+            Err(DataFusionError::Internal(
+                "QuiverScanExec has no children".into(),
+            ))
+        }
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let schema = self.spec.schema.clone();
+        let Some(endpoint) = self.spec.endpoints.get(partition).cloned() else {
+            // A plan with no endpoints (a limit of 0) still has one empty
+            // partition.
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(
+                schema,
+                futures::stream::empty(),
+            )));
+        };
+        let client = self.client.clone();
+        let rows = futures::stream::once(async move {
+            client
+                .read_endpoint(&endpoint)
+                .await
+                .map(|(_, stream)| stream)
+        })
+        .try_flatten()
+        .boxed();
+        let count_only = self.spec.count_only;
+        let out = schema.clone();
+        let stream = limit_rows(rows, self.spec.limit)
+            .map_err(to_datafusion)
+            .and_then(move |b| {
+                let out = out.clone();
+                async move { conform(b, &out, count_only) }
+            });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+    }
+
+    fn partition_statistics(&self, partition: Option<usize>) -> DfResult<Arc<Statistics>> {
+        let mut stats = Statistics::new_unknown(&self.spec.schema);
+        if let (None, Some(rows)) = (partition, self.spec.total_rows) {
+            stats.num_rows = Precision::Exact(usize::try_from(rows).unwrap_or(usize::MAX));
+        }
+        Ok(Arc::new(stats))
+    }
+}
+
+/// The scan spec of `plan` if it is a Quiver scan.
+pub fn as_quiver_scan(plan: &dyn ExecutionPlan) -> Option<&QuiverScanExec> {
+    plan.downcast_ref::<QuiverScanExec>()
+}
+
+impl From<ClientError> for DataFusionError {
+    fn from(e: ClientError) -> Self {
+        to_datafusion(e)
+    }
+}
