@@ -76,14 +76,38 @@ pub fn bytes_bar(total: u64, what: &str) -> ProgressBar {
 
 /// TPC-H `lineitem` at `scale`, generated with tpchgen-arrow and written as
 /// one zstd Parquet file in row groups of 128 Ki rows, as a lake writer
-/// would. Strings are plain Utf8 so every client can read them.
+/// would.
 pub fn lineitem(path: &Path, scale: f64, progress: &ProgressBar) -> std::io::Result<u64> {
+    use tpchgen::generators::LineItemGenerator;
+    use tpchgen_arrow::LineItemArrow;
+    tpch_table(
+        path,
+        LineItemArrow::new(LineItemGenerator::new(scale, 1, 1)),
+        progress,
+    )
+}
+
+/// TPC-H `part` at `scale`, written like [`lineitem`].
+pub fn part(path: &Path, scale: f64, progress: &ProgressBar) -> std::io::Result<u64> {
+    use tpchgen::generators::PartGenerator;
+    use tpchgen_arrow::PartArrow;
+    tpch_table(
+        path,
+        PartArrow::new(PartGenerator::new(scale, 1, 1)),
+        progress,
+    )
+}
+
+/// Writes a tpchgen-arrow table as zstd Parquet; strings become plain Utf8
+/// so every client can read them.
+fn tpch_table(
+    path: &Path,
+    batches: impl tpchgen_arrow::RecordBatchIterator,
+    progress: &ProgressBar,
+) -> std::io::Result<u64> {
     use arrow::compute::cast;
     use parquet::basic::{Compression, ZstdLevel};
-    use tpchgen::generators::LineItemGenerator;
-    use tpchgen_arrow::{LineItemArrow, RecordBatchIterator};
 
-    let batches = LineItemArrow::new(LineItemGenerator::new(scale, 1, 1));
     let schema = Arc::new(Schema::new(
         batches
             .schema()

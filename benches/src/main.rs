@@ -107,6 +107,17 @@ enum Workload {
         #[arg(long)]
         node_memory_mib: Option<u64>,
     },
+    /// TPC-H Q1, Q6 and Q14 through DataFusion over QuiverTable (warm),
+    /// against DataFusion reading the files over S3 (writes tpch.json and
+    /// tpch.md).
+    Tpch {
+        /// TPC-H scale factor [default: 1, quick 0.05].
+        #[arg(long)]
+        scale: Option<f64>,
+        /// Timed runs of each query in each mode [default: 5, quick 1].
+        #[arg(long)]
+        runs: Option<usize>,
+    },
     /// Single node: warm Quiver vs DataFusion direct on one file, bytes to
     /// the client, and peak RSS under concurrent whole-file scans.
     Node {
@@ -198,6 +209,40 @@ async fn main() -> Result<(), BoxError> {
                 serde_json::to_vec_pretty(&report)?,
             )?;
             std::fs::write(cli.out.join("cluster.md"), md)?;
+            return Ok(());
+        }
+        Workload::Tpch { scale, runs } => {
+            let args = workloads::tpch::TpchArgs {
+                scale: scale.unwrap_or(if cli.quick { 0.05 } else { 1.0 }),
+                runs: runs.unwrap_or(if cli.quick { 1 } else { 5 }),
+            };
+            let rig = Rig::start(&RigOptions {
+                link,
+                server_bin,
+                nodes: cli.nodes.clone(),
+                s3: cli.s3.clone(),
+                source: cli.source.clone(),
+                memory_mib: cli.cache_memory_mib,
+                disk_mib: cli.cache_disk_mib,
+                local_nodes: 1,
+            })
+            .await?;
+            let result = workloads::tpch::run(&rig, &args, command).await;
+            rig.stop().await?;
+            let mut report = result?;
+            report.link = match (link, &cli.s3) {
+                (Some(l), _) => format!(
+                    "emulated S3 link: {} ms first byte, {} MB/s per connection",
+                    l.latency.as_millis(),
+                    l.bandwidth / 1_000_000
+                ),
+                (None, Some(s3)) => format!("S3 at {s3}"),
+                (None, None) => "loopback S3 without emulation".into(),
+            };
+            let md = report.markdown();
+            println!("{md}");
+            std::fs::write(cli.out.join("tpch.json"), serde_json::to_vec_pretty(&report)?)?;
+            std::fs::write(cli.out.join("tpch.md"), md)?;
             return Ok(());
         }
         Workload::Node {

@@ -279,6 +279,11 @@ impl Rig {
         &self.source
     }
 
+    /// The Flight URLs of the nodes under test.
+    pub fn urls(&self) -> &[String] {
+        &self.urls
+    }
+
     /// Uploads with PUT, as a lake's writer would, so that s3s-fs keeps the
     /// object's ETag instead of re-hashing the file on every GET.
     pub async fn upload(&self, name: &str, bytes: Bytes) -> Result<(), BoxError> {

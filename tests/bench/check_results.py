@@ -94,11 +94,25 @@ def check_cluster(out: pathlib.Path) -> None:
     assert "One node against three" in (out / "cluster.md").read_text()
 
 
+def check_tpch(out: pathlib.Path) -> None:
+    report = json.loads((out / "tpch.json").read_text())
+    queries = {q["query"]: q for q in report["queries"]}
+    assert sorted(queries) == ["Q1", "Q14", "Q6"], sorted(queries)
+    for name, q in queries.items():
+        assert q["rows"] > 0, name
+        assert len(q["datafusion_s3_ms"]) == report["runs"] == len(q["quiver_warm_ms"]), name
+        assert q["speedup_warm"] > 0, (name, q["speedup_warm"])
+    assert "warm speedup" in (out / "tpch.md").read_text()
+
+
 if __name__ == "__main__":
     out = pathlib.Path(sys.argv[1])
+    # Every report infra/test.sh asks for must be there: a workload that
+    # silently wrote nothing is a failure, not a skip.
+    for report in ("results.json", "node.json", "cluster.json", "tpch.json"):
+        assert (out / report).exists(), f"{report} is missing from {out}"
     check_suite(out)
-    if (out / "node.json").exists():
-        check_node(out)
-    if (out / "cluster.json").exists():
-        check_cluster(out)
+    check_node(out)
+    check_cluster(out)
+    check_tpch(out)
     print("benchmark results are well-formed")

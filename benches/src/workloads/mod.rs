@@ -4,4 +4,5 @@
 pub mod cluster;
 pub mod node;
 pub mod pushdown;
+pub mod tpch;
 pub mod trace;

@@ -1,0 +1,231 @@
+//! TPC-H through SQL: Q1, Q6 and Q14 run by DataFusion over `QuiverTable`s
+//! (warm), against DataFusion reading the same Parquet files over the
+//! emulated S3 link.
+//!
+//! The baseline gets its best honest configuration: one long-lived session
+//! (so its metadata cache stays warm), filter pushdown and filter reordering
+//! on, and the default parallelism. Runs of the two modes are interleaved,
+//! and every answer of both modes must be identical.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::RecordBatch;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use bytes::Bytes;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use quiver_client::{ClientConfig, QuiverClient, QuiverTable};
+use serde::Serialize;
+
+use crate::data;
+use crate::rig::Rig;
+use crate::BoxError;
+
+/// The queries this workload runs, by TPC-H number.
+pub const QUERIES: [usize; 3] = [1, 6, 14];
+const TABLES: [&str; 2] = ["lineitem", "part"];
+
+#[derive(Debug, Clone)]
+pub struct TpchArgs {
+    pub scale: f64,
+    /// Timed runs of each query in each mode, interleaved.
+    pub runs: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct QueryResult {
+    pub query: String,
+    pub rows: usize,
+    pub datafusion_s3_ms: Vec<f64>,
+    /// The first run over Quiver, from an empty cache.
+    pub quiver_cold_ms: f64,
+    pub quiver_warm_ms: Vec<f64>,
+    /// Median DataFusion-over-S3 time divided by median warm Quiver time.
+    pub speedup_warm: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TpchReport {
+    pub command: String,
+    pub scale: f64,
+    pub runs: usize,
+    pub lineitem_rows: u64,
+    pub data_bytes: u64,
+    pub link: String,
+    pub queries: Vec<QueryResult>,
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Rows as sorted text, so two plans' answers compare by content.
+fn content(batches: &[RecordBatch]) -> Result<Vec<String>, BoxError> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for b in batches {
+        let formatters = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        for r in 0..b.num_rows() {
+            let cells: Vec<String> = formatters.iter().map(|f| f.value(r).to_string()).collect();
+            out.push(cells.join("|"));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+async fn timed(ctx: &SessionContext, sql: &str) -> Result<(f64, Vec<RecordBatch>), BoxError> {
+    let started = Instant::now();
+    let batches = ctx.sql(sql).await?.collect().await?;
+    Ok((started.elapsed().as_secs_f64() * 1000.0, batches))
+}
+
+/// Generates and uploads the two tables; returns lineitem's rows and the
+/// bytes uploaded.
+async fn upload(rig: &Rig, scale: f64) -> Result<(u64, u64), BoxError> {
+    let mut rows = 0;
+    let mut bytes = 0;
+    for table in TABLES {
+        let name = format!("tpch/{table}/part-0.parquet");
+        let path = rig.scratch().join(&name);
+        let expected = match table {
+            "lineitem" => 6_000_000.0 * scale,
+            _ => 200_000.0 * scale,
+        };
+        let bar = data::rows_bar(expected as u64, table);
+        let n = tokio::task::block_in_place(|| match table {
+            "lineitem" => data::lineitem(&path, scale, &bar),
+            _ => data::part(&path, scale, &bar),
+        })?;
+        bar.finish_and_clear();
+        if table == "lineitem" {
+            rows = n;
+        }
+        let file = std::fs::read(&path)?;
+        bytes += file.len() as u64;
+        rig.upload(&name, Bytes::from(file)).await?;
+        std::fs::remove_file(&path)?;
+    }
+    Ok((rows, bytes))
+}
+
+/// The baseline: one session reading the files over the (emulated) S3 link.
+async fn datafusion_s3(rig: &Rig) -> Result<SessionContext, BoxError> {
+    let mut config = SessionConfig::new();
+    let parquet = &mut config.options_mut().execution.parquet;
+    parquet.pushdown_filters = true;
+    parquet.reorder_filters = true;
+    let ctx = SessionContext::new_with_config(config);
+    ctx.register_object_store(rig.bucket_url(), rig.baseline().clone());
+    for table in TABLES {
+        let url = format!(
+            "{}/{}/",
+            rig.bucket_url().as_str().trim_end_matches('/'),
+            rig.object_path(&format!("tpch/{table}"))
+        );
+        ctx.register_parquet(table, url, ParquetReadOptions::default())
+            .await?;
+    }
+    Ok(ctx)
+}
+
+/// The same queries over `QuiverTable`s served by the rig's nodes.
+async fn over_quiver(rig: &Rig) -> Result<SessionContext, BoxError> {
+    let client = QuiverClient::connect(ClientConfig::new(rig.urls().to_vec())).await?;
+    let ctx = SessionContext::new();
+    for table in TABLES {
+        let path = format!("{}/", rig.quiver_path(&format!("tpch/{table}")));
+        let t = QuiverTable::try_new(client.clone(), rig.source(), path).await?;
+        ctx.register_table(table, Arc::new(t))?;
+    }
+    Ok(ctx)
+}
+
+pub async fn run(rig: &Rig, args: &TpchArgs, command: String) -> Result<TpchReport, BoxError> {
+    if !(args.scale > 0.0 && args.scale <= 100.0) {
+        return Err("--scale must be in (0, 100]".into());
+    }
+    if args.runs == 0 {
+        return Err("--runs must be at least 1".into());
+    }
+    let (lineitem_rows, data_bytes) = upload(rig, args.scale).await?;
+    rig.evict_all().await?;
+    let direct = datafusion_s3(rig).await?;
+    let quiver = over_quiver(rig).await?;
+    let mut queries = Vec::new();
+    for n in QUERIES {
+        let sql = quiver_testkit::tpch::query(n);
+        // The baseline's first run warms its metadata cache and is not
+        // timed; Quiver's first run is its cold run.
+        let (_, expected) = timed(&direct, sql).await?;
+        let expected = content(&expected)?;
+        let (cold, first) = timed(&quiver, sql).await?;
+        if content(&first)? != expected {
+            return Err(format!("Q{n} over Quiver differs from DataFusion over S3").into());
+        }
+        let mut result = QueryResult {
+            query: format!("Q{n}"),
+            rows: expected.len(),
+            datafusion_s3_ms: Vec::new(),
+            quiver_cold_ms: cold,
+            quiver_warm_ms: Vec::new(),
+            speedup_warm: f64::NAN,
+        };
+        for _ in 0..args.runs {
+            let (ms, got) = timed(&direct, sql).await?;
+            result.datafusion_s3_ms.push(ms);
+            if content(&got)? != expected {
+                return Err(format!("Q{n} over S3 changed between runs").into());
+            }
+            let (ms, got) = timed(&quiver, sql).await?;
+            result.quiver_warm_ms.push(ms);
+            if content(&got)? != expected {
+                return Err(format!("Q{n} over Quiver differs from DataFusion over S3").into());
+            }
+        }
+        result.speedup_warm = median(&result.datafusion_s3_ms) / median(&result.quiver_warm_ms);
+        queries.push(result);
+    }
+    Ok(TpchReport {
+        command,
+        scale: args.scale,
+        runs: args.runs,
+        lineitem_rows,
+        data_bytes,
+        link: String::new(),
+        queries,
+    })
+}
+
+impl TpchReport {
+    pub fn markdown(&self) -> String {
+        let mut out = format!(
+            "## TPC-H through QuiverTable\n\n`{}`\n\nScale {} ({} lineitem rows, {:.1} MiB of Parquet), {}; {} interleaved run(s) per query and mode, medians.\n\n\
+             | query | rows | DataFusion over S3 ms | Quiver cold ms | Quiver warm ms | warm speedup |\n| --- | ---: | ---: | ---: | ---: | ---: |\n",
+            self.command,
+            self.scale,
+            self.lineitem_rows,
+            self.data_bytes as f64 / (1u64 << 20) as f64,
+            self.link,
+            self.runs
+        );
+        for q in &self.queries {
+            out.push_str(&format!(
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.2}x |\n",
+                q.query,
+                q.rows,
+                median(&q.datafusion_s3_ms),
+                q.quiver_cold_ms,
+                median(&q.quiver_warm_ms),
+                q.speedup_warm
+            ));
+        }
+        out
+    }
+}
