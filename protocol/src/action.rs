@@ -11,10 +11,11 @@ pub enum ActionType {
     HandoffList,
     HandoffRead,
     Health,
+    RefreshCatalog,
 }
 
 impl ActionType {
-    pub const ALL: [ActionType; 8] = [
+    pub const ALL: [ActionType; 9] = [
         ActionType::Stats,
         ActionType::Prefetch,
         ActionType::Evict,
@@ -23,6 +24,7 @@ impl ActionType {
         ActionType::HandoffList,
         ActionType::HandoffRead,
         ActionType::Health,
+        ActionType::RefreshCatalog,
     ];
 
     pub fn name(self) -> &'static str {
@@ -35,6 +37,7 @@ impl ActionType {
             ActionType::HandoffList => "handoff-list",
             ActionType::HandoffRead => "handoff-read",
             ActionType::Health => "health",
+            ActionType::RefreshCatalog => "refresh-catalog",
         }
     }
 
@@ -53,6 +56,7 @@ impl ActionType {
             ActionType::HandoffList => "Node to node. Body: {\"slots\": [[start, end], ...]}. The cached objects in those slots with their cached chunks, as JSON. Admin token required when auth is on.",
             ActionType::HandoffRead => "Node to node. Body: {\"object\", \"chunks\"}. Streams the listed chunks that are cached (8-byte big-endian index, then the bytes); never reads the origin. Admin token required when auth is on.",
             ActionType::Health => "Liveness: {\"status\":\"ok\", ...}.",
+            ActionType::RefreshCatalog => "Lists the lake again for Flight SQL's catalog now, instead of at the next refresh interval; returns {\"tables\", \"errors\"}.",
         }
     }
 

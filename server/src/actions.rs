@@ -123,6 +123,23 @@ pub async fn evict(core: &NodeCore, body: &[u8]) -> Result<Bytes> {
     Ok(json(&summary))
 }
 
+/// Re-reads the lake for Flight SQL's catalog now.
+pub async fn refresh_catalog(core: &NodeCore) -> Result<Bytes> {
+    let Some(sql) = &core.sql else {
+        return Err(QuiverError::invalid(
+            "Flight SQL is disabled on this node (sql.enabled = false)",
+        ));
+    };
+    let snapshot = sql
+        .refresh()
+        .await
+        .map_err(|s| QuiverError::Unavailable(format!("cannot list the lake: {}", s.message())))?;
+    Ok(json(&serde_json::json!({
+        "tables": snapshot.names().count(),
+        "errors": snapshot.errors,
+    })))
+}
+
 /// The byte ranges a prefetch loads: the whole object, or with `columns` only
 /// those columns' chunks and the footer.
 async fn prefetch_ranges(

@@ -225,6 +225,9 @@ pub struct AuthConfig {
     pub admin_token_file: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// CA certificates this node trusts when it calls a `grpc+tls://` node
+    /// (a peer, or itself for Flight SQL scans); default: the system roots.
+    pub tls_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -259,6 +262,55 @@ impl Default for LimitsConfig {
     }
 }
 
+/// A table declared in the config, beside the discovered ones.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlTableConfig {
+    /// The source (catalog) it belongs to.
+    pub source: String,
+    #[serde(default = "default_sql_schema")]
+    pub schema: String,
+    pub name: String,
+    /// An object key or a prefix ending in `/` inside the source.
+    pub path: String,
+}
+
+fn default_sql_schema() -> String {
+    "default".into()
+}
+
+/// Flight SQL on the Flight port.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqlConfig {
+    /// Serve Flight SQL beside Quiver's own protocol.
+    pub enabled: bool,
+    /// Memory one query may use for joins, sorts and aggregates; a query
+    /// over it fails with ResourceExhausted.
+    pub query_memory: ByteSize,
+    /// SQL queries running at once.
+    pub max_queries: usize,
+    /// Prepared statements held at once.
+    pub max_prepared: usize,
+    /// How long a catalog listing is trusted before the lake is listed again.
+    pub refresh: Span,
+    #[serde(rename = "table")]
+    pub tables: Vec<SqlTableConfig>,
+}
+
+impl Default for SqlConfig {
+    fn default() -> Self {
+        SqlConfig {
+            enabled: true,
+            query_memory: ByteSize(1 << 30),
+            max_queries: 16,
+            max_prepared: 1024,
+            refresh: Span(Duration::from_secs(60)),
+            tables: Vec::new(),
+        }
+    }
+}
+
 /// The whole node configuration, in the shape of the TOML file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -270,6 +322,7 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
+    pub sql: SqlConfig,
 }
 
 /// Command-line flags; each also reads `QUIVER_<FLAG>` from the environment
@@ -335,6 +388,9 @@ pub struct Flags {
     /// PEM private key.
     #[arg(long, env = "QUIVER_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates trusted when calling TLS nodes (default: system roots).
+    #[arg(long, env = "QUIVER_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
     /// Scans running at once before ResourceExhausted.
     #[arg(long, env = "QUIVER_MAX_CONCURRENT_SCANS")]
     pub max_concurrent_scans: Option<usize>,
@@ -421,6 +477,7 @@ impl Config {
             (&mut self.auth.admin_token_file, &f.admin_token_file),
             (&mut self.auth.tls_cert, &f.tls_cert),
             (&mut self.auth.tls_key, &f.tls_key),
+            (&mut self.auth.tls_ca, &f.tls_ca),
         ] {
             if value.is_some() {
                 *slot = value.clone();
@@ -532,6 +589,35 @@ impl Config {
         }
         if self.limits.stall_timeout.0.is_zero() {
             return Err(invalid("limits.stall_timeout", "must be above zero"));
+        }
+        if self.sql.query_memory.0 < (16 << 20) {
+            return Err(invalid("sql.query_memory", "must be at least 16MiB"));
+        }
+        if self.sql.max_queries == 0 || self.sql.max_prepared == 0 {
+            return Err(invalid(
+                "sql.max_queries",
+                "max_queries and max_prepared must be at least 1",
+            ));
+        }
+        if self.sql.refresh.0 < Duration::from_secs(1) {
+            return Err(invalid("sql.refresh", "must be at least 1s"));
+        }
+        for t in &self.sql.tables {
+            if !self.sources.iter().any(|s| s.name == t.source) {
+                return Err(invalid(
+                    "sql.table.source",
+                    format!(
+                        "table {} names source `{}`, which is not configured",
+                        t.name, t.source
+                    ),
+                ));
+            }
+            if t.name.is_empty() || t.schema.is_empty() {
+                return Err(invalid(
+                    "sql.table.name",
+                    "name and schema must not be empty",
+                ));
+            }
         }
         if self.cluster.reload.0 < Duration::from_millis(100) {
             return Err(invalid("cluster.reload", "must be at least 100ms"));

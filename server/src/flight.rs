@@ -24,6 +24,8 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
+use quiver_sql::QuiverSql;
+
 use crate::actions;
 use crate::cluster::handoff;
 use crate::error::{QuiverError, Result};
@@ -280,6 +282,61 @@ impl QuiverFlight {
 
 type Stream_<T> = BoxStream<'static, std::result::Result<T, Status>>;
 
+/// Quiver's own messages are JSON objects; Flight SQL's are protobuf `Any`
+/// (whose first byte is a field tag, never `{`), so one byte tells them
+/// apart.
+fn is_json(bytes: &[u8]) -> bool {
+    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+/// The same request with `message`, keeping the caller's metadata (its
+/// token and request id) for the Flight SQL service.
+fn clone_request<T, U>(request: &Request<T>, message: U) -> Request<U> {
+    let mut r = Request::new(message);
+    *r.metadata_mut() = request.metadata().clone();
+    r
+}
+
+impl QuiverFlight {
+    /// The Flight SQL service, if the message is one of its commands.
+    fn sql_for(&self, message: &[u8]) -> Option<Arc<QuiverSql>> {
+        self.core.sql.clone().filter(|_| !is_json(message))
+    }
+
+    /// Runs a Flight SQL call after the node's own authentication, tagging
+    /// its answer or error with the request id.
+    async fn sql_call<T, R>(
+        &self,
+        rid: &str,
+        request: &Request<T>,
+        call: impl Future<Output = std::result::Result<Response<R>, Status>>,
+    ) -> std::result::Result<Response<R>, Status> {
+        if let Err(e) = self.core.auth.check(request.metadata(), false) {
+            return Err(status(&self.core.metrics, rid, e));
+        }
+        let span = tracing::info_span!("flight_sql", request_id = rid);
+        self.tag_sql(rid, call.instrument(span).await)
+    }
+
+    fn tag_sql<R>(
+        &self,
+        rid: &str,
+        outcome: std::result::Result<Response<R>, Status>,
+    ) -> std::result::Result<Response<R>, Status> {
+        match outcome {
+            Ok(r) => Ok(tag(rid, r)),
+            Err(mut s) => {
+                tracing::debug!(request_id = rid, error = %s.message(), "Flight SQL call failed");
+                self.core.metrics.error(s.code());
+                if let Ok(v) = MetadataValue::try_from(rid) {
+                    s.metadata_mut().insert(REQUEST_ID_HEADER, v);
+                }
+                Err(s)
+            }
+        }
+    }
+}
+
 fn unsupported<T>(what: &str, request: &Request<T>) -> Status {
     let mut s = Status::unimplemented(format!(
         "{what} is not supported: Quiver is a read-only cache"
@@ -343,6 +400,15 @@ impl FlightService for QuiverFlight {
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
         let rid = request_id(&request);
+        if let Some(sql) = self.sql_for(&request.get_ref().cmd) {
+            return self
+                .sql_call(
+                    &rid,
+                    &request,
+                    sql.get_flight_info(clone_request(&request, request.get_ref().clone())),
+                )
+                .await;
+        }
         self.run(&rid, "get_flight_info", async {
             self.core.auth.check(request.metadata(), false)?;
             let descriptor = request.get_ref().clone();
@@ -382,6 +448,15 @@ impl FlightService for QuiverFlight {
         request: Request<Ticket>,
     ) -> std::result::Result<Response<Self::DoGetStream>, Status> {
         let rid = request_id(&request);
+        if let Some(sql) = self.sql_for(&request.get_ref().ticket) {
+            return self
+                .sql_call(
+                    &rid,
+                    &request,
+                    sql.do_get(clone_request(&request, request.get_ref().clone())),
+                )
+                .await;
+        }
         // One deadline for planning and streaming together.
         let deadline = tokio::time::Instant::now() + self.core.request_timeout;
         self.run(&rid, "do_get", async {
@@ -392,11 +467,21 @@ impl FlightService for QuiverFlight {
         .await
     }
 
+    /// Flight SQL binds prepared statements' parameters with DoPut; Quiver's
+    /// own protocol has no use for it.
     async fn do_put(
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> std::result::Result<Response<Self::DoPutStream>, Status> {
-        Err(unsupported("DoPut", &request))
+        let Some(sql) = self.core.sql.clone() else {
+            return Err(unsupported("DoPut", &request));
+        };
+        let rid = request_id(&request);
+        if let Err(e) = self.core.auth.check(request.metadata(), false) {
+            return Err(status(&self.core.metrics, &rid, e));
+        }
+        let outcome = sql.do_put(request).await;
+        self.tag_sql(&rid, outcome)
     }
 
     async fn do_action(
@@ -404,6 +489,17 @@ impl FlightService for QuiverFlight {
         request: Request<Action>,
     ) -> std::result::Result<Response<Self::DoActionStream>, Status> {
         let rid = request_id(&request);
+        if ActionType::parse(&request.get_ref().r#type).is_none() {
+            if let Some(sql) = self.core.sql.clone() {
+                return self
+                    .sql_call(
+                        &rid,
+                        &request,
+                        sql.do_action(clone_request(&request, request.get_ref().clone())),
+                    )
+                    .await;
+            }
+        }
         let core = self.core.clone();
         let stream_rid = rid.clone();
         self.run(&rid, "do_action", async move {
@@ -428,6 +524,7 @@ impl FlightService for QuiverFlight {
                 ActionType::HandoffRead => handoff::read(core.clone(), body)?,
                 ActionType::Evict => one(actions::evict(&core, body).await?),
                 ActionType::Prefetch => actions::prefetch(core.clone(), body).await?,
+                ActionType::RefreshCatalog => one(actions::refresh_catalog(&core).await?),
             };
             Ok(results
                 .map(move |r| match r {
@@ -446,13 +543,23 @@ impl FlightService for QuiverFlight {
         let rid = request_id(&request);
         self.run(&rid, "list_actions", async {
             self.core.auth.check(request.metadata(), false)?;
-            let kinds = ActionType::ALL.iter().map(|a| {
-                Ok(FlightActionType {
-                    r#type: a.name().to_string(),
-                    description: a.description().to_string(),
+            let mut kinds: Vec<std::result::Result<FlightActionType, Status>> = ActionType::ALL
+                .iter()
+                .map(|a| {
+                    Ok(FlightActionType {
+                        r#type: a.name().to_string(),
+                        description: a.description().to_string(),
+                    })
                 })
-            });
-            Ok(futures::stream::iter(kinds.collect::<Vec<_>>()).boxed() as Self::ListActionsStream)
+                .collect();
+            if let Some(sql) = &self.core.sql {
+                let listed = sql
+                    .list_actions(Request::new(Empty {}))
+                    .await
+                    .map_err(|s| QuiverError::Internal(s.message().to_string()))?;
+                kinds.extend(listed.into_inner().collect::<Vec<_>>().await);
+            }
+            Ok(futures::stream::iter(kinds).boxed() as Self::ListActionsStream)
         })
         .await
     }

@@ -14,6 +14,9 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
+use quiver_client::{ClientConfig, Connector, Credentials, Tls};
+use quiver_sql::{DeclaredTable, QuiverSql, SqlOptions};
+
 use crate::admin;
 use crate::auth::Auth;
 use crate::cache::{CachingObjectStore, ChunkCache, FooterCache};
@@ -50,6 +53,9 @@ pub struct NodeCore {
     pub stall_timeout: Duration,
     pub cluster: Arc<Cluster>,
     pub handoff: Arc<handoff::Progress>,
+    /// Flight SQL, when enabled: the Flight adapter hands it every Flight
+    /// SQL message.
+    pub sql: Option<Arc<QuiverSql>>,
     pub ready: AtomicBool,
 }
 
@@ -114,6 +120,43 @@ impl NodeCore {
             .cloned()
             .collect()
     }
+}
+
+/// The Flight SQL service of a node. Its scans go through a client of the
+/// cluster that reaches this node at its advertised URL, with its own
+/// credentials, so they are routed to the owners like any client's.
+fn sql_service(config: &Config, advertise: &str, auth: &Auth) -> Result<QuiverSql> {
+    let mut client = ClientConfig::new(vec![advertise.to_string()]);
+    client.connector = Connector {
+        tls: Tls {
+            ca_file: config.auth.tls_ca.clone(),
+        },
+        credentials: auth
+            .peer_token()
+            .map(Credentials::Bearer)
+            .unwrap_or_default(),
+    };
+    client.timeout = config.limits.request_timeout.0;
+    QuiverSql::new(SqlOptions {
+        sources: config.sources.iter().map(|s| s.name.clone()).collect(),
+        declared: config
+            .sql
+            .tables
+            .iter()
+            .map(|t| DeclaredTable {
+                source: t.source.clone(),
+                schema: t.schema.clone(),
+                name: t.name.clone(),
+                path: t.path.clone(),
+            })
+            .collect(),
+        query_memory: usize::try_from(config.sql.query_memory.0).unwrap_or(usize::MAX),
+        max_queries: config.sql.max_queries,
+        max_prepared: config.sql.max_prepared,
+        refresh: config.sql.refresh.0,
+        client,
+    })
+    .map_err(|s| QuiverError::invalid(s.message().to_string()))
 }
 
 /// A node that is serving. Dropping it does not stop it; call `shutdown`.
@@ -186,7 +229,13 @@ impl RunningNode {
             )
             .await?,
         );
+        let sql = if config.sql.enabled {
+            Some(Arc::new(sql_service(&config, &advertise, &auth)?))
+        } else {
+            None
+        };
         let core = Arc::new(NodeCore {
+            sql,
             cluster: cluster.clone(),
             handoff: Arc::default(),
             node_id,

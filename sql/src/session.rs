@@ -1,0 +1,145 @@
+//! One DataFusion session per statement: the current catalog snapshot, a
+//! memory pool of its own (so one query over budget fails alone, with
+//! ResourceExhausted, instead of taking the node down), and SQL checked to
+//! be read-only before it is planned.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::CatalogProviderList;
+use datafusion::config::Dialect;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::{GreedyMemoryPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement;
+use datafusion::sql::sqlparser::ast;
+use tonic::Status;
+
+use crate::catalog::DEFAULT_SCHEMA;
+use crate::error::status;
+
+/// A session over `catalogs` whose queries may use `memory` bytes.
+pub fn session(
+    catalogs: Arc<dyn CatalogProviderList>,
+    default_catalog: &str,
+    memory: usize,
+) -> Result<SessionContext, Status> {
+    let pool = TrackConsumersPool::new(
+        GreedyMemoryPool::new(memory),
+        std::num::NonZeroUsize::new(3).unwrap_or(std::num::NonZeroUsize::MIN),
+    );
+    // No spilling: a cache node's disk belongs to the cache tier, so a query
+    // over its budget fails (ResourceExhausted) rather than filling it.
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(pool))
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        )
+        .build_arc()
+        .map_err(status)?;
+    let mut config = SessionConfig::new()
+        .with_default_catalog_and_schema(default_catalog, DEFAULT_SCHEMA)
+        .with_create_default_catalog_and_schema(false)
+        .with_information_schema(true);
+    // Plain strings, as every Flight SQL client (JDBC included) reads them.
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_catalog_list(catalogs)
+        .with_default_features()
+        .build();
+    Ok(SessionContext::new_with_state(state))
+}
+
+/// Refuses anything but a query (or EXPLAIN of one): Quiver is a read-only
+/// cache, and a write must never look as if it had succeeded.
+fn check_read_only(statement: &Statement) -> Result<(), Status> {
+    let refused = |what: &str| {
+        Err(Status::invalid_argument(format!(
+            "{what} statements are refused: Quiver serves the lake read-only (SELECT, WITH, EXPLAIN and SHOW only)"
+        )))
+    };
+    match statement {
+        Statement::Statement(s) => match s.as_ref() {
+            ast::Statement::Query(_) => Ok(()),
+            ast::Statement::Explain { statement, .. } => match statement.as_ref() {
+                ast::Statement::Query(_) => Ok(()),
+                _ => refused("EXPLAIN of non-query"),
+            },
+            ast::Statement::ShowTables { .. } | ast::Statement::ShowColumns { .. } => Ok(()),
+            ast::Statement::Insert(_) => refused("INSERT"),
+            ast::Statement::Update { .. } => refused("UPDATE"),
+            ast::Statement::Delete(_) => refused("DELETE"),
+            ast::Statement::Copy { .. } => refused("COPY"),
+            ast::Statement::CreateTable(_) | ast::Statement::CreateView { .. } => refused("CREATE"),
+            ast::Statement::Drop { .. } => refused("DROP"),
+            _ => refused("this kind of"),
+        },
+        Statement::CreateExternalTable(_) => refused("CREATE EXTERNAL TABLE"),
+        Statement::CopyTo(_) => refused("COPY"),
+        Statement::Explain(e) => check_read_only(&e.statement),
+        _ => refused("this kind of"),
+    }
+}
+
+/// Parses, checks and plans `sql`: InvalidArgument with DataFusion's message
+/// when it does not parse or plan, NotFound for a table that does not
+/// exist, InvalidArgument for a statement that writes.
+pub async fn plan(ctx: &SessionContext, sql: &str) -> Result<LogicalPlan, Status> {
+    let state = ctx.state();
+    let statement = state
+        .sql_to_statement(sql, &Dialect::Generic)
+        .map_err(status)?;
+    check_read_only(&statement)?;
+    for table in state.resolve_table_references(&statement).map_err(status)? {
+        let resolved = table.clone().resolve(
+            &state.config_options().catalog.default_catalog,
+            &state.config_options().catalog.default_schema,
+        );
+        let exists = ctx
+            .catalog(&resolved.catalog)
+            .and_then(|c| c.schema(&resolved.schema))
+            .is_some_and(|s| s.table_exist(&resolved.table));
+        // information_schema is DataFusion's own.
+        if !exists && resolved.schema.as_ref() != "information_schema" {
+            return Err(Status::not_found(format!(
+                "table {table} does not exist (resolved as {}.{}.{}); list tables with GetTables or SHOW TABLES",
+                resolved.catalog, resolved.schema, resolved.table
+            )));
+        }
+    }
+    let plan = state.statement_to_plan(statement).await.map_err(status)?;
+    datafusion::execution::context::SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(&plan)
+        .map_err(|e| Status::invalid_argument(e.message().to_string()))?;
+    Ok(plan)
+}
+
+/// `schema` with view types as their plain forms, which every client reads.
+pub fn plain(schema: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let ty = match f.data_type() {
+                    DataType::Utf8View => DataType::Utf8,
+                    DataType::BinaryView => DataType::Binary,
+                    other => other.clone(),
+                };
+                Field::new(f.name(), ty, f.is_nullable()).with_metadata(f.metadata().clone())
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
