@@ -200,6 +200,7 @@ async fn main() -> Result<(), BoxError> {
                 memory_mib: node_memory_mib.unwrap_or(if cli.quick { 24 } else { 192 }),
                 disk_mib: 0,
                 local_nodes: 1,
+                sql_tables: Vec::new(),
             };
             let report = workloads::cluster::run(&opts, &args, command).await?;
             let md = report.markdown();
@@ -225,6 +226,7 @@ async fn main() -> Result<(), BoxError> {
                 memory_mib: cli.cache_memory_mib,
                 disk_mib: cli.cache_disk_mib,
                 local_nodes: 1,
+                sql_tables: workloads::tpch::sql_tables(),
             })
             .await?;
             let result = workloads::tpch::run(&rig, &args, command).await;
@@ -241,7 +243,10 @@ async fn main() -> Result<(), BoxError> {
             };
             let md = report.markdown();
             println!("{md}");
-            std::fs::write(cli.out.join("tpch.json"), serde_json::to_vec_pretty(&report)?)?;
+            std::fs::write(
+                cli.out.join("tpch.json"),
+                serde_json::to_vec_pretty(&report)?,
+            )?;
             std::fs::write(cli.out.join("tpch.md"), md)?;
             return Ok(());
         }
@@ -295,6 +300,7 @@ async fn main() -> Result<(), BoxError> {
         memory_mib: cli.cache_memory_mib,
         disk_mib: cli.cache_disk_mib,
         local_nodes: 1,
+        sql_tables: Vec::new(),
     })
     .await?;
     let mut suite = Suite {

@@ -42,6 +42,9 @@ pub struct RigOptions {
     /// Local nodes to start (ignored with `nodes`); more than one forms a
     /// cluster through a shared topology file.
     pub local_nodes: usize,
+    /// Flight SQL tables the local nodes declare: `(name, path)` in the
+    /// `default` schema, so benchmark queries name tables unqualified.
+    pub sql_tables: Vec<(String, String)>,
 }
 
 /// The sum of `stats` over every node.
@@ -203,11 +206,18 @@ impl Rig {
                 "[cache]\nmemory = \"{}MiB\"\ndisk = \"{}MiB\"\ndisk_dir = \"{}\"\n\n\
                  [[source]]\nname = \"{}\"\nurl = \"s3://{LOCAL_BUCKET}/\"\nendpoint = \"{endpoint}\"\n\
                  region = \"us-east-1\"\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n\n\
-                 {cluster}[limits]\nmax_concurrent_scans = 512\n",
+                 {cluster}[limits]\nmax_concurrent_scans = 512\n{}",
                 opts.memory_mib,
                 opts.disk_mib,
                 dir.join("cache").display(),
                 opts.source,
+                opts.sql_tables
+                    .iter()
+                    .map(|(name, path)| format!(
+                        "\n[[sql.table]]\nsource = \"{}\"\nname = \"{name}\"\npath = \"{path}\"\n",
+                        opts.source
+                    ))
+                    .collect::<String>(),
             );
             let server = ServerProcess::start(&opts.server_bin, &dir, &config)?;
             let url = format!("grpc://{}", server.flight);

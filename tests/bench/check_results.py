@@ -101,7 +101,8 @@ def check_tpch(out: pathlib.Path) -> None:
     for name, q in queries.items():
         assert q["rows"] > 0, name
         assert len(q["datafusion_s3_ms"]) == report["runs"] == len(q["quiver_warm_ms"]), name
-        assert q["speedup_warm"] > 0, (name, q["speedup_warm"])
+        assert len(q["flight_sql_ms"]) == report["runs"], name
+        assert q["speedup_warm"] > 0 and q["speedup_flight_sql"] > 0, (name, q)
     assert "warm speedup" in (out / "tpch.md").read_text()
 
 

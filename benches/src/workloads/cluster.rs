@@ -104,6 +104,7 @@ pub async fn run(
     for nodes in [1, 3] {
         let rig = Rig::start(&RigOptions {
             local_nodes: nodes,
+            sql_tables: Vec::new(),
             ..opts.clone()
         })
         .await?;

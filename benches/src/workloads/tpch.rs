@@ -1,6 +1,7 @@
-//! TPC-H through SQL: Q1, Q6 and Q14 run by DataFusion over `QuiverTable`s
-//! (warm), against DataFusion reading the same Parquet files over the
-//! emulated S3 link.
+//! TPC-H through SQL: Q1, Q6 and Q14 run warm by DataFusion over
+//! `QuiverTable`s in the client and sent over Flight SQL to the node,
+//! against DataFusion reading the same Parquet files over the emulated S3
+//! link.
 //!
 //! The baseline gets its best honest configuration: one long-lived session
 //! (so its metadata cache stays warm), filter pushdown and filter reordering
@@ -14,12 +15,24 @@ use arrow::array::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use bytes::Bytes;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use futures::TryStreamExt;
 use quiver_client::{ClientConfig, QuiverClient, QuiverTable};
+use tonic::transport::Channel;
 use serde::Serialize;
 
 use crate::data;
 use crate::rig::Rig;
 use crate::BoxError;
+
+/// The tables local nodes declare for Flight SQL, so the queries name them
+/// unqualified: `(name, path in the source)`.
+pub fn sql_tables() -> Vec<(String, String)> {
+    TABLES
+        .iter()
+        .map(|t| (t.to_string(), format!("quiver-bench/tpch/{t}/")))
+        .collect()
+}
 
 /// The queries this workload runs, by TPC-H number.
 pub const QUERIES: [usize; 3] = [1, 6, 14];
@@ -40,8 +53,12 @@ pub struct QueryResult {
     /// The first run over Quiver, from an empty cache.
     pub quiver_cold_ms: f64,
     pub quiver_warm_ms: Vec<f64>,
+    /// The statement sent over Flight SQL to the node, warm.
+    pub flight_sql_ms: Vec<f64>,
     /// Median DataFusion-over-S3 time divided by median warm Quiver time.
     pub speedup_warm: f64,
+    /// The same for Flight SQL.
+    pub speedup_flight_sql: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -83,6 +100,30 @@ fn content(batches: &[RecordBatch]) -> Result<Vec<String>, BoxError> {
 async fn timed(ctx: &SessionContext, sql: &str) -> Result<(f64, Vec<RecordBatch>), BoxError> {
     let started = Instant::now();
     let batches = ctx.sql(sql).await?.collect().await?;
+    Ok((started.elapsed().as_secs_f64() * 1000.0, batches))
+}
+
+/// A Flight SQL client of the first node.
+async fn flight_sql(rig: &Rig) -> Result<FlightSqlServiceClient<Channel>, BoxError> {
+    let url = rig.urls().first().ok_or("the rig has no node")?;
+    let endpoint = quiver_protocol::dial_url(url).ok_or_else(|| format!("bad node URL {url}"))?;
+    let channel = Channel::from_shared(endpoint)?.connect().await?;
+    Ok(FlightSqlServiceClient::new(channel))
+}
+
+/// Runs `sql` over Flight SQL and reads every endpoint.
+async fn timed_flight_sql(
+    client: &mut FlightSqlServiceClient<Channel>,
+    sql: &str,
+) -> Result<(f64, Vec<RecordBatch>), BoxError> {
+    let started = Instant::now();
+    let info = client.execute(sql.to_string(), None).await?;
+    let mut batches = Vec::new();
+    for e in info.endpoint {
+        let ticket = e.ticket.ok_or("a Flight SQL endpoint has no ticket")?;
+        let stream = client.do_get(ticket).await?;
+        batches.extend(stream.try_collect::<Vec<_>>().await?);
+    }
     Ok((started.elapsed().as_secs_f64() * 1000.0, batches))
 }
 
@@ -158,6 +199,7 @@ pub async fn run(rig: &Rig, args: &TpchArgs, command: String) -> Result<TpchRepo
     rig.evict_all().await?;
     let direct = datafusion_s3(rig).await?;
     let quiver = over_quiver(rig).await?;
+    let mut sql_client = flight_sql(rig).await?;
     let mut queries = Vec::new();
     for n in QUERIES {
         let sql = quiver_testkit::tpch::query(n);
@@ -169,13 +211,21 @@ pub async fn run(rig: &Rig, args: &TpchArgs, command: String) -> Result<TpchRepo
         if content(&first)? != expected {
             return Err(format!("Q{n} over Quiver differs from DataFusion over S3").into());
         }
+        // Flight SQL's first statement lists the lake for its catalog; that
+        // run is not timed either.
+        let (_, first) = timed_flight_sql(&mut sql_client, sql).await?;
+        if content(&first)? != expected {
+            return Err(format!("Q{n} over Flight SQL differs from DataFusion over S3").into());
+        }
         let mut result = QueryResult {
             query: format!("Q{n}"),
             rows: expected.len(),
             datafusion_s3_ms: Vec::new(),
             quiver_cold_ms: cold,
             quiver_warm_ms: Vec::new(),
+            flight_sql_ms: Vec::new(),
             speedup_warm: f64::NAN,
+            speedup_flight_sql: f64::NAN,
         };
         for _ in 0..args.runs {
             let (ms, got) = timed(&direct, sql).await?;
@@ -188,8 +238,15 @@ pub async fn run(rig: &Rig, args: &TpchArgs, command: String) -> Result<TpchRepo
             if content(&got)? != expected {
                 return Err(format!("Q{n} over Quiver differs from DataFusion over S3").into());
             }
+            let (ms, got) = timed_flight_sql(&mut sql_client, sql).await?;
+            result.flight_sql_ms.push(ms);
+            if content(&got)? != expected {
+                return Err(format!("Q{n} over Flight SQL differs from DataFusion over S3").into());
+            }
         }
-        result.speedup_warm = median(&result.datafusion_s3_ms) / median(&result.quiver_warm_ms);
+        let direct_ms = median(&result.datafusion_s3_ms);
+        result.speedup_warm = direct_ms / median(&result.quiver_warm_ms);
+        result.speedup_flight_sql = direct_ms / median(&result.flight_sql_ms);
         queries.push(result);
     }
     Ok(TpchReport {
@@ -206,8 +263,8 @@ pub async fn run(rig: &Rig, args: &TpchArgs, command: String) -> Result<TpchRepo
 impl TpchReport {
     pub fn markdown(&self) -> String {
         let mut out = format!(
-            "## TPC-H through QuiverTable\n\n`{}`\n\nScale {} ({} lineitem rows, {:.1} MiB of Parquet), {}; {} interleaved run(s) per query and mode, medians.\n\n\
-             | query | rows | DataFusion over S3 ms | Quiver cold ms | Quiver warm ms | warm speedup |\n| --- | ---: | ---: | ---: | ---: | ---: |\n",
+            "## TPC-H through QuiverTable and Flight SQL\n\n`{}`\n\nScale {} ({} lineitem rows, {:.1} MiB of Parquet), {}; {} interleaved run(s) per query and mode, medians.\n\n\
+             | query | rows | DataFusion over S3 ms | QuiverTable cold ms | QuiverTable warm ms | warm speedup | Flight SQL ms | Flight SQL speedup |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
             self.command,
             self.scale,
             self.lineitem_rows,
@@ -217,13 +274,15 @@ impl TpchReport {
         );
         for q in &self.queries {
             out.push_str(&format!(
-                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.2}x |\n",
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.2}x | {:.1} | {:.2}x |\n",
                 q.query,
                 q.rows,
                 median(&q.datafusion_s3_ms),
                 q.quiver_cold_ms,
                 median(&q.quiver_warm_ms),
-                q.speedup_warm
+                q.speedup_warm,
+                median(&q.flight_sql_ms),
+                q.speedup_flight_sql
             ));
         }
         out
