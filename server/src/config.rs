@@ -117,6 +117,10 @@ pub struct ServerConfig {
     /// The URL clients and peers use for this node; derived from `listen`
     /// when absent.
     pub advertise: Option<String>,
+    /// Serve Flight beyond loopback without tokens. Off by default, like
+    /// Redis's protected mode: a node without tokens on a public address
+    /// would let anyone read the lake with the node's credentials.
+    pub insecure: bool,
 }
 
 impl Default for ServerConfig {
@@ -125,6 +129,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             advertise: None,
+            insecure: false,
         }
     }
 }
@@ -346,6 +351,10 @@ pub struct Flags {
     /// URL that clients use to reach this node.
     #[arg(long, env = "QUIVER_ADVERTISE")]
     pub advertise: Option<String>,
+    /// Listen beyond loopback although no tokens are configured (a trusted
+    /// network only).
+    #[arg(long, env = "QUIVER_INSECURE")]
+    pub insecure: bool,
     /// Memory tier capacity, e.g. 1GiB.
     #[arg(long, env = "QUIVER_CACHE_MEMORY")]
     pub cache_memory: Option<ByteSize>,
@@ -459,6 +468,7 @@ impl Config {
         if f.advertise.is_some() {
             self.server.advertise = f.advertise.clone();
         }
+        self.server.insecure |= f.insecure;
         set(&mut self.cache.memory, &f.cache_memory);
         set(&mut self.cache.disk, &f.cache_disk);
         set(&mut self.cache.disk_dir, &f.cache_disk_dir);
@@ -590,6 +600,17 @@ impl Config {
         if self.limits.stall_timeout.0.is_zero() {
             return Err(invalid("limits.stall_timeout", "must be above zero"));
         }
+        let tokens = self.auth.tokens_file.is_some() || self.auth.admin_token_file.is_some();
+        if !tokens && !self.server.insecure && !self.server.listen.ip().is_loopback() {
+            return Err(invalid(
+                "server.listen",
+                format!(
+                    "{} is reachable from the network but no tokens are configured, so anyone there could read the lake; \
+                     set auth.tokens_file (--tokens-file), listen on 127.0.0.1, or pass --insecure (server.insecure = true) on a trusted network",
+                    self.server.listen
+                ),
+            ));
+        }
         if self.sql.query_memory.0 < (16 << 20) {
             return Err(invalid("sql.query_memory", "must be at least 16MiB"));
         }
@@ -661,6 +682,23 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_tokens_means_loopback_only_unless_insecure() {
+        let mut c = Config::default();
+        c.sources = vec![SourceConfig::new("a", "file:///tmp/")];
+        c.server.listen = "0.0.0.0:50051".parse().unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("--insecure") && err.contains("tokens"), "{err}");
+        c.server.insecure = true;
+        c.validate().unwrap();
+        c.server.insecure = false;
+        c.auth.tokens_file = Some(PathBuf::from("/etc/quiver/tokens"));
+        c.validate().unwrap();
+        c.auth.tokens_file = None;
+        c.server.listen = "[::1]:50051".parse().unwrap();
+        c.validate().unwrap();
+    }
 
     #[test]
     fn parses_the_documented_example() {

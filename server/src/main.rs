@@ -92,6 +92,13 @@ async fn run() -> ExitCode {
         eprintln!("quiver-server: {e}");
         return ExitCode::from(2);
     }
+    let open = config.auth.tokens_file.is_none() && config.auth.admin_token_file.is_none();
+    if open && config.server.insecure && !config.server.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %config.server.listen,
+            "--insecure: serving beyond loopback without tokens; anyone who can reach this address can read every source"
+        );
+    }
     let node = match RunningNode::start(config.clone()).await {
         Ok(n) => n,
         Err(e) => {
