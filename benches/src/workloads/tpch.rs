@@ -13,13 +13,13 @@ use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
+use arrow_flight::sql::client::FlightSqlServiceClient;
 use bytes::Bytes;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
-use arrow_flight::sql::client::FlightSqlServiceClient;
 use futures::TryStreamExt;
 use quiver_client::{ClientConfig, QuiverClient, QuiverTable};
-use tonic::transport::Channel;
 use serde::Serialize;
+use tonic::transport::Channel;
 
 use crate::data;
 use crate::rig::Rig;
