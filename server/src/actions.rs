@@ -130,6 +130,9 @@ pub async fn refresh_catalog(core: &NodeCore) -> Result<Bytes> {
             "Flight SQL is disabled on this node (sql.enabled = false)",
         ));
     };
+    for source in core.sources.all() {
+        source.forget_listings();
+    }
     let snapshot = sql
         .refresh()
         .await

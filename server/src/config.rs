@@ -689,7 +689,10 @@ mod tests {
         c.sources = vec![SourceConfig::new("a", "file:///tmp/")];
         c.server.listen = "0.0.0.0:50051".parse().unwrap();
         let err = c.validate().unwrap_err().to_string();
-        assert!(err.contains("--insecure") && err.contains("tokens"), "{err}");
+        assert!(
+            err.contains("--insecure") && err.contains("tokens"),
+            "{err}"
+        );
         c.server.insecure = true;
         c.validate().unwrap();
         c.server.insecure = false;

@@ -243,8 +243,6 @@ impl Source {
         Ok(ids)
     }
 
-    /// Forgets what validation cached about `path` (and listings that may
-    /// contain it), so the next request asks the origin.
     /// Objects whose identity this source has validated recently (up to
     /// the identity cache's bound): the candidates a hand-off offers.
     pub fn known(&self) -> Vec<ObjectId> {
@@ -254,8 +252,16 @@ impl Source {
             .collect()
     }
 
+    /// Forgets what validation cached about `path` (and listings that may
+    /// contain it), so the next request asks the origin.
     pub fn forget(&self, path: &Path) {
         lock(&self.identities).remove(path);
+        lock(&self.listings).clear();
+    }
+
+    /// Forgets every listing, so the next one asks the origin: a catalog
+    /// refreshed on demand must see objects added a moment ago.
+    pub fn forget_listings(&self) {
         lock(&self.listings).clear();
     }
 

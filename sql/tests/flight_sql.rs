@@ -380,3 +380,69 @@ fn parquet_writer(
 ) -> parquet::arrow::ArrowWriter<std::fs::File> {
     parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_follows_the_lake_on_demand() {
+    let lake = tpch_lake(0.01, 1).await;
+    let mut client = sql_client(&lake.node).await;
+    let count = "SELECT count(*) FROM tpch.region";
+    assert_eq!(rows(&query(&mut client, count).await.unwrap()), vec!["5"]);
+    assert_eq!(
+        query(&mut client, "SELECT count(*) FROM extra.copy")
+            .await
+            .unwrap_err()
+            .code(),
+        tonic::Code::NotFound
+    );
+
+    // A second region file and a new table appear in the lake.
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(common::BUCKET)
+        .with_endpoint(lake.s3.endpoint())
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_access_key_id(quiver_testkit::ACCESS_KEY)
+        .with_secret_access_key(quiver_testkit::SECRET_KEY)
+        .build()
+        .unwrap();
+    let region = std::fs::read(lake.local.join("tpch/region/part-0.parquet")).unwrap();
+    for key in ["tpch/region/part-1.parquet", "extra/copy/part-0.parquet"] {
+        object_store::ObjectStoreExt::put(
+            &store,
+            &object_store::path::Path::from(key),
+            region.clone().into(),
+        )
+        .await
+        .unwrap();
+    }
+
+    let mut flight = arrow_flight::FlightClient::new(
+        Channel::from_shared(format!("http://{}", lake.node.flight_addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let answer: Vec<bytes::Bytes> = flight
+        .do_action(arrow_flight::Action::new(
+            "refresh-catalog",
+            bytes::Bytes::new(),
+        ))
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&answer[0]).unwrap();
+    assert_eq!(report["tables"], 9, "{report}");
+    assert_eq!(report["errors"], serde_json::json!([]), "{report}");
+    assert_eq!(rows(&query(&mut client, count).await.unwrap()), vec!["10"]);
+    assert_eq!(
+        rows(
+            &query(&mut client, "SELECT count(*) FROM extra.copy")
+                .await
+                .unwrap()
+        ),
+        vec!["5"]
+    );
+}
