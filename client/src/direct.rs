@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use datafusion::common::Column;
-use datafusion::prelude::{Expr, ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{Expr, ParquetReadOptions, SessionContext};
 use object_store::ObjectStore;
 use quiver_protocol::ScanRequest;
 use url::Url;
@@ -43,15 +43,7 @@ pub async fn read_direct(
         url: path.to_string(),
         reason: e.to_string(),
     })?;
-    // Strings as the node sends them (Utf8, not DataFusion's views), so a
-    // fallback answer has the same schema as a node's.
-    let mut config = SessionConfig::new();
-    config
-        .options_mut()
-        .execution
-        .parquet
-        .schema_force_view_types = false;
-    let ctx = SessionContext::new_with_config(config);
+    let ctx = SessionContext::new_with_config(crate::session_config());
     let mut base = url.clone();
     base.set_path("/");
     ctx.register_object_store(&base, direct.store.clone());

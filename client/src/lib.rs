@@ -33,3 +33,16 @@ pub use plan::{Endpoint, Plan};
 pub use routing::{ClientConfig, ObjectInfo, QuiverClient, Scan, Served, Table, Weights};
 pub use stream::BatchStream;
 pub use table::QuiverTable;
+
+/// A DataFusion session config that reads strings as the nodes send them
+/// (plain Utf8, not DataFusion's view types), so answers read directly and
+/// through Quiver have the same schema.
+pub fn session_config() -> datafusion::prelude::SessionConfig {
+    let mut config = datafusion::prelude::SessionConfig::new();
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
+    config
+}

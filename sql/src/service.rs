@@ -107,6 +107,20 @@ fn info(
         .with_descriptor(descriptor))
 }
 
+/// The FlightInfo of a metadata command: its schema, and one endpoint whose
+/// ticket is the command itself.
+fn answer(
+    schema: SchemaRef,
+    command: impl ProstMessageExt,
+    request: Request<FlightDescriptor>,
+) -> Result<Response<FlightInfo>, Status> {
+    Ok(Response::new(info(
+        &schema,
+        any_bytes(command),
+        request.into_inner(),
+    )?))
+}
+
 /// One batch as a stream of Flight messages.
 fn batch_stream(
     batch: Result<RecordBatch, impl std::fmt::Display>,
@@ -443,12 +457,7 @@ impl FlightSqlService for QuiverSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.into_builder().schema();
-        Ok(Response::new(info(
-            &schema,
-            any_bytes(query),
-            request.into_inner(),
-        )?))
+        answer(query.into_builder().schema(), query, request)
     }
 
     async fn do_get_catalogs(
@@ -468,12 +477,7 @@ impl FlightSqlService for QuiverSql {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
-        Ok(Response::new(info(
-            &schema,
-            any_bytes(query),
-            request.into_inner(),
-        )?))
+        answer(query.clone().into_builder().schema(), query, request)
     }
 
     async fn do_get_schemas(
@@ -501,12 +505,7 @@ impl FlightSqlService for QuiverSql {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
-        Ok(Response::new(info(
-            &schema,
-            any_bytes(query),
-            request.into_inner(),
-        )?))
+        answer(query.clone().into_builder().schema(), query, request)
     }
 
     async fn do_get_tables(
@@ -528,12 +527,7 @@ impl FlightSqlService for QuiverSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.into_builder().schema();
-        Ok(Response::new(info(
-            &schema,
-            any_bytes(query),
-            request.into_inner(),
-        )?))
+        answer(query.into_builder().schema(), query, request)
     }
 
     async fn do_get_table_types(
@@ -551,12 +545,11 @@ impl FlightSqlService for QuiverSql {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder(&self.sql_info).schema();
-        Ok(Response::new(info(
-            &schema,
-            any_bytes(query),
-            request.into_inner(),
-        )?))
+        answer(
+            query.clone().into_builder(&self.sql_info).schema(),
+            query,
+            request,
+        )
     }
 
     async fn do_get_sql_info(
@@ -572,12 +565,7 @@ impl FlightSqlService for QuiverSql {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.into_builder(&self.xdbc).schema();
-        Ok(Response::new(info(
-            &schema,
-            any_bytes(query),
-            request.into_inner(),
-        )?))
+        answer(query.into_builder(&self.xdbc).schema(), query, request)
     }
 
     async fn do_get_xdbc_type_info(
@@ -593,11 +581,7 @@ impl FlightSqlService for QuiverSql {
         query: CommandGetPrimaryKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        Ok(Response::new(info(
-            &primary_keys_schema(),
-            any_bytes(query),
-            request.into_inner(),
-        )?))
+        answer(primary_keys_schema(), query, request)
     }
 
     /// The lake's tables declare no keys: always empty.

@@ -315,15 +315,7 @@ async fn hive_partitions_are_columns_and_prune() {
     let lake = tpch_lake(0.01, 1).await;
     // The nation table, split by region into `events/region=<k>/` files.
     let reference = reference_ctx(&lake.local).await;
-    let store = object_store::aws::AmazonS3Builder::new()
-        .with_bucket_name(common::BUCKET)
-        .with_endpoint(lake.s3.endpoint())
-        .with_allow_http(true)
-        .with_region("us-east-1")
-        .with_access_key_id(quiver_testkit::ACCESS_KEY)
-        .with_secret_access_key(quiver_testkit::SECRET_KEY)
-        .build()
-        .unwrap();
+    let store = common::store(&lake.s3);
     for region in 0..5 {
         let batches = reference
             .sql(&format!(
@@ -396,15 +388,7 @@ async fn the_catalog_follows_the_lake_on_demand() {
     );
 
     // A second region file and a new table appear in the lake.
-    let store = object_store::aws::AmazonS3Builder::new()
-        .with_bucket_name(common::BUCKET)
-        .with_endpoint(lake.s3.endpoint())
-        .with_allow_http(true)
-        .with_region("us-east-1")
-        .with_access_key_id(quiver_testkit::ACCESS_KEY)
-        .with_secret_access_key(quiver_testkit::SECRET_KEY)
-        .build()
-        .unwrap();
+    let store = common::store(&lake.s3);
     let region = std::fs::read(lake.local.join("tpch/region/part-0.parquet")).unwrap();
     for key in ["tpch/region/part-1.parquet", "extra/copy/part-0.parquet"] {
         object_store::ObjectStoreExt::put(

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use quiver_client::{ClientError, QuiverClient, QuiverTable};
 use quiver_protocol::ScanRequest;
@@ -44,14 +44,7 @@ pub async fn sql(
     format: Format,
     out: Option<PathBuf>,
 ) -> Result<(), ClientError> {
-    // Strings as the nodes send them, not as DataFusion's view types.
-    let mut config = SessionConfig::new();
-    config
-        .options_mut()
-        .execution
-        .parquet
-        .schema_force_view_types = false;
-    let ctx = SessionContext::new_with_config(config);
+    let ctx = SessionContext::new_with_config(quiver_client::session_config());
     for spec in tables {
         let (name, target) = parse_table(spec)?;
         let table = QuiverTable::try_new(client.clone(), target.source, target.path).await?;

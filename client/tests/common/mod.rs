@@ -81,10 +81,9 @@ pub fn node_config(sources: Vec<SourceConfig>) -> Config {
     c
 }
 
-/// Uploads every file under `local` with PUT (s3s-fs then stores its
-/// checksum instead of hashing the file on every GET).
-async fn upload(s3: &S3Server, local: &Path) {
-    let store = AmazonS3Builder::new()
+/// A store for the test bucket, to upload with.
+pub fn store(s3: &S3Server) -> object_store::aws::AmazonS3 {
+    AmazonS3Builder::new()
         .with_bucket_name(BUCKET)
         .with_endpoint(s3.endpoint())
         .with_allow_http(true)
@@ -92,7 +91,13 @@ async fn upload(s3: &S3Server, local: &Path) {
         .with_access_key_id(ACCESS_KEY)
         .with_secret_access_key(SECRET_KEY)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// Uploads every file under `local` with PUT (s3s-fs then stores its
+/// checksum instead of hashing the file on every GET).
+async fn upload(s3: &S3Server, local: &Path) {
+    let store = store(s3);
     let mut stack = vec![local.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap() {
@@ -123,13 +128,7 @@ pub async fn client(node: &RunningNode) -> QuiverClient {
 
 /// A session with every TPC-H table registered as a [`QuiverTable`].
 pub async fn quiver_ctx(client: &QuiverClient) -> SessionContext {
-    let mut config = SessionConfig::new();
-    config
-        .options_mut()
-        .execution
-        .parquet
-        .schema_force_view_types = false;
-    let ctx = SessionContext::new_with_config(config);
+    let ctx = SessionContext::new_with_config(quiver_client::session_config());
     for t in TABLES {
         let table = QuiverTable::try_new(client.clone(), "lake", format!("tpch/{t}/"))
             .await
