@@ -8,7 +8,7 @@ use arrow::datatypes::{Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::stats::Precision;
-use datafusion::common::{Result as DfResult, Statistics};
+use datafusion::common::{DataFusionError, Result as DfResult, Statistics};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use quiver_protocol::ScanRequest;
@@ -84,10 +84,18 @@ impl QuiverTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<(ScanRequest, SchemaRef, bool)> {
+        // DataFusion passes only the filters declared Exact, so each must
+        // still convert; dropping one would return rows it excludes.
         let texts: Vec<String> = filters
             .iter()
-            .filter_map(|f| filter_text(f, &self.schema))
-            .collect();
+            .map(|f| {
+                filter_text(f, &self.schema).ok_or_else(|| {
+                    DataFusionError::Internal(format!(
+                        "filter {f} was pushed to Quiver but cannot be sent to the node"
+                    ))
+                })
+            })
+            .collect::<DfResult<_>>()?;
         let filter = match texts.len() {
             0 => None,
             1 => texts.into_iter().next(),
