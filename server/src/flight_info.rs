@@ -10,6 +10,12 @@ use crate::error::{QuiverError, Result};
 use crate::node::NodeCore;
 use crate::source::{ObjectId, Target};
 
+/// Largest FlightInfo answered, counting its tickets: every ticket repeats
+/// the request's filter, so a 16 KiB filter over ten thousand objects would
+/// be 160 MiB of planning answer. 4 MiB is also what gRPC clients accept by
+/// default.
+pub const MAX_FLIGHT_INFO_BYTES: usize = 4 << 20;
+
 /// Footers read at once while planning a prefix.
 const PLAN_CONCURRENCY: usize = 16;
 
@@ -67,6 +73,7 @@ pub async fn flight_info(
     let exact_rows = req.filter.is_none();
     let mut remaining = req.limit;
     let mut total: u64 = 0;
+    let mut answer_bytes: usize = 0;
     let mut info = FlightInfo::new()
         .try_with_schema(&schema)
         .map_err(|e| QuiverError::Internal(format!("cannot encode the schema: {e}")))?
@@ -91,7 +98,16 @@ pub async fn flight_info(
             etag: Some(id.etag.clone()),
             ..Default::default()
         };
-        let mut endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket.to_bytes()));
+        let ticket = ticket.to_bytes();
+        answer_bytes = answer_bytes.saturating_add(ticket.len());
+        if answer_bytes > MAX_FLIGHT_INFO_BYTES {
+            return Err(QuiverError::ResourceExhausted(format!(
+                "the plan of {} objects with this filter would be larger than {} MiB; use a longer prefix or a shorter filter",
+                objects.len(),
+                MAX_FLIGHT_INFO_BYTES >> 20
+            )));
+        }
+        let mut endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket));
         for owner in core.owners(id) {
             endpoint = endpoint.with_location(owner.url);
         }

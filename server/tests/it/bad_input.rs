@@ -348,6 +348,51 @@ async fn actions_reject_bad_input() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_that_would_repeat_a_long_filter_without_bound_is_refused() {
+    let mut f = fixture(|_| {}).await;
+    // 300 objects, each ticket carrying a 15 KiB filter: 4.5 MB of answer.
+    let one = std::fs::read(f._dir.path().join("t/a.parquet")).unwrap();
+    for i in 0..300 {
+        let path = f._dir.path().join(format!("many/p{i:03}.parquet"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, &one).unwrap();
+    }
+    let long = format!(
+        "id IN ({})",
+        (0..2700)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    assert!(long.len() > 14_000 && long.len() < 16_384, "{}", long.len());
+    let mut req = scan("local", "many/");
+    req.filter = Some(long.clone());
+    let c = &mut f.client;
+    assert_code(
+        c.get_flight_info(FlightDescriptor::new_cmd(req.to_bytes()))
+            .await
+            .map_err(into_status),
+        Code::ResourceExhausted,
+        "a 4.5 MB plan",
+    );
+    // The same filter over a few objects plans, and a short filter over all.
+    let mut few = scan("local", "t/a.parquet");
+    few.filter = Some(long);
+    c.get_flight_info(FlightDescriptor::new_cmd(few.to_bytes()))
+        .await
+        .unwrap();
+    let mut short = scan("local", "many/");
+    short.filter = Some("id < 3".into());
+    let info = c
+        .get_flight_info(FlightDescriptor::new_cmd(short.to_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(info.endpoint.len(), 300);
+    still_serves(c).await;
+    f.node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prefix_with_too_many_objects_is_refused() {
     let mut f = fixture(|c| c.limits.max_objects = 1).await;
     let c = &mut f.client;
