@@ -685,8 +685,10 @@ mod tests {
 
     #[test]
     fn no_tokens_means_loopback_only_unless_insecure() {
-        let mut c = Config::default();
-        c.sources = vec![SourceConfig::new("a", "file:///tmp/")];
+        let mut c = Config {
+            sources: vec![SourceConfig::new("a", "file:///tmp/")],
+            ..Default::default()
+        };
         c.server.listen = "0.0.0.0:50051".parse().unwrap();
         let err = c.validate().unwrap_err().to_string();
         assert!(
