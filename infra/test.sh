@@ -28,8 +28,26 @@ cargo build --workspace --all-targets --quiet
 echo "==> cargo test"
 cargo test --workspace -- --test-threads 2
 
+# The arrow-rs Flight SQL command line, driven by tests/python/test_flight_sql.py.
+# Built from crates.io in a target directory of its own (so it never waits
+# on the workspace's build lock) the first time; the binary is kept.
+tools="$HOME/.cache/quiver-tools"
+flight_sql_client="$tools/bin/flight_sql_client"
+if [ ! -x "$flight_sql_client" ]; then
+  echo "==> installing flight_sql_client (arrow-flight 59.3.2)"
+  # Without all three features cargo installs nothing and still exits 0.
+  CARGO_TARGET_DIR="$tools/target" cargo install arrow-flight@59.3.2 \
+    --features "cli flight-sql tls-ring" --locked --root "$tools" --quiet
+  rm -rf "$tools/target"
+  if [ ! -x "$flight_sql_client" ]; then
+    echo "cargo install arrow-flight did not install $flight_sql_client" >&2
+    exit 1
+  fi
+fi
+
 echo "==> python interop tests"
-QUIVER_SERVER_BIN="$target/debug/quiver-server" "$venv/bin/python" -m pytest -q tests/python
+QUIVER_SERVER_BIN="$target/debug/quiver-server" QUIVER_FLIGHT_SQL_CLIENT="$flight_sql_client" \
+  "$venv/bin/python" -m pytest -q tests/python
 
 echo "==> benchmark suite, quick"
 out="$(mktemp -d)"

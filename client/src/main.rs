@@ -233,6 +233,13 @@ async fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         eprintln!("quiver: internal error: {info}");
     }));
+    // `QUIVER_NODE` was the variable's name before `--endpoint`; it still
+    // works when `QUIVER_ENDPOINT` is not set.
+    if std::env::var_os("QUIVER_ENDPOINT").is_none() {
+        if let Some(node) = std::env::var_os("QUIVER_NODE") {
+            std::env::set_var("QUIVER_ENDPOINT", node);
+        }
+    }
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -527,9 +527,10 @@ impl QuiverClient {
         &self,
         endpoint: &Endpoint,
     ) -> Result<(Served, BatchStream), ClientError> {
-        let ticket = &endpoint.ticket;
+        let mut ticket = endpoint.ticket.clone();
         let mut queue = self.candidates(endpoint);
         let mut followed_redirect = false;
+        let mut followed_change = false;
         let mut last: Option<ClientError> = None;
         let mut tried: Vec<String> = Vec::new();
         while !queue.is_empty() {
@@ -539,7 +540,7 @@ impl QuiverClient {
             }
             tried.push(node.url.clone());
             let started = Instant::now();
-            match self.open(&node.url, ticket).await {
+            match self.open(&node.url, &ticket).await {
                 Ok(stream) => {
                     self.record(&node, Some(started.elapsed().as_secs_f64() * 1000.0));
                     let who = node.id.clone().unwrap_or(node.url);
@@ -556,13 +557,31 @@ impl QuiverClient {
                             }
                             tried.clear();
                             queue = self.candidates(endpoint);
+                            let id = self
+                                .topology()
+                                .nodes
+                                .iter()
+                                .find(|n| n.url == moved.url)
+                                .map(|n| n.id.clone());
                             queue.insert(
                                 0,
                                 Candidate {
                                     url: moved.url.clone(),
-                                    id: None,
+                                    id,
                                 },
                             );
+                            continue;
+                        }
+                    }
+                    // The object was rewritten since it was planned, and
+                    // nothing of it was read yet: read the new version once,
+                    // as a fresh plan would.
+                    if let Some(etag) = e.message().and_then(|m| m.strip_prefix("CHANGED ")) {
+                        if !followed_change {
+                            followed_change = true;
+                            ticket.etag = Some(etag.to_string());
+                            tried.retain(|u| u != &node.url);
+                            queue.insert(0, node);
                             continue;
                         }
                     }
@@ -581,7 +600,7 @@ impl QuiverClient {
         };
         match self.inner.cfg.direct.get(source) {
             Some(direct) => {
-                let batches = read_direct(direct, path, ticket).await?;
+                let batches = read_direct(direct, path, &ticket).await?;
                 Ok((
                     Served::Direct,
                     futures::stream::iter(batches.into_iter().map(Ok)).boxed(),

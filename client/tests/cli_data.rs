@@ -353,3 +353,26 @@ async fn tokens_are_checked_and_basic_handshake_works() {
         assert_eq!(stdout.lines().count(), 6);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_comes_from_the_environment_new_name_or_old() {
+    let lake = tpch_lake(0.01, 1).await;
+    let url = common::url(&lake.node);
+    for var in ["QUIVER_ENDPOINT", "QUIVER_NODE"] {
+        let url = url.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
+                .args(["ls", "lake/tpch/region/"])
+                .env_remove("QUIVER_ENDPOINT")
+                .env_remove("QUIVER_NODE")
+                .env(var, url)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{var}: {stderr}");
+        assert!(stdout.contains("1 object(s)"), "{var}: {stdout}");
+    }
+}

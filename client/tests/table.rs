@@ -365,3 +365,36 @@ async fn tables_that_cannot_exist_fail_with_the_nodes_reason() {
     let ctx = quiver_ctx(&client).await;
     assert_eq!(row_count(&run(&ctx, "SELECT * FROM region").await), 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_rewritten_after_planning_is_read_at_its_new_version() {
+    let lake = tpch_lake(0.01, 1).await;
+    let mut source = common::source(&lake.s3);
+    source.validate = quiver_server::config::Span(std::time::Duration::ZERO);
+    let node = quiver_server::RunningNode::start(common::node_config(vec![source]))
+        .await
+        .unwrap();
+    let client = common::client(&node).await;
+    let req = quiver_protocol::ScanRequest {
+        source: Some("lake".into()),
+        path: Some("tpch/nation/".into()),
+        ..Default::default()
+    };
+    let plan = client.plan(&req).await.unwrap();
+    // The nation file is replaced by the region file (same kind of data for
+    // the reader: another version with other rows).
+    let region = std::fs::read(lake.local.join("tpch/region/part-0.parquet")).unwrap();
+    let nation = std::fs::read(lake.local.join("tpch/nation/part-0.parquet")).unwrap();
+    assert_ne!(region, nation);
+    object_store::ObjectStoreExt::put(
+        &common::store(&lake.s3),
+        &object_store::path::Path::from("tpch/nation/part-0.parquet"),
+        region.into(),
+    )
+    .await
+    .unwrap();
+    let batches: Vec<_> = futures::TryStreamExt::try_collect(client.read_plan(plan))
+        .await
+        .unwrap();
+    assert_eq!(row_count(&batches), 5, "the new version's rows, read once");
+}

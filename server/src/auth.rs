@@ -5,7 +5,16 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
 use base64::Engine;
+
+/// Basic credentials with or without `=` padding: Go's Flight client (and so
+/// the ADBC Flight SQL driver) sends them unpadded, pyarrow and JDBC padded.
+const BASIC: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 use tonic::metadata::MetadataMap;
 
 use crate::config::{AuthConfig, ConfigError};
@@ -153,7 +162,7 @@ impl Auth {
         let encoded = header.strip_prefix("Basic ").ok_or_else(|| {
             QuiverError::Unauthenticated("the handshake needs Basic or Bearer credentials".into())
         })?;
-        let decoded = base64::engine::general_purpose::STANDARD
+        let decoded = BASIC
             .decode(encoded.trim())
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
@@ -251,6 +260,15 @@ mod tests {
         );
         assert!(a.handshake(&md(&wrong)).is_err());
         assert!(a.handshake(&md("Basic %%%")).is_err());
+        // "bob:reader" is 10 bytes: padded, its base64 ends in "==".
+        let unpadded = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode("bob:reader")
+        );
+        assert_eq!(
+            a.handshake(&md(&unpadded)).unwrap().as_deref(),
+            Some("reader")
+        );
     }
 
     #[test]

@@ -231,7 +231,8 @@ pub struct AuthConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     /// CA certificates this node trusts when it calls a `grpc+tls://` node
-    /// (a peer, or itself for Flight SQL scans); default: the system roots.
+    /// (a peer, or itself for Flight SQL scans); default: the certificates of
+    /// `tls_cert` (its issuers, or itself when it is self-signed).
     pub tls_ca: Option<PathBuf>,
 }
 
@@ -397,7 +398,7 @@ pub struct Flags {
     /// PEM private key.
     #[arg(long, env = "QUIVER_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
-    /// PEM CA certificates trusted when calling TLS nodes (default: system roots).
+    /// PEM CA certificates trusted when calling TLS nodes (default: those of --tls-cert).
     #[arg(long, env = "QUIVER_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
     /// Scans running at once before ResourceExhausted.

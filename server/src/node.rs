@@ -128,8 +128,15 @@ impl NodeCore {
 fn sql_service(config: &Config, advertise: &str, auth: &Auth) -> Result<QuiverSql> {
     let mut client = ClientConfig::new(vec![advertise.to_string()]);
     client.connector = Connector {
+        // Without a CA file, trust the certificates this node serves: a
+        // chain file then anchors its own issuers, and a self-signed
+        // (end-entity) certificate anchors itself.
         tls: Tls {
-            ca_file: config.auth.tls_ca.clone(),
+            ca_file: config
+                .auth
+                .tls_ca
+                .clone()
+                .or_else(|| config.auth.tls_cert.clone()),
         },
         credentials: auth
             .peer_token()

@@ -228,6 +228,13 @@ impl QuiverSql {
         let ctx = self.context().await?;
         let mut p = plan(&ctx, sql).await?;
         if let Some(values) = params {
+            let wanted = p.get_parameter_types().map_err(status)?.len();
+            if values.len() != wanted {
+                return Err(Status::invalid_argument(format!(
+                    "the statement has {wanted} parameter(s) ($1, $2, ...) but {} value(s) were bound",
+                    values.len()
+                )));
+            }
             p = p.with_param_values(values).map_err(status)?;
         }
         Ok((ctx, p))
