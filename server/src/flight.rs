@@ -282,11 +282,28 @@ impl QuiverFlight {
 
 type Stream_<T> = BoxStream<'static, std::result::Result<T, Status>>;
 
-/// Quiver's own messages are JSON objects; Flight SQL's are protobuf `Any`
-/// (whose first byte is a field tag, never `{`), so one byte tells them
-/// apart.
-fn is_json(bytes: &[u8]) -> bool {
-    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+/// The action types of Flight SQL; every other name is Quiver's.
+const FLIGHT_SQL_ACTIONS: [&str; 8] = [
+    "CreatePreparedStatement",
+    "ClosePreparedStatement",
+    "CreatePreparedSubstraitPlan",
+    "BeginTransaction",
+    "EndTransaction",
+    "BeginSavepoint",
+    "EndSavepoint",
+    "CancelQuery",
+];
+
+/// Whether `bytes` is a Flight SQL message: a protobuf `Any` of one of its
+/// types. Quiver's own messages are JSON objects, and anything that is
+/// neither stays on Quiver's path, which answers it with InvalidArgument.
+fn is_flight_sql(bytes: &[u8]) -> bool {
+    const SQL_TYPES: &str = "type.googleapis.com/arrow.flight.protocol.sql.";
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        return false;
+    }
+    <arrow_flight::sql::Any as prost::Message>::decode(bytes)
+        .is_ok_and(|any| any.type_url.starts_with(SQL_TYPES))
 }
 
 /// The same request with `message`, keeping the caller's metadata (its
@@ -300,7 +317,7 @@ fn clone_request<T, U>(request: &Request<T>, message: U) -> Request<U> {
 impl QuiverFlight {
     /// The Flight SQL service, if the message is one of its commands.
     fn sql_for(&self, message: &[u8]) -> Option<Arc<QuiverSql>> {
-        self.core.sql.clone().filter(|_| !is_json(message))
+        self.core.sql.clone().filter(|_| is_flight_sql(message))
     }
 
     /// Runs a Flight SQL call after the node's own authentication, tagging
@@ -400,7 +417,9 @@ impl FlightService for QuiverFlight {
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<FlightInfo>, Status> {
         let rid = request_id(&request);
-        if let Some(sql) = self.sql_for(&request.get_ref().cmd) {
+        let is_cmd =
+            request.get_ref().r#type == arrow_flight::flight_descriptor::DescriptorType::Cmd as i32;
+        if let Some(sql) = self.sql_for(&request.get_ref().cmd).filter(|_| is_cmd) {
             return self
                 .sql_call(
                     &rid,
@@ -489,7 +508,7 @@ impl FlightService for QuiverFlight {
         request: Request<Action>,
     ) -> std::result::Result<Response<Self::DoActionStream>, Status> {
         let rid = request_id(&request);
-        if ActionType::parse(&request.get_ref().r#type).is_none() {
+        if FLIGHT_SQL_ACTIONS.contains(&request.get_ref().r#type.as_str()) {
             if let Some(sql) = self.core.sql.clone() {
                 return self
                     .sql_call(
@@ -557,7 +576,20 @@ impl FlightService for QuiverFlight {
                     .list_actions(Request::new(Empty {}))
                     .await
                     .map_err(|s| QuiverError::Internal(s.message().to_string()))?;
-                kinds.extend(listed.into_inner().collect::<Vec<_>>().await);
+                // Only what Quiver's Flight SQL answers: no transactions,
+                // savepoints, Substrait or cancellation.
+                let supported = ["CreatePreparedStatement", "ClosePreparedStatement"];
+                kinds.extend(
+                    listed
+                        .into_inner()
+                        .collect::<Vec<_>>()
+                        .await
+                        .into_iter()
+                        .filter(|a| {
+                            a.as_ref()
+                                .is_ok_and(|a| supported.contains(&a.r#type.as_str()))
+                        }),
+                );
             }
             Ok(futures::stream::iter(kinds).boxed() as Self::ListActionsStream)
         })

@@ -49,7 +49,10 @@ async fn every_call_answers() {
             "cluster-update",
             "handoff-list",
             "handoff-read",
-            "health"
+            "health",
+            "refresh-catalog",
+            "CreatePreparedStatement",
+            "ClosePreparedStatement"
         ]
     );
 
