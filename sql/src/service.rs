@@ -182,6 +182,11 @@ impl QuiverSql {
     /// Reads the lake's listings again and swaps in the new catalog.
     pub async fn refresh(&self) -> Result<Arc<Snapshot>, Status> {
         let _one = self.refreshing.lock().await;
+        self.refresh_now().await
+    }
+
+    /// The refresh itself; the caller holds `refreshing`.
+    async fn refresh_now(&self) -> Result<Arc<Snapshot>, Status> {
         let client = self.client().await?;
         let previous = self.current().1;
         let next = Arc::new(
@@ -202,11 +207,25 @@ impl QuiverSql {
             .clone()
     }
 
-    /// The catalog, refreshed first when it is older than the interval.
-    async fn catalog(&self) -> Result<Arc<Snapshot>, Status> {
+    /// The current snapshot if it is younger than the refresh interval.
+    fn fresh(&self) -> Option<Arc<Snapshot>> {
         match self.current() {
-            (Some(at), snapshot) if at.elapsed() < self.opts.refresh => Ok(snapshot),
-            _ => self.refresh().await,
+            (Some(at), snapshot) if at.elapsed() < self.opts.refresh => Some(snapshot),
+            _ => None,
+        }
+    }
+
+    /// The catalog, refreshed first when it is older than the interval. A
+    /// burst of statements finding it stale lists the lake once: the others
+    /// wait for that refresh and use its result.
+    async fn catalog(&self) -> Result<Arc<Snapshot>, Status> {
+        if let Some(s) = self.fresh() {
+            return Ok(s);
+        }
+        let _one = self.refreshing.lock().await;
+        match self.fresh() {
+            Some(s) => Ok(s),
+            None => self.refresh_now().await,
         }
     }
 
