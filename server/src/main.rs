@@ -99,6 +99,13 @@ async fn run() -> ExitCode {
             "--insecure: serving beyond loopback without tokens; anyone who can reach this address can read every source"
         );
     }
+    if config.server.advertise.is_none() && config.server.listen.ip().is_unspecified() {
+        tracing::warn!(
+            listen = %config.server.listen,
+            "no server.advertise: clients are told to dial {}, which only works on this machine; set --advertise to the address clients reach",
+            config.advertise_url()
+        );
+    }
     let node = match RunningNode::start(config.clone()).await {
         Ok(n) => n,
         Err(e) => {
