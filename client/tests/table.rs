@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::{quiver_ctx, reference_ctx, row_count, rows, tpch_lake, Lake};
+use common::{quiver_ctx, row_count, rows, tpch_lake, Lake};
 use datafusion::physical_plan::{collect, ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::SessionContext;
 use datafusion_proto::bytes::{
@@ -58,10 +58,12 @@ fn lineitem_bytes(lake: &Lake) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_selective_query_sends_only_its_columns_and_filter() {
-    let lake = tpch_lake(0.01, 3).await;
-    let client = common::client(&lake.node).await;
-    let ctx = quiver_ctx(&client).await;
-    let reference = reference_ctx(&lake.local).await;
+    let common::Sessions {
+        lake,
+        client,
+        quiver: ctx,
+        reference,
+    } = common::sessions(0.01, 3).await;
     let sql = "SELECT l_orderkey, l_extendedprice FROM lineitem WHERE l_partkey < 40 AND l_shipmode = 'AIR'";
 
     let plan = ctx
@@ -110,10 +112,12 @@ async fn a_selective_query_sends_only_its_columns_and_filter() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_the_node_cannot_run_stay_in_datafusion() {
-    let lake = tpch_lake(0.01, 2).await;
-    let client = common::client(&lake.node).await;
-    let ctx = quiver_ctx(&client).await;
-    let reference = reference_ctx(&lake.local).await;
+    let common::Sessions {
+        lake: _lake,
+        client: _client,
+        quiver: ctx,
+        reference,
+    } = common::sessions(0.01, 2).await;
     // `repeat` is not on the node's allowlist; the date filter is.
     let sql = "SELECT o_orderkey, o_comment FROM orders \
                WHERE repeat(o_orderpriority, 2) = '1-URGENT1-URGENT' AND o_orderdate < DATE '1993-01-01'";
@@ -141,10 +145,12 @@ async fn filters_the_node_cannot_run_stay_in_datafusion() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_counts_and_statistics() {
-    let lake = tpch_lake(0.01, 3).await;
-    let client = common::client(&lake.node).await;
-    let ctx = quiver_ctx(&client).await;
-    let reference = reference_ctx(&lake.local).await;
+    let common::Sessions {
+        lake: _lake,
+        client,
+        quiver: ctx,
+        reference,
+    } = common::sessions(0.01, 3).await;
 
     let got = run(&ctx, "SELECT * FROM lineitem LIMIT 7").await;
     assert_eq!(row_count(&got), 7);
@@ -256,10 +262,12 @@ const COLUMNS: [&str; 8] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_queries_match_the_reference() {
-    let lake = tpch_lake(0.01, 3).await;
-    let client = common::client(&lake.node).await;
-    let ctx = quiver_ctx(&client).await;
-    let reference = reference_ctx(&lake.local).await;
+    let common::Sessions {
+        lake: _lake,
+        client: _client,
+        quiver: ctx,
+        reference,
+    } = common::sessions(0.01, 3).await;
     let mut rng = StdRng::seed_from_u64(0x5eed);
     let mut nonempty = 0;
     for _ in 0..60 {

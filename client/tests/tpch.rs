@@ -3,14 +3,16 @@
 
 mod common;
 
-use common::{quiver_ctx, reference_ctx, row_count, rows, tpch_lake};
+use common::{row_count, rows};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_22_queries_match_datafusion_reading_the_files() {
-    let lake = tpch_lake(0.1, 3).await;
-    let client = common::client(&lake.node).await;
-    let quiver = quiver_ctx(&client).await;
-    let reference = reference_ctx(&lake.local).await;
+    let common::Sessions {
+        lake: _lake,
+        client: _client,
+        quiver,
+        reference,
+    } = common::sessions(0.1, 3).await;
     let mut nonempty = 0;
     for (name, sql) in quiver_testkit::tpch::QUERIES {
         let expected = reference.sql(sql).await.unwrap().collect().await.unwrap();

@@ -186,3 +186,25 @@ pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
 pub fn row_count(batches: &[RecordBatch]) -> usize {
     batches.iter().map(|b| b.num_rows()).sum()
 }
+
+/// A lake, a client of its node, a session over its tables through Quiver
+/// and the reference session over the same files.
+pub struct Sessions {
+    pub lake: Lake,
+    pub client: QuiverClient,
+    pub quiver: SessionContext,
+    pub reference: SessionContext,
+}
+
+pub async fn sessions(scale: f64, parts: usize) -> Sessions {
+    let lake = tpch_lake(scale, parts).await;
+    let client = client(&lake.node).await;
+    let quiver = quiver_ctx(&client).await;
+    let reference = reference_ctx(&lake.local).await;
+    Sessions {
+        lake,
+        client,
+        quiver,
+        reference,
+    }
+}
