@@ -15,6 +15,10 @@ pub use crate::error::ClientError;
 /// How long dialling a node may take before the next owner is tried.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Longest a Basic handshake may take: a node that accepts the connection
+/// but never answers must not hang the client.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// HTTP/2 pings on idle connections, so a node that vanished is noticed
 /// without waiting for a read to time out.
 const KEEPALIVE: Duration = Duration::from_secs(20);
@@ -114,10 +118,14 @@ impl Connector {
             Credentials::None => Ok(None),
             Credentials::Bearer(t) => Ok(Some(t.clone())),
             Credentials::Basic { user, password } => {
-                handshake_basic(self.channel(url)?, user, password)
-                    .await
-                    .map(Some)
-                    .map_err(|e| e.at(url))
+                let handshake = handshake_basic(self.channel(url)?, user, password);
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                    Ok(token) => token.map(Some).map_err(|e| e.at(url)),
+                    Err(_) => Err(ClientError::Connect {
+                        url: url.to_string(),
+                        reason: format!("the handshake got no answer within {HANDSHAKE_TIMEOUT:?}"),
+                    }),
+                }
             }
         }
     }

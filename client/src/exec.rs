@@ -20,7 +20,7 @@ use datafusion::physical_plan::{
 };
 use futures::{StreamExt, TryStreamExt};
 
-use crate::error::{to_datafusion, ClientError};
+use crate::error::to_datafusion;
 use crate::plan::Endpoint;
 use crate::routing::QuiverClient;
 use crate::stream::limit_rows;
@@ -72,10 +72,6 @@ impl QuiverScanExec {
 
     pub fn spec(&self) -> &ScanSpec {
         &self.spec
-    }
-
-    pub fn client(&self) -> &QuiverClient {
-        &self.client
     }
 }
 
@@ -200,10 +196,4 @@ impl ExecutionPlan for QuiverScanExec {
 /// The scan spec of `plan` if it is a Quiver scan.
 pub fn as_quiver_scan(plan: &dyn ExecutionPlan) -> Option<&QuiverScanExec> {
     plan.downcast_ref::<QuiverScanExec>()
-}
-
-impl From<ClientError> for DataFusionError {
-    fn from(e: ClientError) -> Self {
-        to_datafusion(e)
-    }
 }

@@ -17,17 +17,6 @@ pub struct Endpoint {
     pub locations: Vec<String>,
 }
 
-impl Endpoint {
-    /// `source/path` of the object the ticket reads, for messages.
-    pub fn describe(&self) -> String {
-        format!(
-            "{}/{}",
-            self.ticket.source.as_deref().unwrap_or("?"),
-            self.ticket.path.as_deref().unwrap_or("?")
-        )
-    }
-}
-
 /// The endpoints of a scan, with the projected schema they all return.
 #[derive(Debug, Clone)]
 pub struct Plan {

@@ -165,3 +165,36 @@ async fn reads_through_tls_with_a_ca_file_and_a_token() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 6);
 }
+
+/// A node that accepts connections but never answers: a Basic handshake
+/// gives up after its timeout instead of hanging the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_node_fails_the_handshake_in_bounded_time() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept() {
+            held.push(sock);
+        }
+    });
+    let connector = Connector {
+        tls: Tls::default(),
+        credentials: Credentials::Basic {
+            user: "u".into(),
+            password: "p".into(),
+        },
+    };
+    let started = std::time::Instant::now();
+    let err = connector
+        .token(&format!("grpc://{addr}"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("handshake got no answer"), "{err}");
+    assert!(
+        started.elapsed()
+            < quiver_client::connect::HANDSHAKE_TIMEOUT + std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
