@@ -43,31 +43,42 @@ pub async fn read_direct(
         url: path.to_string(),
         reason: e.to_string(),
     })?;
-    let ctx = SessionContext::new_with_config(crate::session_config());
+    read_object(direct.store.clone(), &url, req)
+        .await
+        .map_err(df)
+}
+
+/// The Parquet object at `url` in `store`, read with DataFusion applying the
+/// request's filter, projection and limit as a node does: one partition in
+/// file order, so a limit keeps the same first rows.
+pub(crate) async fn read_object(
+    store: Arc<dyn ObjectStore>,
+    url: &Url,
+    req: &ScanRequest,
+) -> datafusion::error::Result<Vec<RecordBatch>> {
+    let config = crate::session_config()
+        .with_target_partitions(1)
+        .with_repartition_file_scans(false);
+    let ctx = SessionContext::new_with_config(config);
     let mut base = url.clone();
     base.set_path("/");
-    ctx.register_object_store(&base, direct.store.clone());
+    ctx.register_object_store(&base, store);
     let mut frame = ctx
         .read_parquet(url.as_str(), ParquetReadOptions::default())
-        .await
-        .map_err(df)?;
+        .await?;
     if let Some(filter) = &req.filter {
-        let expr = frame.parse_sql_expr(filter).map_err(df)?;
-        frame = frame.filter(expr).map_err(df)?;
+        let expr = frame.parse_sql_expr(filter)?;
+        frame = frame.filter(expr)?;
     }
     if let Some(columns) = &req.columns {
-        frame = frame
-            .select(
-                columns
-                    .iter()
-                    .map(|c| Expr::Column(Column::new_unqualified(c))),
-            )
-            .map_err(df)?;
+        frame = frame.select(
+            columns
+                .iter()
+                .map(|c| Expr::Column(Column::new_unqualified(c))),
+        )?;
     }
     if let Some(n) = req.limit {
-        frame = frame
-            .limit(0, Some(usize::try_from(n).unwrap_or(usize::MAX)))
-            .map_err(df)?;
+        frame = frame.limit(0, Some(usize::try_from(n).unwrap_or(usize::MAX)))?;
     }
-    frame.collect().await.map_err(df)
+    frame.collect().await
 }

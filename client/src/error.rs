@@ -29,6 +29,16 @@ pub enum ClientError {
     Refused(String),
     #[error("{0}")]
     DataFusion(String),
+    /// A pre-signed URL no longer works (expired, or refused by the store):
+    /// plan again for a fresh one.
+    #[error("the pre-signed URL for {0} was refused (it has expired or was altered)")]
+    UrlRefused(String),
+    /// The object behind a pre-signed URL is not the version planned.
+    #[error("{0} changed since it was planned")]
+    ObjectChanged(String),
+    /// The store behind a pre-signed URL could not be read.
+    #[error("reading {what} through its pre-signed URL failed: {reason}")]
+    Origin { what: String, reason: String },
 }
 
 fn status_line(code: tonic::Code, message: &str, request_id: Option<&str>) -> String {
@@ -174,6 +184,12 @@ impl ClientError {
             ClientError::Topology(t) => ClientError::Refused(t.to_string()),
             ClientError::Refused(m) => ClientError::Refused(m.clone()),
             ClientError::DataFusion(m) => ClientError::DataFusion(m.clone()),
+            ClientError::UrlRefused(m) => ClientError::UrlRefused(m.clone()),
+            ClientError::ObjectChanged(m) => ClientError::ObjectChanged(m.clone()),
+            ClientError::Origin { what, reason } => ClientError::Origin {
+                what: what.clone(),
+                reason: reason.clone(),
+            },
         }
     }
 }

@@ -23,12 +23,13 @@ Examples (against `cargo run --release -p quiver-server`, which serves ./data as
   quiver ls local/tpch/
   quiver query local/tpch/lineitem/ --columns l_orderkey,l_quantity --filter 'l_quantity > 45' --limit 10
   quiver query local/tpch/orders/ --format csv --output orders.csv
+  quiver --presigned query lake/events/ --filter 'day = 3'     # cold objects read straight from S3
   quiver sql 'SELECT l_returnflag, count(*) FROM lineitem GROUP BY 1' --table lineitem=local/tpch/lineitem/
   quiver prefetch local/tpch/lineitem/ --columns l_shipdate,l_discount
   quiver stats
   quiver --endpoint grpc+tls://node1:50051 --tls-ca ca.pem --token \"$TOKEN\" cluster show
 
-Environment: QUIVER_ENDPOINT, QUIVER_TOKEN, QUIVER_TLS_CA, QUIVER_ADMIN_TOKEN_FILE.";
+Environment: QUIVER_ENDPOINT, QUIVER_TOKEN, QUIVER_TLS_CA, QUIVER_ADMIN_TOKEN_FILE, QUIVER_PRESIGNED.";
 
 #[derive(Parser)]
 #[command(name = "quiver", version, about = ABOUT, after_help = EXAMPLES)]
@@ -60,6 +61,10 @@ struct Cli {
     /// Longest wait for a node's next answer, in seconds.
     #[arg(long, global = true, default_value_t = 60)]
     timeout: u64,
+    /// Read cold objects straight from the object store through the
+    /// pre-signed URLs nodes hand out (needs a network path to the store).
+    #[arg(long, global = true, env = "QUIVER_PRESIGNED")]
+    presigned: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -182,6 +187,7 @@ async fn client(cli: &Cli, admin: bool) -> Result<QuiverClient, ClientError> {
     let mut cfg = ClientConfig::new(vec![cli.endpoint.clone()]);
     cfg.connector = connector(cli, admin)?;
     cfg.timeout = Duration::from_secs(cli.timeout.max(1));
+    cfg.accept_presigned = cli.presigned;
     QuiverClient::connect(cfg).await
 }
 

@@ -4,17 +4,22 @@ use std::sync::Arc;
 
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow_flight::FlightInfo;
-use quiver_protocol::ScanRequest;
+use quiver_protocol::{PresignedEndpoint, ScanRequest};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ClientError;
+use crate::presigned::Presigned;
 
 /// One part of a scan: a ticket naming one object (or a row-group range of
-/// it) and the nodes that own it, primary first.
+/// it) and the nodes that own it, primary first; or, for a cold object the
+/// node sent to the origin, a pre-signed URL (then `locations` is empty and
+/// the ticket is what to plan again with when the URL has expired).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Endpoint {
     pub ticket: ScanRequest,
     pub locations: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presigned: Option<Presigned>,
 }
 
 /// The endpoints of a scan, with the projected schema they all return.
@@ -45,9 +50,25 @@ impl Plan {
                     .ok_or_else(|| ClientError::Decode("an endpoint has no ticket".into()))?;
                 let ticket = ScanRequest::from_bytes(&ticket.ticket)
                     .map_err(|err| ClientError::Decode(format!("an endpoint's ticket: {err}")))?;
-                Ok(Endpoint {
-                    ticket,
-                    locations: e.location.into_iter().map(|l| l.uri).collect(),
+                let locations: Vec<String> = e.location.into_iter().map(|l| l.uri).collect();
+                let object = PresignedEndpoint::parse(&e.app_metadata);
+                let url = locations
+                    .iter()
+                    .find(|l| l.starts_with("http://") || l.starts_with("https://"));
+                Ok(match (object, url) {
+                    (Some(object), Some(url)) => Endpoint {
+                        ticket,
+                        presigned: Some(Presigned {
+                            url: url.clone(),
+                            object,
+                        }),
+                        locations: Vec::new(),
+                    },
+                    _ => Endpoint {
+                        ticket,
+                        locations,
+                        presigned: None,
+                    },
                 })
             })
             .collect::<Result<Vec<_>, ClientError>>()?;

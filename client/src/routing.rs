@@ -13,13 +13,14 @@ use arrow::datatypes::SchemaRef;
 use arrow_flight::{Action, FlightClient, FlightDescriptor, Ticket};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use quiver_protocol::{slot_of, ListCriteria, Moved, ObjectListing, ScanRequest, Topology};
+use quiver_protocol::{slot_of, Accept, ListCriteria, Moved, ObjectListing, ScanRequest, Topology};
 use tonic::transport::Channel;
 
 use crate::connect::{flight_client_with, Connector, Credentials};
 use crate::direct::{read_direct, DirectSource};
 use crate::error::ClientError;
 use crate::plan::{Endpoint, Plan};
+use crate::presigned::{read_presigned, Presigned};
 use crate::stream::{limit_rows, with_progress_timeout, BatchStream};
 
 /// Weights of the owner score `latency * ms + cost * node cost +
@@ -62,6 +63,12 @@ pub struct ClientConfig {
     /// Endpoints read at once by [`QuiverClient::read`] and
     /// [`QuiverClient::collect`].
     pub parallelism: usize,
+    /// Follow pre-signed URLs: plans ask for them (`accept: ["flight",
+    /// "presigned"]`), so a cold object is read straight from the store
+    /// while its owner warms it; and when no owner can serve an object, a
+    /// node is asked for a URL before giving up. Needs a network path to the
+    /// store.
+    pub accept_presigned: bool,
 }
 
 impl ClientConfig {
@@ -74,6 +81,7 @@ impl ClientConfig {
             direct: HashMap::new(),
             timeout: Duration::from_secs(60),
             parallelism: 8,
+            accept_presigned: false,
         }
     }
 
@@ -88,6 +96,8 @@ impl ClientConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Served {
     Node(String),
+    /// The store, through a pre-signed URL a node handed out.
+    Presigned,
     Direct,
 }
 
@@ -355,6 +365,10 @@ impl QuiverClient {
     /// Plans `req` (an object or a prefix): the projected schema and one
     /// endpoint per object, each naming its owners.
     pub async fn plan(&self, req: &ScanRequest) -> Result<Plan, ClientError> {
+        let mut req = req.clone();
+        if self.inner.cfg.accept_presigned && req.accept.is_none() {
+            req.accept = Some(vec![Accept::Flight, Accept::Presigned]);
+        }
         let cmd = Bytes::from(req.to_bytes());
         let info = self
             .on_any_node(|mut c| {
@@ -521,12 +535,68 @@ impl QuiverClient {
         }
     }
 
-    /// Reads one endpoint: each owner in turn until one starts streaming,
-    /// following `MOVED` once, then the direct fallback when configured.
+    /// Reads one endpoint. A pre-signed one is read from the store; when its
+    /// URL has expired or the object changed, the object is planned again
+    /// once. A Flight one (or a pre-signed one whose store cannot be read)
+    /// goes to each owner in turn until one starts streaming, following
+    /// `MOVED` once, then the last resorts.
     pub async fn read_endpoint(
         &self,
         endpoint: &Endpoint,
     ) -> Result<(Served, BatchStream), ClientError> {
+        let Some(presigned) = &endpoint.presigned else {
+            return self.read_flight(endpoint).await;
+        };
+        match self.read_url(presigned, &endpoint.ticket).await {
+            Err(ClientError::UrlRefused(_) | ClientError::ObjectChanged(_)) => {
+                let fresh = self.replan(&endpoint.ticket, None).await?;
+                match &fresh.presigned {
+                    Some(p) => self.read_url(p, &fresh.ticket).await,
+                    None => self.read_flight(&fresh).await,
+                }
+            }
+            Err(_) => self.read_flight(endpoint).await,
+            ok => ok,
+        }
+    }
+
+    async fn read_url(
+        &self,
+        presigned: &Presigned,
+        ticket: &ScanRequest,
+    ) -> Result<(Served, BatchStream), ClientError> {
+        let batches = read_presigned(presigned, ticket, self.inner.cfg.timeout).await?;
+        Ok((
+            Served::Presigned,
+            futures::stream::iter(batches.into_iter().map(Ok)).boxed(),
+        ))
+    }
+
+    /// Plans the one object `ticket` names again, at its current version.
+    async fn replan(
+        &self,
+        ticket: &ScanRequest,
+        accept: Option<Vec<Accept>>,
+    ) -> Result<Endpoint, ClientError> {
+        let req = ScanRequest {
+            source: ticket.source.clone(),
+            path: ticket.path.clone(),
+            columns: ticket.columns.clone(),
+            filter: ticket.filter.clone(),
+            limit: ticket.limit,
+            accept,
+            ..Default::default()
+        };
+        let mut plan = self.plan(&req).await?;
+        match (plan.endpoints.pop(), plan.endpoints.is_empty()) {
+            (Some(endpoint), true) => Ok(endpoint),
+            _ => Err(ClientError::Decode(
+                "planning one object again did not return one endpoint".into(),
+            )),
+        }
+    }
+
+    async fn read_flight(&self, endpoint: &Endpoint) -> Result<(Served, BatchStream), ClientError> {
         let mut ticket = endpoint.ticket.clone();
         let mut queue = self.candidates(endpoint);
         let mut followed_redirect = false;
@@ -598,6 +668,19 @@ impl QuiverClient {
                 ClientError::Refused("the ticket names no object and has no location".into())
             }));
         };
+        // A node that cannot serve the object may still sign a URL for it.
+        if self.inner.cfg.accept_presigned && ticket.row_groups.is_none() {
+            if let Ok(Endpoint {
+                presigned: Some(p),
+                ticket: fresh,
+                ..
+            }) = self.replan(&ticket, Some(vec![Accept::Presigned])).await
+            {
+                if let Ok(read) = self.read_url(&p, &fresh).await {
+                    return Ok(read);
+                }
+            }
+        }
         match self.inner.cfg.direct.get(source) {
             Some(direct) => {
                 let batches = read_direct(direct, path, &ticket).await?;
@@ -625,6 +708,7 @@ impl QuiverClient {
         let endpoint = Endpoint {
             ticket: req.clone(),
             locations: Vec::new(),
+            presigned: None,
         };
         let (served_by, stream) = self.read_endpoint(&endpoint).await?;
         Ok(Scan {

@@ -277,6 +277,7 @@ async fn killing_nodes_mid_workload_loses_no_query() {
             let who = match &scan.served_by {
                 Served::Node(id) => id.clone(),
                 Served::Direct => "direct".into(),
+                Served::Presigned => "presigned".into(),
             };
             match round {
                 // n2 is down: a live owner serves it.

@@ -12,10 +12,11 @@ pub enum ActionType {
     HandoffRead,
     Health,
     RefreshCatalog,
+    Warm,
 }
 
 impl ActionType {
-    pub const ALL: [ActionType; 9] = [
+    pub const ALL: [ActionType; 10] = [
         ActionType::Stats,
         ActionType::Prefetch,
         ActionType::Evict,
@@ -25,6 +26,7 @@ impl ActionType {
         ActionType::HandoffRead,
         ActionType::Health,
         ActionType::RefreshCatalog,
+        ActionType::Warm,
     ];
 
     pub fn name(self) -> &'static str {
@@ -38,6 +40,7 @@ impl ActionType {
             ActionType::HandoffRead => "handoff-read",
             ActionType::Health => "health",
             ActionType::RefreshCatalog => "refresh-catalog",
+            ActionType::Warm => "warm",
         }
     }
 
@@ -57,6 +60,7 @@ impl ActionType {
             ActionType::HandoffRead => "Node to node. Body: {\"object\", \"chunks\"}. Streams the listed chunks that are cached (8-byte big-endian index, then the bytes); never reads the origin. Admin token required when auth is on.",
             ActionType::Health => "Liveness: {\"status\":\"ok\", ...}.",
             ActionType::RefreshCatalog => "Lists the lake again for Flight SQL's catalog now, instead of at the next refresh interval; returns {\"tables\", \"errors\"}.",
+            ActionType::Warm => "Node to node. Body: a ScanRequest for one object with its etag. Queues a background warm-up of the columns it needs (dropped when the queue is full); returns {\"queued\": bool}. Admin token required when auth is on.",
         }
     }
 
@@ -69,6 +73,7 @@ impl ActionType {
                 | ActionType::ClusterUpdate
                 | ActionType::HandoffList
                 | ActionType::HandoffRead
+                | ActionType::Warm
         )
     }
 }
@@ -134,6 +139,31 @@ pub struct StatsReport {
     pub presigned_urls: u64,
     pub scans: u64,
     pub active_scans: u64,
+    /// The background warming that follows pre-signed URLs.
+    #[serde(default)]
+    pub warm: WarmStats,
+}
+
+/// The warming queue of a node: what waits, and what happened to the rest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarmStats {
+    /// Warm-ups waiting or running now.
+    pub queued: u64,
+    /// Warm-ups finished since start-up.
+    pub done: u64,
+    /// Warm-ups dropped because the queue was full.
+    pub dropped: u64,
+    /// Warm-ups that failed (the origin refused, the object changed).
+    pub failed: u64,
+    /// Bytes the finished warm-ups loaded.
+    pub bytes: u64,
+}
+
+/// Answer of `warm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarmAnswer {
+    /// False when the queue was full and the warm-up was dropped.
+    pub queued: bool,
 }
 
 /// Body of `cluster-update`: the new topology, written only if the stored

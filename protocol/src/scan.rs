@@ -41,6 +41,49 @@ pub struct ScanRequest {
     pub row_groups: Option<Vec<usize>>,
 }
 
+/// The `app_metadata` of a pre-signed endpoint: which object version the URL
+/// reads, so the client can check every response against `etag` and knows
+/// the size without a HEAD (the URL allows GET only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresignedEndpoint {
+    /// Always `presigned`.
+    pub kind: String,
+    pub source: String,
+    pub path: String,
+    pub etag: String,
+    pub size: u64,
+    /// Always `parquet`.
+    pub format: String,
+}
+
+impl PresignedEndpoint {
+    pub const KIND: &'static str = "presigned";
+
+    pub fn new(source: &str, path: &str, etag: &str, size: u64) -> Self {
+        PresignedEndpoint {
+            kind: Self::KIND.into(),
+            source: source.into(),
+            path: path.into(),
+            etag: etag.into(),
+            size,
+            format: "parquet".into(),
+        }
+    }
+
+    /// The metadata of a pre-signed endpoint, or `None` for anything else
+    /// (a Flight endpoint's app_metadata is empty).
+    pub fn parse(app_metadata: &[u8]) -> Option<Self> {
+        serde_json::from_slice::<Self>(app_metadata)
+            .ok()
+            .filter(|m| m.kind == Self::KIND)
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
 /// Why bytes could not be read as a [`ScanRequest`].
 #[derive(Debug, thiserror::Error)]
 pub enum ScanRequestError {

@@ -9,14 +9,15 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use quiver_protocol::{
     CacheTierStats, ClusterUpdate, EvictRequest, PrefetchProgress, PrefetchSummary, ScanRequest,
-    StatsReport,
+    StatsReport, WarmAnswer, WarmStats,
 };
 
 use crate::error::{QuiverError, Result};
 use crate::metrics::Tier;
+use crate::miss::WarmJob;
 use crate::node::NodeCore;
-use crate::scan::column_chunk_range;
-use crate::source::ObjectId;
+use crate::scan::column_ranges;
+use crate::source::{ObjectId, Target};
 
 /// Chunks a prefetch loads per read.
 const PREFETCH_SLICE_CHUNKS: u64 = 16;
@@ -51,9 +52,16 @@ pub fn stats(core: &NodeCore) -> Bytes {
         origin_requests: m.origin_requests.get(),
         bytes_served: m.bytes_served.get(),
         rows_served: m.rows_served.get(),
-        presigned_urls: m.presigned_urls.get(),
+        presigned_urls: m.presigned_total(),
         scans: m.scans.get(),
         active_scans: m.active_scans.get().max(0) as u64,
+        warm: WarmStats {
+            queued: core.warmer.len() as u64,
+            done: m.warm_done.get(),
+            dropped: m.warm_dropped.get(),
+            failed: m.warm_failed.get(),
+            bytes: m.warm_bytes.get(),
+        },
     })
 }
 
@@ -65,6 +73,7 @@ pub fn health(core: &NodeCore) -> Bytes {
         "active_scans": core.metrics.active_scans.get(),
         "cluster": core.cluster.status(),
         "handoff": core.handoff.get(),
+        "warm_queue": core.warmer.len(),
     }))
 }
 
@@ -123,6 +132,27 @@ pub async fn evict(core: &NodeCore, body: &[u8]) -> Result<Bytes> {
     Ok(json(&summary))
 }
 
+/// Queues a background warm-up of one object version's needed columns,
+/// sent by the node that handed a client a pre-signed URL for it. A ticket
+/// for another version than the current one is not warmed: its bytes would
+/// never be read again.
+pub async fn warm(core: &NodeCore, body: &[u8]) -> Result<Bytes> {
+    let req = ScanRequest::from_bytes(body).map_err(|e| QuiverError::invalid(e.to_string()))?;
+    let Target::Object { source, path } = core.sources.resolve(&req)? else {
+        return Err(QuiverError::invalid("warm names one object, not a prefix"));
+    };
+    let id = source.identity(&path).await?;
+    if req.etag.as_ref().is_some_and(|e| *e != id.etag) {
+        return Ok(json(&WarmAnswer { queued: false }));
+    }
+    let store = core.store(&id.source)?;
+    // The same checks as a plan: columns exist, the filter is allowed.
+    core.scanner.projected_schema(store, &id, &req).await?;
+    let columns = core.scanner.needed_columns(store, &id, &req).await?;
+    let queued = core.warmer.offer(WarmJob { id, columns });
+    Ok(json(&WarmAnswer { queued }))
+}
+
 /// Re-reads the lake for Flight SQL's catalog now.
 pub async fn refresh_catalog(core: &NodeCore) -> Result<Bytes> {
     let Some(sql) = &core.sql else {
@@ -154,37 +184,10 @@ async fn prefetch_ranges(
     let Some(columns) = columns else {
         return Ok(std::iter::once(0..id.size).collect());
     };
+    // Reading the metadata goes through the chunk cache, so the footer is
+    // loaded as well.
     let metadata = core.scanner.metadata(store, id).await?;
-    let schema = metadata.file_metadata().schema_descr();
-    for c in columns {
-        if !schema
-            .columns()
-            .iter()
-            .any(|col| col.path().parts()[0] == *c)
-        {
-            return Err(QuiverError::invalid(format!(
-                "unknown column `{c}` in {}/{}",
-                id.source, id.path
-            )));
-        }
-    }
-    // Reading the metadata above went through the chunk cache, so the footer
-    // is loaded already.
-    let mut ranges = Vec::new();
-    for rg in metadata.row_groups() {
-        for col in rg.columns() {
-            if columns.iter().any(|c| col.column_path().parts()[0] == *c) {
-                let range = column_chunk_range(col, id.size).ok_or_else(|| {
-                    QuiverError::DataLoss(format!(
-                        "object {}/{} has a corrupt footer: a column chunk lies outside the file",
-                        id.source, id.path
-                    ))
-                })?;
-                ranges.push(range);
-            }
-        }
-    }
-    Ok(ranges)
+    column_ranges(&metadata, id, columns)
 }
 
 /// Loads objects into the cache, one progress message per object, then the

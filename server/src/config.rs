@@ -317,6 +317,66 @@ impl Default for SqlConfig {
     }
 }
 
+/// What a node does when a scan needs bytes it does not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MissPolicy {
+    /// The owner fetches from the origin, fills the cache and streams.
+    ReadThrough,
+    /// A cold object goes to a client that accepts URLs as a pre-signed GET
+    /// URL, and the owner warms it in the background.
+    Presign,
+    /// As `presign`, for cold objects larger than `presign_min_bytes`.
+    Auto,
+}
+
+impl FromStr for MissPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "read-through" => Ok(MissPolicy::ReadThrough),
+            "presign" => Ok(MissPolicy::Presign),
+            "auto" => Ok(MissPolicy::Auto),
+            other => Err(format!(
+                "`{other}` is not a miss policy (read-through, presign or auto)"
+            )),
+        }
+    }
+}
+
+/// Longest life S3 allows a pre-signed URL (SigV4): seven days.
+pub const MAX_PRESIGN_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The miss policy: pre-signed URLs for cold objects, and the background
+/// warming that follows each one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MissConfig {
+    pub policy: MissPolicy,
+    /// How long a pre-signed URL works.
+    pub presign_expiry: Span,
+    /// With `auto`, objects up to this size are read through even when cold:
+    /// a small object costs less through the node than a second connection.
+    pub presign_min_bytes: ByteSize,
+    /// Warm-ups waiting at once; one more is dropped (and counted).
+    pub warm_queue: usize,
+    /// Origin fetches warming may hold at once, out of the node's 32: the
+    /// rest always stay for demand reads.
+    pub warm_fetches: usize,
+}
+
+impl Default for MissConfig {
+    fn default() -> Self {
+        MissConfig {
+            policy: MissPolicy::Auto,
+            presign_expiry: Span(Duration::from_secs(15 * 60)),
+            presign_min_bytes: ByteSize(8 << 20),
+            warm_queue: 256,
+            warm_fetches: 4,
+        }
+    }
+}
+
 /// The whole node configuration, in the shape of the TOML file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -329,6 +389,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
     pub sql: SqlConfig,
+    pub miss: MissConfig,
 }
 
 /// Command-line flags; each also reads `QUIVER_<FLAG>` from the environment
@@ -419,6 +480,15 @@ pub struct Flags {
     /// Most objects one request may name through a prefix.
     #[arg(long, env = "QUIVER_MAX_OBJECTS")]
     pub max_objects: Option<usize>,
+    /// What a cold scan does: read-through, presign or auto.
+    #[arg(long, env = "QUIVER_MISS_POLICY")]
+    pub miss_policy: Option<MissPolicy>,
+    /// How long a pre-signed URL works, e.g. 15m (at most 7 days).
+    #[arg(long, env = "QUIVER_PRESIGN_EXPIRY")]
+    pub presign_expiry: Option<Span>,
+    /// With `auto`, the smallest cold object handed out as a URL, e.g. 8MiB.
+    #[arg(long, env = "QUIVER_PRESIGN_MIN_BYTES")]
+    pub presign_min_bytes: Option<ByteSize>,
     /// With no source configured: the directory served as source `local`.
     #[arg(long, env = "QUIVER_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -503,6 +573,9 @@ impl Config {
         set(&mut self.limits.max_filter_len, &f.max_filter_len);
         set(&mut self.limits.batch_rows, &f.batch_rows);
         set(&mut self.limits.max_objects, &f.max_objects);
+        set(&mut self.miss.policy, &f.miss_policy);
+        set(&mut self.miss.presign_expiry, &f.presign_expiry);
+        set(&mut self.miss.presign_min_bytes, &f.presign_min_bytes);
         if !f.sources.is_empty() {
             self.sources = f
                 .sources
@@ -609,6 +682,25 @@ impl Config {
                     "{} is reachable from the network but no tokens are configured, so anyone there could read the lake; \
                      set auth.tokens_file (--tokens-file), listen on 127.0.0.1, or pass --insecure (server.insecure = true) on a trusted network",
                     self.server.listen
+                ),
+            ));
+        }
+        let expiry = self.miss.presign_expiry.0;
+        if expiry < Duration::from_secs(1) || expiry > MAX_PRESIGN_EXPIRY {
+            return Err(invalid(
+                "miss.presign_expiry",
+                "must be between 1s and 7 days (the longest S3 accepts)",
+            ));
+        }
+        if self.miss.warm_queue == 0 {
+            return Err(invalid("miss.warm_queue", "must be at least 1"));
+        }
+        if !(1..=crate::cache::MAX_ORIGIN_FETCHES / 2).contains(&self.miss.warm_fetches) {
+            return Err(invalid(
+                "miss.warm_fetches",
+                format!(
+                    "must be between 1 and {}, so demand reads keep most of the origin budget",
+                    crate::cache::MAX_ORIGIN_FETCHES / 2
                 ),
             ));
         }
@@ -731,6 +823,11 @@ validate = "30s"
 [cluster]
 node_id = "node-1"
 
+[miss]
+policy = "auto"
+presign_expiry = "15m"
+presign_min_bytes = "8MiB"
+
 [limits]
 request_timeout = "2m"
 stall_timeout = "45s"
@@ -743,6 +840,26 @@ stall_timeout = "45s"
         assert_eq!(c.limits.request_timeout, Span(Duration::from_secs(120)));
         assert_eq!(c.limits.stall_timeout, Span(Duration::from_secs(45)));
         assert_eq!(c.node_id(), "node-1");
+        assert_eq!(c.miss.policy, MissPolicy::Auto);
+        assert_eq!(c.miss.presign_expiry, Span(Duration::from_secs(900)));
+        assert_eq!(c.miss.presign_min_bytes, ByteSize(8 << 20));
+    }
+
+    #[test]
+    fn miss_settings_are_checked() {
+        let c = Config::from_toml("[miss]\npolicy = \"read-through\"").unwrap();
+        assert_eq!(c.miss.policy, MissPolicy::ReadThrough);
+        let err = Config::from_toml("[miss]\npolicy = \"sometimes\"").unwrap_err();
+        assert!(err.contains("sometimes"), "{err}");
+        assert_eq!("presign".parse::<MissPolicy>(), Ok(MissPolicy::Presign));
+        let mut c = Config::default();
+        c.miss.presign_expiry = Span(Duration::from_secs(8 * 24 * 3600));
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("7 days"), "{err}");
+        c.miss.presign_expiry = Span(Duration::from_secs(60));
+        c.miss.warm_fetches = 32;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("miss.warm_fetches"), "{err}");
     }
 
     #[test]

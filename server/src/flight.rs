@@ -544,6 +544,7 @@ impl FlightService for QuiverFlight {
                 ActionType::Evict => one(actions::evict(&core, body).await?),
                 ActionType::Prefetch => actions::prefetch(core.clone(), body).await?,
                 ActionType::RefreshCatalog => one(actions::refresh_catalog(&core).await?),
+                ActionType::Warm => one(actions::warm(&core, body).await?),
             };
             Ok(results
                 .map(move |r| match r {

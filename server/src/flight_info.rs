@@ -4,10 +4,12 @@
 use arrow::datatypes::SchemaRef;
 use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
 use futures::{StreamExt, TryStreamExt};
-use quiver_protocol::{ObjectListing, ScanRequest};
+use quiver_protocol::{ActionType, ObjectListing, PresignedEndpoint, ScanRequest};
 
 use crate::error::{QuiverError, Result};
+use crate::miss::{MissRules, Offer, WarmJob};
 use crate::node::NodeCore;
+use crate::scan::column_ranges;
 use crate::source::{ObjectId, Target};
 
 /// Largest FlightInfo answered, counting its tickets: every ticket repeats
@@ -15,6 +17,9 @@ use crate::source::{ObjectId, Target};
 /// be 160 MiB of planning answer. 4 MiB is also what gRPC clients accept by
 /// default.
 pub const MAX_FLIGHT_INFO_BYTES: usize = 4 << 20;
+
+/// Longest a node waits for an owner to accept a warm-up it forwards.
+const WARM_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Footers read at once while planning a prefix.
 const PLAN_CONCURRENCY: usize = 16;
@@ -107,16 +112,120 @@ pub async fn flight_info(
                 MAX_FLIGHT_INFO_BYTES >> 20
             )));
         }
-        let mut endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket));
-        for owner in core.owners(id) {
-            endpoint = endpoint.with_location(owner.url);
-        }
+        let endpoint = match presigned(core, req, id, &ticket).await? {
+            Some(endpoint) => endpoint,
+            None => {
+                let mut endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket));
+                for owner in core.owners(id) {
+                    endpoint = endpoint.with_location(owner.url);
+                }
+                endpoint
+            }
+        };
         info = info.with_endpoint(endpoint);
     }
     if exact_rows {
         info = info.with_total_records(total as i64);
     }
     Ok(info)
+}
+
+/// The pre-signed endpoint of `id` when the miss policy sends this client to
+/// the origin for it, after queueing the warm-up on the object's owner.
+/// `None` means a Flight endpoint, including when signing fails: a client
+/// is never worse off than without the policy.
+async fn presigned(
+    core: &NodeCore,
+    req: &ScanRequest,
+    id: &ObjectId,
+    ticket: &[u8],
+) -> Result<Option<FlightEndpoint>> {
+    let source = core.sources.get(&id.source)?;
+    let offer = core.miss.offer(req, id.size, source.presigner.is_some());
+    let Some(presigner) = source.presigner.as_ref().filter(|_| offer != Offer::Flight) else {
+        return Ok(None);
+    };
+    let store = core.store(&id.source)?;
+    let columns = core.scanner.needed_columns(store, id, req).await?;
+    if offer == Offer::CheckCache {
+        let metadata = core.scanner.metadata(store, id).await?;
+        let ranges = column_ranges(&metadata, id, &columns)?;
+        let (needed, cached) = core.chunks.coverage(id, &ranges);
+        if !MissRules::cold(needed, cached) {
+            return Ok(None);
+        }
+    }
+    let url = match presigner.get_url(&id.path, core.miss.expiry).await {
+        Ok(url) => url,
+        Err(e) => {
+            tracing::warn!(source = %id.source, path = %id.path, error = %e,
+                "cannot pre-sign a URL; planning a Flight endpoint instead");
+            return Ok(None);
+        }
+    };
+    core.metrics
+        .presigned_urls
+        .with_label_values(&[&*id.source])
+        .inc();
+    warm_on_owner(core, id, columns);
+    let expires = std::time::SystemTime::now() + core.miss.expiry;
+    let metadata = PresignedEndpoint::new(&id.source, id.path.as_ref(), &id.etag, id.size);
+    Ok(Some(
+        FlightEndpoint::new()
+            .with_ticket(Ticket::new(ticket.to_vec()))
+            .with_location(url.as_str())
+            .with_expiration_time(prost_types::Timestamp::from(expires))
+            .with_app_metadata(metadata.to_bytes()),
+    ))
+}
+
+/// Queues the warm-up of `columns` of `id` here when this node owns it,
+/// else on its primary owner with a `warm` action sent in the background
+/// (bounded by [`WARM_CALL_TIMEOUT`]; a lost warm-up only costs a miss).
+fn warm_on_owner(core: &NodeCore, id: &ObjectId, columns: Vec<String>) {
+    let owners = core.owners(id);
+    let local = owners.is_empty() || owners.iter().any(|n| n.id == core.node_id);
+    if local {
+        core.warmer.offer(WarmJob {
+            id: id.clone(),
+            columns,
+        });
+        return;
+    }
+    let Some(primary) = owners.first() else {
+        return;
+    };
+    let url = primary.url.clone();
+    let token = core.auth.peer_token();
+    let body = ScanRequest {
+        source: Some(id.source.to_string()),
+        path: Some(id.path.to_string()),
+        columns: Some(columns),
+        etag: Some(id.etag.clone()),
+        ..Default::default()
+    }
+    .to_bytes();
+    tokio::spawn(async move {
+        let call = async {
+            let mut peer = crate::cluster::handoff::peer(&url, token.as_deref()).await?;
+            peer.do_action(arrow_flight::Action::new(
+                ActionType::Warm.name(),
+                bytes::Bytes::from(body),
+            ))
+            .await
+            .map_err(|e| QuiverError::Unavailable(e.to_string()))?
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(|e| QuiverError::Unavailable(e.to_string()))
+        };
+        match tokio::time::timeout(WARM_CALL_TIMEOUT, call).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %url, error = %e, "the owner did not queue a warm-up")
+            }
+            Err(_) => tracing::debug!(peer = %url, "the owner did not answer a warm-up in time"),
+        }
+    });
 }
 
 /// ListFlights: every object under the criteria, with its size, ETag and how

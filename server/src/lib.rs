@@ -15,6 +15,7 @@ pub mod error;
 pub mod flight;
 pub mod flight_info;
 pub mod metrics;
+pub mod miss;
 pub mod node;
 pub mod sample;
 pub mod scan;

@@ -36,7 +36,15 @@ pub struct Metrics {
     pub origin_requests: IntCounter,
     pub bytes_served: IntCounter,
     pub rows_served: IntCounter,
-    pub presigned_urls: IntCounter,
+    /// Pre-signed URLs handed out, by source.
+    pub presigned_urls: IntCounterVec,
+    /// Warm-ups waiting or running.
+    pub warm_queued: IntGauge,
+    pub warm_done: IntCounter,
+    /// Warm-ups dropped because the queue was full.
+    pub warm_dropped: IntCounter,
+    pub warm_failed: IntCounter,
+    pub warm_bytes: IntCounter,
     pub scans: IntCounter,
     pub active_scans: IntGauge,
     /// Scans stopped because the client read nothing for `stall_timeout`.
@@ -135,7 +143,33 @@ impl Metrics {
                 "Arrow IPC bytes sent to clients",
             ),
             rows_served: counter(&registry, "served_rows_total", "Rows sent to clients"),
-            presigned_urls: counter(&registry, "presigned_urls_total", "Pre-signed URLs issued"),
+            presigned_urls: counter_vec(
+                &registry,
+                "presigned_urls_total",
+                "Pre-signed URLs issued, by source",
+                "source",
+            ),
+            warm_queued: gauge(
+                &registry,
+                "warm_queue",
+                "Background warm-ups waiting or running",
+            ),
+            warm_done: counter(&registry, "warm_done_total", "Background warm-ups finished"),
+            warm_dropped: counter(
+                &registry,
+                "warm_dropped_total",
+                "Background warm-ups dropped because the queue was full",
+            ),
+            warm_failed: counter(
+                &registry,
+                "warm_failed_total",
+                "Background warm-ups that failed",
+            ),
+            warm_bytes: counter(
+                &registry,
+                "warm_bytes_total",
+                "Bytes loaded into the cache by background warm-ups",
+            ),
             scans: counter(&registry, "scans_total", "Scans started"),
             active_scans: gauge(&registry, "active_scans", "Scans running now"),
             stalled_scans: counter(
@@ -198,6 +232,15 @@ impl Metrics {
 
     pub fn misses(&self) -> u64 {
         self.misses.get()
+    }
+
+    /// Pre-signed URLs issued for every source together.
+    pub fn presigned_total(&self) -> u64 {
+        prometheus::core::Collector::collect(&self.presigned_urls)
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
     }
 
     pub fn error(&self, code: tonic::Code) {

@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::error::{QuiverError, Result};
 use crate::flight::QuiverFlight;
 use crate::metrics::Metrics;
+use crate::miss::{warm, MissRules, WarmContext, Warmer};
 use crate::scan::{ScanLimits, Scanner};
 use crate::source::{ObjectId, Sources, Target};
 
@@ -53,6 +54,10 @@ pub struct NodeCore {
     pub stall_timeout: Duration,
     pub cluster: Arc<Cluster>,
     pub handoff: Arc<handoff::Progress>,
+    /// Which cold objects go out as pre-signed URLs.
+    pub miss: MissRules,
+    /// Background warm-ups queued after pre-signed URLs.
+    pub warmer: Arc<Warmer>,
     /// Flight SQL, when enabled: the Flight adapter hands it every Flight
     /// SQL message.
     pub sql: Option<Arc<QuiverSql>>,
@@ -176,6 +181,7 @@ pub struct RunningNode {
     admin_task: JoinHandle<()>,
     reload_task: JoinHandle<()>,
     handoff_task: JoinHandle<()>,
+    warm_task: JoinHandle<()>,
 }
 
 impl RunningNode {
@@ -241,8 +247,18 @@ impl RunningNode {
         } else {
             None
         };
+        let (warmer, warm_rx) = Warmer::new(config.miss.warm_queue, metrics.clone());
+        let warmer = Arc::new(warmer);
+        let warm_ctx = WarmContext {
+            warmer: warmer.clone(),
+            stores: stores.clone(),
+            footers: scanner.footers().clone(),
+            chunk: chunks.chunk_size(),
+        };
         let core = Arc::new(NodeCore {
             sql,
+            miss: MissRules::from(&config.miss),
+            warmer,
             cluster: cluster.clone(),
             handoff: Arc::default(),
             node_id,
@@ -295,6 +311,12 @@ impl RunningNode {
             core.handoff.clone(),
             stopped.clone(),
         ));
+        let warm_task = tokio::spawn(warm::run(
+            warm_ctx,
+            warm_rx,
+            config.miss.warm_fetches,
+            stopped.clone(),
+        ));
         let admin_task = tokio::spawn(admin::serve(admin_listener, core.clone(), stopped));
         core.ready.store(true, Ordering::SeqCst);
         Ok(RunningNode {
@@ -306,6 +328,7 @@ impl RunningNode {
             admin_task,
             reload_task,
             handoff_task,
+            warm_task,
         })
     }
 
@@ -323,6 +346,7 @@ impl RunningNode {
         let _ = self.admin_task.await;
         let _ = self.reload_task.await;
         let _ = self.handoff_task.await;
+        let _ = self.warm_task.await;
         self.core.chunks.close().await
     }
 }

@@ -20,6 +20,7 @@ use url::Url;
 
 use crate::config::SourceConfig;
 use crate::error::{QuiverError, Result};
+use crate::miss::Presigner;
 
 /// Maps kept for validation are pruned of expired entries once this large, so
 /// a long-running node that sees many paths does not grow without bound.
@@ -91,6 +92,9 @@ pub struct Source {
     pub name: Arc<str>,
     pub url: Url,
     pub origin: Arc<dyn ObjectStore>,
+    /// Signs GET URLs for the source's objects; `None` for a local
+    /// directory, whose objects only the node can read.
+    pub presigner: Option<Presigner>,
     validate: Duration,
     max_objects: usize,
     identities: Mutex<HashMap<Path, (ObjectId, Instant)>>,
@@ -133,6 +137,7 @@ impl Source {
         if !url.path().ends_with('/') {
             url.set_path(&format!("{}/", url.path()));
         }
+        let mut presigner = None;
         let origin: Arc<dyn ObjectStore> = match url.scheme() {
             "file" => {
                 let dir = url.to_file_path().map_err(|_| {
@@ -155,6 +160,7 @@ impl Source {
             "s3" => {
                 let s3 = s3_store(cfg, url.host_str().unwrap_or_default())?;
                 let prefix = url.path().trim_matches('/');
+                presigner = Some(Presigner::new(s3.clone(), prefix));
                 if prefix.is_empty() {
                     Arc::new(s3)
                 } else {
@@ -172,6 +178,7 @@ impl Source {
             name: Arc::from(cfg.name.as_str()),
             url,
             origin,
+            presigner,
             validate: cfg.validate.0,
             max_objects,
             identities: Mutex::default(),

@@ -6,7 +6,9 @@ pub mod tpch;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
+use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::auth::SimpleAuth;
@@ -15,11 +17,33 @@ use s3s::service::S3ServiceBuilder;
 pub const ACCESS_KEY: &str = "quiver-test-key";
 pub const SECRET_KEY: &str = "quiver-test-secret-0123456789";
 
+/// One request the S3 server received, as a test counts them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Request {
+    pub method: String,
+    /// `/bucket/key`, without the query.
+    pub path: String,
+    /// The `Range` header, if any (`bytes=0-1023`).
+    pub range: Option<String>,
+}
+
+impl S3Request {
+    /// The byte range a ranged GET asked for, end exclusive.
+    pub fn byte_range(&self) -> Option<std::ops::Range<u64>> {
+        let spec = self.range.as_deref()?.strip_prefix("bytes=")?;
+        let (start, end) = spec.split_once('-')?;
+        let start: u64 = start.parse().ok()?;
+        let end: u64 = end.parse().ok()?;
+        Some(start..end + 1)
+    }
+}
+
 /// An s3s-fs server on a random loopback port. Buckets are directories of
-/// `root`. Stops when dropped.
+/// `root`. Stops when dropped. Every request is logged in `requests`.
 pub struct S3Server {
     pub addr: SocketAddr,
     pub root: PathBuf,
+    requests: Arc<Mutex<Vec<S3Request>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -42,9 +66,28 @@ impl S3Server {
         let service = builder.build();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        let requests: Arc<Mutex<Vec<S3Request>>> = Arc::default();
+        let log = requests.clone();
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
-                let svc = service.clone();
+                let service = service.clone();
+                let log = log.clone();
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let entry = S3Request {
+                            method: req.method().to_string(),
+                            path: req.uri().path().to_string(),
+                            range: req
+                                .headers()
+                                .get("range")
+                                .and_then(|v| v.to_str().ok())
+                                .map(String::from),
+                        };
+                        log.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
+                        let service = service.clone();
+                        async move { Service::call(&service, req).await }
+                    },
+                );
                 tokio::spawn(async move {
                     let _ = ConnBuilder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(sock), svc)
@@ -55,8 +98,25 @@ impl S3Server {
         Ok(S3Server {
             addr,
             root: root.to_path_buf(),
+            requests,
             task,
         })
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<S3Request> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Forgets the requests received so far.
+    pub fn clear_requests(&self) {
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     pub fn endpoint(&self) -> String {

@@ -30,11 +30,11 @@ use crate::source::ObjectId;
 
 /// Most chunks fetched by one GET: bigger runs are split and fetched in
 /// parallel, since one connection to S3 is bandwidth-limited.
-const MAX_RUN_CHUNKS: u64 = 8;
+pub const MAX_RUN_CHUNKS: u64 = 8;
 
 /// Ranged GETs to the origin in flight at once, across all readers: a scan of
 /// a huge row group must not open hundreds of connections.
-const MAX_ORIGIN_FETCHES: usize = 32;
+pub const MAX_ORIGIN_FETCHES: usize = 32;
 
 /// Disk blocks are the unit foyer reclaims; 16 MiB unless the tier is small.
 const MAX_DISK_BLOCK: u64 = 16 << 20;
@@ -253,36 +253,60 @@ impl ChunkCache {
                 None => missing.push(index),
             }
         }
-        if missing.is_empty() {
-            return Ok(found);
-        }
-        let pending = self.claim(id, origin, &missing);
-        let results = futures::future::join_all(
-            pending
-                .into_iter()
-                .map(|(index, fut)| async move { (index, fut.await) }),
-        )
-        .await;
-        for (index, bytes) in results {
-            found.insert(index, bytes?);
+        // A chunk that missed may have been filled by a fetch that finished
+        // between the lookup and the claim: `claim` then says so, and it is
+        // looked up again rather than fetched twice. The last round fetches
+        // whatever is still missing (an entry evicted in between).
+        for round in 0..3 {
+            if missing.is_empty() {
+                break;
+            }
+            let (pending, filled) = self.claim(id, origin, &missing, round < 2);
+            let results = futures::future::join_all(
+                pending
+                    .into_iter()
+                    .map(|(index, fut)| async move { (index, fut.await) }),
+            )
+            .await;
+            for (index, bytes) in results {
+                found.insert(index, bytes?);
+            }
+            missing.clear();
+            for index in filled {
+                match inner.cache.get(&self.key(id, index)).await {
+                    Ok(Some(entry)) if entry.value().len() as u64 == self.chunk_len(id, index) => {
+                        inner.metrics.hit(Tier::Memory);
+                        found.insert(index, entry.value().clone());
+                    }
+                    _ => missing.push(index),
+                }
+            }
         }
         Ok(found)
     }
 
     /// For each missing chunk: join the fetch already in flight, or start one
-    /// for each run of adjacent chunks nobody is fetching yet.
+    /// for each run of adjacent chunks nobody is fetching yet. With
+    /// `trust_cache`, chunks that a fetch filled since the caller's lookup
+    /// are returned apart, to be looked up again: a fill inserts its chunks
+    /// and leaves the in-flight map under the same lock, so a chunk is
+    /// always either in flight or in the cache by the time it is claimed.
     fn claim(
         &self,
         id: &ObjectId,
         origin: &Arc<dyn ObjectStore>,
         missing: &[u64],
-    ) -> Vec<(u64, Pending)> {
+        trust_cache: bool,
+    ) -> (Vec<(u64, Pending)>, Vec<u64>) {
         let mut inflight = lock(&self.inner.inflight);
         let mut out = Vec::with_capacity(missing.len());
         let mut mine: Vec<u64> = Vec::new();
+        let mut filled: Vec<u64> = Vec::new();
         for &index in missing {
-            match inflight.get(&self.key(id, index)) {
+            let key = self.key(id, index);
+            match inflight.get(&key) {
                 Some(p) => out.push((index, p.clone())),
+                None if trust_cache && self.inner.cache.contains(&key) => filled.push(index),
                 None => mine.push(index),
             }
         }
@@ -301,7 +325,7 @@ impl ChunkCache {
                 out.push((index, part));
             }
         }
-        out
+        (out, filled)
     }
 
     /// Fetches chunks `run` with one GET in a task of its own, so that the
@@ -326,6 +350,7 @@ impl ChunkCache {
                     "the origin fetch limiter was closed".into(),
                 )),
             };
+            let mut inflight = lock(&this.inner.inflight);
             if let Ok(bytes) = &result {
                 this.inner.metrics.miss(r.end - r.start);
                 for index in r.clone() {
@@ -337,7 +362,6 @@ impl ChunkCache {
                     this.inner.cache.insert(this.key(&id, index), value);
                 }
             }
-            let mut inflight = lock(&this.inner.inflight);
             for index in r {
                 inflight.remove(&this.key(&id, index));
             }
@@ -382,6 +406,30 @@ impl ChunkCache {
             .filter(|&i| self.inner.cache.contains(&self.key(id, i)))
             .map(|i| self.chunk_len(id, i))
             .sum()
+    }
+
+    /// Of the chunks that `ranges` of `id` touch: the bytes they span, and
+    /// how many of those bytes either tier holds (an upper bound, as for
+    /// [`ChunkCache::cached_bytes`]).
+    pub fn coverage(&self, id: &ObjectId, ranges: &[Range<u64>]) -> (u64, u64) {
+        let chunk = self.inner.chunk;
+        let mut indices: Vec<u64> = ranges
+            .iter()
+            .filter(|r| r.start < r.end && r.end <= id.size)
+            .flat_map(|r| r.start / chunk..r.end.div_ceil(chunk))
+            .collect();
+        indices.sort_unstable();
+        indices.dedup();
+        let mut needed = 0;
+        let mut cached = 0;
+        for i in indices {
+            let len = self.chunk_len(id, i);
+            needed += len;
+            if self.inner.cache.contains(&self.key(id, i)) {
+                cached += len;
+            }
+        }
+        (needed, cached)
     }
 
     /// Indices of the chunks of `id` held in either tier.

@@ -8,6 +8,6 @@ mod chunks;
 pub(crate) mod footers;
 mod store;
 
-pub use chunks::ChunkCache;
+pub use chunks::{ChunkCache, MAX_ORIGIN_FETCHES, MAX_RUN_CHUNKS};
 pub use footers::FooterCache;
 pub use store::CachingObjectStore;

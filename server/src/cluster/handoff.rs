@@ -169,11 +169,13 @@ fn gained(old: &Topology, new: &Topology, me: &str) -> BTreeMap<String, Vec<(u16
     by_donor
 }
 
-async fn peer(url: &str, token: Option<&str>) -> Result<FlightClient> {
+/// A Flight client of the peer at `url`, carrying the peer token.
+pub(crate) async fn peer(url: &str, token: Option<&str>) -> Result<FlightClient> {
     let endpoint = dial_url(url)
         .ok_or_else(|| QuiverError::Unavailable(format!("peer {url} is not a Flight URL")))?;
     let channel = Channel::from_shared(endpoint)
         .map_err(|e| QuiverError::Unavailable(format!("peer {url}: {e}")))?
+        .connect_timeout(PEER_CONNECT_TIMEOUT)
         .connect()
         .await
         .map_err(|e| QuiverError::Unavailable(format!("cannot reach peer {url}: {e}")))?;
@@ -185,6 +187,9 @@ async fn peer(url: &str, token: Option<&str>) -> Result<FlightClient> {
     }
     Ok(client)
 }
+
+/// Longest a peer connection may take to open.
+const PEER_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn peer_error(url: &str, e: impl std::fmt::Display) -> QuiverError {
     QuiverError::Unavailable(format!("hand-off from {url} failed: {e}"))

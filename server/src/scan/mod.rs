@@ -7,9 +7,11 @@ mod filter;
 mod provider;
 mod reader;
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::DFSchema;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::ExprSchemable;
 use datafusion::physical_plan::SendableRecordBatchStream;
@@ -212,6 +214,76 @@ impl Scanner {
         }
         Ok(df)
     }
+}
+
+impl Scanner {
+    /// The top-level columns a request reads: its projection (every column
+    /// when it has none) and the columns its filter names.
+    pub async fn needed_columns(
+        &self,
+        store: &CachingObjectStore,
+        id: &ObjectId,
+        req: &ScanRequest,
+    ) -> Result<Vec<String>> {
+        let schema = self.file_schema(store, id).await?;
+        let mut names: Vec<String> = match &req.columns {
+            Some(columns) => columns.clone(),
+            None => schema.fields().iter().map(|f| f.name().clone()).collect(),
+        };
+        if let Some(filter) = &req.filter {
+            let df_schema = DFSchema::try_from(schema.as_ref().clone())
+                .map_err(|e| QuiverError::Internal(format!("the file schema: {e}")))?;
+            let expr = self.ctx.parse_sql_expr(filter, &df_schema).map_err(|e| {
+                QuiverError::invalid(format!(
+                    "the filter `{}` is not valid: {}",
+                    filter::shown(filter),
+                    errors::message(&e)
+                ))
+            })?;
+            for column in expr.column_refs() {
+                if !names.contains(&column.name) {
+                    names.push(column.name.clone());
+                }
+            }
+        }
+        Ok(names)
+    }
+}
+
+/// The byte ranges of `columns`' chunks in every row group of `id`.
+pub fn column_ranges(
+    metadata: &ParquetMetaData,
+    id: &ObjectId,
+    columns: &[String],
+) -> Result<Vec<Range<u64>>> {
+    let schema = metadata.file_metadata().schema_descr();
+    for c in columns {
+        if !schema
+            .columns()
+            .iter()
+            .any(|col| col.path().parts()[0] == *c)
+        {
+            return Err(QuiverError::invalid(format!(
+                "unknown column `{c}` in {}/{}",
+                id.source, id.path
+            )));
+        }
+    }
+    let mut ranges = Vec::new();
+    for rg in metadata.row_groups() {
+        for col in rg.columns() {
+            if columns.iter().any(|c| col.column_path().parts()[0] == *c) {
+                let range = column_chunk_range(col, id.size).ok_or_else(|| {
+                    QuiverError::DataLoss(format!(
+                        "object {}/{} has a corrupt footer: a column chunk lies outside the file",
+                        id.source, id.path
+                    ))
+                })?;
+                ranges.push(range);
+            }
+        }
+    }
+    Ok(ranges)
 }
 
 fn arrow_schema(metadata: Arc<ParquetMetaData>, id: &ObjectId) -> Result<SchemaRef> {

@@ -292,6 +292,31 @@ async fn actions_reject_bad_input() {
             br#"{"source":"local","path":"t/not-parquet.parquet","columns":["id"]}"#,
             Code::DataLoss,
         ),
+        ("warm bad json", "warm", b"{", Code::InvalidArgument),
+        (
+            "warm a prefix",
+            "warm",
+            br#"{"source":"local","path":"t/"}"#,
+            Code::InvalidArgument,
+        ),
+        (
+            "warm missing",
+            "warm",
+            br#"{"source":"local","path":"t/zzz.parquet"}"#,
+            Code::NotFound,
+        ),
+        (
+            "warm unknown column",
+            "warm",
+            br#"{"source":"local","path":"t/a.parquet","columns":["zzz"]}"#,
+            Code::InvalidArgument,
+        ),
+        (
+            "warm bad filter",
+            "warm",
+            br#"{"source":"local","path":"t/a.parquet","filter":"id >"}"#,
+            Code::InvalidArgument,
+        ),
         (
             "handoff-list bad json",
             "handoff-list",
@@ -569,6 +594,16 @@ async fn auth_tokens_and_admin_token() {
         .await,
         Code::PermissionDenied,
         "reader prefetches",
+    );
+    assert_code(
+        action(
+            &mut reader,
+            "warm",
+            br#"{"source":"local","path":"t/a.parquet"}"#,
+        )
+        .await,
+        Code::PermissionDenied,
+        "reader warms",
     );
 
     let mut boss = client(&f.node).await;

@@ -51,6 +51,7 @@ async fn every_call_answers() {
             "handoff-read",
             "health",
             "refresh-catalog",
+            "warm",
             "CreatePreparedStatement",
             "ClosePreparedStatement"
         ]
