@@ -55,6 +55,7 @@ out="$(mktemp -d)"
 "$target/debug/quiver-bench" node --file-mb 4 --files 1 --clients 2 --runs 1 --out "$out" > "$out/node-stdout.txt"
 "$target/debug/quiver-bench" cluster --quick --out "$out" > "$out/cluster-stdout.txt"
 "$target/debug/quiver-bench" tpch --quick --out "$out" > "$out/tpch-stdout.txt"
+"$target/debug/quiver-bench" presign --quick --out "$out" > "$out/presign-stdout.txt"
 "$venv/bin/python" tests/bench/check_results.py "$out"
 rm -rf "$out"
 

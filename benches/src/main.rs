@@ -118,6 +118,17 @@ enum Workload {
         #[arg(long)]
         runs: Option<usize>,
     },
+    /// A cold object at 1% selectivity: DataFusion direct over S3, Quiver
+    /// read-through and Quiver pre-signed, then warm after background
+    /// warming (writes presign.json and presign.md).
+    Presign {
+        /// Size of the object, in MiB [default: 100, quick 16].
+        #[arg(long)]
+        file_mb: Option<u64>,
+        /// Interleaved runs of each mode [default: 5, quick 1].
+        #[arg(long)]
+        runs: Option<usize>,
+    },
     /// Single node: warm Quiver vs DataFusion direct on one file, bytes to
     /// the client, and peak RSS under concurrent whole-file scans.
     Node {
@@ -140,6 +151,19 @@ enum Workload {
         #[arg(long, default_value_t = 256)]
         memory_mib: u64,
     },
+}
+
+/// The link a report's numbers were measured over, in words.
+fn describe_link(link: Option<link::LinkConfig>, s3: Option<&str>) -> String {
+    match (link, s3) {
+        (Some(l), _) => format!(
+            "emulated S3 link: {} ms first byte, {} MB/s per connection",
+            l.latency.as_millis(),
+            l.bandwidth / 1_000_000
+        ),
+        (None, Some(s3)) => format!("S3 at {s3}"),
+        (None, None) => "loopback S3 without emulation".into(),
+    }
 }
 
 #[tokio::main]
@@ -232,15 +256,7 @@ async fn main() -> Result<(), BoxError> {
             let result = workloads::tpch::run(&rig, &args, command).await;
             rig.stop().await?;
             let mut report = result?;
-            report.link = match (link, &cli.s3) {
-                (Some(l), _) => format!(
-                    "emulated S3 link: {} ms first byte, {} MB/s per connection",
-                    l.latency.as_millis(),
-                    l.bandwidth / 1_000_000
-                ),
-                (None, Some(s3)) => format!("S3 at {s3}"),
-                (None, None) => "loopback S3 without emulation".into(),
-            };
+            report.link = describe_link(link, cli.s3.as_deref());
             let md = report.markdown();
             println!("{md}");
             std::fs::write(
@@ -248,6 +264,36 @@ async fn main() -> Result<(), BoxError> {
                 serde_json::to_vec_pretty(&report)?,
             )?;
             std::fs::write(cli.out.join("tpch.md"), md)?;
+            return Ok(());
+        }
+        Workload::Presign { file_mb, runs } => {
+            let args = workloads::presign::PresignArgs {
+                file_mb: file_mb.unwrap_or(if cli.quick { 16 } else { 100 }),
+                runs: runs.unwrap_or(if cli.quick { 1 } else { 5 }),
+            };
+            let rig = Rig::start(&RigOptions {
+                link,
+                server_bin,
+                nodes: cli.nodes.clone(),
+                s3: cli.s3.clone(),
+                source: cli.source.clone(),
+                memory_mib: cli.cache_memory_mib,
+                disk_mib: cli.cache_disk_mib,
+                local_nodes: 1,
+                sql_tables: Vec::new(),
+            })
+            .await?;
+            let result = workloads::presign::run(&rig, &args, command).await;
+            rig.stop().await?;
+            let mut report = result?;
+            report.link = describe_link(link, cli.s3.as_deref());
+            let md = report.markdown();
+            println!("{md}");
+            std::fs::write(
+                cli.out.join("presign.json"),
+                serde_json::to_vec_pretty(&report)?,
+            )?;
+            std::fs::write(cli.out.join("presign.md"), md)?;
             return Ok(());
         }
         Workload::Node {

@@ -1,6 +1,6 @@
 """Checks that a benchmark run wrote well-formed results.
 
-Used by infra/test.sh after `quiver-bench --quick` and the `node` workload.
+Used by infra/test.sh after `quiver-bench --quick` and the other workloads.
 It checks shapes and invariants that hold on any machine (every case ran in
 every mode, percentiles are ordered, a warm cache reads nothing from S3,
 pushdown sends fewer bytes than the baselines download), never timings.
@@ -106,14 +106,28 @@ def check_tpch(out: pathlib.Path) -> None:
     assert "warm speedup" in (out / "tpch.md").read_text()
 
 
+def check_presign(out: pathlib.Path) -> None:
+    report = json.loads((out / "presign.json").read_text())
+    runs = report["runs"]
+    for key in ("direct_ms", "read_through_ms", "presigned_ms", "warming_ms", "warm_ms", "warm_origin_bytes"):
+        assert len(report[key]) == runs > 0, key
+    assert report["rows"] > 0
+    assert all(b == 0 for b in report["warm_origin_bytes"]), (
+        f"scans after background warming read {report['warm_origin_bytes']} B from S3")
+    for key in ("read_through_vs_direct", "presigned_vs_direct", "warm_vs_direct"):
+        assert report[key] > 0, (key, report[key])
+    assert "Quiver pre-signed (cold)" in (out / "presign.md").read_text()
+
+
 if __name__ == "__main__":
     out = pathlib.Path(sys.argv[1])
     # Every report infra/test.sh asks for must be there: a workload that
     # silently wrote nothing is a failure, not a skip.
-    for report in ("results.json", "node.json", "cluster.json", "tpch.json"):
+    for report in ("results.json", "node.json", "cluster.json", "tpch.json", "presign.json"):
         assert (out / report).exists(), f"{report} is missing from {out}"
     check_suite(out)
     check_node(out)
     check_cluster(out)
     check_tpch(out)
+    check_presign(out)
     print("benchmark results are well-formed")

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod node;
+pub mod presign;
 pub mod pushdown;
 pub mod tpch;
 pub mod trace;

@@ -72,14 +72,14 @@ pub struct TpchReport {
     pub queries: Vec<QueryResult>,
 }
 
-fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Rows as sorted text, so two plans' answers compare by content.
-fn content(batches: &[RecordBatch]) -> Result<Vec<String>, BoxError> {
+pub(crate) fn content(batches: &[RecordBatch]) -> Result<Vec<String>, BoxError> {
     let options = FormatOptions::default().with_null("NULL");
     let mut out = Vec::new();
     for b in batches {

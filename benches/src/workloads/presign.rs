@@ -1,0 +1,240 @@
+//! A cold object at 1% selectivity: DataFusion reading it directly over the
+//! emulated S3 link, Quiver reading it through (the node fetches, fills its
+//! cache and streams), and Quiver handing the client a pre-signed URL (the
+//! client reads the store itself over the same link while the owner warms
+//! its cache); then the same scan once the background warming is done.
+//!
+//! Each run starts the Quiver modes from an evicted cache; the modes are
+//! interleaved run by run and every answer must equal the baseline's. The
+//! baseline is one long-lived DataFusion session with pushdown and filter
+//! reordering on.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use quiver_client::{ClientConfig, QuiverClient};
+use quiver_protocol::{ScanRequest, StatsReport};
+use serde::Serialize;
+
+use crate::data;
+use crate::rig::Rig;
+use crate::workloads::tpch::{content, median};
+use crate::BoxError;
+
+const OBJECT: &str = "presign/cold.parquet";
+const COLUMNS: [&str; 2] = ["c0", "c1"];
+const FILTER: &str = "c0 < 0.01";
+
+#[derive(Debug, Clone)]
+pub struct PresignArgs {
+    pub file_mb: u64,
+    pub runs: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PresignReport {
+    pub command: String,
+    pub object_bytes: u64,
+    pub rows: usize,
+    pub runs: usize,
+    pub link: String,
+    pub direct_ms: Vec<f64>,
+    pub read_through_ms: Vec<f64>,
+    pub presigned_ms: Vec<f64>,
+    /// From handing out the URL to the warm-up having loaded the columns.
+    pub warming_ms: Vec<f64>,
+    /// The same scan after warming, through the node.
+    pub warm_ms: Vec<f64>,
+    /// Origin bytes of each warm scan: 0 when warming covered it.
+    pub warm_origin_bytes: Vec<u64>,
+    /// Medians as ratios to the direct median (lower is better).
+    pub read_through_vs_direct: f64,
+    pub presigned_vs_direct: f64,
+    pub warm_vs_direct: f64,
+}
+
+async fn stats(client: &QuiverClient, url: &str) -> Result<StatsReport, BoxError> {
+    let answer = client.action_on(url, "stats", Bytes::new()).await?;
+    Ok(serde_json::from_slice(
+        answer.first().ok_or("stats returned nothing")?,
+    )?)
+}
+
+/// Waits until the node's warming queue is empty.
+async fn warmed(client: &QuiverClient, url: &str) -> Result<(), BoxError> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while stats(client, url).await?.warm.queued > 0 {
+        if Instant::now() > deadline {
+            return Err("background warming did not finish in 10 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+pub async fn run(
+    rig: &Rig,
+    args: &PresignArgs,
+    command: String,
+) -> Result<PresignReport, BoxError> {
+    if args.file_mb < 16 || args.runs == 0 {
+        return Err(
+            "--file-mb must be at least 16 (above presign_min_bytes) and --runs at least 1".into(),
+        );
+    }
+    let path = rig.scratch().join(OBJECT);
+    let bar = data::bytes_bar(args.file_mb << 20, "cold object");
+    tokio::task::block_in_place(|| data::random_floats(&path, args.file_mb << 20, 11, &bar))?;
+    bar.finish_and_clear();
+    let file = std::fs::read(&path)?;
+    let object_bytes = file.len() as u64;
+    rig.upload(OBJECT, Bytes::from(file)).await?;
+    std::fs::remove_file(&path)?;
+
+    let mut config = SessionConfig::new();
+    let parquet = &mut config.options_mut().execution.parquet;
+    parquet.pushdown_filters = true;
+    parquet.reorder_filters = true;
+    let direct = SessionContext::new_with_config(config);
+    direct.register_object_store(rig.bucket_url(), rig.baseline().clone());
+    let url = format!(
+        "{}/{}",
+        rig.bucket_url().as_str().trim_end_matches('/'),
+        rig.object_path(OBJECT)
+    );
+    direct
+        .register_parquet("cold", url, ParquetReadOptions::default())
+        .await?;
+    let sql = format!("SELECT {} FROM cold WHERE {FILTER}", COLUMNS.join(", "));
+
+    let node = rig.urls().first().ok_or("the rig has no node")?.clone();
+    let plain = QuiverClient::connect(ClientConfig::new(rig.urls().to_vec())).await?;
+    let mut cfg = ClientConfig::new(rig.urls().to_vec());
+    cfg.accept_presigned = true;
+    let opted = QuiverClient::connect(cfg).await?;
+    let req = ScanRequest {
+        source: Some(rig.source().to_string()),
+        path: Some(rig.quiver_path(OBJECT)),
+        columns: Some(COLUMNS.iter().map(|c| c.to_string()).collect()),
+        filter: Some(FILTER.into()),
+        ..Default::default()
+    };
+
+    // The baseline's first run fills its metadata cache and is not timed.
+    let expected = content(&direct.sql(&sql).await?.collect().await?)?;
+    let mut report = PresignReport {
+        command,
+        object_bytes,
+        rows: expected.len(),
+        runs: args.runs,
+        link: String::new(),
+        direct_ms: Vec::new(),
+        read_through_ms: Vec::new(),
+        presigned_ms: Vec::new(),
+        warming_ms: Vec::new(),
+        warm_ms: Vec::new(),
+        warm_origin_bytes: Vec::new(),
+        read_through_vs_direct: f64::NAN,
+        presigned_vs_direct: f64::NAN,
+        warm_vs_direct: f64::NAN,
+    };
+    let check = |mode: &str, got: Vec<String>| -> Result<(), BoxError> {
+        if got != expected {
+            return Err(
+                format!("{mode} differs from DataFusion reading the object directly").into(),
+            );
+        }
+        Ok(())
+    };
+    for _ in 0..args.runs {
+        let started = Instant::now();
+        let got = direct.sql(&sql).await?.collect().await?;
+        report
+            .direct_ms
+            .push(started.elapsed().as_secs_f64() * 1000.0);
+        check("direct", content(&got)?)?;
+
+        rig.evict_all().await?;
+        let started = Instant::now();
+        let got = plain.collect(&req).await?;
+        report
+            .read_through_ms
+            .push(started.elapsed().as_secs_f64() * 1000.0);
+        check("Quiver read-through", content(&got.batches)?)?;
+
+        rig.evict_all().await?;
+        let urls_before = stats(&opted, &node).await?.presigned_urls;
+        let started = Instant::now();
+        let got = opted.collect(&req).await?;
+        report
+            .presigned_ms
+            .push(started.elapsed().as_secs_f64() * 1000.0);
+        check("Quiver pre-signed", content(&got.batches)?)?;
+        if stats(&opted, &node).await?.presigned_urls <= urls_before {
+            return Err("the cold object was not handed out as a pre-signed URL".into());
+        }
+        warmed(&opted, &node).await?;
+        report
+            .warming_ms
+            .push(started.elapsed().as_secs_f64() * 1000.0);
+
+        let before = stats(&plain, &node).await?.origin_bytes;
+        let started = Instant::now();
+        let got = plain.collect(&req).await?;
+        report
+            .warm_ms
+            .push(started.elapsed().as_secs_f64() * 1000.0);
+        check("Quiver after warming", content(&got.batches)?)?;
+        report
+            .warm_origin_bytes
+            .push(stats(&plain, &node).await?.origin_bytes - before);
+    }
+    let direct_ms = median(&report.direct_ms);
+    report.read_through_vs_direct = median(&report.read_through_ms) / direct_ms;
+    report.presigned_vs_direct = median(&report.presigned_ms) / direct_ms;
+    report.warm_vs_direct = median(&report.warm_ms) / direct_ms;
+    Ok(report)
+}
+
+impl PresignReport {
+    pub fn markdown(&self) -> String {
+        let row = |mode: &str, ms: &[f64], ratio: f64| {
+            format!("| {mode} | {:.1} | {ratio:.2}x |\n", median(ms))
+        };
+        let mut out = format!(
+            "## A cold object: direct, read-through and pre-signed\n\n`{}`\n\n\
+             One {:.1} MiB object of 16 float64 columns, `{}` on `{FILTER}` ({} rows, 1%), {}; \
+             {} interleaved run(s), medians; the Quiver modes start from an evicted cache.\n\n\
+             | mode | ms | time / direct |\n| --- | ---: | ---: |\n",
+            self.command,
+            self.object_bytes as f64 / (1u64 << 20) as f64,
+            COLUMNS.join(", "),
+            self.rows,
+            self.link,
+            self.runs,
+        );
+        out.push_str(&row("DataFusion direct (S3)", &self.direct_ms, 1.0));
+        out.push_str(&row(
+            "Quiver read-through (cold)",
+            &self.read_through_ms,
+            self.read_through_vs_direct,
+        ));
+        out.push_str(&row(
+            "Quiver pre-signed (cold)",
+            &self.presigned_ms,
+            self.presigned_vs_direct,
+        ));
+        out.push_str(&row(
+            "Quiver after background warming",
+            &self.warm_ms,
+            self.warm_vs_direct,
+        ));
+        out.push_str(&format!(
+            "\nBackground warming finished {:.0} ms (median) after the pre-signed plan; the warm scans read {:?} bytes from S3.\n",
+            median(&self.warming_ms),
+            self.warm_origin_bytes
+        ));
+        out
+    }
+}
