@@ -160,7 +160,7 @@ impl Default for CacheConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     pub name: String,
@@ -173,10 +173,54 @@ pub struct SourceConfig {
     /// How long a LIST or HEAD answer (ETag, size) is trusted.
     #[serde(default = "default_validate")]
     pub validate: Span,
+    /// Longest wait for a connection to the origin.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Span,
+    /// Longest one origin request may take, body included.
+    #[serde(default = "default_origin_timeout")]
+    pub request_timeout: Span,
+    /// Retries of a failed origin request (server errors, timeouts, resets),
+    /// with exponential backoff from 100 ms up to 5 s.
+    #[serde(default = "default_retries")]
+    pub retries: usize,
+}
+
+fn default_connect_timeout() -> Span {
+    Span(Duration::from_secs(5))
+}
+
+fn default_origin_timeout() -> Span {
+    Span(Duration::from_secs(60))
+}
+
+fn default_retries() -> usize {
+    3
 }
 
 fn default_validate() -> Span {
     Span(Duration::from_secs(30))
+}
+
+/// Written by hand so that a logged or printed config never shows the
+/// secret key.
+impl std::fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceConfig")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "******"),
+            )
+            .field("validate", &self.validate)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("retries", &self.retries)
+            .finish()
+    }
 }
 
 impl SourceConfig {
@@ -189,6 +233,9 @@ impl SourceConfig {
             access_key_id: None,
             secret_access_key: None,
             validate: default_validate(),
+            connect_timeout: default_connect_timeout(),
+            request_timeout: default_origin_timeout(),
+            retries: default_retries(),
         }
     }
 }
@@ -631,6 +678,21 @@ impl Config {
                     format!("`{}` is configured twice", s.name),
                 ));
             }
+            if s.connect_timeout.0.is_zero() || s.request_timeout.0.is_zero() {
+                return Err(invalid(
+                    "source.request_timeout",
+                    format!(
+                        "source {}: connect_timeout and request_timeout must be above zero",
+                        s.name
+                    ),
+                ));
+            }
+            if s.retries > 10 {
+                return Err(invalid(
+                    "source.retries",
+                    format!("source {}: at most 10 retries", s.name),
+                ));
+            }
             let url = url::Url::parse(&s.url).map_err(|e| {
                 invalid(
                     "source.url",
@@ -843,6 +905,20 @@ stall_timeout = "45s"
         assert_eq!(c.miss.policy, MissPolicy::Auto);
         assert_eq!(c.miss.presign_expiry, Span(Duration::from_secs(900)));
         assert_eq!(c.miss.presign_min_bytes, ByteSize(8 << 20));
+    }
+
+    #[test]
+    fn debug_output_hides_the_secret_key() {
+        let mut s = SourceConfig::new("lake", "s3://bucket/");
+        s.access_key_id = Some("AKIDEXAMPLE".into());
+        s.secret_access_key = Some("wJalrXUtnFEMI-very-secret".into());
+        let c = Config {
+            sources: vec![s],
+            ..Default::default()
+        };
+        let shown = format!("{c:?}");
+        assert!(shown.contains("AKIDEXAMPLE"), "{shown}");
+        assert!(!shown.contains("very-secret"), "{shown}");
     }
 
     #[test]

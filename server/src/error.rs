@@ -70,9 +70,14 @@ impl QuiverError {
             E::PermissionDenied { .. } | E::Unauthenticated { .. } => QuiverError::Unavailable(
                 format!("the origin refused access to {what}: check the node's credentials"),
             ),
-            other => QuiverError::Unavailable(format!(
-                "the origin could not be read for {what} and the data is not cached: {other}"
-            )),
+            // The store's error names its endpoint and request; that is for
+            // the log, not for clients.
+            other => {
+                tracing::warn!(object = what, error = %other, "an origin request failed");
+                QuiverError::Unavailable(format!(
+                    "the origin could not be read for {what} and the data is not cached"
+                ))
+            }
         }
     }
 }

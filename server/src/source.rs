@@ -14,7 +14,9 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, RetryConfig,
+};
 use quiver_protocol::ScanRequest;
 use url::Url;
 
@@ -119,7 +121,29 @@ pub fn s3_store(cfg: &SourceConfig, bucket: &str) -> Result<AmazonS3> {
             .with_access_key_id(key)
             .with_secret_access_key(secret);
     }
+    // Explicit timeouts and retries: a stalled origin must fail a miss in
+    // bounded time, not hang it on library defaults.
+    let retry = RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            base: 2.0,
+        },
+        max_retries: cfg.retries,
+        retry_timeout: cfg.request_timeout.0.saturating_mul(cfg.retries as u32 + 1),
+    };
     builder
+        .with_client_options(
+            ClientOptions::new()
+                .with_connect_timeout(cfg.connect_timeout.0)
+                .with_timeout(cfg.request_timeout.0)
+                .with_allow_http(
+                    cfg.endpoint
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with("http://")),
+                ),
+        )
+        .with_retry(retry)
         .build()
         .map_err(|e| QuiverError::invalid(format!("source {}: {e}", cfg.name)))
 }
@@ -513,6 +537,18 @@ mod tests {
             s.resolve(&both),
             Err(QuiverError::InvalidArgument(_))
         ));
+    }
+
+    #[test]
+    fn debug_output_hides_credentials() {
+        let mut cfg = SourceConfig::new("lake", "s3://bucket/prefix/");
+        cfg.region = Some("us-east-1".into());
+        cfg.access_key_id = Some("AKIDEXAMPLE".into());
+        cfg.secret_access_key = Some("wJalrXUtnFEMI-very-secret".into());
+        let source = Source::new(&cfg, 10).unwrap();
+        let shown = format!("{source:?}");
+        assert!(shown.contains("lake"), "{shown}");
+        assert!(!shown.contains("very-secret"), "{shown}");
     }
 
     #[test]

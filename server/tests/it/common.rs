@@ -41,6 +41,11 @@ impl S3Server {
         }
     }
 
+    /// `http://127.0.0.1:port` of the server.
+    pub fn endpoint(&self) -> String {
+        self.inner.endpoint()
+    }
+
     /// Where an object of the bucket lives on disk (for the reference reader).
     pub fn file(&self, key: &str) -> PathBuf {
         self.inner.file(BUCKET, key)

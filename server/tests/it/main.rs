@@ -6,4 +6,5 @@ mod cache;
 mod cluster;
 mod common;
 mod differential;
+mod faults;
 mod flight_api;
