@@ -300,6 +300,10 @@ pub struct LimitsConfig {
     pub batch_rows: usize,
     /// Most objects one request may name through a prefix.
     pub max_objects: usize,
+    /// Planning calls (GetFlightInfo, GetSchema, ListFlights) running at
+    /// once; one more is answered ResourceExhausted. Planning a prefix reads
+    /// every object's footer, so a flood of plans must not crowd out scans.
+    pub max_concurrent_plans: usize,
 }
 
 impl Default for LimitsConfig {
@@ -311,6 +315,7 @@ impl Default for LimitsConfig {
             max_filter_len: 16 * 1024,
             batch_rows: 8192,
             max_objects: 10_000,
+            max_concurrent_plans: 32,
         }
     }
 }
@@ -527,6 +532,9 @@ pub struct Flags {
     /// Most objects one request may name through a prefix.
     #[arg(long, env = "QUIVER_MAX_OBJECTS")]
     pub max_objects: Option<usize>,
+    /// Planning calls running at once before ResourceExhausted.
+    #[arg(long, env = "QUIVER_MAX_CONCURRENT_PLANS")]
+    pub max_concurrent_plans: Option<usize>,
     /// What a cold scan does: read-through, presign or auto.
     #[arg(long, env = "QUIVER_MISS_POLICY")]
     pub miss_policy: Option<MissPolicy>,
@@ -620,6 +628,10 @@ impl Config {
         set(&mut self.limits.max_filter_len, &f.max_filter_len);
         set(&mut self.limits.batch_rows, &f.batch_rows);
         set(&mut self.limits.max_objects, &f.max_objects);
+        set(
+            &mut self.limits.max_concurrent_plans,
+            &f.max_concurrent_plans,
+        );
         set(&mut self.miss.policy, &f.miss_policy);
         set(&mut self.miss.presign_expiry, &f.presign_expiry);
         set(&mut self.miss.presign_min_bytes, &f.presign_min_bytes);
@@ -723,6 +735,9 @@ impl Config {
         }
         if self.limits.max_concurrent_scans == 0 {
             return Err(invalid("limits.max_concurrent_scans", "must be at least 1"));
+        }
+        if self.limits.max_concurrent_plans == 0 {
+            return Err(invalid("limits.max_concurrent_plans", "must be at least 1"));
         }
         if self.limits.max_objects == 0 {
             return Err(invalid("limits.max_objects", "must be at least 1"));

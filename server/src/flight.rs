@@ -406,6 +406,7 @@ impl FlightService for QuiverFlight {
         let rid = request_id(&request);
         self.run(&rid, "list_flights", async {
             self.core.auth.check(request.metadata(), false)?;
+            let _slot = self.core.plan_permit()?;
             let infos = flight_info::list(&self.core, &request.get_ref().expression).await?;
             Ok(futures::stream::iter(infos.into_iter().map(Ok)).boxed() as Self::ListFlightsStream)
         })
@@ -432,6 +433,7 @@ impl FlightService for QuiverFlight {
             self.core.auth.check(request.metadata(), false)?;
             let descriptor = request.get_ref().clone();
             let req = descriptor_request(&descriptor)?;
+            let _slot = self.core.plan_permit()?;
             flight_info::flight_info(&self.core, descriptor, &req).await
         })
         .await
@@ -455,6 +457,7 @@ impl FlightService for QuiverFlight {
         self.run(&rid, "get_schema", async {
             self.core.auth.check(request.metadata(), false)?;
             let req = descriptor_request(request.get_ref())?;
+            let _slot = self.core.plan_permit()?;
             let (_, _, schema) = flight_info::schema(&self.core, &req).await?;
             SchemaResult::try_from(SchemaAsIpc::new(&schema, &IpcWriteOptions::default()))
                 .map_err(|e| QuiverError::Internal(format!("cannot encode the schema: {e}")))

@@ -10,7 +10,7 @@ use std::time::Duration;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use quiver_protocol::{slot_of, NodeInfo, Topology};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
@@ -49,6 +49,8 @@ pub struct NodeCore {
     pub auth: Auth,
     pub scan_slots: Arc<Semaphore>,
     pub max_scans: usize,
+    plan_slots: Arc<Semaphore>,
+    max_plans: usize,
     pub request_timeout: Duration,
     /// How long a scan waits for its client to take the next message.
     pub stall_timeout: Duration,
@@ -95,6 +97,17 @@ impl NodeCore {
                 Ok(ids)
             }
         }
+    }
+
+    /// A slot for one planning call, held while it runs; refused at once
+    /// when every slot is taken.
+    pub fn plan_permit(&self) -> Result<OwnedSemaphorePermit> {
+        self.plan_slots.clone().try_acquire_owned().map_err(|_| {
+            QuiverError::ResourceExhausted(format!(
+                "this node is already planning its maximum of {} requests; retry shortly",
+                self.max_plans
+            ))
+        })
     }
 
     pub fn topology(&self) -> Arc<Topology> {
@@ -271,6 +284,8 @@ impl RunningNode {
             auth,
             scan_slots: Arc::new(Semaphore::new(config.limits.max_concurrent_scans)),
             max_scans: config.limits.max_concurrent_scans,
+            plan_slots: Arc::new(Semaphore::new(config.limits.max_concurrent_plans)),
+            max_plans: config.limits.max_concurrent_plans,
             request_timeout: config.limits.request_timeout.0,
             stall_timeout: config.limits.stall_timeout.0,
             ready: AtomicBool::new(false),

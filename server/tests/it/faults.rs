@@ -187,3 +187,59 @@ fn filtered(path: &str, filter: &str) -> quiver_protocol::ScanRequest {
         ..scan("lake", path)
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_plans_is_refused_beyond_the_limit_and_scans_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..60 {
+        write_parquet(&dir.path().join(format!("t/p{i:02}.parquet")), 200, i);
+    }
+    let mut config = node_config(vec![local_source("local", dir.path())], None);
+    config.limits.max_concurrent_plans = 2;
+    let node = RunningNode::start(config).await.unwrap();
+    let prefix = quiver_protocol::ScanRequest {
+        filter: Some("qty > 3".into()),
+        ..scan("local", "t/")
+    };
+    let mut clients = Vec::new();
+    for _ in 0..24 {
+        clients.push(client(&node).await);
+    }
+    let calls = clients.into_iter().enumerate().map(|(i, mut c)| {
+        let req = prefix.clone();
+        async move {
+            if i % 2 == 0 {
+                flight_info(&mut c, &req).await.map(|_| ())
+            } else {
+                c.get_schema(arrow_flight::FlightDescriptor::new_cmd(req.to_bytes()))
+                    .await
+                    .map(|_| ())
+                    .map_err(into_status)
+            }
+        }
+    });
+    let outcomes = futures::future::join_all(calls).await;
+    let refused = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(e) if e.code() == Code::ResourceExhausted))
+        .count();
+    let other: Vec<_> = outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().err())
+        .filter(|e| e.code() != Code::ResourceExhausted)
+        .collect();
+    assert!(other.is_empty(), "{other:?}");
+    assert!(
+        refused > 0,
+        "24 concurrent plans with a limit of 2 were all admitted"
+    );
+    assert!(refused < 24, "no plan was admitted");
+    // Scans and later plans are served.
+    let mut c = client(&node).await;
+    let got = do_get(&mut c, &scan("local", "t/p07.parquet"))
+        .await
+        .unwrap();
+    assert_eq!(row_count(&got), 200);
+    flight_info(&mut c, &prefix).await.unwrap();
+    node.shutdown().await.unwrap();
+}
