@@ -109,12 +109,12 @@ def check_tpch(out: pathlib.Path) -> None:
 def check_presign(out: pathlib.Path) -> None:
     report = json.loads((out / "presign.json").read_text())
     runs = report["runs"]
-    for key in ("direct_ms", "read_through_ms", "presigned_ms", "warming_ms", "warm_ms", "warm_origin_bytes"):
+    for key in ("direct_ms", "direct_cached_ms", "read_through_ms", "presigned_ms", "warming_ms", "warm_ms", "warm_origin_bytes"):
         assert len(report[key]) == runs > 0, key
     assert report["rows"] > 0
     assert all(b == 0 for b in report["warm_origin_bytes"]), (
         f"scans after background warming read {report['warm_origin_bytes']} B from S3")
-    for key in ("read_through_vs_direct", "presigned_vs_direct", "warm_vs_direct"):
+    for key in ("direct_cached_vs_direct", "read_through_vs_direct", "presigned_vs_direct", "warm_vs_direct"):
         assert report[key] > 0, (key, report[key])
     assert "Quiver pre-signed (cold)" in (out / "presign.md").read_text()
 
