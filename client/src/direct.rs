@@ -55,10 +55,10 @@ const READ_PARTITIONS: usize = 4;
 
 /// The Parquet object at `url` in `store`, read with DataFusion applying the
 /// request's filter, projection and limit as a node does, with the filter
-/// pushed into the decoder. The answer is in file order: without a limit the
-/// object is read as several contiguous byte ranges at once and their
-/// batches are joined in order; with one, a single partition reads it from
-/// the start, so the limit keeps the same first rows a node returns.
+/// pushed into the decoder. Without a limit the object is read as several
+/// byte ranges at once (rows then come in no promised order, as from a
+/// scan of several objects); with one, a single partition reads it from the
+/// start in file order, so the limit keeps the first rows a node returns.
 pub(crate) async fn read_object(
     store: Arc<dyn ObjectStore>,
     url: &Url,
