@@ -153,6 +153,42 @@ enum Workload {
     },
 }
 
+/// A rig of the flags' S3 and nodes, or of one local node.
+fn one_node(
+    cli: &Cli,
+    link: Option<link::LinkConfig>,
+    server_bin: std::path::PathBuf,
+    sql_tables: Vec<(String, String)>,
+) -> RigOptions {
+    RigOptions {
+        link,
+        server_bin,
+        nodes: cli.nodes.clone(),
+        s3: cli.s3.clone(),
+        source: cli.source.clone(),
+        memory_mib: cli.cache_memory_mib,
+        disk_mib: cli.cache_disk_mib,
+        local_nodes: 1,
+        sql_tables,
+    }
+}
+
+/// Prints a workload's Markdown and writes `NAME.json` and `NAME.md`.
+fn write_report<T: serde::Serialize>(
+    out: &std::path::Path,
+    name: &str,
+    report: &T,
+    md: String,
+) -> Result<(), BoxError> {
+    println!("{md}");
+    std::fs::write(
+        out.join(format!("{name}.json")),
+        serde_json::to_vec_pretty(report)?,
+    )?;
+    std::fs::write(out.join(format!("{name}.md")), md)?;
+    Ok(())
+}
+
 /// The link a report's numbers were measured over, in words.
 fn describe_link(link: Option<link::LinkConfig>, s3: Option<&str>) -> String {
     match (link, s3) {
@@ -241,60 +277,30 @@ async fn main() -> Result<(), BoxError> {
                 scale: scale.unwrap_or(if cli.quick { 0.05 } else { 1.0 }),
                 runs: runs.unwrap_or(if cli.quick { 1 } else { 5 }),
             };
-            let rig = Rig::start(&RigOptions {
+            let rig = Rig::start(&one_node(
+                &cli,
                 link,
                 server_bin,
-                nodes: cli.nodes.clone(),
-                s3: cli.s3.clone(),
-                source: cli.source.clone(),
-                memory_mib: cli.cache_memory_mib,
-                disk_mib: cli.cache_disk_mib,
-                local_nodes: 1,
-                sql_tables: workloads::tpch::sql_tables(),
-            })
+                workloads::tpch::sql_tables(),
+            ))
             .await?;
             let result = workloads::tpch::run(&rig, &args, command).await;
             rig.stop().await?;
             let mut report = result?;
             report.link = describe_link(link, cli.s3.as_deref());
-            let md = report.markdown();
-            println!("{md}");
-            std::fs::write(
-                cli.out.join("tpch.json"),
-                serde_json::to_vec_pretty(&report)?,
-            )?;
-            std::fs::write(cli.out.join("tpch.md"), md)?;
-            return Ok(());
+            return write_report(&cli.out, "tpch", &report, report.markdown());
         }
         Workload::Presign { file_mb, runs } => {
             let args = workloads::presign::PresignArgs {
                 file_mb: file_mb.unwrap_or(if cli.quick { 16 } else { 100 }),
                 runs: runs.unwrap_or(if cli.quick { 1 } else { 5 }),
             };
-            let rig = Rig::start(&RigOptions {
-                link,
-                server_bin,
-                nodes: cli.nodes.clone(),
-                s3: cli.s3.clone(),
-                source: cli.source.clone(),
-                memory_mib: cli.cache_memory_mib,
-                disk_mib: cli.cache_disk_mib,
-                local_nodes: 1,
-                sql_tables: Vec::new(),
-            })
-            .await?;
+            let rig = Rig::start(&one_node(&cli, link, server_bin, Vec::new())).await?;
             let result = workloads::presign::run(&rig, &args, command).await;
             rig.stop().await?;
             let mut report = result?;
             report.link = describe_link(link, cli.s3.as_deref());
-            let md = report.markdown();
-            println!("{md}");
-            std::fs::write(
-                cli.out.join("presign.json"),
-                serde_json::to_vec_pretty(&report)?,
-            )?;
-            std::fs::write(cli.out.join("presign.md"), md)?;
-            return Ok(());
+            return write_report(&cli.out, "presign", &report, report.markdown());
         }
         Workload::Node {
             file_mb,

@@ -396,6 +396,10 @@ impl FromStr for MissPolicy {
     }
 }
 
+/// Most origin fetches warming may hold: half of the node's 32
+/// (`cache::MAX_ORIGIN_FETCHES`), so demand reads always keep the other half.
+pub const MAX_WARM_FETCHES: usize = 16;
+
 /// Longest life S3 allows a pre-signed URL (SigV4): seven days.
 pub const MAX_PRESIGN_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -772,12 +776,11 @@ impl Config {
         if self.miss.warm_queue == 0 {
             return Err(invalid("miss.warm_queue", "must be at least 1"));
         }
-        if !(1..=crate::cache::MAX_ORIGIN_FETCHES / 2).contains(&self.miss.warm_fetches) {
+        if !(1..=MAX_WARM_FETCHES).contains(&self.miss.warm_fetches) {
             return Err(invalid(
                 "miss.warm_fetches",
                 format!(
-                    "must be between 1 and {}, so demand reads keep most of the origin budget",
-                    crate::cache::MAX_ORIGIN_FETCHES / 2
+                    "must be between 1 and {MAX_WARM_FETCHES}, so demand reads keep most of the origin budget"
                 ),
             ));
         }

@@ -36,6 +36,9 @@ pub const MAX_RUN_CHUNKS: u64 = 8;
 /// a huge row group must not open hundreds of connections.
 pub const MAX_ORIGIN_FETCHES: usize = 32;
 
+// Warming must leave demand reads most of the origin budget.
+const _: () = assert!(crate::config::MAX_WARM_FETCHES * 2 <= MAX_ORIGIN_FETCHES);
+
 /// Disk blocks are the unit foyer reclaims; 16 MiB unless the tier is small.
 const MAX_DISK_BLOCK: u64 = 16 << 20;
 

@@ -26,7 +26,7 @@ use crate::source::ObjectId;
 #[derive(Debug, Clone)]
 pub struct WarmJob {
     pub id: ObjectId,
-    /// Top-level columns; empty means the whole object.
+    /// Top-level columns.
     pub columns: Vec<String>,
 }
 
@@ -184,12 +184,8 @@ async fn warm(ctx: &WarmContext, job: &WarmJob) -> Result<u64> {
     let store = ctx.stores.get(&job.id.source).ok_or_else(|| {
         QuiverError::NotFound(format!("there is no source named `{}`", job.id.source))
     })?;
-    let ranges = if job.columns.is_empty() {
-        std::iter::once(0..job.id.size).collect()
-    } else {
-        let metadata = ctx.footers.get(store, &job.id).await?;
-        column_ranges(&metadata, &job.id, &job.columns)?
-    };
+    let metadata = ctx.footers.get(store, &job.id).await?;
+    let ranges = column_ranges(&metadata, &job.id, &job.columns)?;
     let run = MAX_RUN_CHUNKS * ctx.chunk;
     for piece in ranges.iter().flat_map(|r| pieces(r.clone(), run)) {
         store
