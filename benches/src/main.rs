@@ -4,7 +4,6 @@
 
 mod counting;
 mod data;
-mod link;
 mod measure;
 mod plot;
 mod readers;
@@ -156,7 +155,7 @@ enum Workload {
 /// A rig of the flags' S3 and nodes, or of one local node.
 fn one_node(
     cli: &Cli,
-    link: Option<link::LinkConfig>,
+    link: Option<quiver_testkit::link::LinkConfig>,
     server_bin: std::path::PathBuf,
     sql_tables: Vec<(String, String)>,
 ) -> RigOptions {
@@ -190,7 +189,7 @@ fn write_report<T: serde::Serialize>(
 }
 
 /// The link a report's numbers were measured over, in words.
-fn describe_link(link: Option<link::LinkConfig>, s3: Option<&str>) -> String {
+fn describe_link(link: Option<quiver_testkit::link::LinkConfig>, s3: Option<&str>) -> String {
     match (link, s3) {
         (Some(l), _) => format!(
             "emulated S3 link: {} ms first byte, {} MB/s per connection",
@@ -212,7 +211,7 @@ async fn main() -> Result<(), BoxError> {
     )
     .trim_end()
     .to_string();
-    let link = (!cli.no_emulation && cli.s3.is_none()).then(|| link::LinkConfig {
+    let link = (!cli.no_emulation && cli.s3.is_none()).then(|| quiver_testkit::link::LinkConfig {
         latency: Duration::from_millis(cli.latency_ms),
         bandwidth: cli.bandwidth_mb_s * 1_000_000,
     });

@@ -19,9 +19,9 @@ use tonic::transport::Channel;
 use url::Url;
 
 use crate::counting::CountingStore;
-use crate::link::{Link, LinkConfig};
 use crate::server::ServerProcess;
 use crate::BoxError;
+use quiver_testkit::link::{Link, LinkConfig};
 
 const LOCAL_BUCKET: &str = "bench";
 /// Everything the benchmark writes goes under this directory of the source.

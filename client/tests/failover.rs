@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion::prelude::ParquetReadOptions;
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 use quiver_client::{AdminClient, ClientConfig, DirectSource, QuiverClient, Served};
@@ -192,7 +192,7 @@ fn rows(batches: &[RecordBatch]) -> Vec<String> {
 }
 
 async fn reference(file: &Path, req: &ScanRequest) -> Vec<String> {
-    let ctx = SessionContext::new();
+    let ctx = quiver_testkit::oracle::session();
     ctx.register_parquet("t", file.to_str().unwrap(), ParquetReadOptions::default())
         .await
         .unwrap();

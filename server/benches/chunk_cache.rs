@@ -29,7 +29,8 @@ async fn fixture() -> Fixture {
     let data: Vec<u8> = (0..16 * MIB).map(|i| (i % 251) as u8).collect();
     std::fs::write(dir.path().join("object.bin"), data).expect("write object");
     let url = format!("file://{}/", dir.path().display());
-    let source = Source::new(&SourceConfig::new("bench", &url), 10).expect("source");
+    let metrics = Arc::new(Metrics::new());
+    let source = Source::new(&SourceConfig::new("bench", &url), 10, &metrics).expect("source");
     let id = source
         .identity(&Path::from("object.bin"))
         .await
@@ -39,9 +40,7 @@ async fn fixture() -> Fixture {
         disk: ByteSize(0),
         ..CacheConfig::default()
     };
-    let cache = ChunkCache::open(&cfg, Arc::new(Metrics::new()))
-        .await
-        .expect("cache");
+    let cache = ChunkCache::open(&cfg, metrics).await.expect("cache");
     Fixture {
         cache,
         origin: source.origin.clone(),

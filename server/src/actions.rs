@@ -66,8 +66,26 @@ pub fn stats(core: &NodeCore) -> Bytes {
 }
 
 pub fn health(core: &NodeCore) -> Bytes {
+    let origins: serde_json::Map<String, serde_json::Value> = core
+        .sources
+        .all()
+        .iter()
+        .map(|s| {
+            let circuit = if s.breaker.is_open() {
+                "open"
+            } else {
+                "closed"
+            };
+            (
+                s.name.to_string(),
+                serde_json::json!({ "circuit": circuit }),
+            )
+        })
+        .collect();
+    let degraded = core.sources.all().iter().any(|s| s.breaker.is_open());
     json(&serde_json::json!({
-        "status": "ok",
+        "status": if degraded { "degraded" } else { "ok" },
+        "origins": origins,
         "node_id": core.node_id,
         "version": env!("CARGO_PKG_VERSION"),
         "active_scans": core.metrics.active_scans.get(),

@@ -183,6 +183,38 @@ pub struct SourceConfig {
     /// with exponential backoff from 100 ms up to 5 s.
     #[serde(default = "default_retries")]
     pub retries: usize,
+    /// Origin requests in a row that fail (after their retries) before the
+    /// source's circuit opens and misses fail fast; 0 never opens it.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open circuit fails misses at once before one request
+    /// probes the origin again.
+    #[serde(default = "default_breaker_cooldown")]
+    pub breaker_cooldown: Span,
+    /// How long an object the origin said does not exist is remembered, so
+    /// that repeated requests for it cost no origin request.
+    #[serde(default = "default_missing_ttl")]
+    pub missing_ttl: Span,
+    /// Least time between two origin HEADs of one object forced by clients
+    /// (a ticket naming an ETag the node has not seen).
+    #[serde(default = "default_revalidate_interval")]
+    pub revalidate_interval: Span,
+}
+
+fn default_breaker_failures() -> u32 {
+    5
+}
+
+fn default_breaker_cooldown() -> Span {
+    Span(Duration::from_secs(10))
+}
+
+fn default_missing_ttl() -> Span {
+    Span(Duration::from_secs(5))
+}
+
+fn default_revalidate_interval() -> Span {
+    Span(Duration::from_secs(1))
 }
 
 fn default_connect_timeout() -> Span {
@@ -219,6 +251,10 @@ impl std::fmt::Debug for SourceConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("retries", &self.retries)
+            .field("breaker_failures", &self.breaker_failures)
+            .field("breaker_cooldown", &self.breaker_cooldown)
+            .field("missing_ttl", &self.missing_ttl)
+            .field("revalidate_interval", &self.revalidate_interval)
             .finish()
     }
 }
@@ -236,6 +272,10 @@ impl SourceConfig {
             connect_timeout: default_connect_timeout(),
             request_timeout: default_origin_timeout(),
             retries: default_retries(),
+            breaker_failures: default_breaker_failures(),
+            breaker_cooldown: default_breaker_cooldown(),
+            missing_ttl: default_missing_ttl(),
+            revalidate_interval: default_revalidate_interval(),
         }
     }
 }
@@ -707,6 +747,24 @@ impl Config {
                 return Err(invalid(
                     "source.retries",
                     format!("source {}: at most 10 retries", s.name),
+                ));
+            }
+            if s.breaker_failures > 0 && s.breaker_cooldown.0.is_zero() {
+                return Err(invalid(
+                    "source.breaker_cooldown",
+                    format!(
+                        "source {}: must be above zero while breaker_failures is set",
+                        s.name
+                    ),
+                ));
+            }
+            if s.missing_ttl.0 > s.validate.0.max(Duration::from_secs(60)) {
+                return Err(invalid(
+                    "source.missing_ttl",
+                    format!(
+                        "source {}: at most validate or 1m, so a new object shows up soon",
+                        s.name
+                    ),
                 ));
             }
             let url = url::Url::parse(&s.url).map_err(|e| {

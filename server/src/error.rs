@@ -70,6 +70,11 @@ impl QuiverError {
             E::PermissionDenied { .. } | E::Unauthenticated { .. } => QuiverError::Unavailable(
                 format!("the origin refused access to {what}: check the node's credentials"),
             ),
+            // The source's circuit is open: say so, and that cached data is
+            // still served.
+            E::Generic { store, source } if *store == crate::source::OPEN_STORE => {
+                QuiverError::Unavailable(format!("{what} is not cached and {source}"))
+            }
             // The store's error names its endpoint and request; that is for
             // the log, not for clients.
             other => {

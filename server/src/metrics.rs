@@ -3,8 +3,8 @@
 //! several nodes can live in one test process without sharing counters.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Which tier answered a chunk lookup.
@@ -57,6 +57,10 @@ pub struct Metrics {
     pub disk_capacity: IntGauge,
     pub topology_epoch: IntGauge,
     pub topology_errors: IntCounter,
+    /// 1 while a source's circuit breaker fails its misses fast.
+    pub origin_circuit_open: IntGaugeVec,
+    /// Origin calls answered at once by an open circuit, by source.
+    pub origin_fast_failures: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -88,6 +92,15 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str) -> IntC
         .register(Box::new(c.clone()))
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
     c
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, label: &str) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), &[label])
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry
+        .register(Box::new(g.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    g
 }
 
 impl Metrics {
@@ -212,6 +225,18 @@ impl Metrics {
                 &registry,
                 "topology_errors_total",
                 "Topology reloads that found a document it could not adopt",
+            ),
+            origin_circuit_open: gauge_vec(
+                &registry,
+                "origin_circuit_open",
+                "1 while the source's origin keeps failing and misses fail fast",
+                "source",
+            ),
+            origin_fast_failures: counter_vec(
+                &registry,
+                "origin_fast_failures_total",
+                "Origin calls refused at once because the source's circuit was open",
+                "source",
             ),
             scan_seconds,
             registry,

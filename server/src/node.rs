@@ -223,7 +223,7 @@ impl RunningNode {
 
         let metrics = Arc::new(Metrics::new());
         let auth = Auth::load(&config.auth).map_err(|e| QuiverError::invalid(e.to_string()))?;
-        let sources = Sources::new(&config.sources, config.limits.max_objects)?;
+        let sources = Sources::new(&config.sources, config.limits.max_objects, &metrics)?;
         let chunks = ChunkCache::open(&config.cache, metrics.clone()).await?;
         let stores: HashMap<Arc<str>, Arc<CachingObjectStore>> = sources
             .all()

@@ -2,10 +2,13 @@
 //! server (s3s-fs) that checks SigV4 signatures and pre-signed URLs, so that
 //! Quiver is exercised against the same protocol it meets in production.
 
+pub mod link;
+pub mod oracle;
 pub mod tpch;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use hyper::service::Service;
@@ -44,7 +47,23 @@ pub struct S3Server {
     pub addr: SocketAddr,
     pub root: PathBuf,
     requests: Arc<Mutex<Vec<S3Request>>>,
+    /// Requests still to be answered with 503 SlowDown.
+    slow_down: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// S3's answer when a client must back off. It is logged like any request
+/// but never reaches the file system.
+fn slow_down_response() -> hyper::Response<s3s::Body> {
+    let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>\
+               <Message>Please reduce your request rate.</Message></Error>";
+    let mut response = hyper::Response::new(s3s::Body::from(xml.to_string()));
+    *response.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/xml"),
+    );
+    response
 }
 
 impl Drop for S3Server {
@@ -67,11 +86,14 @@ impl S3Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let requests: Arc<Mutex<Vec<S3Request>>> = Arc::default();
+        let slow_down: Arc<AtomicU64> = Arc::default();
         let log = requests.clone();
+        let refusals = slow_down.clone();
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
                 let service = service.clone();
                 let log = log.clone();
+                let refusals = refusals.clone();
                 let svc = hyper::service::service_fn(
                     move |req: hyper::Request<hyper::body::Incoming>| {
                         let entry = S3Request {
@@ -84,8 +106,17 @@ impl S3Server {
                                 .map(String::from),
                         };
                         log.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
+                        let refuse = refusals
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                            .is_ok();
                         let service = service.clone();
-                        async move { Service::call(&service, req).await }
+                        async move {
+                            if refuse {
+                                Ok(slow_down_response())
+                            } else {
+                                Service::call(&service, req).await
+                            }
+                        }
                     },
                 );
                 tokio::spawn(async move {
@@ -99,8 +130,22 @@ impl S3Server {
             addr,
             root: root.to_path_buf(),
             requests,
+            slow_down,
             task,
         })
+    }
+
+    /// Answers the next `requests` requests with `503 SlowDown`, as S3 does
+    /// when a prefix is over its request rate; `u64::MAX` for every request
+    /// until [`S3Server::slow_down`] is called again.
+    pub fn slow_down(&self, requests: u64) {
+        self.slow_down.store(requests, Ordering::SeqCst);
+    }
+
+    /// How many of the requests [`S3Server::slow_down`] asked for are still
+    /// to be refused.
+    pub fn slow_downs_left(&self) -> u64 {
+        self.slow_down.load(Ordering::SeqCst)
     }
 
     /// Every request received so far, in order.

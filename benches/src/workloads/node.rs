@@ -20,9 +20,9 @@ use quiver_testkit::{S3Server, ACCESS_KEY, SECRET_KEY};
 use serde::Serialize;
 
 use crate::data;
-use crate::link::{Link, LinkConfig};
 use crate::server::ServerProcess;
 use crate::BoxError;
+use quiver_testkit::link::{Link, LinkConfig};
 
 const BUCKET: &str = "bench";
 const MIB: u64 = 1 << 20;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -138,18 +138,9 @@ pub async fn quiver_ctx(client: &QuiverClient) -> SessionContext {
     ctx
 }
 
-/// The oracle: DataFusion over the local files with statistics pruning,
-/// page index, bloom filters and filter pushdown off, so that no pruning
-/// logic it shares with the node can hide a bug.
+/// The oracle ([`quiver_testkit::oracle`]) with every TPC-H table registered.
 pub async fn reference_ctx(local: &Path) -> SessionContext {
-    let mut config = SessionConfig::new()
-        .with_parquet_pruning(false)
-        .with_parquet_page_index_pruning(false)
-        .with_parquet_bloom_filter_pruning(false);
-    let parquet = &mut config.options_mut().execution.parquet;
-    parquet.pushdown_filters = false;
-    parquet.schema_force_view_types = false;
-    let ctx = SessionContext::new_with_config(config);
+    let ctx = quiver_testkit::oracle::session();
     for t in TABLES {
         let dir = local.join("tpch").join(t);
         ctx.register_parquet(

@@ -120,7 +120,20 @@ async fn concurrent_misses_fetch_each_byte_once() {
     let file = s3.file("t/a.parquet");
     write_parquet(&file, 20000, 4);
     let size = std::fs::metadata(&file).unwrap().len();
-    let node = RunningNode::start(node_config(vec![s3.source("lake")], None))
+    // 100 ms per origin request, so that eight scans started together are
+    // certainly in flight together.
+    let link = quiver_testkit::link::Link::start(
+        s3.inner().addr,
+        quiver_testkit::link::LinkConfig {
+            latency: std::time::Duration::from_millis(100),
+            bandwidth: 0,
+        },
+    )
+    .await
+    .unwrap();
+    let mut source = s3.source("lake");
+    source.endpoint = Some(link.endpoint());
+    let node = RunningNode::start(node_config(vec![source], None))
         .await
         .unwrap();
     let req = scan("lake", "t/a.parquet");
@@ -129,12 +142,23 @@ async fn concurrent_misses_fetch_each_byte_once() {
         let mut c = client(&node).await;
         let req = req.clone();
         tasks.push(tokio::spawn(async move {
-            row_count(&do_get(&mut c, &req).await.unwrap())
+            let started = std::time::Instant::now();
+            let n = row_count(&do_get(&mut c, &req).await.unwrap());
+            (n, started, std::time::Instant::now())
         }));
     }
+    let mut spans = Vec::new();
     for t in tasks {
-        assert_eq!(t.await.unwrap(), 20000);
+        let (n, started, ended) = t.await.unwrap();
+        assert_eq!(n, 20000);
+        spans.push((started, ended));
     }
+    let last_start = spans.iter().map(|s| s.0).max().unwrap();
+    let first_end = spans.iter().map(|s| s.1).min().unwrap();
+    assert!(
+        last_start < first_end,
+        "the scans did not overlap: one ended before the last began"
+    );
     let s = stats(&mut client(&node).await).await;
     assert!(
         s.origin_bytes <= size,

@@ -41,9 +41,9 @@ impl S3Server {
         }
     }
 
-    /// `http://127.0.0.1:port` of the server.
-    pub fn endpoint(&self) -> String {
-        self.inner.endpoint()
+    /// The testkit server, for its request log and fault switches.
+    pub fn inner(&self) -> &quiver_testkit::S3Server {
+        &self.inner
     }
 
     /// Where an object of the bucket lives on disk (for the reference reader).
@@ -186,8 +186,8 @@ pub async fn reference(
     columns: Option<&[String]>,
     filter: Option<&str>,
 ) -> Vec<RecordBatch> {
-    use datafusion::prelude::{ParquetReadOptions, SessionContext};
-    let ctx = SessionContext::new();
+    use datafusion::prelude::ParquetReadOptions;
+    let ctx = quiver_testkit::oracle::session();
     ctx.register_parquet("t", file.to_str().unwrap(), ParquetReadOptions::default())
         .await
         .unwrap();

@@ -1,176 +1,322 @@
-//! The origin failing: a stalled and a refusing S3 endpoint. Cached data is
-//! still served, an uncached read fails with Unavailable within a bounded
-//! time and without naming the endpoint, and once the origin recovers the
-//! node serves misses again, with results equal to DataFusion's.
+//! The origin failing, through the testkit's emulated S3 link and the test
+//! S3 server's 503 SlowDown answers: a stall, refused connections, bodies
+//! reset mid-way, a latency spike and throttling. In every case cached data
+//! is still served, an uncached read fails with Unavailable within a bounded
+//! time and without naming the endpoint, the circuit breaker makes repeated
+//! misses fail fast, and once the origin recovers the node serves misses
+//! again, with results equal to the oracle's.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quiver_server::config::Span;
+use quiver_server::config::{SourceConfig, Span};
 use quiver_server::RunningNode;
+use quiver_testkit::link::{Link, LinkConfig};
 use tonic::Code;
 
 use crate::common::*;
 
-/// A TCP proxy to `target` that, while `stalled` is set, accepts
-/// connections and never answers them (new ones, and bytes on open ones).
-struct Proxy {
-    addr: std::net::SocketAddr,
-    stalled: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn proxy(target: String) -> Proxy {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stalled = Arc::new(AtomicBool::new(false));
-    let flag = stalled.clone();
-    let task = tokio::spawn(async move {
-        while let Ok((mut client, _)) = listener.accept().await {
-            let flag = flag.clone();
-            let target = target.clone();
-            tokio::spawn(async move {
-                if flag.load(Ordering::SeqCst) {
-                    // Hold the connection open, say nothing.
-                    tokio::time::sleep(Duration::from_secs(3600)).await;
-                    return;
-                }
-                let Ok(upstream) = tokio::net::TcpStream::connect(&target).await else {
-                    return;
-                };
-                let (cr, cw) = client.split();
-                let (ur, uw) = upstream.into_split();
-                let up = pump(cr, uw, flag.clone());
-                let down = pump(ur, cw, flag);
-                tokio::select! {
-                    _ = up => {}
-                    _ = down => {}
-                }
-            });
-        }
-    });
-    Proxy {
-        addr,
-        stalled,
-        task,
-    }
-}
-
-/// Copies `from` to `to`, holding every chunk while `stalled` is set, so a
-/// stall also freezes connections opened before it.
-async fn pump(
-    mut from: impl tokio::io::AsyncRead + Unpin,
-    mut to: impl tokio::io::AsyncWrite + Unpin,
-    stalled: Arc<AtomicBool>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        while stalled.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// How long an uncached read may take to fail with these settings
+/// How long an uncached read may take to fail with [`fragile`] settings
 /// (request timeout 1 s, one retry, backoff up to 5 s), with headroom.
 const BOUND: Duration = Duration::from_secs(15);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_origin_fails_misses_quickly_and_hits_keep_being_served() {
-    let root = tempfile::tempdir().unwrap();
-    let s3 = S3Server::start(root.path()).await;
-    write_parquet(&s3.file("t/a.parquet"), 4000, 1);
-    write_parquet(&s3.file("t/b.parquet"), 4000, 2);
-    let link = proxy(s3.endpoint().trim_start_matches("http://").to_string()).await;
+/// A source read through `link`, with short timeouts and one retry so that
+/// failures show quickly, and a breaker that opens only when a test says.
+fn fragile(s3: &S3Server, link: &Link) -> SourceConfig {
     let mut source = s3.source("lake");
-    source.endpoint = Some(format!("http://{}", link.addr));
+    source.endpoint = Some(link.endpoint());
     source.request_timeout = Span(Duration::from_secs(1));
     source.connect_timeout = Span(Duration::from_secs(1));
     source.retries = 1;
     source.validate = Span(Duration::from_secs(300));
+    source.breaker_failures = 0;
+    source
+}
+
+/// An S3 server with objects `t/a.parquet` .. `t/e.parquet` behind a link,
+/// a node reading it through a [`fragile`] source changed by `tune`, and a
+/// client of the node.
+struct Rig {
+    s3: S3Server,
+    link: Link,
+    node: RunningNode,
+    c: arrow_flight::FlightClient,
+}
+
+async fn rig(root: &std::path::Path, tune: impl FnOnce(&mut SourceConfig)) -> Rig {
+    let s3 = S3Server::start(root).await;
+    for (i, name) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+        write_parquet(&s3.file(&format!("t/{name}.parquet")), 4000, i as u64 + 1);
+    }
+    let link = Link::start(s3.inner().addr, LinkConfig::default())
+        .await
+        .unwrap();
+    let mut source = fragile(&s3, &link);
+    tune(&mut source);
     let node = RunningNode::start(node_config(vec![source], None))
         .await
         .unwrap();
-    let mut c = client(&node).await;
-    let filter = "qty > 10";
-    let a = filtered("t/a.parquet", filter);
-    let first = do_get(&mut c, &a).await.unwrap();
-    let want_a = reference(&s3.file("t/a.parquet"), None, Some(filter)).await;
-    assert_eq!(rows(&first), rows(&want_a));
+    let c = client(&node).await;
+    Rig { s3, link, node, c }
+}
 
-    link.stalled.store(true, Ordering::SeqCst);
-    // Cached: served as before, without the origin.
-    let again = do_get(&mut c, &a).await.unwrap();
-    assert_eq!(rows(&again), rows(&want_a));
-    // Uncached: Unavailable within the bound, naming the object and not the
-    // endpoint.
-    let b = filtered("t/b.parquet", filter);
+const FILTER: &str = "qty > 10";
+
+/// Scans `name` and checks the rows against the oracle.
+async fn served(c: &mut arrow_flight::FlightClient, s3: &S3Server, name: &str) {
+    let path = format!("t/{name}.parquet");
+    let got = do_get(c, &filtered(&path, FILTER))
+        .await
+        .unwrap_or_else(|e| panic!("{path}: {e:?}"));
+    let want = reference(&s3.file(&path), None, Some(FILTER)).await;
+    assert_eq!(rows(&got), rows(&want), "{path}");
+}
+
+/// Scans `name`, which is not cached, and checks that it fails with
+/// Unavailable within `bound`, naming the object and not the endpoint.
+async fn unavailable(
+    c: &mut arrow_flight::FlightClient,
+    link: &Link,
+    name: &str,
+    bound: Duration,
+) -> tonic::Status {
+    let path = format!("t/{name}.parquet");
     let started = Instant::now();
-    let err = do_get(&mut c, &b).await.unwrap_err();
+    let err = do_get(c, &filtered(&path, FILTER)).await.unwrap_err();
     let took = started.elapsed();
-    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
-    assert!(took < BOUND, "the miss took {took:?} to fail");
-    assert!(err.message().contains("t/b.parquet"), "{}", err.message());
+    assert_eq!(err.code(), Code::Unavailable, "{path}: {err:?}");
+    assert!(took < bound, "{path}: the miss took {took:?} to fail");
+    assert!(err.message().contains(&path), "{}", err.message());
     assert!(
         !err.message().contains(&link.addr.to_string()),
         "the message names the origin's endpoint: {}",
         err.message()
     );
-    // The node still serves.
-    let again = do_get(&mut c, &a).await.unwrap();
-    assert_eq!(rows(&again), rows(&want_a));
+    err
+}
 
-    // After recovery, misses are served again.
-    link.stalled.store(false, Ordering::SeqCst);
-    let got = do_get(&mut c, &b).await.unwrap();
-    let want_b = reference(&s3.file("t/b.parquet"), None, Some(filter)).await;
-    assert_eq!(rows(&got), rows(&want_b));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_origin_fails_misses_quickly_and_hits_keep_being_served() {
+    let root = tempfile::tempdir().unwrap();
+    let Rig {
+        s3,
+        link,
+        node,
+        mut c,
+    } = rig(root.path(), |_| {}).await;
+    served(&mut c, &s3, "a").await;
+    link.faults().stall(true);
+    served(&mut c, &s3, "a").await;
+    unavailable(&mut c, &link, "b", BOUND).await;
+    served(&mut c, &s3, "a").await;
+    link.faults().stall(false);
+    served(&mut c, &s3, "b").await;
     node.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refusing_origin_is_unavailable_at_once() {
+async fn a_refusing_origin_is_unavailable_at_once_and_then_recovers() {
+    let root = tempfile::tempdir().unwrap();
+    let Rig {
+        s3,
+        link,
+        node,
+        mut c,
+    } = rig(root.path(), |_| {}).await;
+    served(&mut c, &s3, "a").await;
+    link.faults().refuse(true);
+    // Refused connections need no timeout: well under one request timeout
+    // per attempt plus the backoff.
+    unavailable(&mut c, &link, "b", Duration::from_secs(5)).await;
+    served(&mut c, &s3, "a").await;
+    link.faults().refuse(false);
+    served(&mut c, &s3, "b").await;
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_cut_off_mid_way_is_unavailable_never_a_short_result() {
+    let root = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(root.path()).await;
+    let path = "t/big.parquet";
+    write_parquet(&s3.file(path), 60_000, 7);
+    let link = Link::start(s3.inner().addr, LinkConfig::default())
+        .await
+        .unwrap();
+    let mut config = node_config(vec![fragile(&s3, &link)], None);
+    config.cache.chunk = quiver_server::config::ByteSize(64 << 10);
+    let node = RunningNode::start(config).await.unwrap();
+    let mut c = client(&node).await;
+    // Plan first, so that identity and footer are known and the failure
+    // falls in the column chunks the scan streams.
+    flight_info(&mut c, &scan("lake", path)).await.unwrap();
+    let mut cut = 0;
+    for limit in [20_000, 100_000, 300_000] {
+        link.faults().reset_after(Some(limit));
+        match do_get(&mut c, &scan("lake", path)).await {
+            Err(e) => {
+                assert_eq!(e.code(), Code::Unavailable, "cut after {limit} B: {e:?}");
+                cut += 1;
+            }
+            // Every try reads the chunks a cut left missing again, so a run
+            // may complete; then it must be complete.
+            Ok(got) => assert_eq!(row_count(&got), 60_000, "cut after {limit} B"),
+        }
+    }
+    assert!(cut > 0, "no read was cut off: the fault did not bite");
+    link.faults().reset_after(None);
+    let got = do_get(&mut c, &scan("lake", path)).await.unwrap();
+    let want = reference(&s3.file(path), None, None).await;
+    assert_eq!(rows(&got), rows(&want));
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_latency_spike_past_the_request_timeout_is_unavailable_until_it_passes() {
+    let root = tempfile::tempdir().unwrap();
+    let Rig {
+        s3,
+        link,
+        node,
+        mut c,
+    } = rig(root.path(), |_| {}).await;
+    served(&mut c, &s3, "a").await;
+    link.faults().extra_latency(Duration::from_secs(3));
+    served(&mut c, &s3, "a").await;
+    unavailable(&mut c, &link, "b", BOUND).await;
+    // A spike under the timeout only slows misses down.
+    link.faults().extra_latency(Duration::from_millis(300));
+    served(&mut c, &s3, "b").await;
+    link.faults().clear();
+    served(&mut c, &s3, "c").await;
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_down_answers_are_retried_and_persistent_ones_are_unavailable() {
+    let root = tempfile::tempdir().unwrap();
+    let Rig {
+        s3,
+        link,
+        node,
+        mut c,
+    } = rig(root.path(), |s| s.retries = 3).await;
+    // Two throttled answers are absorbed by the retries.
+    s3.inner().slow_down(2);
+    served(&mut c, &s3, "a").await;
+    assert_eq!(
+        s3.inner().slow_downs_left(),
+        0,
+        "the read succeeded without meeting the SlowDown answers"
+    );
+    // Throttled for good: Unavailable, and hits are still served.
+    s3.inner().slow_down(u64::MAX);
+    let err = unavailable(&mut c, &link, "b", BOUND).await;
+    assert!(!err.message().contains("SlowDown"), "{}", err.message());
+    served(&mut c, &s3, "a").await;
+    s3.inner().slow_down(0);
+    served(&mut c, &s3, "b").await;
+    node.shutdown().await.unwrap();
+}
+
+async fn health(c: &mut arrow_flight::FlightClient) -> serde_json::Value {
+    serde_json::from_slice(&action(c, "health", b"").await.unwrap()[0]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_that_keeps_failing_opens_the_circuit_and_misses_fail_fast() {
+    let root = tempfile::tempdir().unwrap();
+    let Rig {
+        s3,
+        link,
+        node,
+        mut c,
+    } = rig(root.path(), |s| {
+        s.retries = 0;
+        s.breaker_failures = 2;
+        s.breaker_cooldown = Span(Duration::from_secs(2));
+    })
+    .await;
+    served(&mut c, &s3, "a").await;
+    assert_eq!(health(&mut c).await["origins"]["lake"]["circuit"], "closed");
+    link.faults().stall(true);
+    unavailable(&mut c, &link, "b", BOUND).await;
+    unavailable(&mut c, &link, "c", BOUND).await;
+    // Two failures in a row: the circuit is open, and a miss fails without
+    // waiting for the origin (its request timeout is 1 s).
+    let err = unavailable(&mut c, &link, "d", Duration::from_millis(500)).await;
+    assert!(
+        err.message().contains("failed 2 times in a row"),
+        "{}",
+        err.message()
+    );
+    let h = health(&mut c).await;
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(h["origins"]["lake"]["circuit"], "open", "{h}");
+    let metrics = node.core.metrics.render();
+    assert!(
+        metrics.contains("quiver_origin_circuit_open{source=\"lake\"} 1"),
+        "{metrics}"
+    );
+    served(&mut c, &s3, "a").await;
+    // The origin recovers; after the cooldown one probe closes the circuit.
+    link.faults().stall(false);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    served(&mut c, &s3, "d").await;
+    let h = health(&mut c).await;
+    assert_eq!(h["status"], "ok", "{h}");
+    assert_eq!(h["origins"]["lake"]["circuit"], "closed", "{h}");
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_objects_and_forced_rechecks_do_not_drive_the_origin() {
     let root = tempfile::tempdir().unwrap();
     let s3 = S3Server::start(root.path()).await;
     write_parquet(&s3.file("t/a.parquet"), 1000, 1);
-    // A port nobody listens on.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
     let mut source = s3.source("lake");
-    source.endpoint = Some(format!("http://{closed}"));
-    source.retries = 1;
+    source.missing_ttl = Span(Duration::from_millis(1500));
+    source.revalidate_interval = Span(Duration::from_secs(5));
     let node = RunningNode::start(node_config(vec![source], None))
         .await
         .unwrap();
     let mut c = client(&node).await;
-    let started = Instant::now();
-    let err = do_get(&mut c, &scan("lake", "t/a.parquet"))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
-    assert!(started.elapsed() < BOUND, "{:?}", started.elapsed());
-    assert!(
-        !err.message().contains(&closed.to_string()),
-        "{}",
-        err.message()
+    let heads = |key: &str| {
+        s3.inner()
+            .requests()
+            .iter()
+            .filter(|r| r.method == "HEAD" && r.path.ends_with(key))
+            .count()
+    };
+    for _ in 0..20 {
+        let err = do_get(&mut c, &scan("lake", "t/gone.parquet"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    }
+    assert_eq!(
+        heads("t/gone.parquet"),
+        1,
+        "each missing read asked the origin"
     );
+    // Tickets naming ETags the node has never seen: one recheck, then the
+    // recent answer stands.
+    for i in 0..20 {
+        let req = quiver_protocol::ScanRequest {
+            etag: Some(format!("\"bogus-{i}\"")),
+            ..scan("lake", "t/a.parquet")
+        };
+        let err = do_get(&mut c, &req).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+        assert!(err.message().starts_with("CHANGED "), "{}", err.message());
+    }
+    assert!(heads("t/a.parquet") <= 2, "{} HEADs", heads("t/a.parquet"));
+    // The object appears: found once the negative entry has expired.
+    write_parquet(&s3.file("t/gone.parquet"), 500, 2);
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let got = do_get(&mut c, &scan("lake", "t/gone.parquet"))
+        .await
+        .unwrap();
+    assert_eq!(row_count(&got), 500);
     still_answers(&mut c).await;
     node.shutdown().await.unwrap();
 }

@@ -1,0 +1,385 @@
+//! The sources allowlist: which object stores a node may read, how a request's
+//! `source`/`path`/`url` maps onto one of them, and what the node knows about
+//! each object's identity.
+//!
+//! Clients never name buckets; they name a configured source, and every path
+//! is checked here before any I/O happens.
+
+mod breaker;
+mod identity;
+mod origin;
+mod paths;
+
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use quiver_protocol::ScanRequest;
+use url::Url;
+
+use crate::config::SourceConfig;
+use crate::error::{QuiverError, Result};
+use crate::metrics::Metrics;
+use crate::miss::Presigner;
+
+pub use breaker::{Breaker, CircuitOpen, OPEN_STORE};
+pub use identity::ObjectId;
+pub use origin::s3_store;
+
+use breaker::{BreakerMetrics, Guarded};
+use identity::{Identities, Known, Ttls};
+use paths::{checked_path, is_data_file, percent_decode};
+
+/// A request resolved against the allowlist.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Object { source: Arc<Source>, path: Path },
+    Prefix { source: Arc<Source>, prefix: Path },
+}
+
+impl Target {
+    pub fn source(&self) -> &Arc<Source> {
+        match self {
+            Target::Object { source, .. } | Target::Prefix { source, .. } => source,
+        }
+    }
+}
+
+/// One configured source: an object store rooted at the source's URL.
+#[derive(Debug)]
+pub struct Source {
+    pub name: Arc<str>,
+    pub url: Url,
+    /// The origin behind the source's circuit breaker.
+    pub origin: Arc<dyn ObjectStore>,
+    /// Signs GET URLs for the source's objects; `None` for a local
+    /// directory, whose objects only the node can read.
+    pub presigner: Option<Presigner>,
+    pub breaker: Arc<Breaker>,
+    max_objects: usize,
+    ids: Identities,
+}
+
+impl Source {
+    /// `max_objects` caps what one listing may return, so a request naming a
+    /// huge prefix is refused instead of listing and planning without bound.
+    pub fn new(cfg: &SourceConfig, max_objects: usize, metrics: &Metrics) -> Result<Self> {
+        let mut url = Url::parse(&cfg.url).map_err(|e| {
+            QuiverError::invalid(format!(
+                "source {} has a bad url {}: {e}",
+                cfg.name, cfg.url
+            ))
+        })?;
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        let (store, presigner) = origin::open(cfg, &url)?;
+        let name: Arc<str> = Arc::from(cfg.name.as_str());
+        let breaker = Arc::new(Breaker::new(
+            name.clone(),
+            cfg.breaker_failures,
+            cfg.breaker_cooldown.0,
+            BreakerMetrics {
+                open: metrics.origin_circuit_open.with_label_values(&[&cfg.name]),
+                refused: metrics.origin_fast_failures.with_label_values(&[&cfg.name]),
+            },
+        ));
+        Ok(Source {
+            name,
+            url,
+            origin: Arc::new(Guarded::new(store, breaker.clone())),
+            presigner,
+            breaker,
+            max_objects,
+            ids: Identities::new(Ttls {
+                validate: cfg.validate.0,
+                missing: cfg.missing_ttl.0,
+                revalidate: cfg.revalidate_interval.0,
+            }),
+        })
+    }
+
+    /// The current identity of one object, from what the node knows while it
+    /// is fresh, else from the origin.
+    pub async fn identity(&self, path: &Path) -> Result<ObjectId> {
+        let known = self.ids.lookup(path);
+        self.answer(path, known).await
+    }
+
+    /// Asks the origin again, unless it was asked about `path` within
+    /// `revalidate_interval`: used when a client's ticket names an ETag the
+    /// node has not seen, which a client could otherwise repeat at will.
+    pub async fn revalidate(&self, path: &Path) -> Result<ObjectId> {
+        let known = self.ids.recheck(path);
+        self.answer(path, known).await
+    }
+
+    async fn answer(&self, path: &Path, known: Known) -> Result<ObjectId> {
+        match known {
+            Known::Found(id) => Ok(id),
+            Known::Missing => Err(QuiverError::NotFound(format!(
+                "object {} does not exist",
+                self.describe(path)
+            ))),
+            Known::Unknown => match self.origin.head(path).await {
+                Ok(meta) => {
+                    let id = ObjectId::from_meta(&self.name, &meta);
+                    self.ids.found(id.clone());
+                    Ok(id)
+                }
+                Err(e) => {
+                    if let object_store::Error::NotFound { .. } = e {
+                        self.ids.not_found(path);
+                    }
+                    Err(QuiverError::from_store(&self.describe(path), &e))
+                }
+            },
+        }
+    }
+
+    /// Every Parquet object under `prefix`, sorted by path. Files whose name
+    /// starts with `.` or `_` are markers (`_SUCCESS`, `.quiver/`), not data.
+    pub async fn list(&self, prefix: &Path) -> Result<Vec<ObjectId>> {
+        if let Some(ids) = self.ids.listing(prefix) {
+            return Ok(ids);
+        }
+        let prefix_opt = (!prefix.as_ref().is_empty()).then_some(prefix);
+        let metas: Vec<ObjectMeta> = self
+            .origin
+            .list(prefix_opt)
+            .try_filter(|m| futures::future::ready(is_data_file(&m.location)))
+            .take(self.max_objects + 1)
+            .try_collect()
+            .await
+            .map_err(|e| QuiverError::from_store(&self.describe(prefix), &e))?;
+        if metas.len() > self.max_objects {
+            return Err(QuiverError::ResourceExhausted(format!(
+                "{} holds more than {} Parquet objects, the most one request may name; use a longer prefix",
+                self.describe(prefix),
+                self.max_objects
+            )));
+        }
+        // Some stores (s3s-fs among them) list without ETags while HEAD has
+        // them: ask HEAD so that an object has one identity however found.
+        let mut ids: Vec<ObjectId> = futures::stream::iter(metas)
+            .map(|m| async move {
+                if m.e_tag.is_some() {
+                    let id = ObjectId::from_meta(&self.name, &m);
+                    self.ids.found(id.clone());
+                    Ok(id)
+                } else {
+                    self.identity(&m.location).await
+                }
+            })
+            .buffer_unordered(16)
+            .try_collect()
+            .await?;
+        ids.sort_by(|a, b| a.path.cmp(&b.path));
+        self.ids.listed(prefix, ids.clone());
+        Ok(ids)
+    }
+
+    /// Objects whose identity this source has validated recently (up to
+    /// the identity cache's bound): the candidates a hand-off offers.
+    pub fn known(&self) -> Vec<ObjectId> {
+        self.ids.all()
+    }
+
+    /// Forgets what validation cached about `path` (and listings that may
+    /// contain it), so the next request asks the origin.
+    pub fn forget(&self, path: &Path) {
+        self.ids.forget(path);
+    }
+
+    /// Forgets every listing, so the next one asks the origin: a catalog
+    /// refreshed on demand must see objects added a moment ago.
+    pub fn forget_listings(&self) {
+        self.ids.forget_listings();
+    }
+
+    /// `source/path`, as users write it in messages.
+    pub fn describe(&self, path: &Path) -> String {
+        format!("{}/{}", self.name, path)
+    }
+}
+
+/// The configured sources, in configuration order (the first is the default
+/// catalog for SQL).
+#[derive(Debug, Default)]
+pub struct Sources {
+    sources: Vec<Arc<Source>>,
+}
+
+impl Sources {
+    pub fn new(configs: &[SourceConfig], max_objects: usize, metrics: &Metrics) -> Result<Self> {
+        let sources = configs
+            .iter()
+            .map(|c| Source::new(c, max_objects, metrics).map(Arc::new))
+            .collect::<Result<_>>()?;
+        Ok(Sources { sources })
+    }
+
+    pub fn all(&self) -> &[Arc<Source>] {
+        &self.sources
+    }
+
+    pub fn get(&self, name: &str) -> Result<&Arc<Source>> {
+        self.sources
+            .iter()
+            .find(|s| &*s.name == name)
+            .ok_or_else(|| QuiverError::NotFound(format!("there is no source named `{name}`")))
+    }
+
+    /// Resolves `source` + `path`, or `url`, to an object or a prefix inside
+    /// a configured source.
+    pub fn resolve(&self, req: &ScanRequest) -> Result<Target> {
+        match (&req.source, &req.path, &req.url) {
+            (Some(source), Some(path), None) => self.target(self.get(source)?, path),
+            (Some(source), None, None) => self.target(self.get(source)?, ""),
+            (None, None, Some(url)) => self.resolve_url(url),
+            (None, _, None) => Err(QuiverError::invalid(
+                "the request names no source: give `source` and `path`, or `url`",
+            )),
+            _ => Err(QuiverError::invalid(
+                "give either `url` or `source` with `path`, not both",
+            )),
+        }
+    }
+
+    pub fn resolve_named(&self, source: &str, path: &str) -> Result<Target> {
+        self.target(self.get(source)?, path)
+    }
+
+    fn resolve_url(&self, raw: &str) -> Result<Target> {
+        let url = Url::parse(raw)
+            .map_err(|e| QuiverError::invalid(format!("`{raw}` is not a valid URL: {e}")))?;
+        let text = url.as_str();
+        let source = self
+            .sources
+            .iter()
+            .find(|s| text.starts_with(s.url.as_str()))
+            .ok_or_else(|| {
+                QuiverError::invalid(format!("`{raw}` is not inside any configured source"))
+            })?;
+        let rest = &text[source.url.as_str().len()..];
+        let decoded = percent_decode(rest)?;
+        self.target(source, &decoded)
+    }
+
+    fn target(&self, source: &Arc<Source>, raw: &str) -> Result<Target> {
+        let trimmed = raw.trim_start_matches('/');
+        let is_prefix = trimmed.is_empty() || trimmed.ends_with('/');
+        let path = checked_path(trimmed)?;
+        Ok(if is_prefix {
+            Target::Prefix {
+                source: source.clone(),
+                prefix: path,
+            }
+        } else {
+            Target::Object {
+                source: source.clone(),
+                path,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources(dir: &std::path::Path) -> Sources {
+        let url = Url::from_directory_path(dir).unwrap();
+        Sources::new(
+            &[SourceConfig::new("local", url.as_str())],
+            100,
+            &Metrics::new(),
+        )
+        .unwrap()
+    }
+
+    fn req(source: &str, path: &str) -> ScanRequest {
+        ScanRequest {
+            source: Some(source.into()),
+            path: Some(path.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn resolves_objects_prefixes_and_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = sources(dir.path());
+        assert!(
+            matches!(s.resolve(&req("local", "t/a.parquet")).unwrap(), Target::Object { path, .. } if path.as_ref() == "t/a.parquet")
+        );
+        assert!(
+            matches!(s.resolve(&req("local", "t/")).unwrap(), Target::Prefix { prefix, .. } if prefix.as_ref() == "t")
+        );
+        let url = format!(
+            "{}t/my%20file.parquet",
+            Url::from_directory_path(dir.path()).unwrap()
+        );
+        let by_url = ScanRequest {
+            url: Some(url),
+            ..Default::default()
+        };
+        assert!(
+            matches!(s.resolve(&by_url).unwrap(), Target::Object { path, .. } if path.as_ref() == "t/my file.parquet")
+        );
+    }
+
+    #[test]
+    fn refuses_escapes_and_unknown_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = sources(dir.path());
+        for bad in [
+            "../etc/passwd",
+            "t/../../x.parquet",
+            "./a",
+            "a\\b",
+            "a//b",
+            "a\nb",
+        ] {
+            let err = s.resolve(&req("local", bad)).unwrap_err();
+            assert!(
+                matches!(err, QuiverError::InvalidArgument(_)),
+                "{bad}: {err:?}"
+            );
+        }
+        assert!(matches!(
+            s.resolve(&req("nope", "a")),
+            Err(QuiverError::NotFound(_))
+        ));
+        let outside = ScanRequest {
+            url: Some("file:///etc/passwd".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            s.resolve(&outside),
+            Err(QuiverError::InvalidArgument(_))
+        ));
+        let both = ScanRequest {
+            url: Some("file:///x".into()),
+            source: Some("local".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            s.resolve(&both),
+            Err(QuiverError::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn debug_output_hides_credentials() {
+        let mut cfg = SourceConfig::new("lake", "s3://bucket/prefix/");
+        cfg.region = Some("us-east-1".into());
+        cfg.access_key_id = Some("AKIDEXAMPLE".into());
+        cfg.secret_access_key = Some("wJalrXUtnFEMI-very-secret".into());
+        let source = Source::new(&cfg, 10, &Metrics::new()).unwrap();
+        let shown = format!("{source:?}");
+        assert!(shown.contains("lake"), "{shown}");
+        assert!(!shown.contains("very-secret"), "{shown}");
+    }
+}

@@ -1,0 +1,83 @@
+//! What a client may name inside a source: paths that stay under the source
+//! root and that the store will not silently rewrite into another key.
+
+use object_store::path::Path;
+
+use crate::error::{QuiverError, Result};
+
+/// Refuses anything that could step outside the source root or that the
+/// store would silently rewrite into another key.
+pub fn checked_path(raw: &str) -> Result<Path> {
+    for part in raw.split('/').filter(|p| !p.is_empty()) {
+        if part == ".." || part == "." {
+            return Err(QuiverError::invalid(format!(
+                "path `{raw}` contains `{part}`; paths are relative to the source root"
+            )));
+        }
+    }
+    if raw.contains('\\') || raw.chars().any(char::is_control) {
+        return Err(QuiverError::invalid(format!(
+            "path `{}` contains a backslash or a control character",
+            raw.escape_default()
+        )));
+    }
+    if raw.contains("//") {
+        return Err(QuiverError::invalid(format!(
+            "path `{raw}` has an empty segment"
+        )));
+    }
+    Path::parse(raw).map_err(|e| QuiverError::invalid(format!("path `{raw}` is not valid: {e}")))
+}
+
+/// Decodes the `%XX` escapes of a URL path; anything malformed or not UTF-8
+/// is refused.
+pub fn percent_decode(s: &str) -> Result<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| QuiverError::invalid(format!("`{s}` has a bad % escape")))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| QuiverError::invalid(format!("`{s}` is not UTF-8")))
+}
+
+/// Files whose name starts with `.` or `_` are markers (`_SUCCESS`,
+/// `.quiver/`), not data.
+pub fn is_data_file(path: &Path) -> bool {
+    let hidden = path
+        .parts()
+        .any(|p| p.as_ref().starts_with('.') || p.as_ref().starts_with('_'));
+    !hidden && path.as_ref().ends_with(".parquet")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_files_skip_markers() {
+        assert!(is_data_file(&Path::from("t/a.parquet")));
+        assert!(!is_data_file(&Path::from("t/_SUCCESS")));
+        assert!(!is_data_file(&Path::from(".quiver/topology.json")));
+        assert!(!is_data_file(&Path::from("t/_tmp/a.parquet")));
+        assert!(!is_data_file(&Path::from("t/a.csv")));
+    }
+
+    #[test]
+    fn percent_escapes_are_checked() {
+        assert_eq!(percent_decode("a%20b").unwrap(), "a b");
+        for bad in ["%", "%2", "%zz", "%ff%fe"] {
+            assert!(percent_decode(bad).is_err(), "{bad}");
+        }
+    }
+}
