@@ -20,4 +20,4 @@ pub use error::{ErrorCode, Moved, REQUEST_ID_HEADER};
 pub use filter::{FILTER_FUNCTIONS, MAX_FILTER_DEPTH, MAX_FILTER_OPERATORS};
 pub use scan::{Accept, PresignedEndpoint, ScanRequest, ScanRequestError};
 pub use slot::{hash_tag, key_slot, slot_of, SLOT_COUNT};
-pub use topology::{dial_url, NodeInfo, SlotRange, Topology, TopologyError};
+pub use topology::{dial_url, NodeInfo, SlotRange, Topology, TopologyError, MAX_EPOCH};

@@ -4,6 +4,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::slot::SLOT_COUNT;
 
+/// The highest epoch a topology may carry: 2^53 - 1, the largest integer
+/// every JSON reader holds exactly, and far from overflow when the next
+/// change adds one.
+pub const MAX_EPOCH: u64 = (1 << 53) - 1;
+
 /// One node of the cluster, as clients and peers reach it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,6 +85,8 @@ pub enum TopologyError {
     NodeExists(String),
     #[error("cannot remove {0:?}: it is the last node")]
     LastNode(String),
+    #[error("epoch {0} is above the highest allowed, {MAX_EPOCH}")]
+    EpochTooLarge(u64),
 }
 
 impl Topology {
@@ -122,6 +129,9 @@ impl Topology {
     /// with usable URLs, and every slot owned exactly once by
     /// `min(replication, nodes)` distinct nodes.
     pub fn validate(&self) -> Result<(), TopologyError> {
+        if self.epoch > MAX_EPOCH {
+            return Err(TopologyError::EpochTooLarge(self.epoch));
+        }
         if self.nodes.is_empty() {
             return Err(TopologyError::NoNodes);
         }
@@ -474,6 +484,20 @@ mod tests {
             one.without_node("n1"),
             Err(TopologyError::LastNode("n1".into()))
         );
+    }
+
+    #[test]
+    fn epochs_near_overflow_are_refused_not_wrapped() {
+        let mut t = Topology::initial(nodes(2), 1).unwrap();
+        t.epoch = u64::MAX;
+        assert!(matches!(t.validate(), Err(TopologyError::EpochTooLarge(_))));
+        assert!(t.rebalance().is_err());
+        t.epoch = MAX_EPOCH;
+        assert!(t.validate().is_ok());
+        assert!(matches!(
+            t.rebalance(),
+            Err(TopologyError::EpochTooLarge(e)) if e == MAX_EPOCH + 1
+        ));
     }
 
     #[test]

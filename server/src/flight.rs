@@ -17,7 +17,7 @@ use arrow_flight::{
     SchemaResult, Ticket,
 };
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use quiver_protocol::{ActionType, REQUEST_ID_HEADER};
 use tokio::sync::OwnedSemaphorePermit;
 use tonic::metadata::MetadataValue;
@@ -32,6 +32,7 @@ use crate::error::{QuiverError, Result};
 use crate::flight_info::{self, descriptor_request, parse_request};
 use crate::metrics::Metrics;
 use crate::node::NodeCore;
+use crate::panics;
 use crate::scan::classify;
 use crate::source::Target;
 
@@ -104,7 +105,8 @@ impl QuiverFlight {
     ) -> std::result::Result<Response<T>, Status> {
         let span = tracing::info_span!("flight", call, request_id = rid);
         let timeout = self.core.request_timeout;
-        let outcome = match tokio::time::timeout(timeout, work.instrument(span)).await {
+        let work = panics::caught(rid, work.instrument(span));
+        let outcome = match tokio::time::timeout(timeout, work).await {
             Ok(outcome) => outcome,
             Err(_) => Err(timed_out(timeout)),
         };
@@ -127,6 +129,34 @@ const RUNNING: u8 = 0;
 const FINISHED: u8 = 1;
 const TIMED_OUT: u8 = 2;
 const STALLED: u8 = 3;
+const PANICKED: u8 = 4;
+
+/// Counts a scan as active for as long as it lives, however it ends.
+struct ActiveScan {
+    core: Arc<NodeCore>,
+    started: Instant,
+}
+
+impl ActiveScan {
+    fn new(core: Arc<NodeCore>) -> Self {
+        core.metrics.scans.inc();
+        core.metrics.active_scans.inc();
+        ActiveScan {
+            core,
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Drop for ActiveScan {
+    fn drop(&mut self) {
+        self.core.metrics.active_scans.dec();
+        self.core
+            .metrics
+            .scan_seconds
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
 
 /// Drives a DoGet answer from a task of its own that holds the scan slot.
 ///
@@ -135,7 +165,8 @@ const STALLED: u8 = 3;
 /// reading (HTTP/2 flow control would otherwise leave the response unpolled
 /// and the slot taken for as long as the connection lives, or at best until
 /// the request timeout). A stream cut short that way ends with
-/// ResourceExhausted, never as a silent success.
+/// ResourceExhausted, never as a silent success; a panic while producing it
+/// ends it with Internal.
 fn serve_scan(
     core: &Arc<NodeCore>,
     rid: &str,
@@ -147,19 +178,26 @@ fn serve_scan(
     let outcome = Arc::new(AtomicU8::new(RUNNING));
     let (timeout, stall) = (core.request_timeout, core.stall_timeout);
     let producer = (core.clone(), outcome.clone(), rid.to_string());
-    core.metrics.scans.inc();
-    core.metrics.active_scans.inc();
+    let active = ActiveScan::new(core.clone());
     tokio::spawn(async move {
         let (core, outcome, rid) = producer;
         let _permit = permit;
-        let started = Instant::now();
+        let _active = active;
         loop {
             // Producing the next message may be slow (a cold read); only
             // the client's side counts as a stall.
-            let item = match tokio::time::timeout_at(deadline, encoded.next()).await {
-                Ok(Some(item)) => item,
-                Ok(None) => {
+            let next = std::panic::AssertUnwindSafe(encoded.next()).catch_unwind();
+            let item = match tokio::time::timeout_at(deadline, next).await {
+                Ok(Ok(Some(item))) => item,
+                Ok(Ok(None)) => {
                     outcome.store(FINISHED, Ordering::SeqCst);
+                    break;
+                }
+                Ok(Err(payload)) => {
+                    // Logged here, with the panic's message; the tail only
+                    // reports it. The stream is not polled again.
+                    panics::panicked(&rid, payload.as_ref());
+                    outcome.store(PANICKED, Ordering::SeqCst);
                     break;
                 }
                 Err(_) => {
@@ -197,10 +235,6 @@ fn serve_scan(
                 break;
             }
         }
-        core.metrics.active_scans.dec();
-        core.metrics
-            .scan_seconds
-            .observe(started.elapsed().as_secs_f64());
     });
     let received = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
@@ -210,6 +244,7 @@ fn serve_scan(
         let err = match outcome.load(Ordering::SeqCst) {
             FINISHED => return None,
             STALLED => stalled(stall),
+            PANICKED => panics::internal(&rid),
             _ => timed_out(timeout),
         };
         Some(Err(status(&core.metrics, &rid, err)))
@@ -610,4 +645,53 @@ impl FlightService for QuiverFlight {
 
 fn one(body: bytes::Bytes) -> BoxStream<'static, Result<bytes::Bytes>> {
     futures::stream::iter([Ok(body)]).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ByteSize, Config};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scan_that_panics_ends_with_internal_and_gives_everything_back() {
+        let mut config = Config::default();
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        config.server.admin_listen = "127.0.0.1:0".parse().unwrap();
+        config.cache.disk = ByteSize(0);
+        config.cache.memory = ByteSize(16 << 20);
+        let dir = tempfile::tempdir().unwrap();
+        let url = url::Url::from_directory_path(dir.path()).unwrap();
+        config.sources = vec![crate::config::SourceConfig::new("local", url.as_str())];
+        let node = crate::node::RunningNode::start(config).await.unwrap();
+        let core = node.core.clone();
+        let slots = core.scan_slots.available_permits();
+        let permit = core.scan_slots.clone().try_acquire_owned().unwrap();
+        let mut sent = false;
+        let encoded = futures::stream::poll_fn(move |_| {
+            if std::mem::replace(&mut sent, true) {
+                panic!("a kernel bug");
+            }
+            std::task::Poll::Ready(Some(Ok(FlightData::default())))
+        })
+        .boxed();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let out: Vec<_> = serve_scan(&core, "rid-7", encoded, permit, deadline)
+            .collect()
+            .await;
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(out[0].is_ok());
+        let err = out[1].as_ref().unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Internal, "{err:?}");
+        assert!(err.message().contains("rid-7"), "{}", err.message());
+        // The producing task has ended: its slot and gauge are released.
+        for _ in 0..100 {
+            if core.metrics.active_scans.get() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(core.metrics.active_scans.get(), 0);
+        assert_eq!(core.scan_slots.available_permits(), slots);
+        node.shutdown().await.unwrap();
+    }
 }

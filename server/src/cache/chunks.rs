@@ -398,7 +398,8 @@ impl ChunkCache {
         }
     }
 
-    fn chunk_count(&self, id: &ObjectId) -> u64 {
+    /// How many chunks `id` is cut into; bounds every chunk index of it.
+    pub fn chunk_count(&self, id: &ObjectId) -> u64 {
         id.size.div_ceil(self.inner.chunk)
     }
 

@@ -36,6 +36,10 @@ pub struct HandoffStatus {
     pub epoch: u64,
     pub objects: u64,
     pub objects_done: u64,
+    /// Objects the donor offered that this node would not import: not in a
+    /// configured source or in the slots handed off, or not the version the
+    /// origin has now.
+    pub objects_refused: u64,
     /// Bytes received from peers.
     pub bytes: u64,
     pub errors: Vec<String>,
@@ -204,8 +208,10 @@ async fn import(
 ) -> Result<()> {
     let token = core.auth.peer_token();
     let mut client = peer(url, token.as_deref()).await?;
-    let body = serde_json::to_vec(&HandoffList { slots })
-        .map_err(|e| QuiverError::Internal(e.to_string()))?;
+    let body = serde_json::to_vec(&HandoffList {
+        slots: slots.clone(),
+    })
+    .map_err(|e| QuiverError::Internal(e.to_string()))?;
     let answer: Vec<Bytes> = client
         .do_action(Action::new("handoff-list", body))
         .await
@@ -218,12 +224,22 @@ async fn import(
             .map_err(|e| peer_error(url, e))?;
     progress.update(|s| s.objects += objects.len() as u64);
     for object in objects {
-        let id = object_id(&object);
         // Chunk indices only mean something at one chunk size (which is part
         // of every cache key), so chunks of another size are never imported.
         if object.chunk_size != core.chunks.chunk_size() {
             return Err(peer_error(url, "the peer uses a different chunk size"));
         }
+        let id = match checked_offer(core, &object, &slots).await {
+            Ok(id) => id,
+            Err(reason) => {
+                tracing::warn!(
+                    peer = url, source = %object.source, path = %object.path, %reason,
+                    "a hand-off object was refused"
+                );
+                progress.update(|s| s.objects_refused += 1);
+                continue;
+            }
+        };
         let have = core.chunks.cached_indices(&id);
         let missing: Vec<u64> = object
             .chunks
@@ -257,6 +273,48 @@ async fn import(
         progress.update(|s| s.objects_done += 1);
     }
     Ok(())
+}
+
+/// The identity under which an offered object's chunks may be imported.
+///
+/// Nothing in the offer is trusted: the object must name a configured
+/// source and a valid path in one of the `slots` being handed off, and its
+/// ETag and size must be what the origin says the object is now. The size
+/// then bounds every chunk index, so a peer that claims an object of
+/// `u64::MAX` bytes costs one HEAD, not an endless walk over chunk indices.
+async fn checked_offer(
+    core: &NodeCore,
+    object: &HandoffObject,
+    slots: &[(u16, u16)],
+) -> Result<ObjectId> {
+    let (source, path) = match core.sources.resolve_named(&object.source, &object.path)? {
+        crate::source::Target::Object { source, path } => (source, path),
+        crate::source::Target::Prefix { .. } => {
+            return Err(QuiverError::invalid(
+                "the offer names a prefix, not an object",
+            ))
+        }
+    };
+    let slot = slot_of(&source.name, path.as_ref());
+    if !slots.iter().any(|&(s, e)| s <= slot && slot <= e) {
+        return Err(QuiverError::invalid(format!(
+            "slot {slot} is not among the slots handed off"
+        )));
+    }
+    let id = source.identity(&path).await?;
+    if id.etag != object.etag || id.size != object.size {
+        return Err(QuiverError::Changed(format!(
+            "the origin has {} ({} bytes), not the offered {} ({} bytes)",
+            id.etag, id.size, object.etag, object.size
+        )));
+    }
+    let chunks = core.chunks.chunk_count(&id);
+    if object.chunks.len() as u64 > chunks || object.chunks.iter().any(|&c| c >= chunks) {
+        return Err(QuiverError::invalid(format!(
+            "the offer lists chunks beyond the object's {chunks}"
+        )));
+    }
+    Ok(id)
 }
 
 /// Runs a hand-off for every adopted change until `stop` turns true.
@@ -317,8 +375,98 @@ pub async fn run(core: Arc<NodeCore>, progress: Arc<Progress>, mut stop: watch::
 
 #[cfg(test)]
 mod tests {
-    use super::gained;
-    use quiver_protocol::{NodeInfo, Topology};
+    use super::{checked_offer, gained};
+    use quiver_protocol::{slot_of, HandoffObject, NodeInfo, Topology};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn offers_from_a_peer_are_checked_against_the_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("t")).unwrap();
+        std::fs::write(dir.path().join("t/a.parquet"), vec![7u8; 3 << 20]).unwrap();
+        let mut config = crate::config::Config::default();
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        config.server.admin_listen = "127.0.0.1:0".parse().unwrap();
+        config.cache.disk = crate::config::ByteSize(0);
+        let url = url::Url::from_directory_path(dir.path()).unwrap();
+        config.sources = vec![crate::config::SourceConfig::new("local", url.as_str())];
+        let node = crate::node::RunningNode::start(config).await.unwrap();
+        let core = &node.core;
+        let id = core
+            .sources
+            .get("local")
+            .unwrap()
+            .identity(&"t/a.parquet".into())
+            .await
+            .unwrap();
+        let slot = slot_of("local", "t/a.parquet");
+        let good = HandoffObject {
+            source: "local".into(),
+            path: "t/a.parquet".into(),
+            etag: id.etag.clone(),
+            size: id.size,
+            last_modified_ms: 0,
+            chunk_size: core.chunks.chunk_size(),
+            chunks: vec![0, 1, 2],
+        };
+        let all = [(0, 16383)];
+        assert_eq!(checked_offer(core, &good, &all).await.unwrap(), id);
+        let bad = [
+            (
+                "a huge size",
+                HandoffObject {
+                    size: u64::MAX,
+                    ..good.clone()
+                },
+            ),
+            (
+                "another version",
+                HandoffObject {
+                    etag: "\"other\"".into(),
+                    ..good.clone()
+                },
+            ),
+            (
+                "an unknown source",
+                HandoffObject {
+                    source: "nope".into(),
+                    ..good.clone()
+                },
+            ),
+            (
+                "an escaping path",
+                HandoffObject {
+                    path: "../etc/passwd".into(),
+                    ..good.clone()
+                },
+            ),
+            (
+                "a missing object",
+                HandoffObject {
+                    path: "t/none.parquet".into(),
+                    ..good.clone()
+                },
+            ),
+            (
+                "chunks past the end",
+                HandoffObject {
+                    chunks: vec![0, u64::MAX],
+                    ..good.clone()
+                },
+            ),
+        ];
+        for (what, offer) in bad {
+            assert!(
+                checked_offer(core, &offer, &all).await.is_err(),
+                "{what} was accepted"
+            );
+        }
+        let elsewhere = [(slot.wrapping_add(1) % 16384, slot.wrapping_add(1) % 16384)];
+        assert!(
+            checked_offer(core, &good, &elsewhere).await.is_err(),
+            "an object outside the handed-off slots was accepted"
+        );
+        node.shutdown().await.unwrap();
+    }
 
     fn nodes(n: usize) -> Vec<NodeInfo> {
         (1..=n)
