@@ -82,10 +82,13 @@ pub fn health(core: &NodeCore) -> Bytes {
             )
         })
         .collect();
-    let degraded = core.sources.all().iter().any(|s| s.breaker.is_open());
+    let disk = core.disk_health.state();
+    let degraded =
+        disk.state == "degraded" || core.sources.all().iter().any(|s| s.breaker.is_open());
     json(&serde_json::json!({
         "status": if degraded { "degraded" } else { "ok" },
         "origins": origins,
+        "disk": disk,
         "node_id": core.node_id,
         "version": env!("CARGO_PKG_VERSION"),
         "active_scans": core.metrics.active_scans.get(),

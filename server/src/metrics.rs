@@ -32,6 +32,10 @@ pub struct Metrics {
     /// (foyer itself drops entries that fail their checksum; those are
     /// plain misses.)
     pub disk_errors: IntCounter,
+    /// Writes to the disk tier's directory that failed (health probes).
+    pub disk_write_errors: IntCounter,
+    /// 1 while the disk tier passes its health probe.
+    pub disk_healthy: IntGauge,
     pub origin_bytes: IntCounter,
     pub origin_requests: IntCounter,
     pub bytes_served: IntCounter,
@@ -139,6 +143,16 @@ impl Metrics {
                 &registry,
                 "cache_disk_errors_total",
                 "Disk-tier reads that failed or found a damaged entry, then served from the origin",
+            ),
+            disk_write_errors: counter(
+                &registry,
+                "cache_disk_write_errors_total",
+                "Writes to the disk tier's directory that failed (health probes)",
+            ),
+            disk_healthy: gauge(
+                &registry,
+                "cache_disk_healthy",
+                "1 while the disk tier can be written and reads from it succeed",
             ),
             origin_bytes: counter(
                 &registry,

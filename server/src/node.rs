@@ -19,7 +19,7 @@ use quiver_sql::{DeclaredTable, QuiverSql, SqlOptions};
 
 use crate::admin;
 use crate::auth::Auth;
-use crate::cache::{CachingObjectStore, ChunkCache, FooterCache};
+use crate::cache::{CachingObjectStore, ChunkCache, DiskHealth, FooterCache};
 use crate::cluster::{handoff, Cluster};
 use crate::config::Config;
 use crate::error::{QuiverError, Result};
@@ -56,6 +56,8 @@ pub struct NodeCore {
     pub stall_timeout: Duration,
     pub cluster: Arc<Cluster>,
     pub handoff: Arc<handoff::Progress>,
+    /// Whether the disk tier still works.
+    pub disk_health: Arc<DiskHealth>,
     /// Which cold objects go out as pre-signed URLs.
     pub miss: MissRules,
     /// Background warm-ups queued after pre-signed URLs.
@@ -195,6 +197,7 @@ pub struct RunningNode {
     reload_task: JoinHandle<()>,
     handoff_task: JoinHandle<()>,
     warm_task: JoinHandle<()>,
+    disk_task: JoinHandle<()>,
 }
 
 impl RunningNode {
@@ -268,8 +271,14 @@ impl RunningNode {
             footers: scanner.footers().clone(),
             chunk: chunks.chunk_size(),
         };
+        let disk_health = Arc::new(DiskHealth::new(
+            chunks.disk_dir(),
+            chunks.disk_problem(),
+            metrics.clone(),
+        ));
         let core = Arc::new(NodeCore {
             sql,
+            disk_health,
             miss: MissRules::from(&config.miss),
             warmer,
             cluster: cluster.clone(),
@@ -332,6 +341,7 @@ impl RunningNode {
             config.miss.warm_fetches,
             stopped.clone(),
         ));
+        let disk_task = tokio::spawn(core.disk_health.clone().run(stopped.clone()));
         let admin_task = tokio::spawn(admin::serve(admin_listener, core.clone(), stopped));
         core.ready.store(true, Ordering::SeqCst);
         Ok(RunningNode {
@@ -344,6 +354,7 @@ impl RunningNode {
             reload_task,
             handoff_task,
             warm_task,
+            disk_task,
         })
     }
 
@@ -362,6 +373,7 @@ impl RunningNode {
         let _ = self.reload_task.await;
         let _ = self.handoff_task.await;
         let _ = self.warm_task.await;
+        let _ = self.disk_task.await;
         self.core.chunks.close().await
     }
 }

@@ -73,6 +73,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     disk_dir: Option<PathBuf>,
     disk_capacity: u64,
+    /// Why a configured disk tier is not in use.
+    disk_problem: Option<String>,
     /// The locked `disk_dir/quiver.lock`, released by `close` so that the
     /// same process can reopen the directory after a shutdown.
     lock: Mutex<Option<File>>,
@@ -104,22 +106,19 @@ fn eviction(policy: Eviction) -> EvictionConfig {
 
 impl ChunkCache {
     /// Opens the cache, recovering the disk tier left by a previous run.
+    ///
+    /// The disk tier's files are allocated in full before it is used, so a
+    /// disk that fills up later cannot fail the tier's writes (foyer panics
+    /// in its flusher when a write meets ENOSPC). A disk without room for
+    /// the whole tier is a warning and a memory-only node, not a failed
+    /// start: the node serves from memory and the origin, and `health` says
+    /// why.
     pub async fn open(cfg: &CacheConfig, metrics: Arc<Metrics>) -> Result<Self> {
         let chunk = cfg.chunk.0;
-        // Every insert is also queued to disk, so that what was cached survives
-        // a restart or a crash without a big flush at shutdown.
-        let builder = HybridCacheBuilder::new()
-            .with_name("quiver-chunks")
-            .with_policy(HybridCachePolicy::WriteOnInsertion)
-            .memory(cfg.memory.0 as usize)
-            .with_shards(8)
-            .with_eviction_config(eviction(cfg.eviction))
-            .with_weighter(|k: &ChunkKey, v: &Bytes| {
-                v.len() + k.source.len() + k.path.len() + k.etag.len() + 64
-            })
-            .storage();
+        let block = (cfg.disk.0 / 16).clamp(chunk * 2, MAX_DISK_BLOCK.max(chunk * 2));
+        let mut disk_problem = None;
         let (cache, disk_dir, lock_file) = if cfg.disk.0 == 0 {
-            (builder.build().await, None, None)
+            (memory_builder(cfg).build().await, None, None)
         } else {
             std::fs::create_dir_all(&cfg.disk_dir).map_err(|e| {
                 QuiverError::Internal(format!(
@@ -130,7 +129,6 @@ impl ChunkCache {
             // Before foyer touches a file: two nodes writing the same block
             // files would corrupt each other's entries.
             let lock_file = lock_dir(&cfg.disk_dir)?;
-            let block = (cfg.disk.0 / 16).clamp(chunk * 2, MAX_DISK_BLOCK.max(chunk * 2));
             let device = FsDeviceBuilder::new(&cfg.disk_dir)
                 .with_capacity(cfg.disk.0 as usize)
                 .build()
@@ -140,18 +138,37 @@ impl ChunkCache {
                 .with_flushers(2)
                 .with_buffer_pool_size((2 * block) as usize)
                 .with_submit_queue_size_threshold((2 * block) as usize);
-            let cache = builder
+            let cache = memory_builder(cfg)
                 .with_io_engine_config(PsyncIoEngineConfig::new())
                 .with_engine_config(engine)
                 .with_recover_mode(RecoverMode::Quiet)
                 .build()
                 .await;
-            (cache, Some(cfg.disk_dir.clone()), Some(lock_file))
+            match (cache, reserve(&cfg.disk_dir)) {
+                (Ok(cache), Ok(())) => (Ok(cache), Some(cfg.disk_dir.clone()), Some(lock_file)),
+                (Ok(cache), Err(e)) => {
+                    let problem = format!(
+                        "the disk tier's {} MiB cannot be reserved in {} ({e}); the node runs memory-only",
+                        cfg.disk.0 >> 20,
+                        cfg.disk_dir.display()
+                    );
+                    tracing::warn!(problem = %problem, "the disk tier is degraded");
+                    let _ = cache.close().await;
+                    drop(lock_file);
+                    disk_problem = Some(problem);
+                    (memory_builder(cfg).build().await, None, None)
+                }
+                (Err(e), _) => (Err(e), None, None),
+            }
         };
         let cache =
             cache.map_err(|e| QuiverError::Internal(format!("cannot open the cache: {e}")))?;
         metrics.memory_capacity.set(cfg.memory.0 as i64);
-        metrics.disk_capacity.set(cfg.disk.0 as i64);
+        metrics.disk_capacity.set(if disk_dir.is_some() {
+            cfg.disk.0 as i64
+        } else {
+            0
+        });
         Ok(ChunkCache {
             inner: Arc::new(Inner {
                 cache,
@@ -161,6 +178,7 @@ impl ChunkCache {
                 metrics,
                 disk_dir,
                 disk_capacity: cfg.disk.0,
+                disk_problem,
                 lock: Mutex::new(lock_file),
             }),
         })
@@ -168,6 +186,16 @@ impl ChunkCache {
 
     pub fn chunk_size(&self) -> u64 {
         self.inner.chunk
+    }
+
+    /// The disk tier's directory; `None` when memory only.
+    pub fn disk_dir(&self) -> Option<PathBuf> {
+        self.inner.disk_dir.clone()
+    }
+
+    /// Why the configured disk tier could not be opened, if it could not.
+    pub fn disk_problem(&self) -> Option<String> {
+        self.inner.disk_problem.clone()
     }
 
     /// The bytes of `ranges` of object `id`, from the cache where possible and
@@ -509,6 +537,44 @@ impl ChunkCache {
         drop(lock(&self.inner.lock).take());
         closed
     }
+}
+
+/// The memory tier, as every cache starts.
+fn memory_builder(
+    cfg: &CacheConfig,
+) -> foyer::HybridCacheBuilderPhaseStorage<ChunkKey, Bytes, foyer::DefaultHasher> {
+    // Every insert is also queued to disk, so that what was cached survives
+    // a restart or a crash without a big flush at shutdown.
+    HybridCacheBuilder::new()
+        .with_name("quiver-chunks")
+        .with_policy(HybridCachePolicy::WriteOnInsertion)
+        .memory(cfg.memory.0 as usize)
+        .with_shards(8)
+        .with_eviction_config(eviction(cfg.eviction))
+        .with_weighter(|k: &ChunkKey, v: &Bytes| {
+            v.len() + k.source.len() + k.path.len() + k.etag.len() + 64
+        })
+        .storage()
+}
+
+/// Allocates every block file of the disk tier in `dir` in full, so that
+/// writes into them never need space the file system no longer has.
+fn reserve(dir: &Path) -> std::io::Result<()> {
+    use fs4::fs_std::FileExt;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let is_block = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("foyer-storage"));
+        if !is_block {
+            continue;
+        }
+        let file = OpenOptions::new().write(true).open(&path)?;
+        let len = file.metadata()?.len();
+        FileExt::allocate(&file, len)?;
+    }
+    Ok(())
 }
 
 /// Takes the exclusive lock on `dir/quiver.lock`, held until the cache is

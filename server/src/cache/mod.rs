@@ -2,12 +2,15 @@
 //!
 //! `chunks` holds aligned chunks of object bytes in foyer; `store` is the
 //! `ObjectStore` wrapper that every read of a source goes through; `footers`
-//! keeps parsed Parquet metadata so a warm scan does no footer decoding.
+//! keeps parsed Parquet metadata so a warm scan does no footer decoding;
+//! `disk_health` probes whether the disk tier can still be written.
 
 mod chunks;
+mod disk_health;
 pub(crate) mod footers;
 mod store;
 
 pub use chunks::{ChunkCache, MAX_ORIGIN_FETCHES, MAX_RUN_CHUNKS};
+pub use disk_health::{DiskHealth, DiskState, PROBE_EVERY};
 pub use footers::FooterCache;
 pub use store::CachingObjectStore;

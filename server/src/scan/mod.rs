@@ -3,7 +3,7 @@
 //! bytes through the cache.
 
 mod errors;
-mod filter;
+pub mod filter;
 mod provider;
 mod reader;
 
@@ -198,6 +198,17 @@ impl Scanner {
             df = df.filter(expr).map_err(|e| {
                 QuiverError::invalid(format!(
                     "the filter `{}` is not valid: {}",
+                    filter::shown(filter),
+                    errors::message(&e)
+                ))
+            })?;
+            // Type coercion runs in the analyzer, after `filter` accepted
+            // the expression; some filters that cannot be coerced (`id
+            // BETWEEN TRUE AND 1`) fail only there, with an error DataFusion
+            // calls internal. Analysing now blames the filter, as it should.
+            df.clone().into_optimized_plan().map_err(|e| {
+                QuiverError::invalid(format!(
+                    "the filter `{}` cannot be applied to {what}: {}",
                     filter::shown(filter),
                     errors::message(&e)
                 ))

@@ -5,9 +5,28 @@ use object_store::path::Path;
 
 use crate::error::{QuiverError, Result};
 
-/// Refuses anything that could step outside the source root or that the
-/// store would silently rewrite into another key.
+/// S3's longest key, in bytes.
+pub const MAX_PATH: usize = 1024;
+
+/// The longest file name local file systems take, in bytes.
+pub const MAX_SEGMENT: usize = 255;
+
+/// Refuses anything that could step outside the source root, that the
+/// store would silently rewrite into another key, or that no store can hold
+/// (a name so long that the origin fails instead of answering "not found",
+/// which would count against the source's circuit breaker).
 pub fn checked_path(raw: &str) -> Result<Path> {
+    if raw.len() > MAX_PATH {
+        return Err(QuiverError::invalid(format!(
+            "a path of {} bytes is longer than the {MAX_PATH} bytes an object key may have",
+            raw.len()
+        )));
+    }
+    if raw.split('/').any(|p| p.len() > MAX_SEGMENT) {
+        return Err(QuiverError::invalid(format!(
+            "a path segment is longer than {MAX_SEGMENT} bytes"
+        )));
+    }
     for part in raw.split('/').filter(|p| !p.is_empty()) {
         if part == ".." || part == "." {
             return Err(QuiverError::invalid(format!(
@@ -71,6 +90,14 @@ mod tests {
         assert!(!is_data_file(&Path::from(".quiver/topology.json")));
         assert!(!is_data_file(&Path::from("t/_tmp/a.parquet")));
         assert!(!is_data_file(&Path::from("t/a.csv")));
+    }
+
+    #[test]
+    fn paths_no_store_can_hold_are_refused() {
+        assert!(checked_path(&"x".repeat(MAX_SEGMENT)).is_ok());
+        assert!(checked_path(&"x".repeat(MAX_SEGMENT + 1)).is_err());
+        let long = vec!["d"; MAX_PATH / 2 + 1].join("/");
+        assert!(checked_path(&long).is_err());
     }
 
     #[test]

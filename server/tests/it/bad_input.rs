@@ -101,6 +101,9 @@ async fn do_get_rejects_bad_tickets() {
         ("aggregate", br#"{"source":"local","path":"t/a.parquet","filter":"max(id) > 1"}"#.to_vec(), Code::InvalidArgument),
         ("exists", br#"{"source":"local","path":"t/a.parquet","filter":"EXISTS (SELECT 1)"}"#.to_vec(), Code::InvalidArgument),
         ("failing cast", br#"{"source":"local","path":"t/a.parquet","filter":"CAST(name AS INT) > 3"}"#.to_vec(), Code::InvalidArgument),
+        // Found by the fuzzer: DataFusion only fails to coerce this in its
+        // analyzer, with an error it calls internal.
+        ("uncoercible between", br#"{"source":"local","path":"t/a.parquet","filter":"NOT id BETWEEN TRUE AND id"}"#.to_vec(), Code::InvalidArgument),
         ("missing row group", br#"{"source":"local","path":"t/a.parquet","row_groups":[99]}"#.to_vec(), Code::InvalidArgument),
         ("stale etag", br#"{"source":"local","path":"t/a.parquet","etag":"not-the-etag"}"#.to_vec(), Code::FailedPrecondition),
     ];
@@ -115,6 +118,20 @@ async fn do_get_rejects_bad_tickets() {
         Code::InvalidArgument,
         "deep filter",
     );
+    still_serves(c).await;
+    // Found by the fuzzer: a name too long for the file system made the
+    // origin fail instead of answering, and five such requests opened the
+    // source's circuit breaker for everyone.
+    let long =
+        serde_json::json!({"source": "local", "path": format!("t/{}.parquet", "x".repeat(5000))});
+    for _ in 0..10 {
+        assert_code(
+            do_get_raw(c, &serde_json::to_vec(&long).unwrap()).await,
+            Code::InvalidArgument,
+            "overlong path",
+        );
+    }
+    assert!(!f.node.core.sources.get("local").unwrap().breaker.is_open());
     still_serves(c).await;
     // A deep chain under the depth limit is served; one just under the
     // operator cap parses safely and is refused by the depth limit.

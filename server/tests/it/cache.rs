@@ -369,10 +369,23 @@ fn cache_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     files
 }
 
-/// Bytes of `path` actually written (its files are sparse).
+/// How far into `path` entries were written: the tier's files are
+/// allocated in full and zero-filled, so the end of the last non-zero byte.
 fn written(path: &std::path::Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).unwrap().blocks() * 512
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut at, mut end) = (0u64, 0u64);
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            return end;
+        }
+        if let Some(last) = buf[..n].iter().rposition(|&b| b != 0) {
+            end = at + last as u64 + 1;
+        }
+        at += n as u64;
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

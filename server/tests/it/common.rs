@@ -136,6 +136,17 @@ pub async fn flight_info(
         .map_err(into_status)
 }
 
+/// GetFlightInfo with a command of any bytes.
+pub async fn flight_info_raw(
+    client: &mut FlightClient,
+    bytes: &[u8],
+) -> Result<FlightInfo, tonic::Status> {
+    client
+        .get_flight_info(FlightDescriptor::new_cmd(Bytes::copy_from_slice(bytes)))
+        .await
+        .map_err(into_status)
+}
+
 pub fn into_status(e: arrow_flight::error::FlightError) -> tonic::Status {
     match e {
         arrow_flight::error::FlightError::Tonic(s) => *s,

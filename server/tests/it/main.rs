@@ -6,5 +6,7 @@ mod cache;
 mod cluster;
 mod common;
 mod differential;
+mod disk;
 mod faults;
 mod flight_api;
+mod fuzz;
