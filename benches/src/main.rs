@@ -18,7 +18,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::report::{LinkSummary, Suite};
-use crate::rig::{Rig, RigOptions};
+use crate::rig::{Rig, RigOptions, BENCH_MAX_SCANS};
 use crate::workloads::cluster::ClusterArgs;
 use crate::workloads::pushdown::PushdownArgs;
 use crate::workloads::trace::TraceArgs;
@@ -128,6 +128,23 @@ enum Workload {
         #[arg(long)]
         runs: Option<usize>,
     },
+    /// Many clients on one node, three in four on cached files: throughput,
+    /// p50/p99, errors by code and peak RSS at each level (writes load.json
+    /// and load.md).
+    Load {
+        /// Clients in flight at each level [default: 64,256].
+        #[arg(long, value_delimiter = ',')]
+        clients: Vec<usize>,
+        /// Requests per level [default: 2048, quick 512].
+        #[arg(long)]
+        requests: Option<usize>,
+        /// Size of each file, in MiB [default: 16, quick 2].
+        #[arg(long)]
+        file_mb: Option<u64>,
+        /// Memory tier of the node, in MiB [default: 256, quick 64].
+        #[arg(long)]
+        node_memory_mib: Option<u64>,
+    },
     /// Single node: warm Quiver vs DataFusion direct on one file, bytes to
     /// the client, and peak RSS under concurrent whole-file scans.
     Node {
@@ -168,6 +185,7 @@ fn one_node(
         memory_mib: cli.cache_memory_mib,
         disk_mib: cli.cache_disk_mib,
         local_nodes: 1,
+        max_scans: BENCH_MAX_SCANS,
         sql_tables,
     }
 }
@@ -259,6 +277,7 @@ async fn main() -> Result<(), BoxError> {
                 memory_mib: node_memory_mib.unwrap_or(if cli.quick { 24 } else { 192 }),
                 disk_mib: 0,
                 local_nodes: 1,
+                max_scans: BENCH_MAX_SCANS,
                 sql_tables: Vec::new(),
             };
             let report = workloads::cluster::run(&opts, &args, command).await?;
@@ -288,6 +307,46 @@ async fn main() -> Result<(), BoxError> {
             let mut report = result?;
             report.link = describe_link(link, cli.s3.as_deref());
             return write_report(&cli.out, "tpch", &report, report.markdown());
+        }
+        Workload::Load {
+            clients,
+            requests,
+            file_mb,
+            node_memory_mib,
+        } => {
+            if !cli.nodes.is_empty() || cli.s3.is_some() {
+                return Err(
+                    "the load workload starts its own node; it takes no --nodes or --s3".into(),
+                );
+            }
+            let defaults = if cli.quick {
+                workloads::load::LoadArgs::quick()
+            } else {
+                workloads::load::LoadArgs::full()
+            };
+            let args = workloads::load::LoadArgs {
+                levels: if clients.is_empty() {
+                    defaults.levels.clone()
+                } else {
+                    clients
+                },
+                requests: requests.unwrap_or(defaults.requests),
+                file_mb: file_mb.unwrap_or(defaults.file_mb),
+                memory_mib: node_memory_mib.unwrap_or(defaults.memory_mib),
+                ..defaults
+            };
+            let opts = RigOptions {
+                memory_mib: args.memory_mib,
+                disk_mib: 0,
+                max_scans: workloads::load::NODE_MAX_SCANS,
+                ..one_node(&cli, link, server_bin, Vec::new())
+            };
+            let rig = Rig::start(&opts).await?;
+            let result = workloads::load::run(&rig, &args, command).await;
+            rig.stop().await?;
+            let mut report = result?;
+            report.link = describe_link(link, None);
+            return write_report(&cli.out, "load", &report, report.markdown());
         }
         Workload::Presign { file_mb, runs } => {
             let args = workloads::presign::PresignArgs {
@@ -351,6 +410,7 @@ async fn main() -> Result<(), BoxError> {
         memory_mib: cli.cache_memory_mib,
         disk_mib: cli.cache_disk_mib,
         local_nodes: 1,
+        max_scans: BENCH_MAX_SCANS,
         sql_tables: Vec::new(),
     })
     .await?;

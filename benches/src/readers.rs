@@ -176,7 +176,7 @@ pub struct Reply {
     pub arrow_bytes: u64,
 }
 
-async fn drain<E>(stream: impl Stream<Item = Result<RecordBatch, E>>) -> Result<Reply, E> {
+pub async fn drain<E>(stream: impl Stream<Item = Result<RecordBatch, E>>) -> Result<Reply, E> {
     stream
         .try_fold(Reply::default(), |mut acc, batch| async move {
             acc.rows += batch.num_rows() as u64;

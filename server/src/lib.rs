@@ -18,7 +18,6 @@ pub mod metrics;
 pub mod miss;
 pub mod node;
 pub mod panics;
-pub mod sample;
 pub mod scan;
 pub mod source;
 

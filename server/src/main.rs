@@ -1,8 +1,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use quiver_sample as sample;
 use quiver_server::config::{Config, Flags, SourceConfig};
-use quiver_server::{sample, RunningNode};
+use quiver_server::RunningNode;
 use tracing_subscriber::EnvFilter;
 
 fn init_logs(format: &str) {

@@ -119,15 +119,33 @@ def check_presign(out: pathlib.Path) -> None:
     assert "Quiver pre-signed (cold)" in (out / "presign.md").read_text()
 
 
+def check_load(out: pathlib.Path) -> None:
+    report = json.loads((out / "load.json").read_text())
+    levels = {l["clients"]: l for l in report["levels"]}
+    assert sorted(levels) == [64, 256], sorted(levels)
+    for clients, l in levels.items():
+        assert l["requests"] > 0 and l["answered"] > 0, (clients, l)
+        assert l["answered"] + sum(l["errors"].values()) == l["requests"], (clients, l)
+        # Past the node's limits the only acceptable answer is to back off.
+        bad = {code: n for code, n in l["errors"].items() if code != "ResourceExhausted"}
+        assert not bad, f"{clients} clients: errors other than ResourceExhausted: {bad}"
+        lat = l["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p99"] <= lat["max"], lat
+        assert l["peak_rss_bytes"] and l["peak_rss_bytes"] > 0, l
+        assert l["within_memory_target"] is not None, l
+    assert "Load: many clients on one node" in (out / "load.md").read_text()
+
+
 if __name__ == "__main__":
     out = pathlib.Path(sys.argv[1])
     # Every report infra/test.sh asks for must be there: a workload that
     # silently wrote nothing is a failure, not a skip.
-    for report in ("results.json", "node.json", "cluster.json", "tpch.json", "presign.json"):
+    for report in ("results.json", "node.json", "cluster.json", "tpch.json", "presign.json", "load.json"):
         assert (out / report).exists(), f"{report} is missing from {out}"
     check_suite(out)
     check_node(out)
     check_cluster(out)
     check_tpch(out)
     check_presign(out)
+    check_load(out)
     print("benchmark results are well-formed")

@@ -2,6 +2,7 @@
 //! the same run.
 
 pub mod cluster;
+pub mod load;
 pub mod node;
 pub mod presign;
 pub mod pushdown;

@@ -40,7 +40,7 @@ pub async fn tpch_lake(scale: f64, parts: usize) -> Lake {
     let written = {
         let local = local.clone();
         tokio::task::spawn_blocking(move || {
-            quiver_server::sample::write_tpch_parts(&local, scale, parts).unwrap()
+            quiver_sample::write_tpch_parts(&local, scale, parts).unwrap()
         })
         .await
         .unwrap()

@@ -133,7 +133,10 @@ impl ChunkCache {
                 .with_capacity(cfg.disk.0 as usize)
                 .build()
                 .map_err(|e| QuiverError::Internal(format!("cannot open the disk tier: {e}")))?;
+            // The tombstone log records removals on disk: without it an
+            // evicted chunk is recovered from its block after a restart.
             let engine = BlockEngineConfig::new(device)
+                .with_tombstone_log(true)
                 .with_block_size(block as usize)
                 .with_flushers(2)
                 .with_buffer_pool_size((2 * block) as usize)

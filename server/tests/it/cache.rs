@@ -114,6 +114,47 @@ async fn disk_tier_serves_hits_after_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evict_survives_a_restart() {
+    let root = tempfile::tempdir().unwrap();
+    let cache_dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(root.path()).await;
+    write_parquet(&s3.file("t/a.parquet"), 5000, 3);
+    write_parquet(&s3.file("t/b.parquet"), 5000, 4);
+    let start = || RunningNode::start(node_config(vec![s3.source("lake")], Some(cache_dir.path())));
+    let node = start().await.unwrap();
+    let mut c = client(&node).await;
+    for key in ["t/a.parquet", "t/b.parquet"] {
+        do_get(&mut c, &scan("lake", key)).await.unwrap();
+    }
+    action(
+        &mut c,
+        "evict",
+        br#"{"source":"lake","path":"t/a.parquet"}"#,
+    )
+    .await
+    .unwrap();
+    node.shutdown().await.unwrap();
+
+    let node = start().await.unwrap();
+    let mut c = client(&node).await;
+    do_get(&mut c, &scan("lake", "t/b.parquet")).await.unwrap();
+    assert_eq!(
+        stats(&mut c).await.origin_bytes,
+        0,
+        "the kept object was lost"
+    );
+    let got = do_get(&mut c, &scan("lake", "t/a.parquet")).await.unwrap();
+    let s = stats(&mut c).await;
+    assert!(
+        s.origin_bytes > 0,
+        "the evicted object came back from the disk tier after a restart"
+    );
+    let want = reference(&s3.file("t/a.parquet"), None, None).await;
+    assert_eq!(rows(&got), rows(&want));
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_misses_fetch_each_byte_once() {
     let root = tempfile::tempdir().unwrap();
     let s3 = S3Server::start(root.path()).await;

@@ -1,0 +1,273 @@
+//! Many clients at once on a mixed warm and cold workload: how a node
+//! behaves past its limits.
+//!
+//! Each level runs `requests` scans with that many in flight. Three in four
+//! read a file that is already cached, one in four a file of a larger cold
+//! set read from S3 through the emulated link. The report gives throughput,
+//! latency of the answered requests, every error by code, and the node's
+//! peak RSS against its memory tier: past `max_concurrent_scans` the only
+//! acceptable error is ResourceExhausted, and memory must stay within the
+//! tier plus 300 MiB.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use arrow_flight::error::FlightError;
+use arrow_flight::Ticket;
+use bytes::Bytes;
+use futures::StreamExt;
+use quiver_protocol::ScanRequest;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::data;
+use crate::measure::{self, Latency};
+use crate::readers::{self, Pred};
+use crate::rig::Rig;
+use crate::BoxError;
+
+/// The node's default `limits.max_concurrent_scans`, which this workload
+/// keeps so that its larger levels meet it.
+pub const NODE_MAX_SCANS: usize = 64;
+
+/// Memory a node may use beyond its memory tier under load.
+pub const RSS_HEADROOM: u64 = 300 << 20;
+
+#[derive(Debug, Clone)]
+pub struct LoadArgs {
+    pub levels: Vec<usize>,
+    pub requests: usize,
+    pub warm_files: usize,
+    pub cold_files: usize,
+    pub file_mb: u64,
+    pub memory_mib: u64,
+}
+
+impl LoadArgs {
+    pub fn full() -> LoadArgs {
+        LoadArgs {
+            levels: vec![64, 256],
+            requests: 2048,
+            warm_files: 8,
+            cold_files: 24,
+            file_mb: 16,
+            memory_mib: 256,
+        }
+    }
+
+    pub fn quick() -> LoadArgs {
+        LoadArgs {
+            levels: vec![64, 256],
+            requests: 512,
+            warm_files: 4,
+            cold_files: 8,
+            file_mb: 2,
+            memory_mib: 64,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoadReport {
+    pub command: String,
+    pub link: String,
+    pub setup: String,
+    pub memory_tier_bytes: u64,
+    pub levels: Vec<LoadLevel>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoadLevel {
+    pub clients: usize,
+    pub requests: usize,
+    pub answered: usize,
+    pub wall_s: f64,
+    pub answered_per_s: f64,
+    pub mb_per_s_to_clients: f64,
+    pub latency_ms: Latency,
+    /// gRPC code name to count; empty when every request was answered.
+    pub errors: BTreeMap<String, usize>,
+    pub peak_rss_bytes: Option<u64>,
+    pub within_memory_target: Option<bool>,
+}
+
+fn name(cold: bool, i: usize) -> String {
+    format!("load/{}{i:03}.parquet", if cold { "cold" } else { "warm" })
+}
+
+/// One file with all columns and a 10% filter: enough rows to move data,
+/// few enough that the node, not the client, does the work.
+fn request(rig: &Rig, name: &str) -> ScanRequest {
+    ScanRequest {
+        source: Some(rig.source().to_string()),
+        path: Some(rig.quiver_path(name)),
+        filter: Some(Pred::float_below("c0", 0.1).sql()),
+        ..Default::default()
+    }
+}
+
+async fn scan(rig: &Rig, name: &str) -> Result<readers::Reply, String> {
+    let mut client = rig.client_for(name);
+    let code = |e: FlightError| match e {
+        FlightError::Tonic(s) => format!("{:?}", s.code()),
+        other => format!("client: {other}"),
+    };
+    let stream = client
+        .do_get(Ticket::new(request(rig, name).to_bytes()))
+        .await
+        .map_err(code)?;
+    readers::drain(stream).await.map_err(code)
+}
+
+pub async fn run(rig: &Rig, args: &LoadArgs, command: String) -> Result<LoadReport, BoxError> {
+    if args.levels.is_empty() || args.levels.contains(&0) || args.requests == 0 {
+        return Err("--clients levels and --requests must be at least 1".into());
+    }
+    if args.warm_files == 0 || args.cold_files == 0 || args.file_mb == 0 {
+        return Err("--warm-files, --cold-files and --file-mb must be at least 1".into());
+    }
+    let staging = tempfile::tempdir()?;
+    let files: Vec<String> = (0..args.warm_files)
+        .map(|i| name(false, i))
+        .chain((0..args.cold_files).map(|i| name(true, i)))
+        .collect();
+    let total = files.len() as u64 * (args.file_mb << 20);
+    let bar = data::bytes_bar(total, "load data");
+    for (i, f) in files.iter().enumerate() {
+        let path = staging.path().join(f.replace('/', "_"));
+        tokio::task::block_in_place(|| {
+            data::random_floats(&path, args.file_mb << 20, 300 + i as u64, &bar)
+        })?;
+        rig.upload(f, Bytes::from(std::fs::read(&path)?)).await?;
+    }
+    bar.finish_and_clear();
+    let mut levels = Vec::new();
+    for &clients in &args.levels {
+        // Every level starts from the same state: the warm set cached, the
+        // cold set not.
+        rig.evict_all().await?;
+        for i in 0..args.warm_files {
+            scan(rig, &name(false, i))
+                .await
+                .map_err(|e| format!("warming {}: {e}", name(false, i)))?;
+        }
+        let mut rng = StdRng::seed_from_u64(clients as u64);
+        let names: Vec<String> = (0..args.requests)
+            .map(|_| {
+                if rng.random_bool(0.75) {
+                    name(false, rng.random_range(0..args.warm_files))
+                } else {
+                    name(true, rng.random_range(0..args.cold_files))
+                }
+            })
+            .collect();
+        let progress = measure::bar(names.len() as u64, format!("load: {clients} clients"));
+        rig.reset_peak_rss();
+        let started = Instant::now();
+        let outcomes: Vec<(f64, Result<readers::Reply, String>)> =
+            futures::stream::iter(names.iter().map(|n| {
+                let progress = progress.clone();
+                async move {
+                    let t = Instant::now();
+                    let outcome = scan(rig, n).await;
+                    progress.inc(1);
+                    (t.elapsed().as_secs_f64() * 1000.0, outcome)
+                }
+            }))
+            .buffer_unordered(clients)
+            .collect()
+            .await;
+        let wall_s = started.elapsed().as_secs_f64();
+        progress.finish_and_clear();
+        let mut errors = BTreeMap::new();
+        let mut latencies = Vec::new();
+        let mut bytes = 0;
+        for (ms, outcome) in &outcomes {
+            match outcome {
+                Ok(reply) => {
+                    latencies.push(*ms);
+                    bytes += reply.arrow_bytes;
+                }
+                Err(code) => *errors.entry(code.clone()).or_insert(0) += 1,
+            }
+        }
+        let peak = rig.peak_rss();
+        levels.push(LoadLevel {
+            clients,
+            requests: names.len(),
+            answered: latencies.len(),
+            wall_s,
+            answered_per_s: latencies.len() as f64 / wall_s,
+            mb_per_s_to_clients: bytes as f64 / 1e6 / wall_s,
+            latency_ms: if latencies.is_empty() {
+                Latency::default()
+            } else {
+                Latency::of(&latencies)
+            },
+            errors,
+            peak_rss_bytes: peak,
+            within_memory_target: peak.map(|p| p <= (args.memory_mib << 20) + RSS_HEADROOM),
+        });
+    }
+    Ok(LoadReport {
+        command,
+        link: String::new(),
+        setup: format!(
+            "{} warm and {} cold files of {} MiB (16 float64 columns); {} requests per level, 3 in 4 on the warm set, \
+             each one file with all columns and `c0 < 0.1`; one node with {} MiB of memory, no disk tier and its default \
+             limit of {NODE_MAX_SCANS} scans at once",
+            args.warm_files, args.cold_files, args.file_mb, args.requests, args.memory_mib
+        ),
+        memory_tier_bytes: args.memory_mib << 20,
+        levels,
+    })
+}
+
+impl LoadReport {
+    pub fn markdown(&self) -> String {
+        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+        let mut md = format!(
+            "### Load: many clients on one node\n\n{}; {}.\n\n\
+             | clients | answered | answered/s | MB/s to clients | p50 ms | p99 ms | errors by code | peak RSS MiB | within tier + 300 MiB |\n\
+             | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |\n",
+            self.setup, self.link
+        );
+        for l in &self.levels {
+            let errors = if l.errors.is_empty() {
+                "none".to_string()
+            } else {
+                l.errors
+                    .iter()
+                    .map(|(c, n)| format!("{c}: {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            md.push_str(&format!(
+                "| {} | {}/{} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} |\n",
+                l.clients,
+                l.answered,
+                l.requests,
+                l.answered_per_s,
+                l.mb_per_s_to_clients,
+                l.latency_ms.p50,
+                l.latency_ms.p99,
+                errors,
+                l.peak_rss_bytes
+                    .map(|b| format!("{:.0}", mib(b)))
+                    .unwrap_or_else(|| "–".into()),
+                match l.within_memory_target {
+                    Some(true) => "yes",
+                    Some(false) => "no",
+                    None => "–",
+                },
+            ));
+        }
+        md.push_str(&format!(
+            "\nMemory tier: {:.0} MiB.\n\nReproduce: `{}`\n",
+            mib(self.memory_tier_bytes),
+            self.command
+        ));
+        md
+    }
+}
