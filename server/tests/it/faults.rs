@@ -242,8 +242,8 @@ async fn an_origin_that_keeps_failing_opens_the_circuit_and_misses_fail_fast() {
     unavailable(&mut c, &link, "b", BOUND).await;
     unavailable(&mut c, &link, "c", BOUND).await;
     // Two failures in a row: the circuit is open, and a miss fails without
-    // waiting for the origin (its request timeout is 1 s).
-    let err = unavailable(&mut c, &link, "d", Duration::from_millis(500)).await;
+    // waiting for the origin: under its 1 s request timeout.
+    let err = unavailable(&mut c, &link, "d", Duration::from_millis(900)).await;
     assert!(
         err.message().contains("failed 2 times in a row"),
         "{}",
