@@ -144,6 +144,10 @@ enum Workload {
         /// Memory tier of the node, in MiB [default: 256, quick 64].
         #[arg(long)]
         node_memory_mib: Option<u64>,
+        /// The node's `limits.max_concurrent_scans` [default: the node's
+        /// default, 8].
+        #[arg(long)]
+        max_scans: Option<usize>,
     },
     /// Single node: warm Quiver vs DataFusion direct on one file, bytes to
     /// the client, and peak RSS under concurrent whole-file scans.
@@ -313,6 +317,7 @@ async fn main() -> Result<(), BoxError> {
             requests,
             file_mb,
             node_memory_mib,
+            max_scans,
         } => {
             if !cli.nodes.is_empty() || cli.s3.is_some() {
                 return Err(
@@ -333,12 +338,13 @@ async fn main() -> Result<(), BoxError> {
                 requests: requests.unwrap_or(defaults.requests),
                 file_mb: file_mb.unwrap_or(defaults.file_mb),
                 memory_mib: node_memory_mib.unwrap_or(defaults.memory_mib),
+                max_scans: max_scans.unwrap_or(defaults.max_scans),
                 ..defaults
             };
             let opts = RigOptions {
                 memory_mib: args.memory_mib,
                 disk_mib: 0,
-                max_scans: workloads::load::NODE_MAX_SCANS,
+                max_scans: args.max_scans,
                 ..one_node(&cli, link, server_bin, Vec::new())
             };
             let rig = Rig::start(&opts).await?;

@@ -498,6 +498,7 @@ async fn a_node_that_cannot_serve_but_can_sign_is_read_through_a_url() {
     let lake = tpch_lake(0.05, 1).await;
     let mut c = node_config(vec![source(&lake.s3)]);
     c.limits.max_concurrent_scans = 1;
+    c.limits.scan_queue_timeout = quiver_server::config::Span(std::time::Duration::ZERO);
     let node = RunningNode::start(c).await.unwrap();
     let key = lineitem(&lake);
     // A reader that takes its first message and then stops holds the only

@@ -326,8 +326,15 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// Scans running at once; one more is answered ResourceExhausted.
+    /// Scans running at once. Each holds about one row group of the
+    /// columns it reads in memory, so this bounds the node's scan memory;
+    /// more would not run faster on the cores a node has.
     pub max_concurrent_scans: usize,
+    /// Longest a scan waits for a free slot before it is answered
+    /// ResourceExhausted; 0 answers at once.
+    pub scan_queue_timeout: Span,
+    /// Scans waiting for a slot at most; one more is answered at once.
+    pub max_queued_scans: usize,
     /// Longest a single request may run.
     pub request_timeout: Span,
     /// Longest a scan waits for its client to take the next message before
@@ -349,7 +356,9 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
-            max_concurrent_scans: 64,
+            max_concurrent_scans: 8,
+            scan_queue_timeout: Span(Duration::from_secs(30)),
+            max_queued_scans: 1024,
             request_timeout: Span(Duration::from_secs(600)),
             stall_timeout: Span(Duration::from_secs(30)),
             max_filter_len: 16 * 1024,
@@ -558,9 +567,12 @@ pub struct Flags {
     /// PEM CA certificates trusted when calling TLS nodes (default: those of --tls-cert).
     #[arg(long, env = "QUIVER_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
-    /// Scans running at once before ResourceExhausted.
+    /// Scans running at once; more wait for a slot.
     #[arg(long, env = "QUIVER_MAX_CONCURRENT_SCANS")]
     pub max_concurrent_scans: Option<usize>,
+    /// Longest a scan waits for a slot before ResourceExhausted, e.g. 30s.
+    #[arg(long, env = "QUIVER_SCAN_QUEUE_TIMEOUT")]
+    pub scan_queue_timeout: Option<Span>,
     /// Longest a single request may run, e.g. 10m.
     #[arg(long, env = "QUIVER_REQUEST_TIMEOUT")]
     pub request_timeout: Option<Span>,
@@ -667,6 +679,7 @@ impl Config {
             &mut self.limits.max_concurrent_scans,
             &f.max_concurrent_scans,
         );
+        set(&mut self.limits.scan_queue_timeout, &f.scan_queue_timeout);
         set(&mut self.limits.request_timeout, &f.request_timeout);
         set(&mut self.limits.stall_timeout, &f.stall_timeout);
         set(&mut self.limits.max_filter_len, &f.max_filter_len);

@@ -124,6 +124,9 @@ fn stalled(stall: Duration) -> QuiverError {
     ))
 }
 
+/// Messages a scan may have produced ahead of its client.
+const SCAN_CHANNEL: usize = 2;
+
 /// How a scan task ended, as the tail of its stream reports it.
 const RUNNING: u8 = 0;
 const FINISHED: u8 = 1;
@@ -174,7 +177,7 @@ fn serve_scan(
     permit: OwnedSemaphorePermit,
     deadline: tokio::time::Instant,
 ) -> BoxStream<'static, std::result::Result<FlightData, Status>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let (tx, rx) = tokio::sync::mpsc::channel(SCAN_CHANNEL);
     let outcome = Arc::new(AtomicU8::new(RUNNING));
     let (timeout, stall) = (core.request_timeout, core.stall_timeout);
     let producer = (core.clone(), outcome.clone(), rid.to_string());
@@ -235,6 +238,14 @@ fn serve_scan(
                 break;
             }
         }
+        // The slot stands for this scan's memory: it is kept until the
+        // client has taken what the channel still holds, so answers that
+        // are produced but not yet delivered cannot pile up beyond the slot
+        // count. A client that stops reading here is let go like any other.
+        if outcome.load(Ordering::SeqCst) == FINISHED {
+            let until = (tokio::time::Instant::now() + stall).min(deadline);
+            let _ = tokio::time::timeout_at(until, tx.reserve_many(SCAN_CHANNEL)).await;
+        }
     });
     let received = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
@@ -281,12 +292,7 @@ impl QuiverFlight {
                 }
             }
         }
-        let permit = core.scan_slots.clone().try_acquire_owned().map_err(|_| {
-            QuiverError::ResourceExhausted(format!(
-                "this node is already running its maximum of {} scans; retry shortly",
-                core.max_scans
-            ))
-        })?;
+        let permit = core.scan_permit().await?;
         let store = core.store(&source.name)?;
         let (schema, batches) = core.scanner.scan(store, &id, &req).await?;
         let what = source.describe(&path);

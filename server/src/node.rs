@@ -49,6 +49,9 @@ pub struct NodeCore {
     pub auth: Auth,
     pub scan_slots: Arc<Semaphore>,
     pub max_scans: usize,
+    /// Places in the queue for a scan slot.
+    queue_slots: Arc<Semaphore>,
+    scan_queue_timeout: Duration,
     plan_slots: Arc<Semaphore>,
     max_plans: usize,
     pub request_timeout: Duration,
@@ -98,6 +101,40 @@ impl NodeCore {
                 }
                 Ok(ids)
             }
+        }
+    }
+
+    /// A slot for one scan, held while it streams. When all are taken the
+    /// scan waits its turn for up to `scan_queue_timeout` (a burst of
+    /// clients is served in turn rather than refused), unless the queue is
+    /// full; then, or when the wait runs out, it is ResourceExhausted.
+    pub async fn scan_permit(&self) -> Result<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.scan_slots.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let busy = |why: &str| {
+            QuiverError::ResourceExhausted(format!(
+                "this node is already running its maximum of {} scans{why}; retry shortly",
+                self.max_scans
+            ))
+        };
+        if self.scan_queue_timeout.is_zero() {
+            return Err(busy(""));
+        }
+        let Ok(_place) = self.queue_slots.clone().try_acquire_owned() else {
+            return Err(busy(" and its queue is full"));
+        };
+        match tokio::time::timeout(
+            self.scan_queue_timeout,
+            self.scan_slots.clone().acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(busy(&format!(
+                " and none came free within {}",
+                humantime::format_duration(self.scan_queue_timeout)
+            ))),
         }
     }
 
@@ -293,6 +330,8 @@ impl RunningNode {
             auth,
             scan_slots: Arc::new(Semaphore::new(config.limits.max_concurrent_scans)),
             max_scans: config.limits.max_concurrent_scans,
+            queue_slots: Arc::new(Semaphore::new(config.limits.max_queued_scans)),
+            scan_queue_timeout: config.limits.scan_queue_timeout.0,
             plan_slots: Arc::new(Semaphore::new(config.limits.max_concurrent_plans)),
             max_plans: config.limits.max_concurrent_plans,
             request_timeout: config.limits.request_timeout.0,

@@ -28,8 +28,8 @@ use crate::rig::Rig;
 use crate::BoxError;
 
 /// The node's default `limits.max_concurrent_scans`, which this workload
-/// keeps so that its larger levels meet it.
-pub const NODE_MAX_SCANS: usize = 64;
+/// keeps unless told otherwise, so that its larger levels meet it.
+pub const NODE_MAX_SCANS: usize = 8;
 
 /// Memory a node may use beyond its memory tier under load.
 pub const RSS_HEADROOM: u64 = 300 << 20;
@@ -42,6 +42,8 @@ pub struct LoadArgs {
     pub cold_files: usize,
     pub file_mb: u64,
     pub memory_mib: u64,
+    /// The node's scan limit.
+    pub max_scans: usize,
 }
 
 impl LoadArgs {
@@ -53,6 +55,7 @@ impl LoadArgs {
             cold_files: 24,
             file_mb: 16,
             memory_mib: 256,
+            max_scans: NODE_MAX_SCANS,
         }
     }
 
@@ -64,6 +67,7 @@ impl LoadArgs {
             cold_files: 8,
             file_mb: 2,
             memory_mib: 64,
+            max_scans: NODE_MAX_SCANS,
         }
     }
 }
@@ -74,6 +78,7 @@ pub struct LoadReport {
     pub link: String,
     pub setup: String,
     pub memory_tier_bytes: u64,
+    pub max_scans: usize,
     pub levels: Vec<LoadLevel>,
 }
 
@@ -215,11 +220,12 @@ pub async fn run(rig: &Rig, args: &LoadArgs, command: String) -> Result<LoadRepo
         link: String::new(),
         setup: format!(
             "{} warm and {} cold files of {} MiB (16 float64 columns); {} requests per level, 3 in 4 on the warm set, \
-             each one file with all columns and `c0 < 0.1`; one node with {} MiB of memory, no disk tier and its default \
-             limit of {NODE_MAX_SCANS} scans at once",
-            args.warm_files, args.cold_files, args.file_mb, args.requests, args.memory_mib
+             each one file with all columns and `c0 < 0.1`; one node with {} MiB of memory, no disk tier and a limit \
+             of {} scans at once",
+            args.warm_files, args.cold_files, args.file_mb, args.requests, args.memory_mib, args.max_scans
         ),
         memory_tier_bytes: args.memory_mib << 20,
+        max_scans: args.max_scans,
         levels,
     })
 }

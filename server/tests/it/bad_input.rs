@@ -462,7 +462,11 @@ async fn a_prefix_with_too_many_objects_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scan_limit_is_resource_exhausted() {
-    let mut f = fixture(|c| c.limits.max_concurrent_scans = 1).await;
+    let mut f = fixture(|c| {
+        c.limits.max_concurrent_scans = 1;
+        c.limits.scan_queue_timeout = quiver_server::config::Span(std::time::Duration::ZERO);
+    })
+    .await;
     // An open stream that is not read holds its scan slot, as long as the
     // answer is bigger than what HTTP/2 flow control lets the server send.
     write_parquet(&f._dir.path().join("big/b.parquet"), 300_000, 3);
