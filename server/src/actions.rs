@@ -15,7 +15,7 @@ use quiver_protocol::{
 use crate::error::{QuiverError, Result};
 use crate::metrics::Tier;
 use crate::miss::WarmJob;
-use crate::node::NodeCore;
+use crate::node_core::NodeCore;
 use crate::scan::column_ranges;
 use crate::source::{ObjectId, Target};
 

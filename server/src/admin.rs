@@ -12,7 +12,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::node::NodeCore;
+use crate::node_core::NodeCore;
 
 async fn metrics(State(core): State<Arc<NodeCore>>) -> impl IntoResponse {
     core.chunks.usage();

@@ -31,7 +31,7 @@ use crate::cluster::handoff;
 use crate::error::{QuiverError, Result};
 use crate::flight_info::{self, descriptor_request, parse_request};
 use crate::metrics::Metrics;
-use crate::node::NodeCore;
+use crate::node_core::NodeCore;
 use crate::panics;
 use crate::scan::classify;
 use crate::source::Target;

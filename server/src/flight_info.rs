@@ -8,7 +8,7 @@ use quiver_protocol::{ActionType, ObjectListing, PresignedEndpoint, ScanRequest}
 
 use crate::error::{QuiverError, Result};
 use crate::miss::{MissRules, Offer, WarmJob};
-use crate::node::NodeCore;
+use crate::node_core::NodeCore;
 use crate::scan::column_ranges;
 use crate::source::{ObjectId, Target};
 

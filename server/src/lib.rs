@@ -17,6 +17,7 @@ pub mod flight_info;
 pub mod metrics;
 pub mod miss;
 pub mod node;
+pub mod node_core;
 pub mod panics;
 pub mod scan;
 pub mod source;

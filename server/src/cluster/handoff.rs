@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tonic::transport::Channel;
 
 use crate::error::{QuiverError, Result};
-use crate::node::NodeCore;
+use crate::node_core::NodeCore;
 use crate::source::ObjectId;
 
 /// Chunks asked for in one `handoff-read`, so one stream stays bounded.
