@@ -449,6 +449,10 @@ impl FromStr for MissPolicy {
 /// (`cache::MAX_ORIGIN_FETCHES`), so demand reads always keep the other half.
 pub const MAX_WARM_FETCHES: usize = 16;
 
+/// The largest `cache.chunk`: disk entries must fit in one 16 MiB block of
+/// the disk tier, and peers size their messages by it.
+pub const MAX_CHUNK: u64 = 8 << 20;
+
 /// Longest life S3 allows a pre-signed URL (SigV4): seven days.
 pub const MAX_PRESIGN_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -711,7 +715,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let chunk = self.cache.chunk.0;
         // Disk entries must fit in one 16 MiB block of the disk tier.
-        if !(4096..=(8 << 20)).contains(&chunk) || !chunk.is_power_of_two() {
+        if !(4096..=MAX_CHUNK).contains(&chunk) || !chunk.is_power_of_two() {
             return Err(invalid(
                 "cache.chunk",
                 "must be a power of two between 4KiB and 8MiB",

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::{Action, FlightClient};
 use bytes::{Bytes, BytesMut};
 use futures::stream::BoxStream;
@@ -24,6 +25,10 @@ use tonic::transport::Channel;
 use crate::error::{QuiverError, Result};
 use crate::node_core::NodeCore;
 use crate::source::ObjectId;
+
+/// Largest message a node accepts from a peer: the largest chunk
+/// (`config::MAX_CHUNK`) with its frame header, and room to spare.
+const PEER_MAX_MESSAGE: usize = crate::config::MAX_CHUNK as usize + (64 << 10);
 
 /// Chunks asked for in one `handoff-read`, so one stream stays bounded.
 const READ_BATCH: usize = 16;
@@ -183,7 +188,10 @@ pub(crate) async fn peer(url: &str, token: Option<&str>) -> Result<FlightClient>
         .connect()
         .await
         .map_err(|e| QuiverError::Unavailable(format!("cannot reach peer {url}: {e}")))?;
-    let mut client = FlightClient::new(channel);
+    // A `handoff-read` frame is one whole chunk, up to the 8 MiB the chunk
+    // size allows, plus its index: above gRPC's default 4 MiB limit.
+    let inner = FlightServiceClient::new(channel).max_decoding_message_size(PEER_MAX_MESSAGE);
+    let mut client = FlightClient::new_from_inner(inner);
     if let Some(t) = token {
         client
             .add_header("authorization", &format!("Bearer {t}"))

@@ -419,3 +419,69 @@ async fn a_new_node_warms_from_its_peers_not_from_s3() {
         n.shutdown().await.unwrap();
     }
 }
+
+/// Chunks of 8 MiB, the largest `cache.chunk` allows, travel in one
+/// `handoff-read` frame each: more than gRPC's default 4 MiB message limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hand_off_moves_8_mib_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let files: Vec<String> = (0..4).map(|i| format!("t/big-{i}.parquet")).collect();
+    for (i, f) in files.iter().enumerate() {
+        write_parquet(&data.join(f), 300_000, 40 + i as u64);
+    }
+    let size = std::fs::metadata(data.join(&files[0])).unwrap().len();
+    assert!(size > 8 << 20, "a file is only {size} bytes");
+    let doc = dir.path().join("topology.json");
+    let node = |id: &str| {
+        let mut c = node_config(vec![local_source(SOURCE, &data)], None);
+        c.cache.chunk = quiver_server::config::ByteSize(8 << 20);
+        c.cache.memory = quiver_server::config::ByteSize(512 << 20);
+        c.cluster.node_id = Some(id.into());
+        c.cluster.topology = Some(doc.to_str().unwrap().to_string());
+        c.cluster.reload = quiver_server::config::Span(Duration::from_millis(200));
+        RunningNode::start(c)
+    };
+    let nodes = vec![node("n1").await.unwrap(), node("n2").await.unwrap()];
+    let cluster = Cluster { nodes, _dir: dir };
+    let all = members(&cluster.nodes);
+    let mut admin = client(&cluster.nodes[0]).await;
+    let t1 = Topology::initial(all[..1].to_vec(), 1).unwrap();
+    update(&mut admin, 0, &t1).await.unwrap();
+    converge(&cluster, 1).await;
+    for f in &files {
+        do_get(&mut admin, &scan(SOURCE, f)).await.unwrap();
+    }
+    let t2 = t1.with_node(all[1].clone()).unwrap().rebalance().unwrap();
+    let t2 = Topology { epoch: 2, ..t2 };
+    update(&mut admin, 1, &t2).await.unwrap();
+    converge(&cluster, 2).await;
+    let moved: Vec<&String> = files
+        .iter()
+        .filter(|f| t2.owners(slot_of(SOURCE, f))[0].id == "n2")
+        .collect();
+    assert!(!moved.is_empty(), "no file moves to n2");
+    let mut newcomer = client(&cluster.nodes[1]).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let handoff = loop {
+        let h = health(&mut newcomer).await["handoff"].clone();
+        if h["state"] == "done" || h["state"] == "failed" {
+            break h;
+        }
+        assert!(Instant::now() < deadline, "hand-off did not finish: {h}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(handoff["state"], "done", "{handoff}");
+    assert!(handoff["bytes"].as_u64().unwrap() > 4 << 20, "{handoff}");
+    // The moved files are served from what was handed off.
+    let before = stats(&mut newcomer).await.origin_bytes;
+    for f in &moved {
+        let got = do_get(&mut newcomer, &scan(SOURCE, f)).await.unwrap();
+        let want = reference(&data.join(f), None, None).await;
+        assert_eq!(rows(&got), rows(&want), "{f}");
+    }
+    assert_eq!(stats(&mut newcomer).await.origin_bytes, before);
+    for n in cluster.nodes {
+        n.shutdown().await.unwrap();
+    }
+}
