@@ -4,7 +4,6 @@
 //! directly, served by a replica and finally by the direct-read fallback.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -52,31 +51,14 @@ fn server_binary() -> PathBuf {
     bin
 }
 
-fn free_addr() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn ready(admin: std::net::SocketAddr) -> bool {
-    let Ok(mut s) = std::net::TcpStream::connect(admin) else {
-        return false;
-    };
-    let _ = write!(s, "GET /ready HTTP/1.0\r\n\r\n");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.contains(" 200 ")
-}
-
 fn start(i: usize, work: &Path, data: &Path) -> Node {
     start_with(i, work, data, "60s")
 }
 
 /// `grace`: how long a node keeps serving slots it gave up.
 fn start_with(i: usize, work: &Path, data: &Path, grace: &str) -> Node {
-    let flight = free_addr();
-    let admin = free_addr();
+    let flight = quiver_testkit::free_addr().unwrap();
+    let admin = quiver_testkit::free_addr().unwrap();
     let id = format!("n{i}");
     let config = format!(
         "[server]\nlisten = \"{flight}\"\nadmin_listen = \"{admin}\"\n\n\
@@ -104,7 +86,7 @@ fn start_with(i: usize, work: &Path, data: &Path, grace: &str) -> Node {
         child,
     };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready(node.admin) {
+    while !quiver_testkit::node_ready(node.admin) {
         assert!(Instant::now() < deadline, "{} did not start", node.id);
         std::thread::sleep(Duration::from_millis(50));
     }

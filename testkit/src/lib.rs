@@ -173,3 +173,20 @@ impl S3Server {
         self.root.join(bucket).join(key)
     }
 }
+
+/// A loopback address nothing listens on yet, for a node process to bind.
+pub fn free_addr() -> std::io::Result<SocketAddr> {
+    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
+}
+
+/// Whether the node whose admin server is at `admin` answers `/ready`.
+pub fn node_ready(admin: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(admin) else {
+        return false;
+    };
+    let _ = write!(s, "GET /ready HTTP/1.0\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.contains(" 200 ")
+}

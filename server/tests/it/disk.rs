@@ -4,7 +4,6 @@
 //! user and mount namespace of the node's own (`unshare -Urm`), so no
 //! privilege is needed beyond what CI has.
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -25,29 +24,12 @@ impl Drop for Process {
     }
 }
 
-fn free_addr() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn ready(admin: std::net::SocketAddr) -> bool {
-    let Ok(mut s) = std::net::TcpStream::connect(admin) else {
-        return false;
-    };
-    let _ = write!(s, "GET /ready HTTP/1.0\r\n\r\n");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.contains(" 200 ")
-}
-
 /// Starts the binary on `data` with its disk tier in `cache` (64 KiB chunks,
 /// 8 MiB of memory, so that nearly everything goes to disk), under `wrap`
 /// (a command line the binary's own is appended to) when given.
 fn spawn(data: &Path, cache: &Path, disk: &str, wrap: &[&str], log: &Path) -> Process {
-    let flight = free_addr();
-    let admin = free_addr();
+    let flight = quiver_testkit::free_addr().unwrap();
+    let admin = quiver_testkit::free_addr().unwrap();
     let config = format!(
         "[server]\nlisten = \"{flight}\"\nadmin_listen = \"{admin}\"\n\n\
          [cache]\nmemory = \"8MiB\"\ndisk = \"{disk}\"\nchunk = \"64KiB\"\ndisk_dir = \"{}\"\n\n\
@@ -78,7 +60,7 @@ fn spawn(data: &Path, cache: &Path, disk: &str, wrap: &[&str], log: &Path) -> Pr
         admin,
     };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready(p.admin) {
+    while !quiver_testkit::node_ready(p.admin) {
         if let Ok(Some(status)) = p.child.try_wait() {
             panic!(
                 "the node exited with {status}: {}",

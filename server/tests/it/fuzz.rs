@@ -358,24 +358,13 @@ fn action_body() -> impl Strategy<Value = serde_json::Value> {
 #[test]
 fn fuzz_actions_and_hand_off_bodies() {
     let target = Target::start();
-    let kinds = prop_oneof![
-        prop::sample::select(vec![
-            "stats",
-            "prefetch",
-            "evict",
-            "cluster-shards",
-            "cluster-update",
-            "handoff-list",
-            "handoff-read",
-            "health",
-            "refresh-catalog",
-            "warm",
-            "CreatePreparedStatement",
-            "CancelQuery",
-        ])
-        .prop_map(String::from),
-        nasty_text(),
-    ];
+    // Every action Quiver knows, two of Flight SQL's, and made-up names.
+    let known: Vec<String> = quiver_protocol::ActionType::ALL
+        .iter()
+        .map(|a| a.name().to_string())
+        .chain(["CreatePreparedStatement".into(), "CancelQuery".into()])
+        .collect();
+    let kinds = prop_oneof![prop::sample::select(known), nasty_text(),];
     let bodies = prop_oneof![
         action_body().prop_map(|v| v.to_string().into_bytes()),
         prop::collection::vec(any::<u8>(), 0..256),
