@@ -620,10 +620,16 @@ impl QuiverClient {
                     if let Some(moved) = e.message().and_then(Moved::parse) {
                         if !followed_redirect {
                             followed_redirect = true;
-                            // The redirecting node knows a newer map; the
-                            // primary it names knows it too.
-                            if self.refresh_from(&moved.url).await.is_err() {
-                                let _ = self.refresh().await;
+                            // A redirect from a newer epoch than the map's:
+                            // the node it names knows that epoch too, else
+                            // any node that has caught up. One from an older
+                            // epoch comes from a node that lags, and never
+                            // rolls the map back.
+                            if moved.epoch > self.topology().epoch {
+                                let fresh = self.refresh_from(&moved.url).await.is_ok();
+                                if !fresh || self.topology().epoch < moved.epoch {
+                                    let _ = self.refresh().await;
+                                }
                             }
                             tried.clear();
                             queue = self.candidates(endpoint);

@@ -4,93 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
 use common::tpch_lake;
 use quiver_client::{ClientConfig, Connector, Credentials, QuiverClient, Tls};
 use quiver_protocol::ScanRequest;
-
-fn openssl(args: &[&str], dir: &Path) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl is needed for the TLS tests (infra/test.sh installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A throw-away CA and a node certificate it signed for localhost and
-/// 127.0.0.1 (rustls refuses a CA certificate used as the node's own).
-/// Returns (CA, node certificate, node key).
-fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=quiver-test-ca",
-        ],
-        dir,
-    );
-    openssl(
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "node.key",
-            "-out",
-            "node.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-        dir,
-    );
-    std::fs::write(
-        dir.join("node.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "node.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "node.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "node.ext",
-        ],
-        dir,
-    );
-    (
-        dir.join("ca.pem"),
-        dir.join("node.pem"),
-        dir.join("node.key"),
-    )
-}
+use quiver_testkit::tls::certificates;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_through_tls_with_a_ca_file_and_a_token() {

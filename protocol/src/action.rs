@@ -56,26 +56,39 @@ impl ActionType {
             ActionType::Evict => "Body: {\"source\", \"path\"}. Drops the named objects from the cache; returns {objects, bytes}. Admin token required when auth is on.",
             ActionType::ClusterShards => "The cluster topology: epoch, nodes and slot ranges with their owners.",
             ActionType::ClusterUpdate => "Body: {\"expected_epoch\", \"topology\"}. Replaces the stored topology if it is still at expected_epoch (compare-and-swap); returns the new topology. Admin token required when auth is on.",
-            ActionType::HandoffList => "Node to node. Body: {\"slots\": [[start, end], ...]}. The cached objects in those slots with their cached chunks, as JSON. Admin token required when auth is on.",
-            ActionType::HandoffRead => "Node to node. Body: {\"object\", \"chunks\"}. Streams the listed chunks that are cached (8-byte big-endian index, then the bytes); never reads the origin. Admin token required when auth is on.",
+            ActionType::HandoffList => "Node to node. Body: {\"slots\": [[start, end], ...], \"after\": [source, path], \"limit\": n}. One page of the cached objects in those slots with their cached chunks, as JSON. Peer token required when auth is on.",
+            ActionType::HandoffRead => "Node to node. Body: {\"object\", \"chunks\", \"checksum\": bool}. Streams the listed chunks that are cached (8-byte big-endian index, with checksum the 4-byte big-endian CRC-32C of the bytes, then the bytes); never reads the origin. Peer token required when auth is on.",
             ActionType::Health => "Liveness: {\"status\":\"ok\", ...}.",
             ActionType::RefreshCatalog => "Lists the lake again for Flight SQL's catalog now, instead of at the next refresh interval; returns {\"tables\", \"errors\"}.",
-            ActionType::Warm => "Node to node. Body: a ScanRequest for one object with its etag. Queues a background warm-up of the columns it needs (dropped when the queue is full); returns {\"queued\": bool}. Admin token required when auth is on.",
+            ActionType::Warm => "Node to node. Body: a ScanRequest for one object with its etag. Queues a background warm-up of the columns it needs (dropped when the queue is full); returns {\"queued\": bool}. Peer token required when auth is on.",
         }
     }
 
-    /// Actions that change what the node holds need the admin token.
-    pub fn needs_admin(self) -> bool {
-        matches!(
-            self,
-            ActionType::Prefetch
-                | ActionType::Evict
-                | ActionType::ClusterUpdate
-                | ActionType::HandoffList
-                | ActionType::HandoffRead
-                | ActionType::Warm
-        )
+    /// Who may call the action when auth is on.
+    pub fn caller(self) -> Caller {
+        match self {
+            ActionType::Prefetch | ActionType::Evict | ActionType::ClusterUpdate => Caller::Admin,
+            ActionType::HandoffList | ActionType::HandoffRead | ActionType::Warm => Caller::Peer,
+            ActionType::Stats
+            | ActionType::ClusterShards
+            | ActionType::Health
+            | ActionType::RefreshCatalog => Caller::Reader,
+        }
     }
+}
+
+/// The credential an action needs when auth is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// Any valid token.
+    Reader,
+    /// The admin token: the action changes what the node holds or the
+    /// cluster's membership.
+    Admin,
+    /// Another node of the cluster: the peer token (or the admin token).
+    /// Reader tokens never qualify, so a reader cannot pull a slot's cache
+    /// or queue work on a node.
+    Peer,
 }
 
 /// Body of `evict`, and the criteria of `ListFlights`.
@@ -175,11 +188,22 @@ pub struct ClusterUpdate {
     pub topology: crate::Topology,
 }
 
-/// Body of `handoff-list`: inclusive slot ranges.
+/// Most objects one `handoff-list` answer holds, so a donor caching many
+/// objects answers in pages of bounded size.
+pub const HANDOFF_PAGE: usize = 1000;
+
+/// Body of `handoff-list`: inclusive slot ranges, and where the page starts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HandoffList {
     pub slots: Vec<(u16, u16)>,
+    /// Only objects after this `[source, path]`, in that order: the last
+    /// object of the previous page. Absent: from the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<(String, String)>,
+    /// Objects in this page, at most (and by default) [`HANDOFF_PAGE`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
 }
 
 /// One cached object offered in a hand-off: the version its chunks belong
@@ -202,4 +226,14 @@ pub struct HandoffObject {
 pub struct HandoffRead {
     pub object: HandoffObject,
     pub chunks: Vec<u64>,
+    /// Frame each chunk with the CRC-32C of its bytes after its index, so
+    /// the importer can verify it before it enters the cache.
+    #[serde(default)]
+    pub checksum: bool,
+}
+
+/// The CRC-32C (Castagnoli) a checksummed `handoff-read` frame carries.
+pub fn handoff_checksum(bytes: &[u8]) -> u32 {
+    const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+    CRC32C.checksum(bytes)
 }

@@ -1,6 +1,7 @@
-//! Bearer-token authentication, the admin token, and the Flight handshake
-//! that trades HTTP Basic credentials for a bearer token (what Flight SQL
-//! clients such as ADBC and JDBC do).
+//! Bearer-token authentication: reader tokens, the admin token, the peer
+//! token nodes present to each other, and the Flight handshake that trades
+//! HTTP Basic credentials for a bearer token (what Flight SQL clients such
+//! as ADBC and JDBC do).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -15,6 +16,7 @@ const BASIC: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
+use quiver_protocol::Caller;
 use tonic::metadata::MetadataMap;
 
 use crate::config::{AuthConfig, ConfigError};
@@ -26,6 +28,9 @@ pub struct Auth {
     tokens: Option<HashSet<String>>,
     /// `None`: admin actions need only what reads need.
     admin: Option<String>,
+    /// What nodes present to each other for hand-off and warm-ups. Reader
+    /// tokens never pass for it, so a reader cannot pull a slot's cache.
+    peer: Option<String>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -34,6 +39,7 @@ impl std::fmt::Debug for Auth {
         f.debug_struct("Auth")
             .field("tokens", &self.tokens.as_ref().map(HashSet::len))
             .field("admin", &self.admin.is_some())
+            .field("peer", &self.peer.is_some())
             .finish()
     }
 }
@@ -75,23 +81,32 @@ impl Auth {
             Some(p) => Some(read_tokens(p)?.into_iter().collect()),
             None => None,
         };
-        let admin = match &cfg.admin_token_file {
-            Some(p) => read_tokens(p)?.into_iter().next(),
-            None => None,
+        let first = |p: &Option<std::path::PathBuf>| match p {
+            Some(p) => read_tokens(p).map(|t| t.into_iter().next()),
+            None => Ok(None),
         };
-        Ok(Auth { tokens, admin })
+        Ok(Auth {
+            tokens,
+            admin: first(&cfg.admin_token_file)?,
+            peer: first(&cfg.peer_token_file)?,
+        })
     }
 
     pub fn enabled(&self) -> bool {
-        self.tokens.is_some() || self.admin.is_some()
+        self.tokens.is_some() || self.admin.is_some() || self.peer.is_some()
     }
 
-    /// The token this node presents to its peers for hand-off: the admin
-    /// token if there is one (hand-off actions need it), else any reader
-    /// token. Every node of a cluster shares the same token files.
-    pub fn peer_token(&self) -> Option<String> {
-        self.admin
-            .clone()
+    /// The credential this node presents to its peers for hand-off and
+    /// warm-ups: the peer token, else the admin token (which peers also
+    /// accept). `None` with only reader tokens: peers refuse hand-off then.
+    pub fn peer_credential(&self) -> Option<String> {
+        self.peer.clone().or_else(|| self.admin.clone())
+    }
+
+    /// The token this node reads from the cluster with (Flight SQL scans
+    /// routed to the owners): its peer credential, else any reader token.
+    pub fn scan_token(&self) -> Option<String> {
+        self.peer_credential()
             .or_else(|| self.tokens.as_ref().and_then(|t| t.iter().next().cloned()))
     }
 
@@ -99,19 +114,29 @@ impl Auth {
         self.admin.as_deref().is_some_and(|a| same(a, token))
     }
 
+    fn is_peer(&self, token: &str) -> bool {
+        self.peer.as_deref().is_some_and(|p| same(p, token)) || self.is_admin(token)
+    }
+
     fn is_reader(&self, token: &str) -> bool {
         match &self.tokens {
             Some(tokens) => {
-                tokens.iter().fold(false, |ok, t| ok | same(t, token)) || self.is_admin(token)
+                tokens.iter().fold(false, |ok, t| ok | same(t, token)) || self.is_peer(token)
             }
             None => true,
         }
     }
 
-    /// Checks the bearer token of a call; `admin` calls change what the node
-    /// holds and need the admin token when one is configured.
-    pub fn check(&self, metadata: &MetadataMap, admin: bool) -> Result<()> {
-        let needs_token = self.tokens.is_some() || (admin && self.admin.is_some());
+    /// Checks the bearer token of a call made by `caller`'s kind: readers
+    /// need any valid token, admin calls the admin token when one is
+    /// configured, and peer calls the peer (or admin) token whenever auth
+    /// is on at all.
+    pub fn check(&self, metadata: &MetadataMap, caller: Caller) -> Result<()> {
+        let needs_token = match caller {
+            Caller::Reader => self.tokens.is_some(),
+            Caller::Admin => self.tokens.is_some() || self.admin.is_some(),
+            Caller::Peer => self.enabled(),
+        };
         if !needs_token {
             return Ok(());
         }
@@ -120,7 +145,20 @@ impl Auth {
                 "this node requires a bearer token (authorization: Bearer <token>)".into(),
             )
         })?;
-        if admin && self.admin.is_some() {
+        if caller == Caller::Peer {
+            if self.is_peer(&token) {
+                return Ok(());
+            }
+            return Err(if self.is_reader(&token) && self.tokens.is_some() {
+                QuiverError::PermissionDenied(
+                    "this action is for the cluster's nodes: it needs the peer token (auth.peer_token_file)"
+                        .into(),
+                )
+            } else {
+                QuiverError::Unauthenticated("the bearer token is not valid".into())
+            });
+        }
+        if caller == Caller::Admin && self.admin.is_some() {
             if self.is_admin(&token) {
                 return Ok(());
             }
@@ -146,7 +184,7 @@ impl Auth {
             return Ok(None);
         }
         if let Some(token) = bearer(metadata) {
-            if self.is_reader(&token) && (self.tokens.is_some() || self.is_admin(&token)) {
+            if self.is_reader(&token) && (self.tokens.is_some() || self.is_peer(&token)) {
                 return Ok(Some(token));
             }
             return Err(QuiverError::Unauthenticated(
@@ -170,7 +208,7 @@ impl Auth {
                 QuiverError::Unauthenticated("the Basic credentials are not valid base64".into())
             })?;
         let password = decoded.split_once(':').map(|(_, p)| p).unwrap_or(&decoded);
-        if self.is_reader(password) && (self.tokens.is_some() || self.is_admin(password)) {
+        if self.is_reader(password) && (self.tokens.is_some() || self.is_peer(password)) {
             Ok(Some(password.to_string()))
         } else {
             Err(QuiverError::Unauthenticated(
@@ -202,13 +240,14 @@ mod tests {
         Auth {
             tokens: (!tokens.is_empty()).then(|| tokens.iter().map(|s| s.to_string()).collect()),
             admin: admin.map(String::from),
+            peer: None,
         }
     }
 
     #[test]
     fn open_node_lets_everyone_in() {
         let a = Auth::default();
-        assert!(a.check(&MetadataMap::new(), true).is_ok());
+        assert!(a.check(&MetadataMap::new(), Caller::Admin).is_ok());
         assert_eq!(a.handshake(&MetadataMap::new()).unwrap(), None);
     }
 
@@ -216,32 +255,32 @@ mod tests {
     fn tokens_and_admin() {
         let a = auth(&["reader"], Some("boss"));
         assert!(matches!(
-            a.check(&MetadataMap::new(), false),
+            a.check(&MetadataMap::new(), Caller::Reader),
             Err(QuiverError::Unauthenticated(_))
         ));
         assert!(matches!(
-            a.check(&md("Bearer nope"), false),
+            a.check(&md("Bearer nope"), Caller::Reader),
             Err(QuiverError::Unauthenticated(_))
         ));
-        assert!(a.check(&md("Bearer reader"), false).is_ok());
-        assert!(a.check(&md("Bearer boss"), false).is_ok());
+        assert!(a.check(&md("Bearer reader"), Caller::Reader).is_ok());
+        assert!(a.check(&md("Bearer boss"), Caller::Reader).is_ok());
         assert!(matches!(
-            a.check(&md("Bearer reader"), true),
+            a.check(&md("Bearer reader"), Caller::Admin),
             Err(QuiverError::PermissionDenied(_))
         ));
-        assert!(a.check(&md("Bearer boss"), true).is_ok());
+        assert!(a.check(&md("Bearer boss"), Caller::Admin).is_ok());
     }
 
     #[test]
     fn admin_only_protects_admin_actions() {
         let a = auth(&[], Some("boss"));
-        assert!(a.check(&MetadataMap::new(), false).is_ok());
+        assert!(a.check(&MetadataMap::new(), Caller::Reader).is_ok());
         assert!(matches!(
-            a.check(&MetadataMap::new(), true),
+            a.check(&MetadataMap::new(), Caller::Admin),
             Err(QuiverError::Unauthenticated(_))
         ));
         assert!(matches!(
-            a.check(&md("Bearer x"), true),
+            a.check(&md("Bearer x"), Caller::Admin),
             Err(QuiverError::Unauthenticated(_))
         ));
     }
@@ -269,6 +308,46 @@ mod tests {
             a.handshake(&md(&unpadded)).unwrap().as_deref(),
             Some("reader")
         );
+    }
+
+    #[test]
+    fn peer_actions_need_the_peer_token_never_a_reader_token() {
+        let a = Auth {
+            peer: Some("node".into()),
+            ..auth(&["reader"], Some("boss"))
+        };
+        assert!(a.check(&md("Bearer node"), Caller::Peer).is_ok());
+        assert!(a.check(&md("Bearer boss"), Caller::Peer).is_ok());
+        assert!(matches!(
+            a.check(&md("Bearer reader"), Caller::Peer),
+            Err(QuiverError::PermissionDenied(_))
+        ));
+        assert!(matches!(
+            a.check(&MetadataMap::new(), Caller::Peer),
+            Err(QuiverError::Unauthenticated(_))
+        ));
+        // The peer token reads (a node scans through its peers) but is not
+        // the admin token.
+        assert!(a.check(&md("Bearer node"), Caller::Reader).is_ok());
+        assert!(matches!(
+            a.check(&md("Bearer node"), Caller::Admin),
+            Err(QuiverError::PermissionDenied(_))
+        ));
+        assert_eq!(a.peer_credential().as_deref(), Some("node"));
+
+        // Reader tokens alone: no credential qualifies, so hand-off is
+        // closed rather than open to every reader.
+        let readers = auth(&["reader"], None);
+        assert!(matches!(
+            readers.check(&md("Bearer reader"), Caller::Peer),
+            Err(QuiverError::PermissionDenied(_))
+        ));
+        assert_eq!(readers.peer_credential(), None);
+        assert_eq!(readers.scan_token().as_deref(), Some("reader"));
+        // Auth off: the loopback-only node lets its peers in.
+        assert!(Auth::default()
+            .check(&MetadataMap::new(), Caller::Peer)
+            .is_ok());
     }
 
     #[test]

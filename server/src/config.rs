@@ -315,6 +315,10 @@ impl Default for ClusterConfig {
 pub struct AuthConfig {
     pub tokens_file: Option<PathBuf>,
     pub admin_token_file: Option<PathBuf>,
+    /// The token every node of a cluster presents to the others for
+    /// hand-off and warm-ups, and the only one (with the admin token) those
+    /// actions accept. Reader tokens never pass for it.
+    pub peer_token_file: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     /// CA certificates this node trusts when it calls a `grpc+tls://` node
@@ -562,6 +566,9 @@ pub struct Flags {
     /// File holding the admin token for prefetch and evict.
     #[arg(long, env = "QUIVER_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// File holding the token nodes present to each other (hand-off).
+    #[arg(long, env = "QUIVER_PEER_TOKEN_FILE")]
+    pub peer_token_file: Option<PathBuf>,
     /// PEM certificate chain; with --tls-key, serves TLS.
     #[arg(long, env = "QUIVER_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -671,6 +678,7 @@ impl Config {
         for (slot, value) in [
             (&mut self.auth.tokens_file, &f.tokens_file),
             (&mut self.auth.admin_token_file, &f.admin_token_file),
+            (&mut self.auth.peer_token_file, &f.peer_token_file),
             (&mut self.auth.tls_cert, &f.tls_cert),
             (&mut self.auth.tls_key, &f.tls_key),
             (&mut self.auth.tls_ca, &f.tls_ca),
@@ -830,6 +838,17 @@ impl Config {
         if self.limits.stall_timeout.0.is_zero() {
             return Err(invalid("limits.stall_timeout", "must be above zero"));
         }
+        if self.cluster.topology.is_some()
+            && self.auth.tokens_file.is_some()
+            && self.auth.peer_token_file.is_none()
+            && self.auth.admin_token_file.is_none()
+        {
+            return Err(invalid(
+                "auth.peer_token_file",
+                "a cluster whose nodes take reader tokens needs a peer token (or an admin token) for hand-off between nodes; \
+                 reader tokens are never accepted for it. Set auth.peer_token_file (--peer-token-file) to the same file on every node",
+            ));
+        }
         let tokens = self.auth.tokens_file.is_some() || self.auth.admin_token_file.is_some();
         if !tokens && !self.server.insecure && !self.server.listen.ip().is_loopback() {
             return Err(invalid(
@@ -950,6 +969,24 @@ mod tests {
         c.validate().unwrap();
         c.auth.tokens_file = None;
         c.server.listen = "[::1]:50051".parse().unwrap();
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn a_cluster_with_reader_tokens_needs_a_peer_token() {
+        let mut c = Config {
+            sources: vec![SourceConfig::new("a", "file:///tmp/")],
+            ..Default::default()
+        };
+        c.auth.tokens_file = Some(PathBuf::from("/etc/quiver/tokens"));
+        c.validate().unwrap();
+        c.cluster.topology = Some("/var/lib/quiver/topology.json".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("peer_token_file"), "{err}");
+        c.auth.peer_token_file = Some(PathBuf::from("/etc/quiver/peer-token"));
+        c.validate().unwrap();
+        c.auth.peer_token_file = None;
+        c.auth.admin_token_file = Some(PathBuf::from("/etc/quiver/admin-token"));
         c.validate().unwrap();
     }
 

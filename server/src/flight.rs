@@ -18,7 +18,7 @@ use arrow_flight::{
 };
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt, TryStreamExt};
-use quiver_protocol::{ActionType, REQUEST_ID_HEADER};
+use quiver_protocol::{ActionType, Caller, REQUEST_ID_HEADER};
 use tokio::sync::OwnedSemaphorePermit;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
@@ -369,7 +369,7 @@ impl QuiverFlight {
         request: &Request<T>,
         call: impl Future<Output = std::result::Result<Response<R>, Status>>,
     ) -> std::result::Result<Response<R>, Status> {
-        if let Err(e) = self.core.auth.check(request.metadata(), false) {
+        if let Err(e) = self.core.auth.check(request.metadata(), Caller::Reader) {
             return Err(status(&self.core.metrics, rid, e));
         }
         let span = tracing::info_span!("flight_sql", request_id = rid);
@@ -446,7 +446,7 @@ impl FlightService for QuiverFlight {
     ) -> std::result::Result<Response<Self::ListFlightsStream>, Status> {
         let rid = request_id(&request);
         self.run(&rid, "list_flights", async {
-            self.core.auth.check(request.metadata(), false)?;
+            self.core.auth.check(request.metadata(), Caller::Reader)?;
             let _slot = self.core.plan_permit()?;
             let infos = flight_info::list(&self.core, &request.get_ref().expression).await?;
             Ok(futures::stream::iter(infos.into_iter().map(Ok)).boxed() as Self::ListFlightsStream)
@@ -471,7 +471,7 @@ impl FlightService for QuiverFlight {
                 .await;
         }
         self.run(&rid, "get_flight_info", async {
-            self.core.auth.check(request.metadata(), false)?;
+            self.core.auth.check(request.metadata(), Caller::Reader)?;
             let descriptor = request.get_ref().clone();
             let req = descriptor_request(&descriptor)?;
             let _slot = self.core.plan_permit()?;
@@ -496,7 +496,7 @@ impl FlightService for QuiverFlight {
     ) -> std::result::Result<Response<SchemaResult>, Status> {
         let rid = request_id(&request);
         self.run(&rid, "get_schema", async {
-            self.core.auth.check(request.metadata(), false)?;
+            self.core.auth.check(request.metadata(), Caller::Reader)?;
             let req = descriptor_request(request.get_ref())?;
             let _slot = self.core.plan_permit()?;
             let (_, _, schema) = flight_info::schema(&self.core, &req).await?;
@@ -523,7 +523,7 @@ impl FlightService for QuiverFlight {
         // One deadline for planning and streaming together.
         let deadline = tokio::time::Instant::now() + self.core.request_timeout;
         self.run(&rid, "do_get", async {
-            self.core.auth.check(request.metadata(), false)?;
+            self.core.auth.check(request.metadata(), Caller::Reader)?;
             self.start_scan(&rid, &request.get_ref().ticket, deadline)
                 .await
         })
@@ -540,7 +540,7 @@ impl FlightService for QuiverFlight {
             return Err(unsupported("DoPut", &request));
         };
         let rid = request_id(&request);
-        if let Err(e) = self.core.auth.check(request.metadata(), false) {
+        if let Err(e) = self.core.auth.check(request.metadata(), Caller::Reader) {
             return Err(status(&self.core.metrics, &rid, e));
         }
         let outcome = sql.do_put(request).await;
@@ -566,7 +566,7 @@ impl FlightService for QuiverFlight {
         let core = self.core.clone();
         let stream_rid = rid.clone();
         self.run(&rid, "do_action", async move {
-            core.auth.check(request.metadata(), false)?;
+            core.auth.check(request.metadata(), Caller::Reader)?;
             let action = request.get_ref();
             let kind = ActionType::parse(&action.r#type).ok_or_else(|| {
                 let known: Vec<&str> = ActionType::ALL.iter().map(|a| a.name()).collect();
@@ -576,7 +576,7 @@ impl FlightService for QuiverFlight {
                     known.join(", ")
                 ))
             })?;
-            core.auth.check(request.metadata(), kind.needs_admin())?;
+            core.auth.check(request.metadata(), kind.caller())?;
             let body = &action.body;
             let results: BoxStream<'static, Result<bytes::Bytes>> = match kind {
                 ActionType::Stats => one(actions::stats(&core)),
@@ -606,7 +606,7 @@ impl FlightService for QuiverFlight {
     ) -> std::result::Result<Response<Self::ListActionsStream>, Status> {
         let rid = request_id(&request);
         self.run(&rid, "list_actions", async {
-            self.core.auth.check(request.metadata(), false)?;
+            self.core.auth.check(request.metadata(), Caller::Reader)?;
             let mut kinds: Vec<std::result::Result<FlightActionType, Status>> = ActionType::ALL
                 .iter()
                 .map(|a| {

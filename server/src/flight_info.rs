@@ -196,7 +196,7 @@ fn warm_on_owner(core: &NodeCore, id: &ObjectId, columns: Vec<String>) {
         return;
     };
     let url = primary.url.clone();
-    let token = core.auth.peer_token();
+    let peers = core.peers.clone();
     let body = ScanRequest {
         source: Some(id.source.to_string()),
         path: Some(id.path.to_string()),
@@ -207,7 +207,7 @@ fn warm_on_owner(core: &NodeCore, id: &ObjectId, columns: Vec<String>) {
     .to_bytes();
     tokio::spawn(async move {
         let call = async {
-            let mut peer = crate::cluster::handoff::peer(&url, token.as_deref()).await?;
+            let mut peer = peers.client(&url).await?;
             peer.do_action(arrow_flight::Action::new(
                 ActionType::Warm.name(),
                 bytes::Bytes::from(body),

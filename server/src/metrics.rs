@@ -36,6 +36,9 @@ pub struct Metrics {
     pub disk_write_errors: IntCounter,
     /// 1 while the disk tier passes its health probe.
     pub disk_healthy: IntGauge,
+    /// Chunks a hand-off donor sent that failed their checksum or length
+    /// check, and so never entered the cache.
+    pub handoff_chunks_rejected: IntCounter,
     pub origin_bytes: IntCounter,
     pub origin_requests: IntCounter,
     pub bytes_served: IntCounter,
@@ -148,6 +151,11 @@ impl Metrics {
                 &registry,
                 "cache_disk_write_errors_total",
                 "Writes to the disk tier's directory that failed (health probes)",
+            ),
+            handoff_chunks_rejected: counter(
+                &registry,
+                "handoff_chunks_rejected_total",
+                "Chunks from a hand-off donor that failed their checksum or length check",
             ),
             disk_healthy: gauge(
                 &registry,

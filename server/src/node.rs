@@ -19,6 +19,7 @@ use quiver_sql::{DeclaredTable, QuiverSql, SqlOptions};
 use crate::admin;
 use crate::auth::Auth;
 use crate::cache::{CachingObjectStore, ChunkCache, DiskHealth, FooterCache};
+use crate::cluster::peers::{self, Peers};
 use crate::cluster::{handoff, Cluster};
 use crate::config::Config;
 use crate::error::{QuiverError, Result};
@@ -42,18 +43,11 @@ pub const MAX_REQUEST_BYTES: usize = 4 << 20;
 fn sql_service(config: &Config, advertise: &str, auth: &Auth) -> Result<QuiverSql> {
     let mut client = ClientConfig::new(vec![advertise.to_string()]);
     client.connector = Connector {
-        // Without a CA file, trust the certificates this node serves: a
-        // chain file then anchors its own issuers, and a self-signed
-        // (end-entity) certificate anchors itself.
         tls: Tls {
-            ca_file: config
-                .auth
-                .tls_ca
-                .clone()
-                .or_else(|| config.auth.tls_cert.clone()),
+            ca_file: peers::trust(&config.auth),
         },
         credentials: auth
-            .peer_token()
+            .scan_token()
             .map(Credentials::Bearer)
             .unwrap_or_default(),
     };
@@ -176,6 +170,7 @@ impl RunningNode {
             miss: MissRules::from(&config.miss),
             warmer,
             cluster: cluster.clone(),
+            peers: Peers::new(&config.auth, &auth),
             handoff: Arc::default(),
             node_id,
             advertise,

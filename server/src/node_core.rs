@@ -15,6 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::Auth;
 use crate::cache::{CachingObjectStore, ChunkCache, DiskHealth};
+use crate::cluster::peers::Peers;
 use crate::cluster::{handoff, Cluster};
 use crate::error::{QuiverError, Result};
 use crate::metrics::Metrics;
@@ -44,6 +45,8 @@ pub struct NodeCore {
     /// How long a scan waits for its client to take the next message.
     pub stall_timeout: Duration,
     pub cluster: Arc<Cluster>,
+    /// How this node calls the other nodes: TLS trust and peer credential.
+    pub peers: Peers,
     pub handoff: Arc<handoff::Progress>,
     /// Whether the disk tier still works.
     pub disk_health: Arc<DiskHealth>,

@@ -4,6 +4,7 @@
 
 pub mod link;
 pub mod oracle;
+pub mod tls;
 pub mod tpch;
 
 use std::net::SocketAddr;

@@ -23,6 +23,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
+use super::catalog::Catalog;
 use crate::config::{CacheConfig, Eviction};
 use crate::error::{QuiverError, Result};
 use crate::metrics::{Metrics, Tier};
@@ -68,6 +69,8 @@ type Pending = Shared<BoxFuture<'static, Result<Bytes>>>;
 struct Inner {
     cache: HybridCache<ChunkKey, Bytes>,
     chunk: u64,
+    /// The object versions the cache holds chunks of, for hand-off.
+    catalog: Catalog,
     inflight: Mutex<HashMap<ChunkKey, Pending>>,
     fetch_slots: tokio::sync::Semaphore,
     metrics: Arc<Metrics>,
@@ -166,6 +169,10 @@ impl ChunkCache {
         };
         let cache =
             cache.map_err(|e| QuiverError::Internal(format!("cannot open the cache: {e}")))?;
+        let catalog = match &disk_dir {
+            Some(dir) => Catalog::open(dir, |id| holds_any(&cache, chunk, id)),
+            None => Catalog::memory(),
+        };
         metrics.memory_capacity.set(cfg.memory.0 as i64);
         metrics.disk_capacity.set(if disk_dir.is_some() {
             cfg.disk.0 as i64
@@ -176,6 +183,7 @@ impl ChunkCache {
             inner: Arc::new(Inner {
                 cache,
                 chunk,
+                catalog,
                 inflight: Mutex::default(),
                 fetch_slots: tokio::sync::Semaphore::new(MAX_ORIGIN_FETCHES),
                 metrics,
@@ -393,7 +401,7 @@ impl ChunkCache {
                     // Copy so that each entry owns exactly its bytes, not the
                     // whole run's buffer.
                     let value = Bytes::copy_from_slice(&bytes[start..start + len]);
-                    this.inner.cache.insert(this.key(&id, index), value);
+                    this.store(&id, index, value);
                 }
             }
             for index in r {
@@ -419,14 +427,23 @@ impl ChunkCache {
     }
 
     fn key(&self, id: &ObjectId, index: u64) -> ChunkKey {
-        ChunkKey {
-            source: id.source.to_string(),
-            path: id.path.to_string(),
-            etag: id.etag.clone(),
-            size: id.size,
-            chunk: self.inner.chunk,
-            index,
-        }
+        chunk_key(self.inner.chunk, id, index)
+    }
+
+    /// Stores a chunk and records its object version in the catalog.
+    fn store(&self, id: &ObjectId, index: u64, bytes: Bytes) {
+        self.inner.cache.insert(self.key(id, index), bytes);
+        let cache = &self.inner.cache;
+        let chunk = self.inner.chunk;
+        self.inner
+            .catalog
+            .record(id, |id| holds_any(cache, chunk, id));
+    }
+
+    /// The object versions this cache holds (or recently held) chunks of,
+    /// sorted by source and path; [`ChunkCache::cached_indices`] says which.
+    pub fn objects(&self) -> Vec<ObjectId> {
+        self.inner.catalog.objects()
     }
 
     /// How many chunks `id` is cut into; bounds every chunk index of it.
@@ -495,7 +512,7 @@ impl ChunkCache {
                 id.size
             )));
         }
-        self.inner.cache.insert(self.key(id, index), bytes);
+        self.store(id, index, bytes);
         Ok(())
     }
 
@@ -540,6 +557,22 @@ impl ChunkCache {
         drop(lock(&self.inner.lock).take());
         closed
     }
+}
+
+fn chunk_key(chunk: u64, id: &ObjectId, index: u64) -> ChunkKey {
+    ChunkKey {
+        source: id.source.to_string(),
+        path: id.path.to_string(),
+        etag: id.etag.clone(),
+        size: id.size,
+        chunk,
+        index,
+    }
+}
+
+/// Whether `cache` holds any chunk of `id` at chunk size `chunk`.
+fn holds_any(cache: &HybridCache<ChunkKey, Bytes>, chunk: u64, id: &ObjectId) -> bool {
+    (0..id.size.div_ceil(chunk)).any(|i| cache.contains(&chunk_key(chunk, id, i)))
 }
 
 /// The memory tier, as every cache starts.

@@ -3,13 +3,16 @@
 //! `chunks` holds aligned chunks of object bytes in foyer; `store` is the
 //! `ObjectStore` wrapper that every read of a source goes through; `footers`
 //! keeps parsed Parquet metadata so a warm scan does no footer decoding;
-//! `disk_health` probes whether the disk tier can still be written.
+//! `disk_health` probes whether the disk tier can still be written;
+//! `catalog` records which object versions the cache holds, for hand-off.
 
+mod catalog;
 mod chunks;
 mod disk_health;
 pub(crate) mod footers;
 mod store;
 
+pub use catalog::CATALOG_FILE;
 pub use chunks::{ChunkCache, MAX_ORIGIN_FETCHES, MAX_RUN_CHUNKS};
 pub use disk_health::{DiskHealth, DiskState, PROBE_EVERY};
 pub use footers::FooterCache;

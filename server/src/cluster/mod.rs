@@ -12,6 +12,7 @@
 
 pub mod document;
 pub mod handoff;
+pub mod peers;
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -44,9 +45,11 @@ pub struct Cluster {
     node_id: String,
     store: Option<DocumentStore>,
     current: RwLock<Arc<Topology>>,
-    /// The topology before the last change and when it was replaced: slots
-    /// this node gave up stay served for `grace` while they are handed off.
-    previous: RwLock<Option<(Arc<Topology>, Instant)>>,
+    /// Topologies replaced within the last `grace`, with when each was
+    /// replaced: slots this node gave up in any of them stay served while
+    /// they are handed off, so a second change soon after the first does
+    /// not cut the first one's grace short.
+    previous: RwLock<Vec<(Arc<Topology>, Instant)>>,
     grace: Duration,
     changes: watch::Sender<Arc<Topology>>,
     error: Mutex<Option<String>>,
@@ -126,7 +129,7 @@ impl Cluster {
         let cluster = Cluster {
             node_id: node_id.to_string(),
             store,
-            previous: RwLock::new(None),
+            previous: RwLock::default(),
             grace: cfg.handoff_grace.0,
             changes: watch::channel(alone.clone()).0,
             current: RwLock::new(alone),
@@ -156,7 +159,7 @@ impl Cluster {
         let previous = self.previous.read().unwrap_or_else(|p| p.into_inner());
         // Epoch 0 is a node running alone before the cluster existed: there
         // is nothing to hand off from it.
-        previous.as_ref().is_some_and(|(t, since)| {
+        previous.iter().any(|(t, since)| {
             t.epoch > 0
                 && since.elapsed() < self.grace
                 && t.owners(slot).iter().any(|n| n.id == self.node_id)
@@ -209,7 +212,10 @@ impl Cluster {
         let t = Arc::new(t);
         let old = std::mem::replace(&mut *current, t.clone());
         drop(current);
-        *self.previous.write().unwrap_or_else(|p| p.into_inner()) = Some((old, Instant::now()));
+        let mut previous = self.previous.write().unwrap_or_else(|p| p.into_inner());
+        previous.retain(|(_, since)| since.elapsed() < self.grace);
+        previous.push((old, Instant::now()));
+        drop(previous);
         self.changes.send_replace(t);
         true
     }
@@ -310,5 +316,71 @@ impl Cluster {
                 _ = stop.changed() => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quiver_protocol::NodeInfo;
+
+    fn node(i: usize) -> NodeInfo {
+        NodeInfo {
+            id: format!("n{i}"),
+            url: format!("grpc://127.0.0.1:{i}"),
+        }
+    }
+
+    /// The slots `t` gives `id` (as primary or replica).
+    fn owned_by(t: &Topology, id: &str) -> std::collections::HashSet<u16> {
+        (0..quiver_protocol::SLOT_COUNT)
+            .filter(|&s| t.owners(s).iter().any(|n| n.id == id))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn two_changes_in_one_grace_period_keep_both_windows() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = ClusterConfig {
+            topology: Some(dir.path().join("topology.json").display().to_string()),
+            ..Default::default()
+        };
+        let cluster = Cluster::open(
+            &cfg,
+            &[],
+            "n1",
+            "grpc://127.0.0.1:1",
+            Arc::new(Metrics::new()),
+        )
+        .await
+        .unwrap();
+        let t1 = Topology::initial(vec![node(1), node(2)], 1).unwrap();
+        cluster.update(0, t1.clone()).await.unwrap();
+        // Two nodes join one after the other; n1 gives slots up each time.
+        let t2 = t1.with_node(node(3)).unwrap().rebalance().unwrap();
+        let t2 = Topology { epoch: 2, ..t2 };
+        cluster.update(1, t2.clone()).await.unwrap();
+        let t3 = t2.with_node(node(4)).unwrap().rebalance().unwrap();
+        let t3 = Topology { epoch: 3, ..t3 };
+        cluster.update(2, t3.clone()).await.unwrap();
+        let (m1, m2, m3) = (
+            owned_by(&t1, "n1"),
+            owned_by(&t2, "n1"),
+            owned_by(&t3, "n1"),
+        );
+        let lost_first: Vec<u16> = m1.iter().copied().filter(|s| !m2.contains(s)).collect();
+        let lost_second: Vec<u16> = m2.iter().copied().filter(|s| !m3.contains(s)).collect();
+        assert!(!lost_first.is_empty() && !lost_second.is_empty());
+        for slot in lost_first.iter().chain(&lost_second) {
+            assert!(
+                cluster.serves_during_handoff(*slot),
+                "slot {slot}, given up within the grace period, is no longer served"
+            );
+        }
+        // Slots n1 never owned are not served.
+        let never = (0..quiver_protocol::SLOT_COUNT)
+            .find(|s| !m1.contains(s) && !m2.contains(s))
+            .unwrap();
+        assert!(!cluster.serves_during_handoff(never));
     }
 }
