@@ -143,12 +143,24 @@ role_vars = {
         "cache_disk": "auto",
         "use_instance_store": "true",
         "topology_key": "cluster/topology.json",
+        "private_ip": "10.42.0.4",
+        "tls": "true",
+        "ca_cert": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
+        "node_cert": "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----",
+        "node_key": "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----",
+        "reader_token": "r3ader",
+        "admin_token": "adm1n",
+        "peer_token": "p33r",
     },
     "client": {
         "region": "us-east-1",
         "bucket": "quiver-bench-example",
         "data_prefix": "data/",
         "source_name": "lake",
+        "tls": "true",
+        "ca_cert": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
+        "admin_token": "adm1n",
+        "ssh_user": "admin",
     },
 }
 
@@ -245,7 +257,7 @@ if command -v terraform >/dev/null 2>&1; then
     fi
   else
     tail -n 5 "$rendered/init.txt" >&2
-    echo "note: terraform init could not install the aws provider (set QUIVER_TF_PLUGIN_DIR to a plugin mirror); terraform validate and tests skipped"
+    echo "note: terraform init could not install the providers (aws, tls, random; set QUIVER_TF_PLUGIN_DIR to a plugin mirror that has them); terraform validate and tests skipped"
   fi
 else
   echo "note: no terraform binary: terraform fmt, validate and tests skipped"

@@ -47,7 +47,8 @@ account (it checks them with `aws sts get-caller-identity`), ssh, scp and
 python3.
 
 On the client it runs:
-  quiver-bench [--bench-arg ...] --quick --nodes <grpc URLs, comma-separated>
+  quiver-bench [--bench-arg ...] [--tls-ca /etc/quiver/ca.pem --token-file
+    /etc/quiver/admin-token] --quick --nodes <Flight URLs, comma-separated>
     --s3 s3://<bucket>/data/ --source <source_name> --no-emulation
     --out /tmp/quiver-results
 EOF
@@ -202,7 +203,12 @@ name = sys.argv[2]
 if name not in outputs:
     sys.exit(f"ec2-bench: terraform output {name} is missing; apply the rig first")
 value = outputs[name]["value"]
-print("\n".join(str(item) for item in value) if isinstance(value, list) else value)
+if isinstance(value, bool):
+    print(json.dumps(value))
+elif isinstance(value, list):
+    print("\n".join(str(item) for item in value))
+else:
+    print(value)
 PY
 }
 
@@ -220,6 +226,12 @@ if [ "${#server_private[@]}" -eq 0 ] || [ -z "${server_private[0]}" ]; then
 fi
 [ -n "$client_ip" ] || die "terraform reports no client address"
 nodes="$(IFS=,; echo "${flight_urls[*]}")"
+# A TLS rig (the default, terraform/security.tf) left the CA and the admin
+# token on the client.
+tls_args=()
+if [ "$(out tls)" = "true" ]; then
+  tls_args=(--tls-ca /etc/quiver/ca.pem --token-file /etc/quiver/admin-token)
+fi
 
 ssh_opts=(
   -i "$ssh_key"
@@ -309,6 +321,7 @@ mkdir -p "$(dirname "$out_dir")"
 remote_out=/tmp/quiver-results
 bench_cmd=(
   quiver-bench "${bench_args[@]}"
+  "${tls_args[@]}"
   "${quick[@]}"
   --nodes "$nodes"
   --s3 "$bench_s3"

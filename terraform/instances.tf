@@ -14,6 +14,7 @@ resource "aws_instance" "server" {
   ami                         = local.ami_id
   instance_type               = var.instance_type
   subnet_id                   = aws_subnet.public.id
+  private_ip                  = local.server_ips[count.index]
   vpc_security_group_ids      = [aws_security_group.rig.id]
   associate_public_ip_address = true
   key_name                    = aws_key_pair.operator.key_name
@@ -21,7 +22,7 @@ resource "aws_instance" "server" {
   monitoring                  = true
   ebs_optimized               = true
 
-  user_data                   = local.server_user_data
+  user_data                   = local.server_user_data[count.index]
   user_data_replace_on_change = true
 
   metadata_options {
@@ -53,6 +54,13 @@ resource "aws_instance" "server" {
     }
 
     precondition {
+      # The servers take the subnet's addresses from the fifth on, the
+      # client the last usable one (main.tf).
+      condition     = 4 + var.server_count < pow(2, 32 - tonumber(split("/", local.subnet_cidr)[1])) - 2
+      error_message = "The subnet is too small for server_count servers and the client; use a larger vpc_cidr."
+    }
+
+    precondition {
       condition     = contains(data.aws_ec2_instance_type.server.supported_architectures, var.architecture)
       error_message = "instance_type does not support the AMI architecture; set architecture to match it (x86_64 or arm64)."
     }
@@ -72,6 +80,7 @@ resource "aws_instance" "client" {
   ami                         = local.ami_id
   instance_type               = var.client_instance_type
   subnet_id                   = aws_subnet.public.id
+  private_ip                  = local.client_ip
   vpc_security_group_ids      = [aws_security_group.rig.id]
   associate_public_ip_address = true
   key_name                    = aws_key_pair.operator.key_name

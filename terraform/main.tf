@@ -47,7 +47,14 @@ locals {
     binary_sha256 = var.quiver_binary_sha256
   })
 
-  server_user_data = templatefile("${path.module}/templates/server.sh.tftpl", {
+  # Fixed private addresses, so each server's certificate can name its own
+  # before the instance exists: the servers from the subnet's fifth address
+  # on (AWS keeps the first four), the client at the last usable one.
+  server_ips = [for i in range(var.server_count) : cidrhost(local.subnet_cidr, 4 + i)]
+  client_ip  = cidrhost(local.subnet_cidr, -2)
+  scheme     = var.tls ? "grpc+tls" : "grpc"
+
+  server_user_data = [for i in range(var.server_count) : templatefile("${path.module}/templates/server.sh.tftpl", {
     common             = local.common_user_data
     region             = var.region
     bucket             = aws_s3_bucket.data.bucket
@@ -59,14 +66,28 @@ locals {
     cache_disk         = var.cache_disk
     use_instance_store = var.use_instance_store
     topology_key       = var.topology_key
-  })
+    private_ip         = local.server_ips[i]
+    tls                = var.tls
+    ca_cert            = local.ca_cert_pem
+    node_cert          = var.tls ? tls_locally_signed_cert.node[i].cert_pem : ""
+    node_key           = var.tls ? tls_private_key.node[i].private_key_pem : ""
+    reader_token       = local.tokens.reader
+    admin_token        = local.tokens.admin
+    peer_token         = local.tokens.peer
+  })]
 
+  # The benchmark evicts between runs, so the client holds the admin token
+  # (which reads too) and the CA.
   client_user_data = templatefile("${path.module}/templates/client.sh.tftpl", {
     common      = local.common_user_data
     region      = var.region
     bucket      = aws_s3_bucket.data.bucket
     data_prefix = local.data_prefix
     source_name = var.source_name
+    tls         = var.tls
+    ca_cert     = local.ca_cert_pem
+    admin_token = local.tokens.admin
+    ssh_user    = local.ssh_user
   })
 }
 

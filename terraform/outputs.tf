@@ -52,8 +52,24 @@ output "server_public_ips" {
 }
 
 output "flight_urls" {
-  description = "Flight URLs of the servers, reachable from inside the rig's security group (the client)."
-  value       = [for ip in aws_instance.server[*].private_ip : "grpc://${ip}:${var.flight_port}"]
+  description = "Flight URLs of the servers (grpc+tls:// with var.tls), reachable from inside the rig's security group (the client)."
+  value       = [for ip in aws_instance.server[*].private_ip : "${local.scheme}://${ip}:${var.flight_port}"]
+}
+
+output "tls" {
+  description = "Whether the servers serve TLS with tokens; the client then has the CA in /etc/quiver/ca.pem and the admin token in /etc/quiver/admin-token."
+  value       = var.tls
+}
+
+output "ca_cert_pem" {
+  description = "The rig's CA certificate (empty without var.tls), for clients outside the client instance."
+  value       = local.ca_cert_pem
+}
+
+output "admin_token" {
+  description = "The admin token of the servers (empty without var.tls); `terraform output -raw admin_token`."
+  value       = local.tokens.admin
+  sensitive   = true
 }
 
 output "client_public_ip" {

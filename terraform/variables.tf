@@ -291,6 +291,23 @@ variable "topology_key" {
   }
 }
 
+variable "tls" {
+  description = "Serve Flight over TLS with reader, admin and peer tokens (security.tf makes a CA, one certificate per server and the tokens). false: plain grpc:// without tokens, reachable only inside the rig's security group (insecure = true)."
+  type        = bool
+  default     = true
+}
+
+variable "tls_validity_hours" {
+  description = "How long the rig's CA and node certificates are valid, in hours; re-apply to renew them."
+  type        = number
+  default     = 2160
+
+  validation {
+    condition     = var.tls_validity_hours >= 24 && floor(var.tls_validity_hours) == var.tls_validity_hours
+    error_message = "tls_validity_hours must be a whole number of hours, at least 24."
+  }
+}
+
 # ---------------------------------------------------------------------------
 # Bucket
 # ---------------------------------------------------------------------------

@@ -8,6 +8,16 @@ terraform {
       source  = "hashicorp/aws"
       version = "~> 5.0"
     }
+    # The rig's CA, node certificates (tls) and tokens (random), made at
+    # apply time: security.tf.
+    tls = {
+      source  = "hashicorp/tls"
+      version = "~> 4.0"
+    }
+    random = {
+      source  = "hashicorp/random"
+      version = "~> 3.6"
+    }
   }
 }
 

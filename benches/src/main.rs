@@ -61,6 +61,13 @@ struct Cli {
     /// credentials come from the AWS environment or instance profile.
     #[arg(long, global = true)]
     s3: Option<String>,
+    /// PEM CA certificates to trust for grpc+tls:// --nodes.
+    #[arg(long, global = true)]
+    tls_ca: Option<PathBuf>,
+    /// File holding the bearer token for --nodes that require one. Use the
+    /// admin token: the suite evicts between runs.
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
     /// The source name under which the nodes serve --s3.
     #[arg(long, global = true, default_value = "bench")]
     source: String,
@@ -179,8 +186,8 @@ fn one_node(
     link: Option<quiver_testkit::link::LinkConfig>,
     server_bin: std::path::PathBuf,
     sql_tables: Vec<(String, String)>,
-) -> RigOptions {
-    RigOptions {
+) -> Result<RigOptions, BoxError> {
+    Ok(RigOptions {
         link,
         server_bin,
         nodes: cli.nodes.clone(),
@@ -191,7 +198,31 @@ fn one_node(
         local_nodes: 1,
         max_scans: BENCH_MAX_SCANS,
         sql_tables,
-    }
+        connector: connector(cli)?,
+    })
+}
+
+/// TLS trust and credentials for `--nodes`, from `--tls-ca` and
+/// `--token-file`.
+fn connector(cli: &Cli) -> Result<quiver_client::Connector, BoxError> {
+    let credentials = match &cli.token_file {
+        Some(path) => {
+            let token = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read --token-file {}: {e}", path.display()))?;
+            let token = token.trim();
+            if token.is_empty() {
+                return Err(format!("--token-file {} is empty", path.display()).into());
+            }
+            quiver_client::Credentials::Bearer(token.to_string())
+        }
+        None => quiver_client::Credentials::None,
+    };
+    Ok(quiver_client::Connector {
+        tls: quiver_client::Tls {
+            ca_file: cli.tls_ca.clone(),
+        },
+        credentials,
+    })
 }
 
 /// Prints a workload's Markdown and writes `NAME.json` and `NAME.md`.
@@ -283,6 +314,7 @@ async fn main() -> Result<(), BoxError> {
                 local_nodes: 1,
                 max_scans: BENCH_MAX_SCANS,
                 sql_tables: Vec::new(),
+                connector: quiver_client::Connector::default(),
             };
             let report = workloads::cluster::run(&opts, &args, command).await?;
             let md = report.markdown();
@@ -304,7 +336,7 @@ async fn main() -> Result<(), BoxError> {
                 link,
                 server_bin,
                 workloads::tpch::sql_tables(),
-            ))
+            )?)
             .await?;
             let result = workloads::tpch::run(&rig, &args, command).await;
             rig.stop().await?;
@@ -345,7 +377,7 @@ async fn main() -> Result<(), BoxError> {
                 memory_mib: args.memory_mib,
                 disk_mib: 0,
                 max_scans: args.max_scans,
-                ..one_node(&cli, link, server_bin, Vec::new())
+                ..one_node(&cli, link, server_bin, Vec::new())?
             };
             let rig = Rig::start(&opts).await?;
             let result = workloads::load::run(&rig, &args, command).await;
@@ -359,7 +391,7 @@ async fn main() -> Result<(), BoxError> {
                 file_mb: file_mb.unwrap_or(if cli.quick { 16 } else { 100 }),
                 runs: runs.unwrap_or(if cli.quick { 1 } else { 5 }),
             };
-            let rig = Rig::start(&one_node(&cli, link, server_bin, Vec::new())).await?;
+            let rig = Rig::start(&one_node(&cli, link, server_bin, Vec::new())?).await?;
             let result = workloads::presign::run(&rig, &args, command).await;
             rig.stop().await?;
             let mut report = result?;
@@ -418,6 +450,7 @@ async fn main() -> Result<(), BoxError> {
         local_nodes: 1,
         max_scans: BENCH_MAX_SCANS,
         sql_tables: Vec::new(),
+        connector: connector(&cli)?,
     })
     .await?;
     let mut suite = Suite {

@@ -12,8 +12,8 @@ use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use quiver_client::AdminClient;
-use quiver_protocol::{dial_url, slot_of, EvictRequest, NodeInfo, StatsReport, Topology};
+use quiver_client::{AdminClient, ClientConfig, Connector};
+use quiver_protocol::{slot_of, EvictRequest, NodeInfo, StatsReport, Topology};
 use quiver_testkit::{S3Server, ACCESS_KEY, SECRET_KEY};
 use tonic::transport::Channel;
 use url::Url;
@@ -52,6 +52,9 @@ pub struct RigOptions {
     /// Flight SQL tables the local nodes declare: `(name, path)` in the
     /// `default` schema, so benchmark queries name tables unqualified.
     pub sql_tables: Vec<(String, String)>,
+    /// TLS trust and credentials for running `nodes` (`--tls-ca`,
+    /// `--token-file`); local nodes take none.
+    pub connector: Connector,
 }
 
 /// The sum of `stats` over every node.
@@ -102,6 +105,9 @@ pub struct Rig {
     /// Node URLs in `channels` order, to route by the topology.
     urls: Vec<String>,
     topology: Option<Topology>,
+    connector: Connector,
+    /// The bearer token every call carries, when the nodes need one.
+    token: Option<String>,
 }
 
 fn local_s3(endpoint: &str) -> Result<Arc<dyn ObjectStore>, BoxError> {
@@ -118,8 +124,8 @@ fn local_s3(endpoint: &str) -> Result<Arc<dyn ObjectStore>, BoxError> {
 }
 
 /// The cluster's topology if the node runs in one (epoch above 0).
-async fn cluster_topology(url: &str) -> Result<Option<Topology>, BoxError> {
-    let mut admin = AdminClient::connect(url, None).await?;
+async fn cluster_topology(url: &str, connector: &Connector) -> Result<Option<Topology>, BoxError> {
+    let mut admin = AdminClient::connect_with(url, connector).await?;
     let t = admin.topology().await?;
     Ok((t.epoch > 0 && t.nodes.len() > 1).then_some(t))
 }
@@ -139,13 +145,18 @@ async fn wait_for_epoch(urls: &[String], epoch: u64) -> Result<(), BoxError> {
     Ok(())
 }
 
-async fn connect(url: &str) -> Result<Channel, BoxError> {
-    let endpoint = dial_url(url).ok_or_else(|| format!("bad node URL {url}"))?;
-    Ok(Channel::from_shared(endpoint)
-        .map_err(|e| format!("bad node URL {url}: {e}"))?
-        .connect()
+/// A channel to `url` with the connector's TLS, connected now so that a
+/// wrong URL fails the run at its start.
+async fn connect(url: &str, connector: &Connector) -> Result<Channel, BoxError> {
+    let endpoint = connector
+        .channel(url)
+        .map_err(|e| format!("bad node URL {url}: {e}"))?;
+    let mut ready = tonic::client::Grpc::new(endpoint.clone());
+    ready
+        .ready()
         .await
-        .map_err(|e| format!("cannot connect to {url}: {e}"))?)
+        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+    Ok(endpoint)
 }
 
 impl Rig {
@@ -165,9 +176,10 @@ impl Rig {
                 Arc::new(AmazonS3Builder::from_env().with_url(s3.as_str()).build()?);
             let mut channels = Vec::new();
             for node in &opts.nodes {
-                channels.push(connect(node).await?);
+                channels.push(connect(node, &opts.connector).await?);
             }
-            let topology = cluster_topology(&opts.nodes[0]).await?;
+            let topology = cluster_topology(&opts.nodes[0], &opts.connector).await?;
+            let token = opts.connector.token(&opts.nodes[0]).await?;
             let root = url.path().trim_matches('/').to_string();
             return Ok(Rig {
                 work,
@@ -182,6 +194,8 @@ impl Rig {
                 channels,
                 urls: opts.nodes.clone(),
                 topology,
+                connector: opts.connector.clone(),
+                token,
             });
         }
 
@@ -229,7 +243,7 @@ impl Rig {
             );
             let server = ServerProcess::start(&opts.server_bin, &dir, &config)?;
             let url = format!("grpc://{}", server.flight);
-            channels.push(connect(&url).await?);
+            channels.push(connect(&url, &Connector::default()).await?);
             urls.push(url);
             servers.push(server);
         }
@@ -259,6 +273,8 @@ impl Rig {
             channels,
             urls,
             topology,
+            connector: Connector::default(),
+            token: None,
             work,
             s3_server: Some(s3),
             _link: link,
@@ -302,6 +318,32 @@ impl Rig {
         &self.urls
     }
 
+    /// A routing client's configuration for the nodes under test, with
+    /// their TLS trust and credentials.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut cfg = ClientConfig::new(self.urls.clone());
+        cfg.connector = self.connector.clone();
+        cfg
+    }
+
+    /// A Flight client on `channel` carrying the rig's token.
+    fn flight(&self, channel: &Channel) -> FlightClient {
+        let mut client = FlightClient::new(channel.clone());
+        if let Some(token) = &self.token {
+            // A token read from a file is checked when it is read; one that
+            // is not header text is refused by the node as missing.
+            let _ = client.add_header("authorization", &format!("Bearer {token}"));
+        }
+        client
+    }
+
+    /// The channel to the first node and the rig's token, for clients that
+    /// are not Flight clients (Flight SQL).
+    pub fn first_channel(&self) -> Result<(Channel, Option<String>), BoxError> {
+        let channel = self.channels.first().ok_or("the rig has no node")?;
+        Ok((channel.clone(), self.token.clone()))
+    }
+
     /// Uploads with PUT, as a lake's writer would, so that s3s-fs keeps the
     /// object's ETag instead of re-hashing the file on every GET.
     pub async fn upload(&self, name: &str, bytes: Bytes) -> Result<(), BoxError> {
@@ -321,13 +363,13 @@ impl Rig {
             self.urls.iter().position(|u| *u == owner)
         });
         let index = by_topology.unwrap_or(slot as usize % self.channels.len());
-        FlightClient::new(self.channels[index].clone())
+        self.flight(&self.channels[index])
     }
 
     pub async fn stats(&self) -> Result<NodeStats, BoxError> {
         let mut sum = NodeStats::default();
         for channel in &self.channels {
-            let mut client = FlightClient::new(channel.clone());
+            let mut client = self.flight(channel);
             let out: Vec<Bytes> = client
                 .do_action(Action::new("stats", Bytes::new()))
                 .await?
@@ -352,7 +394,7 @@ impl Rig {
             path: format!("{DATA_DIR}/"),
         })?;
         for channel in &self.channels {
-            let mut client = FlightClient::new(channel.clone());
+            let mut client = self.flight(channel);
             let _: Vec<Bytes> = client
                 .do_action(Action::new("evict", body.clone()))
                 .await?

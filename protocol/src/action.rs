@@ -10,13 +10,14 @@ pub enum ActionType {
     ClusterUpdate,
     HandoffList,
     HandoffRead,
+    HandoffDone,
     Health,
     RefreshCatalog,
     Warm,
 }
 
 impl ActionType {
-    pub const ALL: [ActionType; 10] = [
+    pub const ALL: [ActionType; 11] = [
         ActionType::Stats,
         ActionType::Prefetch,
         ActionType::Evict,
@@ -24,6 +25,7 @@ impl ActionType {
         ActionType::ClusterUpdate,
         ActionType::HandoffList,
         ActionType::HandoffRead,
+        ActionType::HandoffDone,
         ActionType::Health,
         ActionType::RefreshCatalog,
         ActionType::Warm,
@@ -38,6 +40,7 @@ impl ActionType {
             ActionType::ClusterUpdate => "cluster-update",
             ActionType::HandoffList => "handoff-list",
             ActionType::HandoffRead => "handoff-read",
+            ActionType::HandoffDone => "handoff-done",
             ActionType::Health => "health",
             ActionType::RefreshCatalog => "refresh-catalog",
             ActionType::Warm => "warm",
@@ -58,6 +61,7 @@ impl ActionType {
             ActionType::ClusterUpdate => "Body: {\"expected_epoch\", \"topology\"}. Replaces the stored topology if it is still at expected_epoch (compare-and-swap); returns the new topology. Admin token required when auth is on.",
             ActionType::HandoffList => "Node to node. Body: {\"slots\": [[start, end], ...], \"after\": [source, path], \"limit\": n}. One page of the cached objects in those slots with their cached chunks, as JSON. Peer token required when auth is on.",
             ActionType::HandoffRead => "Node to node. Body: {\"object\", \"chunks\", \"checksum\": bool}. Streams the listed chunks that are cached (8-byte big-endian index, with checksum the 4-byte big-endian CRC-32C of the bytes, then the bytes); never reads the origin. Peer token required when auth is on.",
+            ActionType::HandoffDone => "Node to node. Body: {\"epoch\", \"node\", \"slots\": [[start, end], ...]}. The new owner of those slots at that epoch has finished importing them, so this node stops serving them before its grace period ends. Peer token required when auth is on.",
             ActionType::Health => "Liveness: {\"status\":\"ok\", ...}.",
             ActionType::RefreshCatalog => "Lists the lake again for Flight SQL's catalog now, instead of at the next refresh interval; returns {\"tables\", \"errors\"}.",
             ActionType::Warm => "Node to node. Body: a ScanRequest for one object with its etag. Queues a background warm-up of the columns it needs (dropped when the queue is full); returns {\"queued\": bool}. Peer token required when auth is on.",
@@ -68,7 +72,10 @@ impl ActionType {
     pub fn caller(self) -> Caller {
         match self {
             ActionType::Prefetch | ActionType::Evict | ActionType::ClusterUpdate => Caller::Admin,
-            ActionType::HandoffList | ActionType::HandoffRead | ActionType::Warm => Caller::Peer,
+            ActionType::HandoffList
+            | ActionType::HandoffRead
+            | ActionType::HandoffDone
+            | ActionType::Warm => Caller::Peer,
             ActionType::Stats
             | ActionType::ClusterShards
             | ActionType::Health
@@ -230,6 +237,16 @@ pub struct HandoffRead {
     /// the importer can verify it before it enters the cache.
     #[serde(default)]
     pub checksum: bool,
+}
+
+/// Body of `handoff-done`: `node` owns `slots` (inclusive ranges) at
+/// `epoch` and has imported what their previous owners cached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoffDone {
+    pub epoch: u64,
+    pub node: String,
+    pub slots: Vec<(u16, u16)>,
 }
 
 /// The CRC-32C (Castagnoli) a checksummed `handoff-read` frame carries.

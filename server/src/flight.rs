@@ -585,6 +585,7 @@ impl FlightService for QuiverFlight {
                 ActionType::ClusterUpdate => one(actions::cluster_update(&core, body).await?),
                 ActionType::HandoffList => one(handoff::list(&core, body)?),
                 ActionType::HandoffRead => handoff::read(core.clone(), body)?,
+                ActionType::HandoffDone => one(handoff::done(&core, body).await?),
                 ActionType::Evict => one(actions::evict(&core, body).await?),
                 ActionType::Prefetch => actions::prefetch(core.clone(), body).await?,
                 ActionType::RefreshCatalog => one(actions::refresh_catalog(&core).await?),

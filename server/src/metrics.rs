@@ -39,6 +39,9 @@ pub struct Metrics {
     /// Chunks a hand-off donor sent that failed their checksum or length
     /// check, and so never entered the cache.
     pub handoff_chunks_rejected: IntCounter,
+    /// Bytes of chunks that missed here and came from a slot's previous
+    /// owner instead of the origin.
+    pub peer_fill_bytes: IntCounter,
     pub origin_bytes: IntCounter,
     pub origin_requests: IntCounter,
     pub bytes_served: IntCounter,
@@ -156,6 +159,11 @@ impl Metrics {
                 &registry,
                 "handoff_chunks_rejected_total",
                 "Chunks from a hand-off donor that failed their checksum or length check",
+            ),
+            peer_fill_bytes: counter(
+                &registry,
+                "peer_fill_bytes_total",
+                "Bytes of missed chunks read from the slot's previous owner instead of the origin",
             ),
             disk_healthy: gauge(
                 &registry,

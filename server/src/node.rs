@@ -19,6 +19,7 @@ use quiver_sql::{DeclaredTable, QuiverSql, SqlOptions};
 use crate::admin;
 use crate::auth::Auth;
 use crate::cache::{CachingObjectStore, ChunkCache, DiskHealth, FooterCache};
+use crate::cluster::fill::PeerFill;
 use crate::cluster::peers::{self, Peers};
 use crate::cluster::{handoff, Cluster};
 use crate::config::Config;
@@ -164,13 +165,17 @@ impl RunningNode {
             chunks.disk_problem(),
             metrics.clone(),
         ));
+        let peers = Peers::new(&config.auth, &auth);
+        // During a hand-off, misses in gained slots ask the previous owner
+        // before the origin.
+        chunks.set_peers(Arc::new(PeerFill::new(cluster.clone(), peers.clone())));
         let core = Arc::new(NodeCore {
             sql,
             disk_health,
             miss: MissRules::from(&config.miss),
             warmer,
             cluster: cluster.clone(),
-            peers: Peers::new(&config.auth, &auth),
+            peers,
             handoff: Arc::default(),
             node_id,
             advertise,

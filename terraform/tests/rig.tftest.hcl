@@ -2,6 +2,11 @@
 # credentials and no network are needed, only terraform >= 1.7 and the aws
 # provider plugin. infra/check-terraform.sh runs them when both are present.
 
+# The CA, certificates and tokens are made by these providers; mocked, they
+# give placeholder values.
+mock_provider "tls" {}
+mock_provider "random" {}
+
 mock_provider "aws" {
   mock_resource "aws_s3_bucket" {
     defaults = {
@@ -99,8 +104,8 @@ run "defaults" {
   }
 
   assert {
-    condition     = output.flight_urls == ["grpc://10.42.0.10:50051", "grpc://10.42.0.10:50051", "grpc://10.42.0.10:50051"]
-    error_message = "one Flight URL per server"
+    condition     = output.flight_urls == ["grpc+tls://10.42.0.4:50051", "grpc+tls://10.42.0.5:50051", "grpc+tls://10.42.0.6:50051"]
+    error_message = "one TLS Flight URL per server, at its fixed address"
   }
 
   assert {
@@ -113,7 +118,12 @@ run "defaults" {
       for want in [
         "listen = \"0.0.0.0:50051\"",
         "admin_listen = \"0.0.0.0:9090\"",
-        "advertise = \"grpc://$PRIVATE_IP:50051\"",
+        "advertise = \"$SCHEME://$PRIVATE_IP:50051\"",
+        "PRIVATE_IP='10.42.0.4'",
+        "TLS='true'",
+        "peer_token_file = \"/etc/quiver/peer-token\"",
+        "tls_ca = \"/etc/quiver/tls/ca.pem\"",
+        "topology = \"s3://quiver-bench-test/cluster/topology.json\"",
         "memory = \"1GiB\"",
         "disk_dir = \"/var/lib/quiver/cache\"",
         "name = \"lake\"",
@@ -126,13 +136,13 @@ run "defaults" {
         "QUIVER_REF='main'",
         "install_quiver quiver-server",
         "\"$${args[@]}\"",
-      ] : strcontains(local.server_user_data, want)
+      ] : strcontains(local.server_user_data[0], want)
     ])
     error_message = "the server user data writes the README's configuration keys"
   }
 
   assert {
-    condition     = length(regexall("%[{]", local.server_user_data)) == 0 && !strcontains(local.server_user_data, "access_key")
+    condition     = length(regexall("%[{]", local.server_user_data[0])) == 0 && !strcontains(local.server_user_data[0], "access_key")
     error_message = "no template directives or credentials in the user data"
   }
 
@@ -140,6 +150,34 @@ run "defaults" {
     condition     = strcontains(local.client_user_data, "install_quiver quiver-bench quiver-server")
     error_message = "the client builds quiver-bench and quiver-server"
   }
+}
+
+run "without_tls" {
+  command = plan
+
+  variables {
+    tls = false
+  }
+
+  assert {
+    condition = (
+      strcontains(local.server_user_data[0], "TLS='false'")
+      && length(tls_locally_signed_cert.node) == 0
+      && length(random_password.token) == 0
+    )
+    error_message = "tls = false makes no certificates or tokens"
+  }
+}
+
+run "subnet_too_small" {
+  command = plan
+
+  variables {
+    vpc_cidr     = "10.42.0.0/28"
+    server_count = 12
+  }
+
+  expect_failures = [aws_instance.server]
 }
 
 run "instance_store" {
@@ -160,7 +198,7 @@ run "instance_store" {
   }
 
   assert {
-    condition     = strcontains(local.server_user_data, "USE_INSTANCE_STORE='true'") && length(aws_instance.server) == 1
+    condition     = strcontains(local.server_user_data[0], "USE_INSTANCE_STORE='true'") && length(aws_instance.server) == 1
     error_message = "the instance store is prepared when asked for"
   }
 }

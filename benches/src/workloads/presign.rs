@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
-use quiver_client::{ClientConfig, QuiverClient};
+use quiver_client::QuiverClient;
 use quiver_protocol::{ScanRequest, StatsReport};
 use serde::Serialize;
 
@@ -125,8 +125,8 @@ pub async fn run(
     let sql = format!("SELECT {} FROM cold WHERE {FILTER}", COLUMNS.join(", "));
 
     let node = rig.urls().first().ok_or("the rig has no node")?.clone();
-    let plain = QuiverClient::connect(ClientConfig::new(rig.urls().to_vec())).await?;
-    let mut cfg = ClientConfig::new(rig.urls().to_vec());
+    let plain = QuiverClient::connect(rig.client_config()).await?;
+    let mut cfg = rig.client_config();
     cfg.accept_presigned = true;
     let opted = QuiverClient::connect(cfg).await?;
     let req = ScanRequest {

@@ -17,7 +17,7 @@ use arrow_flight::sql::client::FlightSqlServiceClient;
 use bytes::Bytes;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use futures::TryStreamExt;
-use quiver_client::{ClientConfig, QuiverClient, QuiverTable};
+use quiver_client::{QuiverClient, QuiverTable};
 use serde::Serialize;
 use tonic::transport::Channel;
 
@@ -105,10 +105,12 @@ async fn timed(ctx: &SessionContext, sql: &str) -> Result<(f64, Vec<RecordBatch>
 
 /// A Flight SQL client of the first node.
 async fn flight_sql(rig: &Rig) -> Result<FlightSqlServiceClient<Channel>, BoxError> {
-    let url = rig.urls().first().ok_or("the rig has no node")?;
-    let endpoint = quiver_protocol::dial_url(url).ok_or_else(|| format!("bad node URL {url}"))?;
-    let channel = Channel::from_shared(endpoint)?.connect().await?;
-    Ok(FlightSqlServiceClient::new(channel))
+    let (channel, token) = rig.first_channel()?;
+    let mut client = FlightSqlServiceClient::new(channel);
+    if let Some(token) = token {
+        client.set_token(token);
+    }
+    Ok(client)
 }
 
 /// Runs `sql` over Flight SQL and reads every endpoint.
@@ -178,7 +180,7 @@ async fn datafusion_s3(rig: &Rig) -> Result<SessionContext, BoxError> {
 
 /// The same queries over `QuiverTable`s served by the rig's nodes.
 async fn over_quiver(rig: &Rig) -> Result<SessionContext, BoxError> {
-    let client = QuiverClient::connect(ClientConfig::new(rig.urls().to_vec())).await?;
+    let client = QuiverClient::connect(rig.client_config()).await?;
     let ctx = SessionContext::new();
     for table in TABLES {
         let path = format!("{}/", rig.quiver_path(&format!("tpch/{table}")));

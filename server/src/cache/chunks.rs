@@ -11,7 +11,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::{Bytes, BytesMut};
 use foyer::{
@@ -66,6 +66,20 @@ struct ChunkKey {
 
 type Pending = Shared<BoxFuture<'static, Result<Bytes>>>;
 
+/// Another place a missing chunk may be before the origin: during a
+/// hand-off, the node that owned the object's slot until now. The cache
+/// asks it first and goes to the origin when it answers `None`.
+pub trait PeerChunks: Send + Sync {
+    /// Every chunk of `run` of `id` (cut at `chunk` bytes), in order and
+    /// verified against the checksums they came with, or `None`.
+    fn fetch(
+        &self,
+        id: ObjectId,
+        chunk: u64,
+        run: Range<u64>,
+    ) -> BoxFuture<'static, Option<Vec<Bytes>>>;
+}
+
 struct Inner {
     cache: HybridCache<ChunkKey, Bytes>,
     chunk: u64,
@@ -73,6 +87,8 @@ struct Inner {
     catalog: Catalog,
     inflight: Mutex<HashMap<ChunkKey, Pending>>,
     fetch_slots: tokio::sync::Semaphore,
+    /// Asked for missing chunks before the origin; set once by the node.
+    peers: OnceLock<Arc<dyn PeerChunks>>,
     metrics: Arc<Metrics>,
     disk_dir: Option<PathBuf>,
     disk_capacity: u64,
@@ -186,6 +202,7 @@ impl ChunkCache {
                 catalog,
                 inflight: Mutex::default(),
                 fetch_slots: tokio::sync::Semaphore::new(MAX_ORIGIN_FETCHES),
+                peers: OnceLock::new(),
                 metrics,
                 disk_dir,
                 disk_capacity: cfg.disk.0,
@@ -197,6 +214,13 @@ impl ChunkCache {
 
     pub fn chunk_size(&self) -> u64 {
         self.inner.chunk
+    }
+
+    /// Makes misses ask `peers` before the origin. Only the first call
+    /// counts: the node sets it once while it starts.
+    pub fn set_peers(&self, peers: Arc<dyn PeerChunks>) {
+        // A second call is a wiring mistake with no effect on reads.
+        let _ = self.inner.peers.set(peers);
     }
 
     /// The disk tier's directory; `None` when memory only.
@@ -385,6 +409,17 @@ impl ChunkCache {
         let r = run.clone();
         let task = tokio::spawn(async move {
             let chunk = this.inner.chunk;
+            if let Some(parts) = this.peer_chunks(&id, r.clone()).await {
+                let mut inflight = lock(&this.inner.inflight);
+                this.inner.metrics.miss(r.end - r.start);
+                let mut run = BytesMut::new();
+                for (index, part) in r.clone().zip(parts) {
+                    run.extend_from_slice(&part);
+                    this.store(&id, index, part);
+                    inflight.remove(&this.key(&id, index));
+                }
+                return Ok(run.freeze());
+            }
             let bytes_range = r.start * chunk..(r.end * chunk).min(id.size);
             let result = match this.inner.fetch_slots.acquire().await {
                 Ok(_slot) => fetch_origin(&origin, &id, bytes_range, &this.inner.metrics).await,
@@ -419,6 +454,30 @@ impl ChunkCache {
         .boxed()
         .shared();
         (fut, run)
+    }
+
+    /// Chunks `run` from a peer, when one is set and has every one of them
+    /// at its right length; anything less and the origin is read instead.
+    async fn peer_chunks(&self, id: &ObjectId, run: Range<u64>) -> Option<Vec<Bytes>> {
+        let peers = self.inner.peers.get()?;
+        let parts = peers
+            .fetch(id.clone(), self.inner.chunk, run.clone())
+            .await?;
+        let complete = parts.len() as u64 == run.end - run.start
+            && run
+                .clone()
+                .zip(&parts)
+                .all(|(index, part)| part.len() as u64 == self.chunk_len(id, index));
+        if !complete {
+            tracing::warn!(
+                source = %id.source, path = %id.path,
+                "a peer sent chunks of the wrong number or length; reading the origin"
+            );
+            return None;
+        }
+        let bytes: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        self.inner.metrics.peer_fill_bytes.inc_by(bytes);
+        Some(parts)
     }
 
     fn chunk_len(&self, id: &ObjectId, index: u64) -> u64 {

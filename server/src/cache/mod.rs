@@ -4,7 +4,8 @@
 //! `ObjectStore` wrapper that every read of a source goes through; `footers`
 //! keeps parsed Parquet metadata so a warm scan does no footer decoding;
 //! `disk_health` probes whether the disk tier can still be written;
-//! `catalog` records which object versions the cache holds, for hand-off.
+//! `catalog` records which object versions the cache holds, for hand-off;
+//! `PeerChunks` is how a miss asks a peer before the origin.
 
 mod catalog;
 mod chunks;
@@ -13,7 +14,7 @@ pub(crate) mod footers;
 mod store;
 
 pub use catalog::CATALOG_FILE;
-pub use chunks::{ChunkCache, MAX_ORIGIN_FETCHES, MAX_RUN_CHUNKS};
+pub use chunks::{ChunkCache, PeerChunks, MAX_ORIGIN_FETCHES, MAX_RUN_CHUNKS};
 pub use disk_health::{DiskHealth, DiskState, PROBE_EVERY};
 pub use footers::FooterCache;
 pub use store::CachingObjectStore;

@@ -21,8 +21,8 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use quiver_protocol::{
-    handoff_checksum, slot_of, HandoffList, HandoffObject, HandoffRead, Topology, HANDOFF_PAGE,
-    SLOT_COUNT,
+    handoff_checksum, slot_of, HandoffDone, HandoffList, HandoffObject, HandoffRead, Topology,
+    HANDOFF_PAGE, SLOT_COUNT,
 };
 use serde::Serialize;
 use tokio::sync::watch;
@@ -162,6 +162,25 @@ pub fn read(core: Arc<NodeCore>, body: &[u8]) -> Result<BoxStream<'static, Resul
             4 * READ_BATCH
         )));
     }
+    // Only objects of a configured source, in slots this node owns or gave
+    // up within the grace period, are handed out.
+    match core
+        .sources
+        .resolve_named(&req.object.source, &req.object.path)?
+    {
+        crate::source::Target::Object { .. } => {}
+        crate::source::Target::Prefix { .. } => {
+            return Err(QuiverError::invalid(
+                "handoff-read names a prefix, not an object",
+            ))
+        }
+    }
+    let slot = slot_of(&req.object.source, &req.object.path);
+    if !core.cluster.holds(slot) {
+        return Err(QuiverError::invalid(format!(
+            "slot {slot} is neither owned nor being handed off by this node"
+        )));
+    }
     let id = object_id(&req.object);
     let checksum = req.checksum;
     Ok(futures::stream::iter(req.chunks)
@@ -210,6 +229,52 @@ fn gained(old: &Topology, new: &Topology, me: &str) -> BTreeMap<Vec<String>, Vec
     by_donors
 }
 
+/// Donor: a new owner reports that it imported slots; this node stops
+/// serving them (`Cluster::serves_during_handoff`).
+pub async fn done(core: &NodeCore, body: &[u8]) -> Result<Bytes> {
+    let req: HandoffDone = serde_json::from_slice(body).map_err(|e| {
+        QuiverError::invalid(format!(
+            "handoff-done takes {{\"epoch\", \"node\", \"slots\": [[start, end], ...]}}: {e}"
+        ))
+    })?;
+    let kept = core.cluster.record_imported(req).await?;
+    Ok(Bytes::from(format!("{{\"kept\":{kept}}}")))
+}
+
+/// Tells every previous owner of `slots` that this node imported them at
+/// `epoch`, so they stop serving them. A donor that does not hear it
+/// serves them until its grace period ends, so a failure is only logged.
+async fn report_done(core: &NodeCore, donors: &[String], slots: &[(u16, u16)], epoch: u64) {
+    let body = match serde_json::to_vec(&HandoffDone {
+        epoch,
+        node: core.node_id.clone(),
+        slots: slots.to_vec(),
+    }) {
+        Ok(b) => b,
+        Err(e) => return tracing::error!(error = %e, "cannot encode a handoff-done report"),
+    };
+    let calls = donors.iter().map(|url| {
+        let body = body.clone();
+        async move {
+            let sent = bounded(url, "handoff-done", async {
+                let mut client = core.peers.client(url).await?;
+                client
+                    .do_action(Action::new("handoff-done", body))
+                    .await
+                    .map_err(|e| peer_error(url, e))?
+                    .try_collect::<Vec<Bytes>>()
+                    .await
+                    .map_err(|e| peer_error(url, e))
+            })
+            .await;
+            if let Err(e) = sent {
+                tracing::warn!(peer = %url, error = %e, "could not report a finished hand-off; the peer serves the slots until its grace period ends");
+            }
+        }
+    });
+    futures::future::join_all(calls).await;
+}
+
 fn peer_error(url: &str, e: impl std::fmt::Display) -> QuiverError {
     QuiverError::Unavailable(format!("hand-off from {url} failed: {e}"))
 }
@@ -248,7 +313,7 @@ async fn list_page(
 
 /// Splits a checksummed `handoff-read` frame into its chunk index and
 /// bytes, after checking the bytes against the checksum.
-fn unframe(framed: Bytes) -> std::result::Result<(u64, Bytes), String> {
+pub(super) fn unframe(framed: Bytes) -> std::result::Result<(u64, Bytes), String> {
     if framed.len() < FRAME_HEADER {
         return Err("a chunk frame is shorter than its header".into());
     }
@@ -492,7 +557,11 @@ pub async fn run(core: Arc<NodeCore>, progress: Arc<Progress>, mut stop: watch::
             let mut tally = Tally::default();
             let mut complete = true;
             for (urls, slots) in &donors {
-                complete &= import_from_any(&core, &progress, urls, slots, &mut tally).await;
+                if import_from_any(&core, &progress, urls, slots, &mut tally).await {
+                    report_done(&core, urls, slots, new.epoch).await;
+                } else {
+                    complete = false;
+                }
             }
             complete
         };

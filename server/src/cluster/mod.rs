@@ -11,6 +11,7 @@
 //!   fresh node is useful before `quiver cluster init`.
 
 pub mod document;
+pub mod fill;
 pub mod handoff;
 pub mod peers;
 
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use object_store::path::Path;
-use quiver_protocol::Topology;
+use quiver_protocol::{HandoffDone, NodeInfo, Topology, SLOT_COUNT};
 use serde::Serialize;
 use tokio::sync::watch;
 use url::Url;
@@ -41,15 +42,30 @@ pub struct ClusterStatus {
     pub error: Option<String>,
 }
 
+/// A topology that a newer one replaced.
+struct Replaced {
+    topology: Arc<Topology>,
+    /// The epoch of the topology that replaced it.
+    by: u64,
+    since: Instant,
+}
+
+/// Reports kept at most, so a peer repeating `handoff-done` cannot grow
+/// the list without bound.
+const MAX_IMPORTED: usize = 4096;
+
 pub struct Cluster {
     node_id: String,
     store: Option<DocumentStore>,
     current: RwLock<Arc<Topology>>,
-    /// Topologies replaced within the last `grace`, with when each was
-    /// replaced: slots this node gave up in any of them stay served while
-    /// they are handed off, so a second change soon after the first does
-    /// not cut the first one's grace short.
-    previous: RwLock<Vec<(Arc<Topology>, Instant)>>,
+    /// Topologies replaced within the last `grace`: slots this node gave up
+    /// in any of them stay served while they are handed off, so a second
+    /// change soon after the first does not cut the first one's grace short.
+    previous: RwLock<Vec<Replaced>>,
+    /// `handoff-done` reports of the nodes that gained slots: once every new
+    /// owner of a slot has imported it, this node stops serving it even if
+    /// the grace period has not run out.
+    imported: RwLock<Vec<HandoffDone>>,
     grace: Duration,
     changes: watch::Sender<Arc<Topology>>,
     error: Mutex<Option<String>>,
@@ -130,6 +146,7 @@ impl Cluster {
             node_id: node_id.to_string(),
             store,
             previous: RwLock::default(),
+            imported: RwLock::default(),
             grace: cfg.handoff_grace.0,
             changes: watch::channel(alone.clone()).0,
             current: RwLock::new(alone),
@@ -152,18 +169,128 @@ impl Cluster {
         self.changes.subscribe()
     }
 
-    /// Whether this node owned `slot` before the last change and is still
-    /// within the hand-off grace period, so it keeps serving the slot to
-    /// clients that have not yet seen the change.
-    pub fn serves_during_handoff(&self, slot: u16) -> bool {
+    /// The replaced topologies still within the grace period. Epoch 0 is a
+    /// node running alone before the cluster existed: there is nothing to
+    /// hand off from it.
+    fn recent(&self) -> Vec<(Arc<Topology>, u64)> {
         let previous = self.previous.read().unwrap_or_else(|p| p.into_inner());
-        // Epoch 0 is a node running alone before the cluster existed: there
-        // is nothing to hand off from it.
-        previous.iter().any(|(t, since)| {
-            t.epoch > 0
-                && since.elapsed() < self.grace
-                && t.owners(slot).iter().any(|n| n.id == self.node_id)
+        previous
+            .iter()
+            .filter(|r| r.topology.epoch > 0 && r.since.elapsed() < self.grace)
+            .map(|r| (r.topology.clone(), r.by))
+            .collect()
+    }
+
+    /// Whether this node owned `slot` before a recent change and keeps
+    /// serving it to clients that have not seen the change yet: until every
+    /// node that gained the slot reports its hand-off done, and for the
+    /// grace period at most.
+    pub fn serves_during_handoff(&self, slot: u16) -> bool {
+        let recent = self.recent();
+        if recent.is_empty() {
+            return false;
+        }
+        let current = self.current();
+        let now = current.owners(slot);
+        let imported = self.imported.read().unwrap_or_else(|p| p.into_inner());
+        recent.iter().any(|(before, by)| {
+            let owners = before.owners(slot);
+            owners.iter().any(|n| n.id == self.node_id)
+                && now
+                    .iter()
+                    .filter(|n| !owners.iter().any(|o| o.id == n.id))
+                    .any(|gainer| {
+                        !imported.iter().any(|r| {
+                            r.node == gainer.id
+                                && r.epoch >= *by
+                                && r.slots.iter().any(|&(s, e)| s <= slot && slot <= e)
+                        })
+                    })
         })
+    }
+
+    /// Whether this node owns `slot` now or gave it up within the grace
+    /// period: the slots whose chunks it hands to peers.
+    pub fn holds(&self, slot: u16) -> bool {
+        let mine = |t: &Topology| t.owners(slot).iter().any(|n| n.id == self.node_id);
+        mine(&self.current()) || self.recent().iter().any(|(t, _)| mine(t))
+    }
+
+    /// The nodes that owned `slot` before a recent change that gave it to
+    /// this node, newest change first: who may still cache its chunks.
+    pub fn previous_owners(&self, slot: u16) -> Vec<NodeInfo> {
+        let current = self.current();
+        if !current.owners(slot).iter().any(|n| n.id == self.node_id) {
+            return Vec::new();
+        }
+        let mut out: Vec<NodeInfo> = Vec::new();
+        for (before, _) in self.recent().iter().rev() {
+            let owners = before.owners(slot);
+            if owners.iter().any(|n| n.id == self.node_id) {
+                continue;
+            }
+            for n in owners {
+                if !out.iter().any(|o| o.id == n.id) {
+                    out.push(n.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Records that `report.node` imported `report.slots` at
+    /// `report.epoch`. The node must own those slots at that epoch; a
+    /// report for an epoch this node has not adopted yet makes it re-read
+    /// the topology first. Returns whether the report was kept (a report
+    /// older than the grace period is moot).
+    pub async fn record_imported(&self, report: HandoffDone) -> Result<bool> {
+        for &(start, end) in &report.slots {
+            if start > end || end >= SLOT_COUNT {
+                return Err(QuiverError::invalid(format!(
+                    "slot range [{start}, {end}] is not within 0..={}",
+                    SLOT_COUNT - 1
+                )));
+            }
+        }
+        if report.epoch > self.current().epoch {
+            self.reload().await;
+        }
+        let current = self.current();
+        if report.epoch > current.epoch {
+            return Err(QuiverError::FailedPrecondition(format!(
+                "this node is at epoch {}, not yet at the reported {}",
+                current.epoch, report.epoch
+            )));
+        }
+        let at = if report.epoch == current.epoch {
+            Some(current)
+        } else {
+            self.recent()
+                .into_iter()
+                .map(|(t, _)| t)
+                .find(|t| t.epoch == report.epoch)
+        };
+        let Some(at) = at else {
+            return Ok(false);
+        };
+        for &(start, end) in &report.slots {
+            if let Some(slot) =
+                (start..=end).find(|&s| !at.owners(s).iter().any(|n| n.id == report.node))
+            {
+                return Err(QuiverError::invalid(format!(
+                    "node {} does not own slot {slot} at epoch {}",
+                    report.node, report.epoch
+                )));
+            }
+        }
+        let oldest = self.recent().iter().map(|(_, by)| *by).min();
+        let mut imported = self.imported.write().unwrap_or_else(|p| p.into_inner());
+        imported.retain(|r| oldest.is_some_and(|o| r.epoch >= o));
+        if imported.len() >= MAX_IMPORTED {
+            imported.remove(0);
+        }
+        imported.push(report);
+        Ok(true)
     }
 
     pub fn status(&self) -> ClusterStatus {
@@ -213,8 +340,12 @@ impl Cluster {
         let old = std::mem::replace(&mut *current, t.clone());
         drop(current);
         let mut previous = self.previous.write().unwrap_or_else(|p| p.into_inner());
-        previous.retain(|(_, since)| since.elapsed() < self.grace);
-        previous.push((old, Instant::now()));
+        previous.retain(|r| r.since.elapsed() < self.grace);
+        previous.push(Replaced {
+            topology: old,
+            by: t.epoch,
+            since: Instant::now(),
+        });
         drop(previous);
         self.changes.send_replace(t);
         true

@@ -9,12 +9,15 @@
 //! a node that serves TLS, so a credential never crosses the network in
 //! clear text because one URL in the topology lacks `+tls`.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::FlightClient;
 use quiver_client::{Connector, Tls};
+use tonic::transport::Channel;
 
 use crate::auth::Auth;
 use crate::config::AuthConfig;
@@ -38,6 +41,10 @@ pub struct Peers {
     connector: Connector,
     /// This node serves TLS, so it only calls peers over TLS.
     tls_only: bool,
+    /// One channel per peer, shared by every call to it: HTTP/2 multiplexes
+    /// them, and a read that misses asks a peer without a new TLS
+    /// handshake each time.
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
 impl std::fmt::Debug for Peers {
@@ -72,6 +79,7 @@ impl Peers {
                     .unwrap_or_default(),
             },
             tls_only: cfg.tls_cert.is_some(),
+            channels: Arc::default(),
         }
     }
 
@@ -86,10 +94,20 @@ impl Peers {
                  advertise grpc+tls:// on every node"
             )));
         }
-        let channel = self
-            .connector
-            .channel(url)
-            .map_err(|e| QuiverError::Unavailable(format!("peer {url}: {e}")))?;
+        let channel = {
+            let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+            match channels.get(url) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = self
+                        .connector
+                        .channel(url)
+                        .map_err(|e| QuiverError::Unavailable(format!("peer {url}: {e}")))?;
+                    channels.insert(url.to_string(), c.clone());
+                    c
+                }
+            }
+        };
         // A `handoff-read` frame is one whole chunk, up to the 8 MiB the
         // chunk size allows, plus its header: above gRPC's default 4 MiB.
         let inner = FlightServiceClient::new(channel).max_decoding_message_size(PEER_MAX_MESSAGE);

@@ -353,6 +353,30 @@ async fn actions_reject_bad_input() {
             Code::ResourceExhausted,
         ),
         (
+            "handoff-read unknown source",
+            "handoff-read",
+            br#"{"object": {"source":"nope","path":"t/a.parquet","etag":"e","size":10,"last_modified_ms":0,"chunk_size":262144,"chunks":[0]}, "chunks": [0]}"#,
+            Code::NotFound,
+        ),
+        (
+            "handoff-read escaping path",
+            "handoff-read",
+            br#"{"object": {"source":"local","path":"../../etc/passwd","etag":"e","size":10,"last_modified_ms":0,"chunk_size":262144,"chunks":[0]}, "chunks": [0]}"#,
+            Code::InvalidArgument,
+        ),
+        (
+            "handoff-done bad json",
+            "handoff-done",
+            br#"{"epoch": "one"}"#,
+            Code::InvalidArgument,
+        ),
+        (
+            "handoff-done slot out of range",
+            "handoff-done",
+            br#"{"epoch": 0, "node": "x", "slots": [[0, 99999]]}"#,
+            Code::InvalidArgument,
+        ),
+        (
             "cluster-shards bad body",
             "cluster-shards",
             br#"{"refresh": "yes"}"#,

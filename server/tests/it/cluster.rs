@@ -373,18 +373,20 @@ async fn a_new_node_warms_from_its_peers_not_from_s3() {
     update(&mut admin, 2, &t3).await.unwrap();
     converge(&cluster, 3).await;
 
-    // During the hand-off the previous owner still serves what it gave up.
+    // The previous owner still serves what it gave up, until n4 reports
+    // that slot's hand-off done; then it points at n4.
     let moved: Vec<String> = (0..FILES)
         .map(|i| format!("t/part-{i}.parquet"))
         .filter(|p| t3.owners(slot_of(SOURCE, p))[0].id == "n4")
         .collect();
     assert!(!moved.is_empty(), "some files should move to n4");
     let old_owner = &t1.owners(slot_of(SOURCE, &moved[0]))[0].url;
-    do_get(&mut client_at(old_owner).await, &scan(SOURCE, &moved[0]))
-        .await
-        .unwrap();
-
     let mut newcomer = client(&cluster.nodes[3]).await;
+    if let Err(e) = do_get(&mut client_at(old_owner).await, &scan(SOURCE, &moved[0])).await {
+        let want = format!("MOVED {} 3 {}", slot_of(SOURCE, &moved[0]), all[3].url);
+        assert!(e.message().starts_with(&want), "{}", e.message());
+    }
+
     let deadline = Instant::now() + Duration::from_secs(30);
     let handoff = loop {
         let h = health(&mut newcomer).await["handoff"].clone();
@@ -420,6 +422,41 @@ async fn a_new_node_warms_from_its_peers_not_from_s3() {
     }
 }
 
+/// Two nodes serving `data`, configured by `tune`: n1 alone reads every
+/// one of `files` once, then n2 joins and takes its share (epoch 2, which
+/// is returned once both follow it).
+async fn grow_one_to_two(
+    dir: tempfile::TempDir,
+    data: &Path,
+    files: &[String],
+    tune: impl Fn(&mut quiver_server::config::Config),
+) -> (Cluster, Topology) {
+    let doc = dir.path().join("topology.json");
+    let mut nodes = Vec::new();
+    for id in ["n1", "n2"] {
+        let mut c = node_config(vec![local_source(SOURCE, data)], None);
+        c.cluster.node_id = Some(id.into());
+        c.cluster.topology = Some(doc.to_str().unwrap().to_string());
+        c.cluster.reload = quiver_server::config::Span(Duration::from_millis(200));
+        tune(&mut c);
+        nodes.push(RunningNode::start(c).await.unwrap());
+    }
+    let cluster = Cluster { nodes, _dir: dir };
+    let all = members(&cluster.nodes);
+    let mut admin = client(&cluster.nodes[0]).await;
+    let t1 = Topology::initial(all[..1].to_vec(), 1).unwrap();
+    update(&mut admin, 0, &t1).await.unwrap();
+    converge(&cluster, 1).await;
+    for f in files {
+        do_get(&mut admin, &scan(SOURCE, f)).await.unwrap();
+    }
+    let t2 = t1.with_node(all[1].clone()).unwrap().rebalance().unwrap();
+    let t2 = Topology { epoch: 2, ..t2 };
+    update(&mut admin, 1, &t2).await.unwrap();
+    converge(&cluster, 2).await;
+    (cluster, t2)
+}
+
 /// Chunks of 8 MiB, the largest `cache.chunk` allows, travel in one
 /// `handoff-read` frame each: more than gRPC's default 4 MiB message limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -432,30 +469,11 @@ async fn a_hand_off_moves_8_mib_chunks() {
     }
     let size = std::fs::metadata(data.join(&files[0])).unwrap().len();
     assert!(size > 8 << 20, "a file is only {size} bytes");
-    let doc = dir.path().join("topology.json");
-    let node = |id: &str| {
-        let mut c = node_config(vec![local_source(SOURCE, &data)], None);
+    let (cluster, t2) = grow_one_to_two(dir, &data, &files, |c| {
         c.cache.chunk = quiver_server::config::ByteSize(8 << 20);
         c.cache.memory = quiver_server::config::ByteSize(512 << 20);
-        c.cluster.node_id = Some(id.into());
-        c.cluster.topology = Some(doc.to_str().unwrap().to_string());
-        c.cluster.reload = quiver_server::config::Span(Duration::from_millis(200));
-        RunningNode::start(c)
-    };
-    let nodes = vec![node("n1").await.unwrap(), node("n2").await.unwrap()];
-    let cluster = Cluster { nodes, _dir: dir };
-    let all = members(&cluster.nodes);
-    let mut admin = client(&cluster.nodes[0]).await;
-    let t1 = Topology::initial(all[..1].to_vec(), 1).unwrap();
-    update(&mut admin, 0, &t1).await.unwrap();
-    converge(&cluster, 1).await;
-    for f in &files {
-        do_get(&mut admin, &scan(SOURCE, f)).await.unwrap();
-    }
-    let t2 = t1.with_node(all[1].clone()).unwrap().rebalance().unwrap();
-    let t2 = Topology { epoch: 2, ..t2 };
-    update(&mut admin, 1, &t2).await.unwrap();
-    converge(&cluster, 2).await;
+    })
+    .await;
     let moved: Vec<&String> = files
         .iter()
         .filter(|f| t2.owners(slot_of(SOURCE, f))[0].id == "n2")
@@ -481,6 +499,132 @@ async fn a_hand_off_moves_8_mib_chunks() {
         assert_eq!(rows(&got), rows(&want), "{f}");
     }
     assert_eq!(stats(&mut newcomer).await.origin_bytes, before);
+    for n in cluster.nodes {
+        n.shutdown().await.unwrap();
+    }
+}
+
+/// Waits for `node`'s hand-off to end, and returns its `health` entry.
+async fn handoff_finished(node: &RunningNode) -> serde_json::Value {
+    let mut c = client(node).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let h = health(&mut c).await["handoff"].clone();
+        if h["state"] == "done" || h["state"] == "failed" {
+            return h;
+        }
+        assert!(Instant::now() < deadline, "hand-off did not finish: {h}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The old owner serves a moved slot only until its new owner reports the
+/// hand-off done, well inside the grace period; after that, a chunk the new
+/// owner lacks comes from the old owner's cache, not from the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_finished_hand_off_ends_the_old_owners_window_and_misses_ask_it_first() {
+    const FILES: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let files: Vec<String> = (0..FILES).map(|i| format!("t/part-{i}.parquet")).collect();
+    for (i, f) in files.iter().enumerate() {
+        write_parquet(&data.join(f), 20_000, 300 + i as u64);
+    }
+    let (cluster, t2) = grow_one_to_two(dir, &data, &files, |c| {
+        // Far longer than the test: only the report can end the window.
+        c.cluster.handoff_grace = quiver_server::config::Span(Duration::from_secs(600));
+    })
+    .await;
+    let all = members(&cluster.nodes);
+    let mut old = client(&cluster.nodes[0]).await;
+    let (moved, kept): (Vec<&String>, Vec<&String>) = files
+        .iter()
+        .partition(|f| t2.owners(slot_of(SOURCE, f))[0].id == "n2");
+    assert!(!moved.is_empty() && !kept.is_empty(), "{moved:?} {kept:?}");
+    let handoff = handoff_finished(&cluster.nodes[1]).await;
+    assert_eq!(handoff["state"], "done", "{handoff}");
+
+    // The report reached n1, which now redirects what it gave up and still
+    // serves what it kept.
+    let err = do_get(&mut old, &scan(SOURCE, moved[0])).await.unwrap_err();
+    assert!(
+        err.message().starts_with(&format!(
+            "MOVED {} 2 {}",
+            slot_of(SOURCE, moved[0]),
+            all[1].url
+        )),
+        "{}",
+        err.message()
+    );
+    do_get(&mut old, &scan(SOURCE, kept[0])).await.unwrap();
+
+    // n2 drops what it imported; reading it again asks n1 first.
+    let mut newcomer = client(&cluster.nodes[1]).await;
+    for f in &moved {
+        let body = format!(r#"{{"source": "{SOURCE}", "path": "{f}"}}"#);
+        action(&mut newcomer, "evict", body.as_bytes())
+            .await
+            .unwrap();
+    }
+    let before = stats(&mut newcomer).await;
+    for f in &moved {
+        let got = do_get(&mut newcomer, &scan(SOURCE, f)).await.unwrap();
+        let want = reference(&data.join(f), None, None).await;
+        assert_eq!(rows(&got), rows(&want), "{f}");
+    }
+    let after = stats(&mut newcomer).await;
+    assert!(after.misses > before.misses, "nothing was evicted");
+    assert_eq!(
+        after.origin_bytes, before.origin_bytes,
+        "the misses went to the origin, not to the previous owner"
+    );
+    for n in cluster.nodes {
+        n.shutdown().await.unwrap();
+    }
+}
+
+/// `handoff-done` accepts only reports of slots the reporter owns, at an
+/// epoch this node knows, and leaves the node serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handoff_done_refuses_reports_it_cannot_trust() {
+    let (cluster, _data) = file_cluster(1).await;
+    let mut admin = client(&cluster.nodes[0]).await;
+    let all = members(&cluster.nodes);
+    let t1 = Topology::initial(all[..2].to_vec(), 1).unwrap();
+    update(&mut admin, 0, &t1).await.unwrap();
+    converge(&cluster, 1).await;
+    let n2_slot = (0..quiver_protocol::SLOT_COUNT)
+        .find(|&s| t1.owners(s)[0].id == "n2")
+        .unwrap();
+    let n1_slot = (0..quiver_protocol::SLOT_COUNT)
+        .find(|&s| t1.owners(s)[0].id == "n1")
+        .unwrap();
+    let cases = [
+        (r#"{"epoch": 1}"#.to_string(), tonic::Code::InvalidArgument),
+        (
+            format!(r#"{{"epoch": 1, "node": "n2", "slots": [[{n1_slot}, {n1_slot}]]}}"#),
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            r#"{"epoch": 1, "node": "n2", "slots": [[0, 16384]]}"#.to_string(),
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            format!(r#"{{"epoch": 9, "node": "n2", "slots": [[{n2_slot}, {n2_slot}]]}}"#),
+            tonic::Code::FailedPrecondition,
+        ),
+    ];
+    for (body, code) in cases {
+        let err = action(&mut admin, "handoff-done", body.as_bytes())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), code, "{body}: {}", err.message());
+    }
+    let ok = format!(r#"{{"epoch": 1, "node": "n2", "slots": [[{n2_slot}, {n2_slot}]]}}"#);
+    action(&mut admin, "handoff-done", ok.as_bytes())
+        .await
+        .unwrap();
+    health(&mut admin).await;
     for n in cluster.nodes {
         n.shutdown().await.unwrap();
     }

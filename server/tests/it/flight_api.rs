@@ -49,6 +49,7 @@ async fn every_call_answers() {
             "cluster-update",
             "handoff-list",
             "handoff-read",
+            "handoff-done",
             "health",
             "refresh-catalog",
             "warm",

@@ -1,0 +1,150 @@
+//! Misses during a hand-off: a chunk this node lacks in a slot it just
+//! gained is asked of the slot's previous owners before the origin, since
+//! they may have cached it after the hand-off listed their objects, or the
+//! hand-off may not have reached it yet.
+//!
+//! Asking must never make a miss much slower than the origin would: each
+//! peer gets [`FILL_TIMEOUT`], and a peer that failed is left alone for
+//! [`FAILED_PEER_PAUSE`] so a dead donor costs one timeout, not one per
+//! read.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow_flight::Action;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::{FutureExt, TryStreamExt};
+use quiver_protocol::{slot_of, HandoffObject, HandoffRead};
+
+use super::handoff::unframe;
+use super::peers::Peers;
+use super::Cluster;
+use crate::cache::PeerChunks;
+use crate::error::{QuiverError, Result};
+use crate::source::ObjectId;
+
+/// Longest one previous owner may take to answer a miss.
+pub const FILL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a previous owner that failed a fill is not asked again.
+pub const FAILED_PEER_PAUSE: Duration = Duration::from_secs(10);
+
+/// Fills misses from the previous owners of the object's slot. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct PeerFill {
+    cluster: Arc<Cluster>,
+    peers: Peers,
+    failed: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+impl PeerFill {
+    pub fn new(cluster: Arc<Cluster>, peers: Peers) -> PeerFill {
+        PeerFill {
+            cluster,
+            peers,
+            failed: Arc::default(),
+        }
+    }
+
+    fn paused(&self, url: &str) -> bool {
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        failed.retain(|_, at| at.elapsed() < FAILED_PEER_PAUSE);
+        failed.contains_key(url)
+    }
+
+    fn failed(&self, url: &str) {
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        failed.insert(url.to_string(), Instant::now());
+    }
+
+    /// Every chunk of `run` from the peer at `url`, verified, or `None`
+    /// when it lacks one of them.
+    async fn ask(
+        &self,
+        url: &str,
+        id: &ObjectId,
+        chunk: u64,
+        run: &Range<u64>,
+    ) -> Result<Option<Vec<Bytes>>> {
+        let indices: Vec<u64> = run.clone().collect();
+        let body = serde_json::to_vec(&HandoffRead {
+            object: HandoffObject {
+                source: id.source.to_string(),
+                path: id.path.to_string(),
+                etag: id.etag.clone(),
+                size: id.size,
+                last_modified_ms: id.last_modified.timestamp_millis(),
+                chunk_size: chunk,
+                chunks: indices.clone(),
+            },
+            chunks: indices,
+            checksum: true,
+        })
+        .map_err(|e| QuiverError::Internal(e.to_string()))?;
+        let mut client = self.peers.client(url).await?;
+        let frames: Vec<Bytes> = client
+            .do_action(Action::new("handoff-read", body))
+            .await
+            .map_err(|e| QuiverError::Unavailable(format!("peer {url}: {e}")))?
+            .try_collect()
+            .await
+            .map_err(|e| QuiverError::Unavailable(format!("peer {url}: {e}")))?;
+        let mut got = BTreeMap::new();
+        for framed in frames {
+            let (index, bytes) = unframe(framed).map_err(|reason| {
+                QuiverError::DataLoss(format!("peer {url} sent a bad chunk: {reason}"))
+            })?;
+            if !run.contains(&index) {
+                return Err(QuiverError::DataLoss(format!(
+                    "peer {url} sent chunk {index}, which was not asked for"
+                )));
+            }
+            got.insert(index, bytes);
+        }
+        if got.len() as u64 != run.end - run.start {
+            return Ok(None);
+        }
+        Ok(Some(got.into_values().collect()))
+    }
+}
+
+impl PeerChunks for PeerFill {
+    fn fetch(
+        &self,
+        id: ObjectId,
+        chunk: u64,
+        run: Range<u64>,
+    ) -> BoxFuture<'static, Option<Vec<Bytes>>> {
+        let owners = self
+            .cluster
+            .previous_owners(slot_of(&id.source, id.path.as_ref()));
+        let this = self.clone();
+        async move {
+            for owner in owners {
+                if this.paused(&owner.url) {
+                    continue;
+                }
+                match tokio::time::timeout(FILL_TIMEOUT, this.ask(&owner.url, &id, chunk, &run))
+                    .await
+                {
+                    Ok(Ok(Some(parts))) => return Some(parts),
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(peer = %owner.url, error = %e, "a previous owner could not fill a miss");
+                        this.failed(&owner.url);
+                    }
+                    Err(_) => {
+                        tracing::warn!(peer = %owner.url, "a previous owner did not fill a miss within {FILL_TIMEOUT:?}");
+                        this.failed(&owner.url);
+                    }
+                }
+            }
+            None
+        }
+        .boxed()
+    }
+}
