@@ -57,6 +57,7 @@ out="$(mktemp -d)"
 "$target/debug/quiver-bench" tpch --quick --out "$out" > "$out/tpch-stdout.txt"
 "$target/debug/quiver-bench" presign --quick --out "$out" > "$out/presign-stdout.txt"
 "$target/debug/quiver-bench" load --quick --out "$out" > "$out/load-stdout.txt"
+"$target/debug/quiver-bench" policies --quick --out "$out" > "$out/policies-stdout.txt"
 "$venv/bin/python" tests/bench/check_results.py "$out"
 rm -rf "$out"
 

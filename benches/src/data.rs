@@ -63,15 +63,25 @@ pub fn random_floats(
     std::fs::rename(tmp, path)
 }
 
-pub fn bytes_bar(total: u64, what: &str) -> ProgressBar {
+/// A progress bar of `total` units, `counter` saying how they are shown.
+fn bar(total: u64, what: &str, counter: &str) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{msg:>12} [{bar:40}] {bytes}/{total_bytes} ({eta})")
+        ProgressStyle::with_template(&format!("{{msg:>12}} [{{bar:40}}] {counter} ({{eta}})"))
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
     bar.set_message(what.to_string());
     bar
+}
+
+pub fn bytes_bar(total: u64, what: &str) -> ProgressBar {
+    bar(total, what, "{bytes}/{total_bytes}")
+}
+
+/// Steps of a computation, such as replays.
+pub fn count_bar(total: u64, what: &str) -> ProgressBar {
+    bar(total, what, "{pos}/{len}")
 }
 
 /// TPC-H `lineitem` at `scale`, generated with tpchgen-arrow and written as
@@ -150,12 +160,5 @@ fn tpch_table(
 }
 
 pub fn rows_bar(total: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>12} [{bar:40}] {human_pos}/{human_len} rows ({eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_message(what.to_string());
-    bar
+    bar(total, what, "{human_pos}/{human_len} rows")
 }

@@ -156,6 +156,43 @@ enum Workload {
         #[arg(long)]
         max_scans: Option<usize>,
     },
+    /// One access trace through every eviction policy at several cache
+    /// sizes (miss-ratio curves), and an A/B split of its clients between
+    /// two policies (writes policies.json, policies.md and a PNG per trace).
+    Policies {
+        /// Traces: zipf, istziio, or JSON-lines files of
+        /// {"client", "object", "size", "start", "end"} [default: zipf,istziio].
+        #[arg(long, value_delimiter = ',')]
+        trace: Vec<workloads::policies::TraceSource>,
+        /// Requests of the zipf trace [default: 20000, quick 2000].
+        #[arg(long)]
+        requests: Option<usize>,
+        /// Objects of the zipf trace [default: 400, quick 100].
+        #[arg(long)]
+        objects: Option<usize>,
+        /// Zipf skew of the zipf trace.
+        #[arg(long, default_value_t = 0.9)]
+        skew: f64,
+        /// Share of the zipf trace's requests that scan a random object once.
+        #[arg(long, default_value_t = 0.1)]
+        scan_share: f64,
+        /// Chunk size, in MiB (the node's `cache.chunk`).
+        #[arg(long, default_value_t = 1)]
+        chunk_mib: u64,
+        /// Cache sizes, as percentages of each trace's footprint
+        /// [default: 1,2.5,5,10,20,40; quick 2.5,10,40].
+        #[arg(long, value_delimiter = ',')]
+        sizes: Vec<f64>,
+        /// The A/B pair, `control,treatment` (or `none`).
+        #[arg(long, default_value = "lru,s3fifo")]
+        ab: String,
+        /// Percentage of clients in the A/B control cohort.
+        #[arg(long, default_value_t = 80)]
+        split: u32,
+        /// Size of the A/B caches together, as a percentage of the footprint.
+        #[arg(long, default_value_t = 10.0)]
+        ab_size: f64,
+    },
     /// Single node: warm Quiver vs DataFusion direct on one file, bytes to
     /// the client, and peak RSS under concurrent whole-file scans.
     Node {
@@ -385,6 +422,59 @@ async fn main() -> Result<(), BoxError> {
             let mut report = result?;
             report.link = describe_link(link, None);
             return write_report(&cli.out, "load", &report, report.markdown());
+        }
+        Workload::Policies {
+            trace,
+            requests,
+            objects,
+            skew,
+            scan_share,
+            chunk_mib,
+            sizes,
+            ab,
+            split,
+            ab_size,
+        } => {
+            let defaults = if cli.quick {
+                workloads::policies::PoliciesArgs::quick()
+            } else {
+                workloads::policies::PoliciesArgs::full()
+            };
+            let ab = match ab.as_str() {
+                "none" => None,
+                pair => {
+                    let (a, b) = pair
+                        .split_once(',')
+                        .ok_or("--ab takes two policies, `control,treatment`, or `none`")?;
+                    Some((a.parse()?, b.parse()?))
+                }
+            };
+            let args = workloads::policies::PoliciesArgs {
+                traces: if trace.is_empty() {
+                    defaults.traces.clone()
+                } else {
+                    trace
+                },
+                requests: requests.unwrap_or(defaults.requests),
+                objects: objects.unwrap_or(defaults.objects).max(1),
+                skew,
+                scan_share,
+                chunk: chunk_mib << 20,
+                sizes_pct: if sizes.is_empty() {
+                    defaults.sizes_pct.clone()
+                } else {
+                    sizes
+                },
+                ab,
+                split_pct: split,
+                ab_size_pct: ab_size,
+                latency_ms: cli.latency_ms as f64,
+                bandwidth_mb_s: cli.bandwidth_mb_s.max(1) as f64,
+                ..defaults
+            };
+            let report = workloads::policies::run(&args, command)?;
+            workloads::policies::plot(&cli.out, &report)?;
+            return write_report(&cli.out, "policies", &report, report.markdown());
         }
         Workload::Presign { file_mb, runs } => {
             let args = workloads::presign::PresignArgs {

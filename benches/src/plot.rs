@@ -232,3 +232,65 @@ pub fn suite(dir: &Path, suite: &Suite) -> Result<Vec<(String, String)>, BoxErro
     }
     Ok(written)
 }
+
+/// A line chart with a log-scale x axis: one line per series of (x, y)
+/// points, such as a miss-ratio curve per eviction policy.
+pub fn lines(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> Result<(), BoxError> {
+    font()?;
+    let points: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().copied())
+        .filter(|(x, y)| *x > 0.0 && x.is_finite() && y.is_finite())
+        .collect();
+    if points.is_empty() {
+        return Err(format!("nothing to plot for {title}").into());
+    }
+    let x_min = points.iter().map(|p| p.0).fold(f64::MAX, f64::min);
+    let x_max = points.iter().map(|p| p.0).fold(f64::MIN, f64::max);
+    let y_max = points.iter().map(|p| p.1).fold(0.0, f64::max);
+    let root = BitMapBackend::new(path, (1000, 700)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 26))
+        .margin(20)
+        .x_label_area_size(60)
+        .y_label_area_size(90)
+        .build_cartesian_2d(
+            (x_min / 1.5..x_max * 1.5).log_scale(),
+            0f64..(y_max * 1.1).max(1e-6),
+        )?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_labels(6)
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.2}"))
+        .label_style(("sans-serif", 16))
+        .draw()?;
+    for (i, (label, pts)) in series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(3)))?
+            .label(label.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3))
+            });
+        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font(("sans-serif", 16))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}

@@ -93,6 +93,28 @@ pub enum Eviction {
     Sieve,
 }
 
+impl Eviction {
+    /// Every policy, in the order the docs list them.
+    pub const ALL: [Eviction; 5] = [
+        Eviction::Lru,
+        Eviction::Lfu,
+        Eviction::S3fifo,
+        Eviction::Fifo,
+        Eviction::Sieve,
+    ];
+
+    /// The name the configuration spells it with.
+    pub fn name(self) -> &'static str {
+        match self {
+            Eviction::Lru => "lru",
+            Eviction::Lfu => "lfu",
+            Eviction::S3fifo => "s3fifo",
+            Eviction::Fifo => "fifo",
+            Eviction::Sieve => "sieve",
+        }
+    }
+}
+
 impl FromStr for Eviction {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -154,7 +176,9 @@ impl Default for CacheConfig {
             disk: ByteSize(10 << 30),
             disk_dir: PathBuf::from("./.quiver-cache"),
             chunk: ByteSize(1 << 20),
-            eviction: Eviction::Lru,
+            // The lowest mean miss ratio of `quiver-bench policies`
+            // (docs/benchmarks.md, "Eviction policies").
+            eviction: Eviction::S3fifo,
             metadata: ByteSize(128 << 20),
         }
     }

@@ -136,11 +136,37 @@ def check_load(out: pathlib.Path) -> None:
     assert "Load: many clients on one node" in (out / "load.md").read_text()
 
 
+def check_policies(out: pathlib.Path) -> None:
+    report = json.loads((out / "policies.json").read_text())
+    policies = {"lru", "lfu", "s3fifo", "fifo", "sieve"}
+    assert report["best"] in policies, report["best"]
+    assert {t["trace"] for t in report["traces"]} == {"zipf", "istziio"}
+    for t in report["traces"]:
+        sizes = sorted({p["size_pct"] for p in t["points"]})
+        assert len(sizes) >= 2, sizes
+        for policy in policies:
+            curve = sorted((p["size_pct"], p["outcome"]) for p in t["points"] if p["policy"] == policy)
+            assert [s for s, _ in curve] == sizes, (t["trace"], policy)
+            for _, o in curve:
+                assert o["requests"] == t["reads"], (t["trace"], policy, o)
+                assert 0 < o["origin_bytes"] and o["hits"] + o["misses"] > 0, o
+            # A bigger cache never costs more origin bytes by much (the
+            # policies are not stack algorithms, so allow a little).
+            first, last = curve[0][1]["origin_bytes"], curve[-1][1]["origin_bytes"]
+            assert last <= first * 1.05, (t["trace"], policy, first, last)
+        cohorts = t["ab"]
+        assert len(cohorts) == 2, cohorts
+        assert sum(c["outcome"]["requests"] for c in cohorts) == t["reads"]
+        name = "".join(c if c.isalnum() else "-" for c in t["trace"])
+        check_png(out / f"policies-{name}.png")
+    assert "# Eviction policies" in (out / "policies.md").read_text()
+
+
 if __name__ == "__main__":
     out = pathlib.Path(sys.argv[1])
     # Every report infra/test.sh asks for must be there: a workload that
     # silently wrote nothing is a failure, not a skip.
-    for report in ("results.json", "node.json", "cluster.json", "tpch.json", "presign.json", "load.json"):
+    for report in ("results.json", "node.json", "cluster.json", "tpch.json", "presign.json", "load.json", "policies.json"):
         assert (out / report).exists(), f"{report} is missing from {out}"
     check_suite(out)
     check_node(out)
@@ -148,4 +174,5 @@ if __name__ == "__main__":
     check_tpch(out)
     check_presign(out)
     check_load(out)
+    check_policies(out)
     print("benchmark results are well-formed")

@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod load;
 pub mod node;
+pub mod policies;
 pub mod presign;
 pub mod pushdown;
 pub mod tpch;

@@ -81,12 +81,12 @@ impl TraceArgs {
 }
 
 /// Draws ranks 0..n with probability proportional to 1 / (rank + 1)^skew.
-struct Zipf {
+pub(crate) struct Zipf {
     cumulative: Vec<f64>,
 }
 
 impl Zipf {
-    fn new(n: usize, skew: f64) -> Zipf {
+    pub(crate) fn new(n: usize, skew: f64) -> Zipf {
         let mut total = 0.0;
         let mut cumulative: Vec<f64> = (1..=n)
             .map(|k| {
@@ -100,7 +100,7 @@ impl Zipf {
         Zipf { cumulative }
     }
 
-    fn sample(&self, rng: &mut impl Rng) -> usize {
+    pub(crate) fn sample(&self, rng: &mut impl Rng) -> usize {
         let u: f64 = rng.random();
         self.cumulative
             .partition_point(|&c| c < u)
@@ -150,6 +150,24 @@ fn traces(args: &TraceArgs) -> Vec<(&'static str, Vec<Query>, usize)> {
         ("parallel", parallel, args.parallel_requests),
         ("serial", serial, 1),
     ]
+}
+
+/// Every request of the four traces in order, as (object, its size in
+/// bytes): the ISTZIIO trace that `quiver-bench policies` replays.
+pub fn requests(args: &TraceArgs) -> Vec<(String, u64)> {
+    const MIB: u64 = 1 << 20;
+    traces(args)
+        .into_iter()
+        .flat_map(|(_, queries, _)| queries)
+        .map(|q| {
+            let mib = if q.name.starts_with("istziio/large-") {
+                args.large_mb
+            } else {
+                args.small_mb
+            };
+            (q.name, mib * MIB)
+        })
+        .collect()
 }
 
 async fn upload_data(rig: &Rig, args: &TraceArgs) -> Result<(), BoxError> {

@@ -113,7 +113,12 @@ impl std::fmt::Debug for ChunkCache {
     }
 }
 
-fn eviction(policy: Eviction) -> EvictionConfig {
+/// Shards of the memory tier; each holds an equal share of its capacity.
+pub const MEMORY_SHARDS: usize = 8;
+
+/// foyer's configuration of `policy`, as the memory tier uses it (and
+/// `quiver-bench policies` replays traces through).
+pub fn eviction(policy: Eviction) -> EvictionConfig {
     match policy {
         Eviction::Lru => LruConfig::default().into(),
         Eviction::Lfu => LfuConfig::default().into(),
@@ -644,7 +649,7 @@ fn memory_builder(
         .with_name("quiver-chunks")
         .with_policy(HybridCachePolicy::WriteOnInsertion)
         .memory(cfg.memory.0 as usize)
-        .with_shards(8)
+        .with_shards(MEMORY_SHARDS)
         .with_eviction_config(eviction(cfg.eviction))
         .with_weighter(|k: &ChunkKey, v: &Bytes| {
             v.len() + k.source.len() + k.path.len() + k.etag.len() + 64

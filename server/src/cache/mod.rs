@@ -14,7 +14,9 @@ pub(crate) mod footers;
 mod store;
 
 pub use catalog::CATALOG_FILE;
-pub use chunks::{ChunkCache, PeerChunks, MAX_ORIGIN_FETCHES, MAX_RUN_CHUNKS};
+pub use chunks::{
+    eviction, ChunkCache, PeerChunks, MAX_ORIGIN_FETCHES, MAX_RUN_CHUNKS, MEMORY_SHARDS,
+};
 pub use disk_health::{DiskHealth, DiskState, PROBE_EVERY};
 pub use footers::FooterCache;
 pub use store::CachingObjectStore;
