@@ -161,7 +161,8 @@ enum Workload {
     /// two policies (writes policies.json, policies.md and a PNG per trace).
     Policies {
         /// Traces: zipf, istziio, or JSON-lines files of
-        /// {"client", "object", "size", "start", "end"} [default: zipf,istziio].
+        /// {"client", "object", "size", "start", "end"}, such as a node's
+        /// cache.access_log [default: zipf,istziio].
         #[arg(long, value_delimiter = ',')]
         trace: Vec<workloads::policies::TraceSource>,
         /// Requests of the zipf trace [default: 20000, quick 2000].

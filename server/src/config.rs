@@ -167,6 +167,9 @@ pub struct CacheConfig {
     pub eviction: Eviction,
     /// Memory kept for parsed Parquet footers and page indexes.
     pub metadata: ByteSize,
+    /// Where to append one JSON line per read scans make (the trace
+    /// `quiver-bench policies` replays); absent: no log.
+    pub access_log: Option<PathBuf>,
 }
 
 impl Default for CacheConfig {
@@ -180,6 +183,7 @@ impl Default for CacheConfig {
             // (docs/benchmarks.md, "Eviction policies").
             eviction: Eviction::S3fifo,
             metadata: ByteSize(128 << 20),
+            access_log: None,
         }
     }
 }
@@ -572,6 +576,10 @@ pub struct Flags {
     /// Memory for parsed Parquet footers and page indexes.
     #[arg(long, env = "QUIVER_CACHE_METADATA")]
     pub cache_metadata: Option<ByteSize>,
+    /// Append one JSON line per scan read to this file (a trace for
+    /// `quiver-bench policies`).
+    #[arg(long, env = "QUIVER_CACHE_ACCESS_LOG")]
+    pub cache_access_log: Option<PathBuf>,
     /// A source as NAME=URL (repeatable; replaces the file's sources).
     #[arg(long = "source", env = "QUIVER_SOURCE", value_delimiter = ',')]
     pub sources: Vec<String>,
@@ -692,6 +700,9 @@ impl Config {
         set(&mut self.cache.chunk, &f.cache_chunk);
         set(&mut self.cache.eviction, &f.cache_eviction);
         set(&mut self.cache.metadata, &f.cache_metadata);
+        if f.cache_access_log.is_some() {
+            self.cache.access_log = f.cache_access_log.clone();
+        }
         if f.node_id.is_some() {
             self.cluster.node_id = f.node_id.clone();
         }

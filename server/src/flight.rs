@@ -26,6 +26,7 @@ use tracing::Instrument;
 
 use quiver_sql::QuiverSql;
 
+use crate::access_log::client_id;
 use crate::actions;
 use crate::cluster::handoff;
 use crate::error::{QuiverError, Result};
@@ -270,6 +271,7 @@ impl QuiverFlight {
         rid: &str,
         ticket: &[u8],
         deadline: tokio::time::Instant,
+        client: &str,
     ) -> Result<BoxStream<'static, std::result::Result<FlightData, Status>>> {
         let core = &self.core;
         let req = parse_request(ticket)?;
@@ -294,7 +296,7 @@ impl QuiverFlight {
         }
         let permit = core.scan_permit().await?;
         let store = core.store(&source.name)?;
-        let (schema, batches) = core.scanner.scan(store, &id, &req).await?;
+        let (schema, batches) = core.scanner.scan(store, &id, &req, client).await?;
         let what = source.describe(&path);
         let metrics_core = core.clone();
         let err_core = core.clone();
@@ -524,7 +526,8 @@ impl FlightService for QuiverFlight {
         let deadline = tokio::time::Instant::now() + self.core.request_timeout;
         self.run(&rid, "do_get", async {
             self.core.auth.check(request.metadata(), Caller::Reader)?;
-            self.start_scan(&rid, &request.get_ref().ticket, deadline)
+            let client = client_id(request.metadata(), request.remote_addr());
+            self.start_scan(&rid, &request.get_ref().ticket, deadline, &client)
                 .await
         })
         .await

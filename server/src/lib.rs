@@ -5,6 +5,7 @@
 //! against a hybrid memory/disk cache of the objects' bytes. `flight` is the
 //! thin protocol adapter; the other modules each do one job.
 
+pub mod access_log;
 pub mod actions;
 pub mod admin;
 pub mod auth;

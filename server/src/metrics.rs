@@ -42,6 +42,8 @@ pub struct Metrics {
     /// Bytes of chunks that missed here and came from a slot's previous
     /// owner instead of the origin.
     pub peer_fill_bytes: IntCounter,
+    /// Access-log lines dropped because the writer fell behind.
+    pub access_log_dropped: IntCounter,
     pub origin_bytes: IntCounter,
     pub origin_requests: IntCounter,
     pub bytes_served: IntCounter,
@@ -164,6 +166,11 @@ impl Metrics {
                 &registry,
                 "peer_fill_bytes_total",
                 "Bytes of missed chunks read from the slot's previous owner instead of the origin",
+            ),
+            access_log_dropped: counter(
+                &registry,
+                "access_log_dropped_total",
+                "Access-log lines dropped because the writer fell behind",
             ),
             disk_healthy: gauge(
                 &registry,

@@ -16,6 +16,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use quiver_client::{ClientConfig, Connector, Credentials, Tls};
 use quiver_sql::{DeclaredTable, QuiverSql, SqlOptions};
 
+use crate::access_log::AccessLog;
 use crate::admin;
 use crate::auth::Auth;
 use crate::cache::{CachingObjectStore, ChunkCache, DiskHealth, FooterCache};
@@ -135,6 +136,12 @@ impl RunningNode {
                 batch_rows: config.limits.batch_rows,
             },
         )?;
+        let scanner = match &config.cache.access_log {
+            Some(path) => {
+                scanner.with_access_log(Arc::new(AccessLog::open(path, metrics.clone())?))
+            }
+            None => scanner,
+        };
         let node_id = config.node_id();
         let advertise = config.advertise_url();
         let cluster = Arc::new(

@@ -15,7 +15,7 @@
 //!   traffic a scan-resistant policy is for);
 //! - `istziio`: the four ISTZIIO traces of the `trace` workload, in order;
 //! - a JSON-lines file: `{"client", "object", "size", "start", "end"}` per
-//!   read (for example converted from S3 access logs).
+//!   read, such as a node's access log (`cache.access_log`).
 //!
 //! The A/B mode splits clients into two cohorts by a stable hash of their
 //! id (80/20 by default); each cohort is served by its own cache, of its
@@ -718,7 +718,7 @@ mod tests {
         let good = dir.path().join("good.jsonl");
         std::fs::write(
             &good,
-            "{\"client\":\"a\",\"object\":\"s/x\",\"size\":10,\"start\":0,\"end\":10}\n\n",
+            "{\"t_ms\":1,\"client\":\"a\",\"object\":\"s/x\",\"size\":10,\"start\":0,\"end\":10}\n\n",
         )
         .unwrap();
         assert_eq!(file_trace(&good).unwrap().accesses.len(), 1);

@@ -26,6 +26,7 @@ use provider::ObjectTable;
 pub use reader::column_chunk_range;
 use reader::PinnedReaderFactory;
 
+use crate::access_log::AccessLog;
 use crate::cache::{CachingObjectStore, FooterCache};
 use crate::error::{QuiverError, Result};
 use crate::source::ObjectId;
@@ -43,6 +44,7 @@ pub struct Scanner {
     footers: FooterCache,
     limits: ScanLimits,
     read_ahead: Arc<Semaphore>,
+    access_log: Option<Arc<AccessLog>>,
 }
 
 impl std::fmt::Debug for Scanner {
@@ -86,8 +88,15 @@ impl Scanner {
             ctx,
             footers,
             limits,
+            access_log: None,
             read_ahead: Arc::new(Semaphore::new(reader::READ_AHEAD_BUDGET_KIB)),
         })
+    }
+
+    /// Makes every scan record its reads in `log`.
+    pub fn with_access_log(mut self, log: Arc<AccessLog>) -> Self {
+        self.access_log = Some(log);
+        self
     }
 
     pub fn footers(&self) -> &FooterCache {
@@ -119,8 +128,9 @@ impl Scanner {
         store: &Arc<CachingObjectStore>,
         id: &ObjectId,
         req: &ScanRequest,
+        client: &str,
     ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
-        let df = self.plan(store, id, req).await?;
+        let df = self.plan(store, id, req, Some(client)).await?;
         let schema = Arc::new(df.schema().as_arrow().clone());
         let what = format!("{}/{}", id.source, id.path);
         let stream = df
@@ -137,7 +147,7 @@ impl Scanner {
         id: &ObjectId,
         req: &ScanRequest,
     ) -> Result<SchemaRef> {
-        let df = self.plan(store, id, req).await?;
+        let df = self.plan(store, id, req, None).await?;
         Ok(Arc::new(df.schema().as_arrow().clone()))
     }
 
@@ -146,15 +156,21 @@ impl Scanner {
         store: &Arc<CachingObjectStore>,
         id: &ObjectId,
         req: &ScanRequest,
+        client: Option<&str>,
     ) -> Result<datafusion::dataframe::DataFrame> {
         let what = format!("{}/{}", id.source, id.path);
         let fail = |e| classify(e, &what, req.filter.is_some());
         let metadata = self.metadata(store, id).await?;
         let schema = arrow_schema(metadata.clone(), id)?;
+        let access = match (&self.access_log, client) {
+            (Some(log), Some(client)) => Some((log.clone(), Arc::from(client))),
+            _ => None,
+        };
         let factory = Arc::new(PinnedReaderFactory::new(
             store.clone(),
             self.footers.clone(),
             self.read_ahead.clone(),
+            access,
         ));
         let table = ObjectTable::new(
             schema.clone(),

@@ -17,6 +17,7 @@ use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::file::metadata::{ColumnChunkMetaData, ParquetMetaData};
 use tokio::sync::Semaphore;
 
+use crate::access_log::AccessLog;
 use crate::cache::footers::to_parquet_error;
 use crate::cache::{CachingObjectStore, FooterCache};
 use crate::source::ObjectId;
@@ -30,6 +31,8 @@ pub struct PinnedReaderFactory {
     store: Arc<CachingObjectStore>,
     footers: FooterCache,
     budget: Arc<Semaphore>,
+    /// Where this scan's reads are recorded, and under which client.
+    access: Option<(Arc<AccessLog>, Arc<str>)>,
 }
 
 impl PinnedReaderFactory {
@@ -37,8 +40,10 @@ impl PinnedReaderFactory {
         store: Arc<CachingObjectStore>,
         footers: FooterCache,
         budget: Arc<Semaphore>,
+        access: Option<(Arc<AccessLog>, Arc<str>)>,
     ) -> Self {
         PinnedReaderFactory {
+            access,
             store,
             footers,
             budget,
@@ -76,6 +81,7 @@ impl ParquetFileReaderFactory for PinnedReaderFactory {
             layout: None,
             ahead: BTreeSet::new(),
             budget: self.budget.clone(),
+            access: self.access.clone(),
         }))
     }
 }
@@ -93,6 +99,7 @@ struct PinnedReader {
     /// (row group, column) pairs already read ahead.
     ahead: BTreeSet<(usize, usize)>,
     budget: Arc<Semaphore>,
+    access: Option<(Arc<AccessLog>, Arc<str>)>,
 }
 
 /// Where a column chunk's bytes are; `None` for what a corrupt footer claims
@@ -123,6 +130,14 @@ fn layout(metadata: &ParquetMetaData, size: u64) -> Vec<Vec<Option<Range<u64>>>>
 }
 
 impl PinnedReader {
+    /// Records the decoder's reads (not the read-ahead's) when the node
+    /// keeps an access log.
+    fn log(&self, ranges: &[Range<u64>]) {
+        if let Some((log, client)) = &self.access {
+            log.record(client, &self.id, ranges);
+        }
+    }
+
     /// A cold scan reads row groups one after another, paying the origin's
     /// latency twice per row group. When the decoder reads some columns of
     /// a row group, fetch the same columns of the next few row groups in the
@@ -191,6 +206,7 @@ impl AsyncFileReader for PinnedReader {
         self.metrics
             .bytes_scanned
             .add(range.end.saturating_sub(range.start) as usize);
+        self.log(std::slice::from_ref(&range));
         async move {
             self.read_ahead(std::slice::from_ref(&range)).await;
             let mut parts = self
@@ -209,6 +225,7 @@ impl AsyncFileReader for PinnedReader {
     ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
         let total: u64 = ranges.iter().map(|r| r.end.saturating_sub(r.start)).sum();
         self.metrics.bytes_scanned.add(total as usize);
+        self.log(&ranges);
         async move {
             self.read_ahead(&ranges).await;
             self.store

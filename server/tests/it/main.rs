@@ -1,6 +1,7 @@
 //! Integration tests of one node, in one binary so that DataFusion is linked
 //! once.
 
+mod access_log;
 mod bad_input;
 mod cache;
 mod cluster;
