@@ -383,6 +383,10 @@ pub struct LimitsConfig {
     /// once; one more is answered ResourceExhausted. Planning a prefix reads
     /// every object's footer, so a flood of plans must not crowd out scans.
     pub max_concurrent_plans: usize,
+    /// An object larger than this is planned as several endpoints, one per
+    /// range of row groups of about this many bytes, so clients, and the
+    /// node's cores, read it in parallel; 0 plans every object as one.
+    pub split_bytes: ByteSize,
 }
 
 impl Default for LimitsConfig {
@@ -397,6 +401,7 @@ impl Default for LimitsConfig {
             batch_rows: 8192,
             max_objects: 10_000,
             max_concurrent_plans: 32,
+            split_bytes: ByteSize(64 << 20),
         }
     }
 }

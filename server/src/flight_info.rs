@@ -1,9 +1,14 @@
 //! Planning answers that describe data without returning it: FlightInfo with
-//! one endpoint per object, schemas, and object listings.
+//! one endpoint per object (several for a large one), schemas, and object
+//! listings.
+
+use std::ops::Range;
+use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
 use futures::{StreamExt, TryStreamExt};
+use parquet::file::metadata::ParquetMetaData;
 use quiver_protocol::{ActionType, ObjectListing, PresignedEndpoint, ScanRequest};
 
 use crate::error::{QuiverError, Result};
@@ -53,8 +58,37 @@ pub async fn schema(
     Ok((target, objects, first))
 }
 
+/// Ranges of row groups of about `target` compressed bytes each, the
+/// endpoints a large object is planned as. An object of at most `target`
+/// bytes, or of one row group, is one range: a small object stays one
+/// cheap stream.
+fn row_group_ranges(metadata: &ParquetMetaData, size: u64, target: u64) -> Vec<Range<usize>> {
+    let n = metadata.num_row_groups();
+    if target == 0 || size <= target || n < 2 {
+        return std::iter::once(0..n).collect();
+    }
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, group) in metadata.row_groups().iter().enumerate() {
+        bytes = bytes.saturating_add(u64::try_from(group.compressed_size()).unwrap_or(0));
+        if bytes >= target {
+            out.push(start..i + 1);
+            start = i + 1;
+            bytes = 0;
+        }
+    }
+    if start < n {
+        out.push(start..n);
+    }
+    out
+}
+
 /// GetFlightInfo: one endpoint per object, each with a ticket naming that
-/// object and the ETag it was planned against.
+/// object and the ETag it was planned against. An object above
+/// `limits.split_bytes` read without a limit is planned as one endpoint per
+/// range of its row groups, in order, so that together they return exactly
+/// its rows; their locations start at successive owners, so replicas share
+/// the reads.
 pub async fn flight_info(
     core: &NodeCore,
     descriptor: FlightDescriptor,
@@ -64,17 +98,17 @@ pub async fn flight_info(
     let store = core.store(&target.source().name)?.clone();
     // Row counts let a limit without a filter be split exactly across
     // objects, so the endpoints together return no more than `limit` rows.
-    let rows: Vec<u64> = futures::stream::iter(objects.iter().cloned())
+    let footers: Vec<Arc<ParquetMetaData>> = futures::stream::iter(objects.iter().cloned())
         .map(|id| {
             let store = store.clone();
-            async move {
-                let m = core.scanner.metadata(&store, &id).await?;
-                Ok::<_, QuiverError>(m.file_metadata().num_rows().max(0) as u64)
-            }
+            async move { core.scanner.metadata(&store, &id).await }
         })
         .buffered(PLAN_CONCURRENCY)
         .try_collect()
         .await?;
+    let rows = footers
+        .iter()
+        .map(|m| m.file_metadata().num_rows().max(0) as u64);
     let exact_rows = req.filter.is_none();
     let mut remaining = req.limit;
     let mut total: u64 = 0;
@@ -84,7 +118,7 @@ pub async fn flight_info(
         .map_err(|e| QuiverError::Internal(format!("cannot encode the schema: {e}")))?
         .with_descriptor(descriptor)
         .with_ordered(true);
-    for (id, n) in objects.iter().zip(rows) {
+    for ((id, n), footer) in objects.iter().zip(rows).zip(&footers) {
         let limit = match (remaining, exact_rows) {
             (Some(0), true) => break,
             (Some(r), true) => {
@@ -103,26 +137,49 @@ pub async fn flight_info(
             etag: Some(id.etag.clone()),
             ..Default::default()
         };
-        let ticket = ticket.to_bytes();
-        answer_bytes = answer_bytes.saturating_add(ticket.len());
-        if answer_bytes > MAX_FLIGHT_INFO_BYTES {
-            return Err(QuiverError::ResourceExhausted(format!(
-                "the plan of {} objects with this filter would be larger than {} MiB; use a longer prefix or a shorter filter",
-                objects.len(),
-                MAX_FLIGHT_INFO_BYTES >> 20
-            )));
-        }
-        let endpoint = match presigned(core, req, id, &ticket).await? {
-            Some(endpoint) => endpoint,
-            None => {
-                let mut endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket));
-                for owner in core.owners(id) {
-                    endpoint = endpoint.with_location(owner.url);
-                }
-                endpoint
+        let whole = ticket.to_bytes();
+        let mut count = |bytes: usize| {
+            answer_bytes = answer_bytes.saturating_add(bytes);
+            if answer_bytes > MAX_FLIGHT_INFO_BYTES {
+                return Err(QuiverError::ResourceExhausted(format!(
+                    "the plan of {} objects with this filter would be larger than {} MiB; use a longer prefix or a shorter filter",
+                    objects.len(),
+                    MAX_FLIGHT_INFO_BYTES >> 20
+                )));
             }
+            Ok(())
         };
-        info = info.with_endpoint(endpoint);
+        count(whole.len())?;
+        if let Some(endpoint) = presigned(core, req, id, &whole).await? {
+            info = info.with_endpoint(endpoint);
+            continue;
+        }
+        // A limit is one cap over the object's rows in order, so only a
+        // read without one is split.
+        let ranges = if limit.is_none() {
+            row_group_ranges(footer, id.size, core.split_bytes)
+        } else {
+            std::iter::once(0..footer.num_row_groups()).collect()
+        };
+        let owners = core.owners(id);
+        for (k, range) in ranges.iter().enumerate() {
+            let ticket = if ranges.len() == 1 {
+                whole.clone()
+            } else {
+                let part = ScanRequest {
+                    row_groups: Some(range.clone().collect()),
+                    ..ticket.clone()
+                }
+                .to_bytes();
+                count(part.len())?;
+                part
+            };
+            let mut endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket));
+            for i in 0..owners.len() {
+                endpoint = endpoint.with_location(owners[(k + i) % owners.len()].url.clone());
+            }
+            info = info.with_endpoint(endpoint);
+        }
     }
     if exact_rows {
         info = info.with_total_records(total as i64);

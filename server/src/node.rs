@@ -198,6 +198,7 @@ impl RunningNode {
             scan_queue_timeout: config.limits.scan_queue_timeout.0,
             plan_slots: Arc::new(Semaphore::new(config.limits.max_concurrent_plans)),
             max_plans: config.limits.max_concurrent_plans,
+            split_bytes: config.limits.split_bytes.0,
             request_timeout: config.limits.request_timeout.0,
             stall_timeout: config.limits.stall_timeout.0,
             ready: AtomicBool::new(false),

@@ -41,6 +41,9 @@ pub struct NodeCore {
     pub(crate) scan_queue_timeout: Duration,
     pub(crate) plan_slots: Arc<Semaphore>,
     pub(crate) max_plans: usize,
+    /// `limits.split_bytes`: objects above it get one endpoint per range
+    /// of row groups of about this size.
+    pub split_bytes: u64,
     pub request_timeout: Duration,
     /// How long a scan waits for its client to take the next message.
     pub stall_timeout: Duration,

@@ -162,3 +162,69 @@ async fn prefix_endpoints_cover_the_directory() {
     assert_eq!(total, 2000);
     node.shutdown().await.unwrap();
 }
+
+/// An object above `limits.split_bytes` is planned as one endpoint per range
+/// of its row groups: for many generated filters and projections, reading
+/// every endpoint gives exactly DataFusion's rows, a limit keeps one
+/// endpoint, and a small object stays one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_object_is_split_into_row_group_endpoints_that_cover_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("t/big.parquet");
+    let small = dir.path().join("t/small.parquet");
+    write_parquet(&big, 20_000, 21);
+    write_parquet(&small, 300, 22);
+    let size = std::fs::metadata(&big).unwrap().len();
+    let mut config = node_config(vec![local_source("local", dir.path())], None);
+    // About four endpoints for the big file, none for the small one.
+    config.limits.split_bytes = quiver_server::config::ByteSize(size / 4);
+    let node = quiver_server::RunningNode::start(config).await.unwrap();
+    let mut c = client(&node).await;
+    let groups = {
+        let file = std::fs::File::open(&big).unwrap();
+        parquet::file::reader::FileReader::metadata(
+            &parquet::file::reader::SerializedFileReader::new(file).unwrap(),
+        )
+        .num_row_groups()
+    };
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut nonempty = 0;
+    for case in 0..40 {
+        let mut req = scan("local", "t/big.parquet");
+        req.filter = (case % 5 != 0).then(|| random_filter(&mut rng, 2));
+        req.columns = random_columns(&mut rng);
+        let info = flight_info(&mut c, &req).await.unwrap();
+        assert!(
+            (2..=groups).contains(&info.endpoint.len()),
+            "{} endpoints for {groups} row groups",
+            info.endpoint.len()
+        );
+        let mut covered = Vec::new();
+        let mut got = Vec::new();
+        for ep in &info.endpoint {
+            let t = &ep.ticket.as_ref().unwrap().ticket;
+            let ticket: quiver_protocol::ScanRequest = serde_json::from_slice(t).unwrap();
+            covered.extend(ticket.row_groups.unwrap());
+            got.extend(do_get_raw(&mut c, t).await.unwrap());
+        }
+        assert_eq!(covered, (0..groups).collect::<Vec<_>>(), "case {case}");
+        let want = reference(&big, req.columns.as_deref(), req.filter.as_deref()).await;
+        if !want.is_empty() && row_count(&want) > 0 {
+            nonempty += 1;
+        }
+        assert_eq!(rows(&got), rows(&want), "case {case}: {req:?}");
+    }
+    assert!(nonempty > 10, "only {nonempty} cases matched any row");
+
+    let mut limited = scan("local", "t/big.parquet");
+    limited.limit = Some(100);
+    assert_eq!(
+        flight_info(&mut c, &limited).await.unwrap().endpoint.len(),
+        1
+    );
+    let info = flight_info(&mut c, &scan("local", "t/small.parquet"))
+        .await
+        .unwrap();
+    assert_eq!(info.endpoint.len(), 1);
+    node.shutdown().await.unwrap();
+}
