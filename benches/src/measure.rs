@@ -221,6 +221,46 @@ pub fn check_same(
     Ok(())
 }
 
+/// Every mode must return the same content, not just as many rows: each
+/// distinct query of a case is read once more in every mode, untimed, and
+/// its [`Digest`](crate::readers::Digest) compared with the direct
+/// reader's. Quiver cold and warm share one code path, so warm stands for
+/// both.
+pub async fn check_content(
+    readers: &Readers<'_>,
+    case: &str,
+    queries: &[Query],
+) -> Result<(), BoxError> {
+    let mut seen = std::collections::HashSet::new();
+    for q in queries {
+        if !seen.insert(format!(
+            "{}|{:?}|{:?}",
+            q.name,
+            q.columns,
+            q.filter.as_ref().map(|p| p.sql())
+        )) {
+            continue;
+        }
+        let want = readers.digest(Mode::Direct, q).await?;
+        for mode in [Mode::Datafusion, Mode::QuiverWarm] {
+            let got = readers.digest(mode, q).await?;
+            if got != want {
+                return Err(format!(
+                    "{case}: {} returned other content than the direct reader for {} ({} rows, digest {:x}; direct {} rows, {:x})",
+                    mode.label(),
+                    q.name,
+                    got.rows,
+                    got.sum,
+                    want.rows,
+                    want.sum
+                )
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Fills in each measurement's speed-up against the direct baseline of the
 /// same case.
 pub fn fill_speedups(measurements: &mut [Measurement]) {

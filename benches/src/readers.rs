@@ -6,14 +6,19 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow::array::{Array, BooleanArray, Float64Array, Int64Array, RecordBatch};
+use std::hash::{Hash, Hasher};
+
+use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch};
 use arrow::compute::kernels::cmp;
+use arrow::datatypes::DataType;
 use arrow::error::ArrowError;
+use arrow::row::{RowConverter, SortField};
 use arrow_flight::Ticket;
 use bytes::Bytes;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::future::BoxFuture;
-use futures::{FutureExt, Stream, TryStreamExt};
+use futures::stream::BoxStream;
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::{ArrowPredicateFn, ArrowReaderOptions, RowFilter};
@@ -186,6 +191,57 @@ pub async fn drain<E>(stream: impl Stream<Item = Result<RecordBatch, E>>) -> Res
         .await
 }
 
+/// An order-insensitive fingerprint of a result's content: its row count
+/// and the wrapping sum of a hash of each row. Columns are first cast to one
+/// representation per logical type (string and binary views, large and
+/// dictionary types to their plain forms), so modes that return the same
+/// rows in another order, batch size or layout agree, and any changed
+/// value, missing row or extra row does not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Digest {
+    pub rows: u64,
+    pub sum: u64,
+}
+
+impl Digest {
+    pub fn add(&mut self, batch: &RecordBatch) -> Result<(), ArrowError> {
+        let columns = batch
+            .columns()
+            .iter()
+            .map(canonical)
+            .collect::<Result<Vec<ArrayRef>, ArrowError>>()?;
+        let fields = columns
+            .iter()
+            .map(|c| SortField::new(c.data_type().clone()))
+            .collect();
+        let rows = RowConverter::new(fields)?.convert_columns(&columns)?;
+        for row in rows.iter() {
+            // SipHash with fixed keys: the same row hashes the same in every
+            // mode and run.
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            row.as_ref().hash(&mut h);
+            self.sum = self.sum.wrapping_add(h.finish());
+        }
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+}
+
+fn canonical(array: &ArrayRef) -> Result<ArrayRef, ArrowError> {
+    let plain = match array.data_type() {
+        DataType::Utf8View | DataType::LargeUtf8 => Some(DataType::Utf8),
+        DataType::BinaryView | DataType::LargeBinary => Some(DataType::Binary),
+        DataType::Dictionary(_, values) => Some(values.as_ref().clone()),
+        _ => None,
+    };
+    match plain {
+        Some(to) => canonical(&arrow::compute::cast(array, &to)?),
+        None => Ok(array.clone()),
+    }
+}
+
+type Batches = BoxStream<'static, Result<RecordBatch, BoxError>>;
+
 /// Answers queries in every mode against one rig. DataFusion keeps one
 /// session for the whole run, as a long-lived query engine would, so it
 /// benefits from its own metadata caching.
@@ -211,6 +267,20 @@ impl<'a> Readers<'a> {
     }
 
     pub async fn read(&self, mode: Mode, q: &Query) -> Result<Reply, BoxError> {
+        drain(self.batches(mode, q).await?).await
+    }
+
+    /// The content `mode` answers `q` with, read apart from any timed run.
+    pub async fn digest(&self, mode: Mode, q: &Query) -> Result<Digest, BoxError> {
+        let mut batches = self.batches(mode, q).await?;
+        let mut digest = Digest::default();
+        while let Some(batch) = batches.try_next().await? {
+            digest.add(&batch)?;
+        }
+        Ok(digest)
+    }
+
+    async fn batches(&self, mode: Mode, q: &Query) -> Result<Batches, BoxError> {
         match mode {
             Mode::Direct => self.direct(q).await,
             Mode::Datafusion => self.datafusion(q).await,
@@ -218,7 +288,7 @@ impl<'a> Readers<'a> {
         }
     }
 
-    async fn direct(&self, q: &Query) -> Result<Reply, BoxError> {
+    async fn direct(&self, q: &Query) -> Result<Batches, BoxError> {
         let store: Arc<dyn ObjectStore> = self.rig.baseline().clone();
         let path = self.rig.object_path(&q.name);
         let size = store.head(&path).await?.size;
@@ -238,7 +308,7 @@ impl<'a> Readers<'a> {
             });
             builder = builder.with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
         }
-        Ok(drain(builder.build()?).await?)
+        Ok(builder.build()?.map_err(BoxError::from).boxed())
     }
 
     async fn table(&self, name: &str) -> Result<String, BoxError> {
@@ -259,7 +329,7 @@ impl<'a> Readers<'a> {
         Ok(table)
     }
 
-    async fn datafusion(&self, q: &Query) -> Result<Reply, BoxError> {
+    async fn datafusion(&self, q: &Query) -> Result<Batches, BoxError> {
         let table = self.table(&q.name).await?;
         let columns = match &q.columns {
             Some(c) => c
@@ -278,10 +348,10 @@ impl<'a> Readers<'a> {
             .ctx
             .sql(&format!("SELECT {columns} FROM {table}{filter}"))
             .await?;
-        Ok(drain(df.execute_stream().await?).await?)
+        Ok(df.execute_stream().await?.map_err(BoxError::from).boxed())
     }
 
-    async fn quiver(&self, q: &Query) -> Result<Reply, BoxError> {
+    async fn quiver(&self, q: &Query) -> Result<Batches, BoxError> {
         let req = ScanRequest {
             source: Some(self.rig.source().to_string()),
             path: Some(self.rig.quiver_path(&q.name)),
@@ -291,6 +361,56 @@ impl<'a> Readers<'a> {
         };
         let mut client = self.rig.client_for(&q.name);
         let stream = client.do_get(Ticket::new(req.to_bytes())).await?;
-        Ok(drain(stream).await?)
+        Ok(stream.map_err(BoxError::from).boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{StringArray, StringViewArray};
+    use arrow::datatypes::{Field, Schema};
+
+    fn batch(ids: &[i64], names: ArrayRef) -> RecordBatch {
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", names.data_type().clone(), true),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![Arc::new(Int64Array::from(ids.to_vec())), names],
+        )
+        .unwrap()
+    }
+
+    fn digest(batches: &[RecordBatch]) -> Digest {
+        let mut d = Digest::default();
+        for b in batches {
+            d.add(b).unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn the_digest_sees_content_not_order_batching_or_string_layout() {
+        let whole = batch(
+            &[1, 2, 3],
+            Arc::new(StringArray::from(vec![Some("a"), None, Some("c")])),
+        );
+        let split = [
+            batch(&[3], Arc::new(StringViewArray::from(vec![Some("c")]))),
+            batch(
+                &[2, 1],
+                Arc::new(StringViewArray::from(vec![None, Some("a")])),
+            ),
+        ];
+        assert_eq!(digest(std::slice::from_ref(&whole)), digest(&split));
+        let changed = batch(
+            &[1, 2, 3],
+            Arc::new(StringArray::from(vec![Some("a"), None, Some("d")])),
+        );
+        assert_ne!(digest(std::slice::from_ref(&whole)), digest(&[changed]));
+        let fewer = batch(&[1, 2], Arc::new(StringArray::from(vec![Some("a"), None])));
+        assert_ne!(digest(&[whole]), digest(&[fewer]));
     }
 }

@@ -23,6 +23,10 @@ use crate::source::{ObjectId, Target};
 /// default.
 pub const MAX_FLIGHT_INFO_BYTES: usize = 4 << 20;
 
+/// Bytes of protobuf framing counted for each endpoint and location on top
+/// of their contents (tags, lengths, the `Location` message): generous.
+const ENCODING_OVERHEAD: usize = 16;
+
 /// Longest a node waits for an owner to accept a warm-up it forwards.
 const WARM_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -162,7 +166,14 @@ pub async fn flight_info(
             std::iter::once(0..footer.num_row_groups()).collect()
         };
         let owners = core.owners(id);
+        // Each endpoint also carries its locations and protobuf framing,
+        // which a split object repeats once per endpoint.
+        let locations = owners
+            .iter()
+            .map(|o| o.url.len().saturating_add(ENCODING_OVERHEAD))
+            .fold(ENCODING_OVERHEAD, usize::saturating_add);
         for (k, range) in ranges.iter().enumerate() {
+            count(locations)?;
             let ticket = if ranges.len() == 1 {
                 whole.clone()
             } else {

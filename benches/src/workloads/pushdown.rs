@@ -122,6 +122,7 @@ pub async fn run(rig: &Rig, args: &PushdownArgs) -> Result<(String, Vec<Measurem
                 }
                 out.push(m);
             }
+            measure::check_content(&readers, &case, &queries).await?;
         }
     }
     Ok((args.describe(rows, size), out))

@@ -210,6 +210,7 @@ pub async fn run(rig: &Rig, args: &TraceArgs) -> Result<Vec<Measurement>, BoxErr
             }
             out.push(m);
         }
+        measure::check_content(&readers, case, &queries).await?;
     }
     Ok(out)
 }

@@ -3,15 +3,19 @@
 //! they may have cached it after the hand-off listed their objects, or the
 //! hand-off may not have reached it yet.
 //!
-//! Asking must never make a miss much slower than the origin would: each
-//! peer gets [`FILL_TIMEOUT`], and a peer that failed is left alone for
-//! [`FAILED_PEER_PAUSE`] so a dead donor costs one timeout, not one per
-//! read.
+//! Asking must never make a miss much slower than the origin would: all the
+//! previous owners together get [`FILL_TIMEOUT`], a peer that failed is
+//! left alone for [`FAILED_PEER_PAUSE`] so a dead donor costs one timeout,
+//! not one per read, and at most [`MAX_PEER_FILLS`] misses ask at once (the
+//! rest go straight to the origin), so a cold scan cannot flood a donor
+//! that is also streaming a hand-off.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
 
 use arrow_flight::Action;
 use bytes::Bytes;
@@ -26,8 +30,11 @@ use crate::cache::PeerChunks;
 use crate::error::{QuiverError, Result};
 use crate::source::ObjectId;
 
-/// Longest one previous owner may take to answer a miss.
+/// Longest the previous owners together may take to answer a miss.
 pub const FILL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Misses asking previous owners at once.
+pub const MAX_PEER_FILLS: usize = 8;
 
 /// How long a previous owner that failed a fill is not asked again.
 pub const FAILED_PEER_PAUSE: Duration = Duration::from_secs(10);
@@ -39,6 +46,7 @@ pub struct PeerFill {
     cluster: Arc<Cluster>,
     peers: Peers,
     failed: Arc<Mutex<HashMap<String, Instant>>>,
+    asking: Arc<Semaphore>,
 }
 
 impl PeerFill {
@@ -47,6 +55,7 @@ impl PeerFill {
             cluster,
             peers,
             failed: Arc::default(),
+            asking: Arc::new(Semaphore::new(MAX_PEER_FILLS)),
         }
     }
 
@@ -124,11 +133,16 @@ impl PeerChunks for PeerFill {
             .previous_owners(slot_of(&id.source, id.path.as_ref()));
         let this = self.clone();
         async move {
+            if owners.is_empty() {
+                return None;
+            }
+            let _asking = this.asking.clone().try_acquire_owned().ok()?;
+            let deadline = tokio::time::Instant::now() + FILL_TIMEOUT;
             for owner in owners {
                 if this.paused(&owner.url) {
                     continue;
                 }
-                match tokio::time::timeout(FILL_TIMEOUT, this.ask(&owner.url, &id, chunk, &run))
+                match tokio::time::timeout_at(deadline, this.ask(&owner.url, &id, chunk, &run))
                     .await
                 {
                     Ok(Ok(Some(parts))) => return Some(parts),
@@ -138,8 +152,10 @@ impl PeerChunks for PeerFill {
                         this.failed(&owner.url);
                     }
                     Err(_) => {
-                        tracing::warn!(peer = %owner.url, "a previous owner did not fill a miss within {FILL_TIMEOUT:?}");
+                        // The miss's budget is spent: the origin answers it.
+                        tracing::warn!(peer = %owner.url, "the previous owners did not fill a miss within {FILL_TIMEOUT:?}");
                         this.failed(&owner.url);
+                        return None;
                     }
                 }
             }

@@ -163,25 +163,31 @@ pub fn read(core: Arc<NodeCore>, body: &[u8]) -> Result<BoxStream<'static, Resul
         )));
     }
     // Only objects of a configured source, in slots this node owns or gave
-    // up within the grace period, are handed out.
-    match core
+    // up recently, are handed out. The slot and the cache key both come
+    // from the resolved name, so a path spelled another way ("/t/a", "t//a")
+    // cannot pass the slot check as one object and read another.
+    let (source, path) = match core
         .sources
         .resolve_named(&req.object.source, &req.object.path)?
     {
-        crate::source::Target::Object { .. } => {}
+        crate::source::Target::Object { source, path } => (source, path),
         crate::source::Target::Prefix { .. } => {
             return Err(QuiverError::invalid(
                 "handoff-read names a prefix, not an object",
             ))
         }
-    }
-    let slot = slot_of(&req.object.source, &req.object.path);
+    };
+    let slot = slot_of(&source.name, path.as_ref());
     if !core.cluster.holds(slot) {
         return Err(QuiverError::invalid(format!(
             "slot {slot} is neither owned nor being handed off by this node"
         )));
     }
-    let id = object_id(&req.object);
+    let id = ObjectId {
+        source: source.name.clone(),
+        path,
+        ..object_id(&req.object)
+    };
     let checksum = req.checksum;
     Ok(futures::stream::iter(req.chunks)
         .filter_map(move |index| {

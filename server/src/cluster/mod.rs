@@ -51,8 +51,20 @@ struct Replaced {
 }
 
 /// Reports kept at most, so a peer repeating `handoff-done` cannot grow
-/// the list without bound.
-const MAX_IMPORTED: usize = 4096;
+/// the list without bound (each holds at most `SLOT_COUNT` slots).
+const MAX_IMPORTED: usize = 256;
+
+/// How long a node keeps answering `handoff-read` for slots it gave up: a
+/// bulk import of a large cache can outlast the grace period, and must not
+/// be cut off when the node stops serving the slots to clients.
+pub const HANDOFF_READ_WINDOW: Duration = Duration::from_secs(6 * 3600);
+
+/// Replaced topologies kept at most, however often the topology changes.
+const MAX_PREVIOUS: usize = 64;
+
+/// Least time between two re-reads of the topology that a `handoff-done`
+/// for an epoch this node has not seen yet forces.
+const FORCED_RELOAD_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Cluster {
     node_id: String,
@@ -66,6 +78,8 @@ pub struct Cluster {
     /// owner of a slot has imported it, this node stops serving it even if
     /// the grace period has not run out.
     imported: RwLock<Vec<HandoffDone>>,
+    /// When a `handoff-done` last made this node re-read the topology.
+    forced_reload: Mutex<Option<Instant>>,
     grace: Duration,
     changes: watch::Sender<Arc<Topology>>,
     error: Mutex<Option<String>>,
@@ -147,6 +161,7 @@ impl Cluster {
             store,
             previous: RwLock::default(),
             imported: RwLock::default(),
+            forced_reload: Mutex::default(),
             grace: cfg.handoff_grace.0,
             changes: watch::channel(alone.clone()).0,
             current: RwLock::new(alone),
@@ -173,10 +188,14 @@ impl Cluster {
     /// node running alone before the cluster existed: there is nothing to
     /// hand off from it.
     fn recent(&self) -> Vec<(Arc<Topology>, u64)> {
+        self.replaced_within(self.grace)
+    }
+
+    fn replaced_within(&self, window: Duration) -> Vec<(Arc<Topology>, u64)> {
         let previous = self.previous.read().unwrap_or_else(|p| p.into_inner());
         previous
             .iter()
-            .filter(|r| r.topology.epoch > 0 && r.since.elapsed() < self.grace)
+            .filter(|r| r.topology.epoch > 0 && r.since.elapsed() < window)
             .map(|r| (r.topology.clone(), r.by))
             .collect()
     }
@@ -209,11 +228,15 @@ impl Cluster {
         })
     }
 
-    /// Whether this node owns `slot` now or gave it up within the grace
-    /// period: the slots whose chunks it hands to peers.
+    /// Whether this node owns `slot` now or gave it up within
+    /// [`HANDOFF_READ_WINDOW`]: the slots whose chunks it hands to peers.
     pub fn holds(&self, slot: u16) -> bool {
         let mine = |t: &Topology| t.owners(slot).iter().any(|n| n.id == self.node_id);
-        mine(&self.current()) || self.recent().iter().any(|(t, _)| mine(t))
+        mine(&self.current())
+            || self
+                .replaced_within(HANDOFF_READ_WINDOW.max(self.grace))
+                .iter()
+                .any(|(t, _)| mine(t))
     }
 
     /// The nodes that owned `slot` before a recent change that gave it to
@@ -244,6 +267,7 @@ impl Cluster {
     /// the topology first. Returns whether the report was kept (a report
     /// older than the grace period is moot).
     pub async fn record_imported(&self, report: HandoffDone) -> Result<bool> {
+        let mut covered: usize = 0;
         for &(start, end) in &report.slots {
             if start > end || end >= SLOT_COUNT {
                 return Err(QuiverError::invalid(format!(
@@ -251,8 +275,16 @@ impl Cluster {
                     SLOT_COUNT - 1
                 )));
             }
+            covered = covered.saturating_add(usize::from(end - start) + 1);
         }
-        if report.epoch > self.current().epoch {
+        // Checking ownership costs one look-up per slot: a report can name
+        // each slot once, not the slot space many times over.
+        if covered > usize::from(SLOT_COUNT) {
+            return Err(QuiverError::invalid(format!(
+                "the report names {covered} slots; there are {SLOT_COUNT}"
+            )));
+        }
+        if report.epoch > self.current().epoch && self.may_force_reload() {
             self.reload().await;
         }
         let current = self.current();
@@ -319,6 +351,18 @@ impl Cluster {
         *slot = error;
     }
 
+    /// Whether a report may make this node re-read its topology now: at
+    /// most once per [`FORCED_RELOAD_EVERY`], so reports of made-up epochs
+    /// cannot turn into a stream of reads of the document.
+    fn may_force_reload(&self) -> bool {
+        let mut last = self.forced_reload.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|at| at.elapsed() < FORCED_RELOAD_EVERY) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
+    }
+
     /// Adopts `t` if it is newer than what the node has.
     fn adopt(&self, t: Topology) -> bool {
         let Ok(mut current) = self.current.write() else {
@@ -340,7 +384,11 @@ impl Cluster {
         let old = std::mem::replace(&mut *current, t.clone());
         drop(current);
         let mut previous = self.previous.write().unwrap_or_else(|p| p.into_inner());
-        previous.retain(|r| r.since.elapsed() < self.grace);
+        let keep = HANDOFF_READ_WINDOW.max(self.grace);
+        previous.retain(|r| r.since.elapsed() < keep);
+        if previous.len() >= MAX_PREVIOUS {
+            previous.remove(0);
+        }
         previous.push(Replaced {
             topology: old,
             by: t.epoch,

@@ -613,6 +613,13 @@ async fn handoff_done_refuses_reports_it_cannot_trust() {
             format!(r#"{{"epoch": 9, "node": "n2", "slots": [[{n2_slot}, {n2_slot}]]}}"#),
             tonic::Code::FailedPrecondition,
         ),
+        // Each slot at most once: no walking the slot space over and over.
+        (
+            format!(
+                r#"{{"epoch": 1, "node": "n2", "slots": [[{n2_slot}, {n2_slot}], [0, 16383]]}}"#
+            ),
+            tonic::Code::InvalidArgument,
+        ),
     ];
     for (body, code) in cases {
         let err = action(&mut admin, "handoff-done", body.as_bytes())
@@ -625,6 +632,56 @@ async fn handoff_done_refuses_reports_it_cannot_trust() {
         .await
         .unwrap();
     health(&mut admin).await;
+    for n in cluster.nodes {
+        n.shutdown().await.unwrap();
+    }
+}
+
+/// `handoff-read` judges the slot of the object it will read, not of the
+/// path as spelled: a leading `/` names the same object under another
+/// slot, and must not get a slot this node does not hold past the check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handoff_read_checks_the_slot_of_the_resolved_path() {
+    const FILES: usize = 16;
+    let (cluster, _data) = file_cluster(FILES).await;
+    let mut n1 = client(&cluster.nodes[0]).await;
+    let all = members(&cluster.nodes);
+    let t1 = Topology::initial(all[..2].to_vec(), 1).unwrap();
+    let owner = |path: &str| t1.owners(slot_of(SOURCE, path))[0].id.clone();
+    // A file n2 owns whose path with a leading `/` falls in n1's slots.
+    let file = (0..FILES)
+        .map(|i| format!("t/part-{i}.parquet"))
+        .find(|p| owner(p) == "n2" && owner(&format!("/{p}")) == "n1")
+        .expect("no file with the right pair of slots; add files");
+    // While n1 still runs alone it caches the file.
+    do_get(&mut n1, &scan(SOURCE, &file)).await.unwrap();
+    let listed: Vec<quiver_protocol::HandoffObject> = serde_json::from_slice(
+        &action(&mut n1, "handoff-list", br#"{"slots": [[0, 16383]]}"#)
+            .await
+            .unwrap()[0],
+    )
+    .unwrap();
+    let object = listed.into_iter().find(|o| o.path == file).unwrap();
+    update(&mut n1, 0, &t1).await.unwrap();
+    converge(&cluster, 1).await;
+    for path in [file.clone(), format!("/{file}")] {
+        let body = serde_json::to_vec(&quiver_protocol::HandoffRead {
+            object: quiver_protocol::HandoffObject {
+                path: path.clone(),
+                ..object.clone()
+            },
+            chunks: vec![0],
+            checksum: true,
+        })
+        .unwrap();
+        let err = action(&mut n1, "handoff-read", &body).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            tonic::Code::InvalidArgument,
+            "{path}: {}",
+            err.message()
+        );
+    }
     for n in cluster.nodes {
         n.shutdown().await.unwrap();
     }
