@@ -292,8 +292,31 @@ fn describe_link(link: Option<quiver_testkit::link::LinkConfig>, s3: Option<&str
     }
 }
 
+/// Runs the workload; a failure is printed as one readable line (a gRPC
+/// status as its code and message, not its debug form) with exit code 1.
 #[tokio::main]
-async fn main() -> Result<(), BoxError> {
+async fn main() {
+    if let Err(e) = run().await {
+        let status = e.downcast_ref::<tonic::Status>().or_else(|| {
+            match e.downcast_ref::<arrow_flight::error::FlightError>() {
+                Some(arrow_flight::error::FlightError::Tonic(s)) => Some(s.as_ref()),
+                _ => None,
+            }
+        });
+        let message = match status {
+            Some(s) if s.code() == tonic::Code::PermissionDenied => format!(
+                "PermissionDenied: {} (--token-file must hold the admin token: the benchmark evicts between runs)",
+                s.message()
+            ),
+            Some(s) => format!("{:?}: {}", s.code(), s.message()),
+            None => e.to_string(),
+        };
+        eprintln!("quiver-bench: {message}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), BoxError> {
     let mut cli = Cli::parse();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = format!(
