@@ -153,8 +153,8 @@ pub async fn flight_info(
             }
             Ok(())
         };
-        count(whole.len())?;
         if let Some(endpoint) = presigned(core, req, id, &whole).await? {
+            count(whole.len())?;
             info = info.with_endpoint(endpoint);
             continue;
         }
@@ -173,18 +173,16 @@ pub async fn flight_info(
             .map(|o| o.url.len().saturating_add(ENCODING_OVERHEAD))
             .fold(ENCODING_OVERHEAD, usize::saturating_add);
         for (k, range) in ranges.iter().enumerate() {
-            count(locations)?;
             let ticket = if ranges.len() == 1 {
                 whole.clone()
             } else {
-                let part = ScanRequest {
+                ScanRequest {
                     row_groups: Some(range.clone().collect()),
                     ..ticket.clone()
                 }
-                .to_bytes();
-                count(part.len())?;
-                part
+                .to_bytes()
             };
+            count(ticket.len().saturating_add(locations))?;
             let mut endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket));
             for i in 0..owners.len() {
                 endpoint = endpoint.with_location(owners[(k + i) % owners.len()].url.clone());
