@@ -65,6 +65,8 @@ pub struct NodeStats {
     pub origin_bytes: u64,
     pub origin_requests: u64,
     pub bytes_served: u64,
+    /// Scans the hot tier answered from decoded arrays, without lookups.
+    pub hot_hits: u64,
 }
 
 impl std::ops::Sub for NodeStats {
@@ -76,15 +78,21 @@ impl std::ops::Sub for NodeStats {
             origin_bytes: self.origin_bytes.saturating_sub(rhs.origin_bytes),
             origin_requests: self.origin_requests.saturating_sub(rhs.origin_requests),
             bytes_served: self.bytes_served.saturating_sub(rhs.bytes_served),
+            hot_hits: self.hot_hits.saturating_sub(rhs.hot_hits),
         }
     }
 }
 
 impl NodeStats {
-    /// Chunk lookups answered by either tier; `None` when nothing was looked up.
+    /// Chunk lookups answered by the memory or disk tier. Scans the hot
+    /// tier answers make no lookups: a run answered by it alone counts as
+    /// 1. `None` when nothing was read at all.
     pub fn hit_ratio(&self) -> Option<f64> {
         let total = self.hits + self.misses;
-        (total > 0).then(|| self.hits as f64 / total as f64)
+        if total == 0 {
+            return (self.hot_hits > 0).then_some(1.0);
+        }
+        Some(self.hits as f64 / total as f64)
     }
 }
 
@@ -382,6 +390,7 @@ impl Rig {
             sum.origin_bytes += report.origin_bytes;
             sum.origin_requests += report.origin_requests;
             sum.bytes_served += report.bytes_served;
+            sum.hot_hits += report.hot.hits;
         }
         Ok(sum)
     }

@@ -162,6 +162,23 @@ pub struct StatsReport {
     /// The background warming that follows pre-signed URLs.
     #[serde(default)]
     pub warm: WarmStats,
+    /// The hot tier of decoded Arrow arrays.
+    #[serde(default)]
+    pub hot: HotStats,
+}
+
+/// The hot tier of a node. Hits and misses count scans: a hit is a scan
+/// answered from decoded arrays, a miss one that read Parquet instead.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HotStats {
+    pub capacity: u64,
+    pub usage: u64,
+    pub hits: u64,
+    pub misses: u64,
+    /// Decoded column chunks dropped to make room.
+    pub evictions: u64,
+    /// Row groups decoded into the tier after misses.
+    pub fills: u64,
 }
 
 /// The warming queue of a node: what waits, and what happened to the rest.

@@ -13,8 +13,8 @@ mod topology;
 
 pub use action::{
     handoff_checksum, ActionType, CacheTierStats, Caller, ClusterUpdate, EvictRequest, HandoffDone,
-    HandoffList, HandoffObject, HandoffRead, ListCriteria, ObjectListing, PrefetchProgress,
-    PrefetchSummary, StatsReport, WarmAnswer, WarmStats, HANDOFF_PAGE,
+    HandoffList, HandoffObject, HandoffRead, HotStats, ListCriteria, ObjectListing,
+    PrefetchProgress, PrefetchSummary, StatsReport, WarmAnswer, WarmStats, HANDOFF_PAGE,
 };
 pub use error::{ErrorCode, Moved, REQUEST_ID_HEADER};
 pub use filter::{FILTER_FUNCTIONS, MAX_FILTER_DEPTH, MAX_FILTER_OPERATORS};

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use quiver_protocol::{
-    CacheTierStats, ClusterUpdate, EvictRequest, PrefetchProgress, PrefetchSummary, ScanRequest,
-    StatsReport, WarmAnswer, WarmStats,
+    CacheTierStats, ClusterUpdate, EvictRequest, HotStats, PrefetchProgress, PrefetchSummary,
+    ScanRequest, StatsReport, WarmAnswer, WarmStats,
 };
 
 use crate::error::{QuiverError, Result};
@@ -61,6 +61,14 @@ pub fn stats(core: &NodeCore) -> Bytes {
             dropped: m.warm_dropped.get(),
             failed: m.warm_failed.get(),
             bytes: m.warm_bytes.get(),
+        },
+        hot: HotStats {
+            capacity: core.scanner.hot().capacity(),
+            usage: core.scanner.hot().usage(),
+            hits: m.hot_hits.get(),
+            misses: m.hot_misses.get(),
+            evictions: core.scanner.hot().evictions(),
+            fills: m.hot_fills.get(),
         },
     })
 }
@@ -136,7 +144,7 @@ pub async fn cluster_update(core: &NodeCore, body: &[u8]) -> Result<Bytes> {
     Ok(json(&*adopted))
 }
 
-/// Drops the named objects (current versions) from both tiers and forgets
+/// Drops the named objects (current versions) from every tier and forgets
 /// their validated identity, so the next read goes to the origin.
 pub async fn evict(core: &NodeCore, body: &[u8]) -> Result<Bytes> {
     let req: EvictRequest = serde_json::from_slice(body)
@@ -146,11 +154,37 @@ pub async fn evict(core: &NodeCore, body: &[u8]) -> Result<Bytes> {
     let mut summary = PrefetchSummary::default();
     for id in &objects {
         summary.objects += 1;
+        summary.bytes += evict_decoded(core, id).await;
         summary.bytes += core.chunks.evict(id);
         core.scanner.footers().forget(id);
         target.source().forget(&id.path);
     }
     Ok(json(&summary))
+}
+
+/// Drops an object's arrays from the hot tier; its footer says which
+/// row groups and columns there can be. Without a readable footer nothing
+/// of it can have been decoded.
+async fn evict_decoded(core: &NodeCore, id: &ObjectId) -> u64 {
+    if !core.scanner.hot().is_enabled() {
+        return 0;
+    }
+    let Ok(store) = core.store(&id.source) else {
+        return 0;
+    };
+    match core.scanner.metadata(store, id).await {
+        Ok(metadata) => core.scanner.hot().evict(
+            id,
+            metadata.num_row_groups(),
+            metadata
+                .file_metadata()
+                .schema_descr()
+                .root_schema()
+                .get_fields()
+                .len(),
+        ),
+        Err(_) => 0,
+    }
 }
 
 /// Queues a background warm-up of one object version's needed columns,

@@ -16,6 +16,7 @@ use crate::node_core::NodeCore;
 
 async fn metrics(State(core): State<Arc<NodeCore>>) -> impl IntoResponse {
     core.chunks.usage();
+    core.scanner.hot().usage();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         core.metrics.render(),

@@ -167,6 +167,9 @@ pub struct CacheConfig {
     pub eviction: Eviction,
     /// Memory kept for parsed Parquet footers and page indexes.
     pub metadata: ByteSize,
+    /// Capacity of the hot tier of decoded Arrow arrays, above the memory
+    /// tier; `0` turns it off.
+    pub hot: ByteSize,
     /// Where to append one JSON line per read scans make (the trace
     /// `quiver-bench policies` replays); absent: no log.
     pub access_log: Option<PathBuf>,
@@ -183,6 +186,7 @@ impl Default for CacheConfig {
             // (docs/benchmarks.md, "Eviction policies").
             eviction: Eviction::S3fifo,
             metadata: ByteSize(128 << 20),
+            hot: ByteSize(1 << 30),
             access_log: None,
         }
     }
@@ -581,6 +585,9 @@ pub struct Flags {
     /// Memory for parsed Parquet footers and page indexes.
     #[arg(long, env = "QUIVER_CACHE_METADATA")]
     pub cache_metadata: Option<ByteSize>,
+    /// Hot tier of decoded Arrow arrays, e.g. 1GiB; 0 turns it off.
+    #[arg(long, env = "QUIVER_CACHE_HOT")]
+    pub cache_hot: Option<ByteSize>,
     /// Append one JSON line per scan read to this file (a trace for
     /// `quiver-bench policies`).
     #[arg(long, env = "QUIVER_CACHE_ACCESS_LOG")]
@@ -705,6 +712,7 @@ impl Config {
         set(&mut self.cache.chunk, &f.cache_chunk);
         set(&mut self.cache.eviction, &f.cache_eviction);
         set(&mut self.cache.metadata, &f.cache_metadata);
+        set(&mut self.cache.hot, &f.cache_hot);
         if f.cache_access_log.is_some() {
             self.cache.access_log = f.cache_access_log.clone();
         }
@@ -773,6 +781,10 @@ impl Config {
         // chunk would evict every entry the moment it is inserted.
         if self.cache.memory.0 < 8 * chunk {
             return Err(invalid("cache.memory", "must hold at least 8 chunks"));
+        }
+        // Each of the hot tier's 8 shards must hold a typical column chunk.
+        if self.cache.hot.0 != 0 && self.cache.hot.0 < (64 << 20) {
+            return Err(invalid("cache.hot", "must be 0 (off) or at least 64MiB"));
         }
         if self.cache.disk.0 != 0 && self.cache.disk.0 < (64 << 20) {
             return Err(invalid(

@@ -67,6 +67,16 @@ pub struct Metrics {
     pub memory_capacity: IntGauge,
     pub disk_usage: IntGauge,
     pub disk_capacity: IntGauge,
+    /// Scans answered from the hot tier's decoded arrays.
+    pub hot_hits: IntCounter,
+    /// Scans the hot tier could not answer in full, read from Parquet.
+    pub hot_misses: IntCounter,
+    /// Decoded column chunks dropped to make room.
+    pub hot_evictions: IntCounter,
+    /// Row groups decoded into the hot tier after a miss.
+    pub hot_fills: IntCounter,
+    pub hot_usage: IntGauge,
+    pub hot_capacity: IntGauge,
     pub topology_epoch: IntGauge,
     pub topology_errors: IntCounter,
     /// 1 while a source's circuit breaker fails its misses fast.
@@ -252,6 +262,32 @@ impl Metrics {
                 &registry,
                 "cache_disk_capacity_bytes",
                 "Capacity of the disk tier",
+            ),
+            hot_hits: counter(
+                &registry,
+                "hot_hits_total",
+                "Scans answered from the hot tier's decoded Arrow arrays",
+            ),
+            hot_misses: counter(
+                &registry,
+                "hot_misses_total",
+                "Scans the hot tier could not answer in full, read from Parquet instead",
+            ),
+            hot_evictions: counter(
+                &registry,
+                "hot_evictions_total",
+                "Decoded column chunks the hot tier dropped to make room",
+            ),
+            hot_fills: counter(
+                &registry,
+                "hot_fills_total",
+                "Row groups decoded into the hot tier after a miss",
+            ),
+            hot_usage: gauge(&registry, "hot_bytes", "Bytes held by the hot tier"),
+            hot_capacity: gauge(
+                &registry,
+                "hot_capacity_bytes",
+                "Capacity of the hot tier of decoded Arrow arrays",
             ),
             topology_epoch: gauge(
                 &registry,

@@ -19,7 +19,7 @@ use quiver_sql::{DeclaredTable, QuiverSql, SqlOptions};
 use crate::access_log::AccessLog;
 use crate::admin;
 use crate::auth::Auth;
-use crate::cache::{CachingObjectStore, ChunkCache, DiskHealth, FooterCache};
+use crate::cache::{CachingObjectStore, ChunkCache, DecodedCache, DiskHealth, FooterCache};
 use crate::cluster::fill::PeerFill;
 use crate::cluster::peers::{self, Peers};
 use crate::cluster::{handoff, Cluster};
@@ -136,6 +136,10 @@ impl RunningNode {
                 batch_rows: config.limits.batch_rows,
             },
         )?;
+        let scanner = scanner.with_hot_tier(
+            DecodedCache::new(config.cache.hot.0, config.cache.eviction, metrics.clone()),
+            metrics.clone(),
+        );
         let scanner = match &config.cache.access_log {
             Some(path) => {
                 scanner.with_access_log(Arc::new(AccessLog::open(path, metrics.clone())?))

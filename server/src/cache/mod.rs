@@ -3,12 +3,14 @@
 //! `chunks` holds aligned chunks of object bytes in foyer; `store` is the
 //! `ObjectStore` wrapper that every read of a source goes through; `footers`
 //! keeps parsed Parquet metadata so a warm scan does no footer decoding;
+//! `decoded` is the hot tier of decoded Arrow arrays above them;
 //! `disk_health` probes whether the disk tier can still be written;
 //! `catalog` records which object versions the cache holds, for hand-off;
 //! `PeerChunks` is how a miss asks a peer before the origin.
 
 mod catalog;
 mod chunks;
+mod decoded;
 mod disk_health;
 pub(crate) mod footers;
 mod store;
@@ -17,6 +19,7 @@ pub use catalog::CATALOG_FILE;
 pub use chunks::{
     eviction, ChunkCache, PeerChunks, MAX_ORIGIN_FETCHES, MAX_RUN_CHUNKS, MEMORY_SHARDS,
 };
+pub use decoded::{DecodedCache, DecodedKey};
 pub use disk_health::{DiskHealth, DiskState, PROBE_EVERY};
 pub use footers::FooterCache;
 pub use store::CachingObjectStore;

@@ -3,17 +3,23 @@
 //! bytes through the cache.
 
 mod errors;
+mod fill;
 pub mod filter;
+mod hot;
 mod provider;
 mod reader;
+mod row_group_stats;
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::DFSchema;
+use datafusion::error::DataFusionError;
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::logical_expr::ExprSchemable;
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{Expr, ExprSchemable};
+use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
@@ -22,13 +28,17 @@ use quiver_protocol::ScanRequest;
 use tokio::sync::Semaphore;
 
 pub use errors::classify;
+use fill::HotFill;
+use hot::{Fallback, HotScan};
 use provider::ObjectTable;
 pub use reader::column_chunk_range;
 use reader::PinnedReaderFactory;
+use row_group_stats::RowGroupStats;
 
 use crate::access_log::AccessLog;
-use crate::cache::{CachingObjectStore, FooterCache};
+use crate::cache::{CachingObjectStore, DecodedCache, FooterCache};
 use crate::error::{QuiverError, Result};
+use crate::metrics::Metrics;
 use crate::source::ObjectId;
 
 /// Limits that protect the node from expensive requests.
@@ -38,13 +48,34 @@ pub struct ScanLimits {
     pub batch_rows: usize,
 }
 
-/// Plans and runs scans. One per node; cheap to share.
+/// Plans and runs scans. One per node; cheap to clone.
+#[derive(Clone)]
 pub struct Scanner {
     ctx: SessionContext,
     footers: FooterCache,
     limits: ScanLimits,
     read_ahead: Arc<Semaphore>,
     access_log: Option<Arc<AccessLog>>,
+    hot: Arc<HotFill>,
+    /// Row groups a hot scan evaluates at once: the machine's cores.
+    parallelism: usize,
+}
+
+/// A scan checked against its file and planned on the Parquet path.
+struct Planned {
+    df: datafusion::dataframe::DataFrame,
+    metadata: Arc<ParquetMetaData>,
+    schema: SchemaRef,
+}
+
+/// Where a scan the hot tier could not answer stands.
+enum HotOutcome {
+    Hit(HotScan),
+    /// These (row group, column) pairs are missing.
+    Miss(Vec<(usize, usize)>),
+    /// The tier cannot evaluate this request (an expression it cannot
+    /// build); the Parquet path answers it.
+    Unsupported,
 }
 
 impl std::fmt::Debug for Scanner {
@@ -90,7 +121,22 @@ impl Scanner {
             limits,
             access_log: None,
             read_ahead: Arc::new(Semaphore::new(reader::READ_AHEAD_BUDGET_KIB)),
+            hot: Arc::new(HotFill::new(
+                DecodedCache::disabled(),
+                Arc::new(Metrics::new()),
+            )),
+            parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
         })
+    }
+
+    /// Answers scans from `tier` where it can, and fills it after misses.
+    pub fn with_hot_tier(mut self, tier: DecodedCache, metrics: Arc<Metrics>) -> Self {
+        self.hot = Arc::new(HotFill::new(tier, metrics));
+        self
+    }
+
+    pub fn hot(&self) -> &DecodedCache {
+        self.hot.tier()
     }
 
     /// Makes every scan record its reads in `log`.
@@ -130,10 +176,32 @@ impl Scanner {
         req: &ScanRequest,
         client: &str,
     ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
-        let df = self.plan(store, id, req, Some(client)).await?;
-        let schema = Arc::new(df.schema().as_arrow().clone());
+        let planned = self.plan(store, id, req, Some(client)).await?;
+        let schema = Arc::new(planned.df.schema().as_arrow().clone());
+        if self.hot().is_enabled() {
+            let object = Arc::new(id.clone());
+            match self.hot_scan(&planned, &object, req, &schema) {
+                HotOutcome::Hit(scan) => {
+                    self.hot().record(true);
+                    return Ok((schema, scan.stream(self.fallback(store, id, req))));
+                }
+                HotOutcome::Miss(missing) => {
+                    self.hot().record(false);
+                    let factory = PinnedReaderFactory::new(
+                        store.clone(),
+                        self.footers.clone(),
+                        self.read_ahead.clone(),
+                        None,
+                    );
+                    self.hot
+                        .missed(&object, &planned.metadata, &missing, factory);
+                }
+                HotOutcome::Unsupported => self.hot().record(false),
+            }
+        }
         let what = format!("{}/{}", id.source, id.path);
-        let stream = df
+        let stream = planned
+            .df
             .execute_stream()
             .await
             .map_err(|e| classify(e, &what, req.filter.is_some()))?;
@@ -147,8 +215,152 @@ impl Scanner {
         id: &ObjectId,
         req: &ScanRequest,
     ) -> Result<SchemaRef> {
-        let df = self.plan(store, id, req, None).await?;
-        Ok(Arc::new(df.schema().as_arrow().clone()))
+        let planned = self.plan(store, id, req, None).await?;
+        Ok(Arc::new(planned.df.schema().as_arrow().clone()))
+    }
+
+    /// Reads the rest of a hot scan from Parquet: the named row groups, with
+    /// at most the given rows.
+    fn fallback(
+        &self,
+        store: &Arc<CachingObjectStore>,
+        id: &ObjectId,
+        req: &ScanRequest,
+    ) -> Fallback {
+        let scanner = self.clone();
+        let store = store.clone();
+        let id = id.clone();
+        let mut req = req.clone();
+        Box::new(move |row_groups, limit| {
+            Box::pin(async move {
+                req.row_groups = Some(row_groups);
+                req.limit = limit;
+                let planned = scanner
+                    .plan(&store, &id, &req, None)
+                    .await
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                planned.df.execute_stream().await
+            })
+        })
+    }
+
+    /// Whether the hot tier holds everything `req` reads, after skipping the
+    /// row groups its filter rules out by statistics.
+    fn hot_scan(
+        &self,
+        planned: &Planned,
+        object: &Arc<ObjectId>,
+        req: &ScanRequest,
+        output: &SchemaRef,
+    ) -> HotOutcome {
+        let schema = &planned.schema;
+        let metadata = &planned.metadata;
+        let index = |name: &str| schema.index_of(name).ok();
+        let projected: Vec<usize> = match &req.columns {
+            Some(columns) => match columns.iter().map(|c| index(c)).collect() {
+                Some(p) => p,
+                None => return HotOutcome::Unsupported,
+            },
+            None => (0..schema.fields().len()).collect(),
+        };
+        // The filter, parsed over the whole file so that its columns are
+        // found, then built over just the columns the scan reads.
+        let filter = match &req.filter {
+            Some(text) => {
+                let Ok(full) = DFSchema::try_from(schema.as_ref().clone()) else {
+                    return HotOutcome::Unsupported;
+                };
+                match self.ctx.parse_sql_expr(text, &full) {
+                    Ok(expr) => Some(expr),
+                    Err(_) => return HotOutcome::Unsupported,
+                }
+            }
+            None => None,
+        };
+        let mut read: Vec<usize> = projected.clone();
+        if let Some(expr) = &filter {
+            for column in expr.column_refs() {
+                match index(&column.name) {
+                    Some(i) => read.push(i),
+                    None => return HotOutcome::Unsupported,
+                }
+            }
+        }
+        read.sort_unstable();
+        read.dedup();
+        let Ok(input) = schema.project(&read) else {
+            return HotOutcome::Unsupported;
+        };
+        let input = Arc::new(input);
+        let Ok(input_df) = DFSchema::try_from(input.as_ref().clone()) else {
+            return HotOutcome::Unsupported;
+        };
+        let conjuncts: Vec<Expr> = filter
+            .as_ref()
+            .map(|e| split_conjunction(e).into_iter().cloned().collect())
+            .unwrap_or_default();
+        let mut physical = Vec::with_capacity(conjuncts.len());
+        for conjunct in &conjuncts {
+            match self.ctx.create_physical_expr(conjunct.clone(), &input_df) {
+                Ok(p) => physical.push(p),
+                Err(_) => return HotOutcome::Unsupported,
+            }
+        }
+        let mut groups: Vec<usize> = match &req.row_groups {
+            Some(g) => g.clone(),
+            None => (0..metadata.num_row_groups()).collect(),
+        };
+        if let Some(expr) = &filter {
+            let kept = self
+                .ctx
+                .create_physical_expr(expr.clone(), &input_df)
+                .and_then(|p| {
+                    PruningPredicateBuilder::new()
+                        .with_file_schema(input.clone())
+                        .try_build(p)
+                })
+                .and_then(|p| p.prune(&RowGroupStats::new(metadata, &groups, schema)));
+            if let Ok(kept) = kept {
+                let mut keep = kept.into_iter();
+                groups.retain(|_| keep.next().unwrap_or(true));
+            }
+        }
+        let mut row_groups = Vec::with_capacity(groups.len());
+        let mut missing = Vec::new();
+        for &g in &groups {
+            let rows = metadata
+                .row_groups()
+                .get(g)
+                .and_then(|rg| usize::try_from(rg.num_rows()).ok());
+            let Some(rows) = rows else {
+                return HotOutcome::Unsupported;
+            };
+            match self.hot().row_group(object, g, &read) {
+                Some(arrays) => row_groups.push((g, arrays, rows)),
+                None => missing.extend(
+                    read.iter()
+                        .filter(|&&c| !self.hot().contains(object, g, c))
+                        .map(|&c| (g, c)),
+                ),
+            }
+        }
+        if !missing.is_empty() {
+            return HotOutcome::Miss(missing);
+        }
+        let projection = projected
+            .iter()
+            .filter_map(|p| read.iter().position(|r| r == p))
+            .collect();
+        HotOutcome::Hit(HotScan {
+            input,
+            row_groups,
+            conjuncts: physical,
+            projection,
+            output: output.clone(),
+            limit: req.limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
+            batch_rows: self.limits.batch_rows,
+            parallelism: self.parallelism,
+        })
     }
 
     async fn plan(
@@ -157,7 +369,7 @@ impl Scanner {
         id: &ObjectId,
         req: &ScanRequest,
         client: Option<&str>,
-    ) -> Result<datafusion::dataframe::DataFrame> {
+    ) -> Result<Planned> {
         let what = format!("{}/{}", id.source, id.path);
         let fail = |e| classify(e, &what, req.filter.is_some());
         let metadata = self.metadata(store, id).await?;
@@ -239,7 +451,11 @@ impl Scanner {
             let limit = usize::try_from(limit).unwrap_or(usize::MAX);
             df = df.limit(0, Some(limit)).map_err(fail)?;
         }
-        Ok(df)
+        Ok(Planned {
+            df,
+            metadata,
+            schema,
+        })
     }
 }
 

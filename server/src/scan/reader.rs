@@ -73,8 +73,21 @@ impl ParquetFileReaderFactory for PinnedReaderFactory {
             size: meta.size,
             last_modified: meta.last_modified,
         };
-        Ok(Box::new(PinnedReader {
-            metrics: ParquetFileMetrics::new(partition_index, meta.location.as_ref(), metrics),
+        let metrics = ParquetFileMetrics::new(partition_index, meta.location.as_ref(), metrics);
+        Ok(Box::new(self.pinned(id, metrics)))
+    }
+}
+
+impl PinnedReaderFactory {
+    /// A reader of `id` outside any DataFusion plan (hot-tier fills).
+    pub fn reader(&self, id: &ObjectId) -> PinnedReader {
+        let metrics = ParquetFileMetrics::new(0, id.path.as_ref(), &ExecutionPlanMetricsSet::new());
+        self.pinned(id.clone(), metrics)
+    }
+
+    fn pinned(&self, id: ObjectId, metrics: ParquetFileMetrics) -> PinnedReader {
+        PinnedReader {
+            metrics,
             store: self.store.clone(),
             footers: self.footers.clone(),
             id,
@@ -82,14 +95,14 @@ impl ParquetFileReaderFactory for PinnedReaderFactory {
             ahead: BTreeSet::new(),
             budget: self.budget.clone(),
             access: self.access.clone(),
-        }))
+        }
     }
 }
 
 /// Row groups read ahead of the one being decoded.
 const READ_AHEAD_ROW_GROUPS: usize = 2;
 
-struct PinnedReader {
+pub struct PinnedReader {
     store: Arc<CachingObjectStore>,
     footers: FooterCache,
     id: ObjectId,

@@ -8,9 +8,9 @@ use crate::common::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-const CASES: usize = 120;
+pub(crate) const CASES: usize = 120;
 
-async fn check_cases(
+pub(crate) async fn check_cases(
     client: &mut arrow_flight::FlightClient,
     source: &str,
     key: &str,

@@ -11,3 +11,4 @@ mod disk;
 mod faults;
 mod flight_api;
 mod fuzz;
+mod hot;

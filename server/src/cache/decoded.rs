@@ -1,0 +1,216 @@
+//! The hot tier: decoded Arrow arrays, one per (object version, row group,
+//! top-level column), above the byte-range tier.
+//!
+//! A warm hit on the byte-range tier still decompresses and decodes every
+//! Parquet page it reads; a hit here hands the scanner the arrays themselves,
+//! so a projection is a pointer copy and a filter runs Arrow kernels over
+//! memory. Entries are weighed by the arrays' memory, so the tier holds its
+//! configured bytes, not a number of entries. Keys carry the object's ETag
+//! and size like the byte-range tier's: a rewritten object misses here and
+//! its old arrays age out.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef};
+use foyer::{Cache, CacheBuilder, Event, EventListener};
+
+use crate::cache::{eviction, MEMORY_SHARDS};
+use crate::config::Eviction;
+use crate::metrics::Metrics;
+use crate::source::ObjectId;
+
+/// One column chunk, decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DecodedKey {
+    pub object: Arc<ObjectId>,
+    pub row_group: usize,
+    /// Index of the top-level column in the file's Arrow schema.
+    pub column: usize,
+}
+
+/// Bytes an entry costs beyond its arrays: the key and foyer's record.
+fn key_weight(key: &DecodedKey) -> usize {
+    key.object.path.as_ref().len() + key.object.etag.len() + key.object.source.len() + 96
+}
+
+/// Counts the entries foyer drops to make room, for `stats` and `/metrics`.
+struct Evictions {
+    count: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+impl EventListener for Evictions {
+    type Key = DecodedKey;
+    type Value = ArrayRef;
+
+    fn on_leave(&self, reason: Event, _key: &DecodedKey, _value: &ArrayRef) {
+        if reason == Event::Evict {
+            self.count.fetch_add(1, Ordering::Relaxed);
+            self.metrics.hot_evictions.inc();
+        }
+    }
+}
+
+/// The hot tier. Cheap to clone; `None` inside when it is configured off.
+#[derive(Clone)]
+pub struct DecodedCache {
+    inner: Option<Arc<Inner>>,
+}
+
+struct Inner {
+    cache: Cache<DecodedKey, ArrayRef>,
+    evictions: Arc<Evictions>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for DecodedCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecodedCache")
+            .field("capacity", &self.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DecodedCache {
+    /// A tier of `capacity` bytes; `0` turns it off.
+    pub fn new(capacity: u64, policy: Eviction, metrics: Arc<Metrics>) -> Self {
+        metrics
+            .hot_capacity
+            .set(i64::try_from(capacity).unwrap_or(i64::MAX));
+        if capacity == 0 {
+            return DecodedCache { inner: None };
+        }
+        let evictions = Arc::new(Evictions {
+            count: AtomicU64::new(0),
+            metrics: metrics.clone(),
+        });
+        let cache = CacheBuilder::new(usize::try_from(capacity).unwrap_or(usize::MAX))
+            .with_name("quiver-hot")
+            .with_shards(MEMORY_SHARDS)
+            .with_eviction_config(eviction(policy))
+            .with_weighter(|k: &DecodedKey, v: &ArrayRef| {
+                v.get_array_memory_size().saturating_add(key_weight(k))
+            })
+            .with_event_listener(evictions.clone())
+            .build();
+        DecodedCache {
+            inner: Some(Arc::new(Inner {
+                cache,
+                evictions,
+                metrics,
+            })),
+        }
+    }
+
+    /// A tier that holds nothing, for scanners built without one.
+    pub fn disabled() -> Self {
+        DecodedCache { inner: None }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.inner.as_ref().map_or(0, |i| i.cache.capacity() as u64)
+    }
+
+    /// Bytes held now; also refreshes the usage gauge of `/metrics`.
+    pub fn usage(&self) -> u64 {
+        let Some(inner) = &self.inner else { return 0 };
+        let usage = inner.cache.usage() as u64;
+        inner
+            .metrics
+            .hot_usage
+            .set(i64::try_from(usage).unwrap_or(i64::MAX));
+        usage
+    }
+
+    pub fn evictions(&self) -> u64 {
+        self.inner
+            .as_ref()
+            .map_or(0, |i| i.evictions.count.load(Ordering::Relaxed))
+    }
+
+    /// The arrays of `columns` in one row group, only if every one is here:
+    /// a row group is answered from memory or not at all.
+    pub fn row_group(
+        &self,
+        object: &Arc<ObjectId>,
+        row_group: usize,
+        columns: &[usize],
+    ) -> Option<Vec<ArrayRef>> {
+        let inner = self.inner.as_ref()?;
+        columns
+            .iter()
+            .map(|&column| {
+                inner
+                    .cache
+                    .get(&DecodedKey {
+                        object: object.clone(),
+                        row_group,
+                        column,
+                    })
+                    .map(|e| e.value().clone())
+            })
+            .collect()
+    }
+
+    /// Whether one column chunk is here, without counting as a use.
+    pub fn contains(&self, object: &Arc<ObjectId>, row_group: usize, column: usize) -> bool {
+        self.inner.as_ref().is_some_and(|i| {
+            i.cache.contains(&DecodedKey {
+                object: object.clone(),
+                row_group,
+                column,
+            })
+        })
+    }
+
+    pub fn insert(&self, object: &Arc<ObjectId>, row_group: usize, column: usize, array: ArrayRef) {
+        if let Some(inner) = &self.inner {
+            inner.cache.insert(
+                DecodedKey {
+                    object: object.clone(),
+                    row_group,
+                    column,
+                },
+                array,
+            );
+        }
+    }
+
+    /// Drops every array of `object`, which has `row_groups` row groups and
+    /// `columns` top-level columns; returns the bytes freed.
+    pub fn evict(&self, object: &ObjectId, row_groups: usize, columns: usize) -> u64 {
+        let Some(inner) = &self.inner else { return 0 };
+        let object = Arc::new(object.clone());
+        let mut freed = 0u64;
+        for row_group in 0..row_groups {
+            for column in 0..columns {
+                let key = DecodedKey {
+                    object: object.clone(),
+                    row_group,
+                    column,
+                };
+                if let Some(entry) = inner.cache.remove(&key) {
+                    freed = freed.saturating_add(entry.weight() as u64);
+                }
+            }
+        }
+        freed
+    }
+
+    /// Counts a scan answered from the tier (`true`) or one it could not
+    /// answer in full (`false`).
+    pub fn record(&self, hit: bool) {
+        if let Some(inner) = &self.inner {
+            if hit {
+                inner.metrics.hot_hits.inc();
+            } else {
+                inner.metrics.hot_misses.inc();
+            }
+        }
+    }
+}

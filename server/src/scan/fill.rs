@@ -1,0 +1,202 @@
+//! Filling the hot tier after a miss, and what may enter it.
+//!
+//! Admission is on the second miss: the first scan that needs a column
+//! chunk the tier lacks only remembers its key (a ghost, in a bounded set of
+//! keys without data); a later scan that misses on a remembered key decodes
+//! it. So one cold pass over a table, read once and never again, cannot push
+//! out what is re-read, and by the second scan the chunk's bytes are already
+//! in the byte-range tier, so the decode reads no origin bytes of its own.
+//!
+//! Decoding runs in the background, after the scan that missed has been
+//! answered from Parquet, one fill at a time per node, so that filling never
+//! delays a client or takes more than one core. A fill larger than half the
+//! tier is not started: it would evict more than it could keep.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{new_empty_array, Array, ArrayRef};
+use arrow::compute::concat;
+use foyer::{Cache, CacheBuilder};
+use futures::TryStreamExt;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
+use parquet::file::metadata::ParquetMetaData;
+use tokio::sync::Semaphore;
+
+use super::reader::PinnedReaderFactory;
+use crate::cache::{DecodedCache, DecodedKey};
+use crate::metrics::Metrics;
+use crate::source::ObjectId;
+
+/// Keys of column chunks missed once and remembered for admission.
+const GHOSTS: usize = 1 << 16;
+
+/// Fills the hot tier. One per scanner.
+pub struct HotFill {
+    tier: DecodedCache,
+    ghosts: Cache<DecodedKey, ()>,
+    running: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for HotFill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HotFill").finish_non_exhaustive()
+    }
+}
+
+impl HotFill {
+    pub fn new(tier: DecodedCache, metrics: Arc<Metrics>) -> Self {
+        HotFill {
+            tier,
+            ghosts: CacheBuilder::new(GHOSTS)
+                .with_weighter(|_: &DecodedKey, _: &()| 1)
+                .build(),
+            running: Arc::new(Semaphore::new(1)),
+            metrics,
+        }
+    }
+
+    pub fn tier(&self) -> &DecodedCache {
+        &self.tier
+    }
+
+    /// Called when a scan missed on `missing` (row group, column) pairs:
+    /// remembers first misses and, if any pair missed before and no fill is
+    /// running, decodes those pairs in the background.
+    pub fn missed(
+        &self,
+        object: &Arc<ObjectId>,
+        metadata: &Arc<ParquetMetaData>,
+        missing: &[(usize, usize)],
+        factory: PinnedReaderFactory,
+    ) {
+        let mut admitted: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for &(row_group, column) in missing {
+            let key = DecodedKey {
+                object: object.clone(),
+                row_group,
+                column,
+            };
+            if self.ghosts.contains(&key) {
+                admitted.entry(row_group).or_default().push(column);
+            } else {
+                self.ghosts.insert(key, ());
+            }
+        }
+        if admitted.is_empty() {
+            return;
+        }
+        let estimate = decoded_estimate(metadata, &admitted);
+        if estimate > self.tier.capacity() / 2 {
+            tracing::debug!(
+                object = %object.path,
+                estimate,
+                "a hot-tier fill larger than half the tier is not started"
+            );
+            return;
+        }
+        let Ok(permit) = self.running.clone().try_acquire_owned() else {
+            return;
+        };
+        for (&row_group, columns) in &admitted {
+            for &column in columns {
+                self.ghosts.remove(&DecodedKey {
+                    object: object.clone(),
+                    row_group,
+                    column,
+                });
+            }
+        }
+        let tier = self.tier.clone();
+        let metrics = self.metrics.clone();
+        let object = object.clone();
+        let metadata = metadata.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            for (row_group, mut columns) in admitted {
+                columns.sort_unstable();
+                columns.dedup();
+                match decode(&factory, &object, &metadata, row_group, &columns).await {
+                    Ok(arrays) => {
+                        for (column, array) in columns.into_iter().zip(arrays) {
+                            tier.insert(&object, row_group, column, array);
+                        }
+                        metrics.hot_fills.inc();
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            object = %object.path,
+                            row_group,
+                            error = %e,
+                            "filling the hot tier failed"
+                        );
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// The uncompressed bytes of the admitted column chunks, from the footer:
+/// close to what they take decoded.
+fn decoded_estimate(metadata: &ParquetMetaData, admitted: &BTreeMap<usize, Vec<usize>>) -> u64 {
+    let schema = metadata.file_metadata().schema_descr();
+    let mut total = 0u64;
+    for (&row_group, columns) in admitted {
+        let Some(group) = metadata.row_groups().get(row_group) else {
+            continue;
+        };
+        for (leaf, chunk) in group.columns().iter().enumerate() {
+            if leaf < schema.num_columns() && columns.contains(&schema.get_column_root_idx(leaf)) {
+                total = total.saturating_add(u64::try_from(chunk.uncompressed_size()).unwrap_or(0));
+            }
+        }
+    }
+    total
+}
+
+/// One array per column of `columns` (ascending) in one row group.
+async fn decode(
+    factory: &PinnedReaderFactory,
+    object: &ObjectId,
+    metadata: &Arc<ParquetMetaData>,
+    row_group: usize,
+    columns: &[usize],
+) -> Result<Vec<ArrayRef>, Box<dyn std::error::Error + Send + Sync>> {
+    let reader = factory.reader(object);
+    let arrow = ArrowReaderMetadata::try_new(metadata.clone(), ArrowReaderOptions::new())?;
+    if columns.iter().any(|&c| c >= arrow.schema().fields().len()) {
+        return Err("a column is not in the file's schema".into());
+    }
+    let rows = metadata
+        .row_groups()
+        .get(row_group)
+        .and_then(|g| usize::try_from(g.num_rows()).ok())
+        .ok_or("the row group is not in the footer")?;
+    let mask = ProjectionMask::roots(
+        metadata.file_metadata().schema_descr(),
+        columns.iter().copied(),
+    );
+    let batches: Vec<_> = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, arrow.clone())
+        .with_row_groups(vec![row_group])
+        .with_projection(mask)
+        .with_batch_size(rows.max(1))
+        .build()?
+        .try_collect()
+        .await?;
+    let mut arrays = Vec::with_capacity(columns.len());
+    for (i, &column) in columns.iter().enumerate() {
+        arrays.push(match batches.as_slice() {
+            [] => new_empty_array(arrow.schema().field(column).data_type()),
+            [one] => one.column(i).clone(),
+            many => {
+                let parts: Vec<&dyn Array> = many.iter().map(|b| b.column(i).as_ref()).collect();
+                concat(&parts)?
+            }
+        });
+    }
+    Ok(arrays)
+}

@@ -1,0 +1,137 @@
+//! The hot tier answers scans from decoded arrays. Its answers must equal
+//! DataFusion reading the file directly, for the generated filters,
+//! projections and limits of the differential test, with the tier full,
+//! after its arrays are evicted, and after the object is rewritten.
+
+use std::time::{Duration, Instant};
+
+use quiver_protocol::StatsReport;
+use tonic::Code;
+
+use crate::common::*;
+use crate::differential::{check_cases, CASES};
+
+const ROWS: usize = 6000;
+
+/// Scans the whole object until the tier answers the scan: the first miss
+/// only remembers the column chunks, the second decodes them.
+async fn fill(c: &mut arrow_flight::FlightClient, source: &str, key: &str) -> StatsReport {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let before = stats(c).await.hot.hits;
+        let got = do_get(c, &scan(source, key)).await.unwrap();
+        assert_eq!(row_count(&got), ROWS);
+        let now = stats(c).await;
+        if now.hot.hits > before {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hot tier never filled: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_answers_equal_datafusion_when_full_after_eviction_and_after_a_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t/data.parquet");
+    write_parquet(&file, ROWS, 21);
+    let mut source = local_source("local", dir.path());
+    source.validate = quiver_server::config::Span(Duration::from_millis(100));
+    let node = quiver_server::RunningNode::start(node_config(vec![source], None))
+        .await
+        .unwrap();
+    let mut c = client(&node).await;
+
+    let full = fill(&mut c, "local", "t/data.parquet").await;
+    assert!(full.hot.usage > 0, "{full:?}");
+    check_cases(&mut c, "local", "t/data.parquet", &file, 31).await;
+    let after = stats(&mut c).await;
+    let hits = after.hot.hits - full.hot.hits;
+    assert!(
+        hits >= CASES as u64 * 9 / 10,
+        "only {hits} of {CASES} cases were answered by the hot tier: {after:?}"
+    );
+    // Answering from memory read no bytes: the byte tier saw no lookups.
+    assert_eq!(after.memory.hits, full.memory.hits, "{after:?}");
+
+    // Evicted, the object is read from Parquet again, with the same answers.
+    let body = br#"{"source":"local","path":"t/data.parquet"}"#;
+    action(&mut c, "evict", body).await.unwrap();
+    let evicted = stats(&mut c).await;
+    assert_eq!(evicted.hot.usage, 0, "{evicted:?}");
+    check_cases(&mut c, "local", "t/data.parquet", &file, 32).await;
+
+    // Rewritten, the old arrays never answer for the new version.
+    fill(&mut c, "local", "t/data.parquet").await;
+    std::fs::remove_file(&file).unwrap();
+    write_parquet(&file, ROWS, 22);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let changed = fill(&mut c, "local", "t/data.parquet").await;
+    check_cases(&mut c, "local", "t/data.parquet", &file, 33).await;
+    let after = stats(&mut c).await;
+    assert!(
+        after.hot.hits - changed.hot.hits >= CASES as u64 * 9 / 10,
+        "{after:?}"
+    );
+    node.shutdown().await.unwrap();
+}
+
+/// A filter that fails on the arrays fails as on the Parquet path, with the
+/// request's error, and the node goes on serving from the tier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_that_fails_on_hot_arrays_is_the_requests_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t/data.parquet");
+    write_parquet(&file, ROWS, 23);
+    let node = quiver_server::RunningNode::start(node_config(
+        vec![local_source("local", dir.path())],
+        None,
+    ))
+    .await
+    .unwrap();
+    let mut c = client(&node).await;
+    fill(&mut c, "local", "t/data.parquet").await;
+
+    let mut bad = scan("local", "t/data.parquet");
+    bad.filter = Some("CAST(name AS INT) > 3".into());
+    let err = do_get(&mut c, &bad).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+
+    let before = stats(&mut c).await.hot.hits;
+    let mut good = scan("local", "t/data.parquet");
+    good.filter = Some("qty > 10".into());
+    good.columns = Some(vec!["id".into(), "name".into()]);
+    let got = do_get(&mut c, &good).await.unwrap();
+    let want = reference(&file, good.columns.as_deref(), good.filter.as_deref()).await;
+    assert_eq!(rows(&got), rows(&want));
+    assert!(stats(&mut c).await.hot.hits > before);
+    node.shutdown().await.unwrap();
+}
+
+/// With the tier off, nothing is decoded into it and scans still answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_a_hot_tier_reads_parquet() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t/data.parquet");
+    write_parquet(&file, 3000, 24);
+    let mut config = node_config(vec![local_source("local", dir.path())], None);
+    config.cache.hot = quiver_server::config::ByteSize(0);
+    let node = quiver_server::RunningNode::start(config).await.unwrap();
+    let mut c = client(&node).await;
+    for _ in 0..3 {
+        let got = do_get(&mut c, &scan("local", "t/data.parquet"))
+            .await
+            .unwrap();
+        assert_eq!(row_count(&got), 3000);
+    }
+    let s = stats(&mut c).await;
+    assert_eq!(
+        (s.hot.capacity, s.hot.usage, s.hot.hits, s.hot.fills),
+        (0, 0, 0, 0),
+        "{s:?}"
+    );
+    node.shutdown().await.unwrap();
+}
