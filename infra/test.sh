@@ -58,6 +58,7 @@ out="$(mktemp -d)"
 "$target/debug/quiver-bench" presign --quick --out "$out" > "$out/presign-stdout.txt"
 "$target/debug/quiver-bench" load --quick --out "$out" > "$out/load-stdout.txt"
 "$target/debug/quiver-bench" policies --quick --out "$out" > "$out/policies-stdout.txt"
+"$target/debug/quiver-bench" hot --quick --rows 60000 --runs 1 --hot-mib 256 --out "$out" > "$out/hot-stdout.txt"
 "$venv/bin/python" tests/bench/check_results.py "$out"
 rm -rf "$out"
 

@@ -194,6 +194,26 @@ enum Workload {
         #[arg(long, default_value_t = 10.0)]
         ab_size: f64,
     },
+    /// Warm hits from the hot tier against DataFusion in-process on the
+    /// same local file: a 1% filter and full-scan GB/s with 1 and 2 clients
+    /// (writes hot.json and hot.md).
+    Hot {
+        /// Rows of the file [default: 2000000, quick 200000].
+        #[arg(long)]
+        rows: Option<usize>,
+        /// Row groups of the file.
+        #[arg(long, default_value_t = 16)]
+        row_groups: usize,
+        /// Interleaved timed runs of each measure [default: 9, quick 3].
+        #[arg(long)]
+        runs: Option<usize>,
+        /// Fraction of rows the filter selects.
+        #[arg(long, default_value_t = 0.01)]
+        selectivity: f64,
+        /// The node's hot tier, in MiB.
+        #[arg(long, default_value_t = 2048)]
+        hot_mib: u64,
+    },
     /// Single node: warm Quiver vs DataFusion direct on one file, bytes to
     /// the client, and peak RSS under concurrent whole-file scans.
     Node {
@@ -511,6 +531,38 @@ async fn run() -> Result<(), BoxError> {
             let mut report = result?;
             report.link = describe_link(link, cli.s3.as_deref());
             return write_report(&cli.out, "presign", &report, report.markdown());
+        }
+        Workload::Hot {
+            rows,
+            row_groups,
+            runs,
+            selectivity,
+            hot_mib,
+        } => {
+            if !cli.nodes.is_empty() || cli.s3.is_some() {
+                return Err(
+                    "the hot workload starts its own node; it takes no --nodes or --s3".into(),
+                );
+            }
+            if !(selectivity > 0.0 && selectivity <= 1.0) {
+                return Err("--selectivity must be in (0, 1]".into());
+            }
+            let args = workloads::hot::HotArgs {
+                rows: rows.unwrap_or(if cli.quick { 200_000 } else { 2_000_000 }),
+                row_groups,
+                runs: runs.unwrap_or(if cli.quick { 3 } else { 9 }),
+                selectivity,
+                hot_mib,
+                server_bin,
+            };
+            if args.rows == 0 || args.row_groups == 0 || args.runs == 0 || args.hot_mib < 64 {
+                return Err(
+                    "--rows, --row-groups and --runs must be at least 1, --hot-mib at least 64"
+                        .into(),
+                );
+            }
+            let report = workloads::hot::run(&args, command).await?;
+            return write_report(&cli.out, "hot", &report, report.markdown());
         }
         Workload::Node {
             file_mb,

@@ -81,6 +81,19 @@ def check_node(out: pathlib.Path) -> None:
     assert "warm speed-up" in (out / "node.md").read_text()
 
 
+def check_hot(out: pathlib.Path) -> None:
+    report = json.loads((out / "hot.json").read_text())
+    for key in ("datafusion_query_ms", "quiver_query_ms", "speedup_query",
+                "quiver_scan_1_client_gb_s", "quiver_scan_2_clients_gb_s", "datafusion_scan_gb_s"):
+        assert key in report, key
+    assert report["rows_matched"] > 0 and report["scan_arrow_bytes"] > 0, report
+    assert len(report["quiver_query_ms"]) == len(report["datafusion_query_ms"]) > 0, report
+    # Every timed Quiver scan was a hot-tier hit.
+    assert report["hot"]["hits"] >= 4 * len(report["quiver_query_ms"]), report["hot"]
+    assert report["hot"]["usage"] > 0, report["hot"]
+    assert "Warm hits" in (out / "hot.md").read_text()
+
+
 def check_cluster(out: pathlib.Path) -> None:
     report = json.loads((out / "cluster.json").read_text())
     runs = {r["nodes"]: r["pass"] for r in report["runs"]}
@@ -175,4 +188,5 @@ if __name__ == "__main__":
     check_presign(out)
     check_load(out)
     check_policies(out)
+    check_hot(out)
     print("benchmark results are well-formed")

@@ -2,6 +2,7 @@
 //! the same run.
 
 pub mod cluster;
+pub mod hot;
 pub mod load;
 pub mod node;
 pub mod policies;

@@ -1,0 +1,372 @@
+//! Warm hits against the strongest baseline: one local Parquet file (ints,
+//! floats and strings, 16 columns, 16 row groups, the filtered column
+//! uniform so that statistics prune nothing), read by a Quiver node in its
+//! own process over Flight and by DataFusion in this process.
+//!
+//! DataFusion gets its best honest configuration: one long-lived session
+//! (so its footer cache stays warm), filter pushdown and filter reordering
+//! on, one partition per core, the file in the page cache. Quiver is warm:
+//! its hot tier holds the file's decoded arrays. Runs interleave, and both
+//! answers are compared by content before anything is timed.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow_flight::{FlightClient, Ticket};
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use futures::TryStreamExt;
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+use quiver_protocol::{HotStats, ScanRequest};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::data;
+use crate::readers::Digest;
+use crate::server::ServerProcess;
+use crate::workloads::node::{median, stats};
+use crate::BoxError;
+
+const MIB: u64 = 1 << 20;
+/// Values of the filtered column `k` are uniform in `0..K_RANGE`.
+const K_RANGE: i64 = 1_000_000_000;
+const INTS: usize = 5;
+const FLOATS: usize = 5;
+const STRINGS: usize = 5;
+
+#[derive(Debug, Clone)]
+pub struct HotArgs {
+    pub rows: usize,
+    pub row_groups: usize,
+    pub runs: usize,
+    pub selectivity: f64,
+    pub hot_mib: u64,
+    pub server_bin: std::path::PathBuf,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HotReport {
+    pub command: String,
+    pub file_bytes: u64,
+    pub rows: usize,
+    pub row_groups: usize,
+    pub rows_matched: u64,
+    /// Arrow bytes of one full scan (the buffers clients receive).
+    pub scan_arrow_bytes: u64,
+    pub datafusion_query_ms: Vec<f64>,
+    pub quiver_query_ms: Vec<f64>,
+    /// Median DataFusion over median Quiver, for the filtered query.
+    pub speedup_query: f64,
+    pub datafusion_scan_ms: Vec<f64>,
+    pub quiver_scan_1_client_ms: Vec<f64>,
+    pub quiver_scan_2_clients_ms: Vec<f64>,
+    pub datafusion_scan_gb_s: f64,
+    pub quiver_scan_1_client_gb_s: f64,
+    pub quiver_scan_2_clients_gb_s: f64,
+    pub hot: HotStats,
+    pub peak_rss_bytes: u64,
+}
+
+fn column_names() -> Vec<String> {
+    let mut names = vec!["k".to_string()];
+    names.extend((1..=INTS).map(|i| format!("i{i}")));
+    names.extend((1..=FLOATS).map(|i| format!("f{i}")));
+    names.extend((1..=STRINGS).map(|i| format!("s{i}")));
+    names
+}
+
+/// Writes the file: `k` uniform, five more int64, five float64 and five
+/// string columns of 8 to 24 characters, in `row_groups` row groups.
+fn write_file(path: &Path, rows: usize, row_groups: usize) -> Result<u64, BoxError> {
+    let names = column_names();
+    let fields: Vec<Field> = names
+        .iter()
+        .map(|n| {
+            let ty = match n.as_bytes()[0] {
+                b'k' | b'i' => DataType::Int64,
+                b'f' => DataType::Float64,
+                _ => DataType::Utf8,
+            };
+            Field::new(n, ty, false)
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let group_rows = rows.div_ceil(row_groups.max(1)).max(1);
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(group_rows))
+        .set_dictionary_enabled(false)
+        .build();
+    let file = std::fs::File::create(path)?;
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props))?;
+    let mut rng = StdRng::seed_from_u64(7);
+    let bar = data::rows_bar(rows as u64, "generating");
+    let batch_rows = 64 * 1024;
+    let mut written = 0;
+    while written < rows {
+        let n = batch_rows.min(rows - written);
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(names.len());
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            (0..n).map(|_| rng.random_range(0..K_RANGE)),
+        )));
+        for _ in 0..INTS {
+            columns.push(Arc::new(Int64Array::from_iter_values(
+                (0..n).map(|_| rng.random_range(0..1_000_000)),
+            )));
+        }
+        for _ in 0..FLOATS {
+            columns.push(Arc::new(Float64Array::from_iter_values(
+                (0..n).map(|_| rng.random::<f64>()),
+            )));
+        }
+        for _ in 0..STRINGS {
+            columns.push(Arc::new(StringArray::from_iter_values((0..n).map(|_| {
+                let len = rng.random_range(8..=24);
+                (0..len)
+                    .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
+                    .collect::<String>()
+            }))));
+        }
+        writer.write(&RecordBatch::try_new(schema.clone(), columns)?)?;
+        written += n;
+        bar.inc(n as u64);
+    }
+    writer.close()?;
+    bar.finish_and_clear();
+    Ok(std::fs::metadata(path)?.len())
+}
+
+/// The bytes of Arrow data in `batches`, as laid out in their buffers.
+fn arrow_bytes(batches: &[RecordBatch]) -> u64 {
+    batches
+        .iter()
+        .flat_map(|b| b.columns())
+        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0) as u64)
+        .sum()
+}
+
+fn digest(batches: &[RecordBatch]) -> Result<Digest, BoxError> {
+    let mut d = Digest::default();
+    for b in batches {
+        d.add(b)?;
+    }
+    Ok(d)
+}
+
+async fn quiver(
+    client: &mut FlightClient,
+    req: &ScanRequest,
+) -> Result<Vec<RecordBatch>, BoxError> {
+    Ok(client
+        .do_get(Ticket::new(req.to_bytes()))
+        .await?
+        .try_collect()
+        .await?)
+}
+
+async fn datafusion(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, BoxError> {
+    Ok(ctx.sql(sql).await?.collect().await?)
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+fn gb_s(bytes: u64, ms: f64) -> f64 {
+    bytes as f64 / 1e9 / (ms / 1000.0)
+}
+
+pub async fn run(args: &HotArgs, command: String) -> Result<HotReport, BoxError> {
+    let work = tempfile::tempdir()?;
+    let dir = work.path().join("lake");
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("wide.parquet");
+    let file_bytes = tokio::task::block_in_place(|| write_file(&file, args.rows, args.row_groups))?;
+
+    let url = url::Url::from_directory_path(&dir).map_err(|_| "the lake path is not absolute")?;
+    let config = format!(
+        "[cache]\nmemory = \"1GiB\"\ndisk = \"0\"\nhot = \"{}MiB\"\n\n\
+         [[source]]\nname = \"lake\"\nurl = \"{url}\"\n",
+        args.hot_mib,
+    );
+    let server = ServerProcess::start(&args.server_bin, work.path(), &config)?;
+    let mut a = server.client().await?;
+    let mut b = server.client().await?;
+
+    let mut config = SessionConfig::new()
+        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let parquet = &mut config.options_mut().execution.parquet;
+    parquet.pushdown_filters = true;
+    parquet.reorder_filters = true;
+    let ctx = SessionContext::new_with_config(config);
+    ctx.register_parquet(
+        "t",
+        file.to_str().ok_or("the lake path is not UTF-8")?,
+        ParquetReadOptions::default(),
+    )
+    .await?;
+
+    let width = (K_RANGE as f64 * args.selectivity) as i64;
+    let lo = K_RANGE / 3;
+    let hi = lo + width;
+    let query = ScanRequest {
+        source: Some("lake".into()),
+        path: Some("wide.parquet".into()),
+        columns: Some(vec!["i1".into(), "s1".into()]),
+        filter: Some(format!("k BETWEEN {lo} AND {hi}")),
+        ..Default::default()
+    };
+    let query_sql = format!("SELECT i1, s1 FROM t WHERE k BETWEEN {lo} AND {hi}");
+    let scan = ScanRequest {
+        source: Some("lake".into()),
+        path: Some("wide.parquet".into()),
+        ..Default::default()
+    };
+    let scan_sql = format!("SELECT {} FROM t", column_names().join(", "));
+
+    // Warm both: DataFusion's footer cache and the page cache, Quiver's
+    // tiers (the first full scan remembers the column chunks, the second
+    // decodes them into the hot tier).
+    let bar = data::count_bar(args.row_groups as u64, "warming");
+    let started = Instant::now();
+    let first = stats(&mut a).await?.hot.fills;
+    loop {
+        let before = stats(&mut a).await?.hot.hits;
+        quiver(&mut a, &scan).await?;
+        let now = stats(&mut a).await?.hot;
+        bar.set_position(now.fills.saturating_sub(first).min(args.row_groups as u64));
+        if now.hits > before {
+            break;
+        }
+        if started.elapsed().as_secs() > 600 {
+            return Err(format!(
+                "the hot tier could not answer a full scan after 10 minutes ({} of {} row groups \
+                 filled); is --hot-mib large enough?",
+                now.fills.saturating_sub(first),
+                args.row_groups
+            )
+            .into());
+        }
+    }
+    bar.finish_and_clear();
+
+    let want = datafusion(&ctx, &query_sql).await?;
+    let got = quiver(&mut a, &query).await?;
+    let rows_matched = digest(&want)?.rows;
+    if digest(&want)? != digest(&got)? {
+        return Err("Quiver's answer to the filtered query differs from DataFusion's".into());
+    }
+    let full_df = datafusion(&ctx, &scan_sql).await?;
+    let full_q = quiver(&mut a, &scan).await?;
+    if digest(&full_df)? != digest(&full_q)? {
+        return Err("Quiver's full scan differs from DataFusion's".into());
+    }
+    let scan_arrow_bytes = arrow_bytes(&full_q);
+    drop((want, got, full_df, full_q));
+
+    let mut report = HotReport {
+        command,
+        file_bytes,
+        rows: args.rows,
+        row_groups: args.row_groups,
+        rows_matched,
+        scan_arrow_bytes,
+        datafusion_query_ms: Vec::new(),
+        quiver_query_ms: Vec::new(),
+        speedup_query: 0.0,
+        datafusion_scan_ms: Vec::new(),
+        quiver_scan_1_client_ms: Vec::new(),
+        quiver_scan_2_clients_ms: Vec::new(),
+        datafusion_scan_gb_s: 0.0,
+        quiver_scan_1_client_gb_s: 0.0,
+        quiver_scan_2_clients_gb_s: 0.0,
+        hot: HotStats::default(),
+        peak_rss_bytes: 0,
+    };
+    server.reset_peak_rss();
+    let bar = data::count_bar(args.runs as u64, "measuring");
+    for _ in 0..args.runs {
+        let t = Instant::now();
+        datafusion(&ctx, &query_sql).await?;
+        report.datafusion_query_ms.push(ms_since(t));
+        let t = Instant::now();
+        quiver(&mut a, &query).await?;
+        report.quiver_query_ms.push(ms_since(t));
+        let t = Instant::now();
+        datafusion(&ctx, &scan_sql).await?;
+        report.datafusion_scan_ms.push(ms_since(t));
+        let t = Instant::now();
+        quiver(&mut a, &scan).await?;
+        report.quiver_scan_1_client_ms.push(ms_since(t));
+        let t = Instant::now();
+        let (x, y) = tokio::join!(quiver(&mut a, &scan), quiver(&mut b, &scan));
+        x?;
+        y?;
+        report.quiver_scan_2_clients_ms.push(ms_since(t));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let end = stats(&mut a).await?;
+    report.hot = end.hot;
+    report.peak_rss_bytes = server.peak_rss().unwrap_or(0);
+    report.speedup_query = median(&report.datafusion_query_ms) / median(&report.quiver_query_ms);
+    report.datafusion_scan_gb_s = gb_s(scan_arrow_bytes, median(&report.datafusion_scan_ms));
+    report.quiver_scan_1_client_gb_s =
+        gb_s(scan_arrow_bytes, median(&report.quiver_scan_1_client_ms));
+    report.quiver_scan_2_clients_gb_s = gb_s(
+        2 * scan_arrow_bytes,
+        median(&report.quiver_scan_2_clients_ms),
+    );
+    server.stop()?;
+    Ok(report)
+}
+
+impl HotReport {
+    /// The Markdown summary, also printed to the terminal.
+    pub fn markdown(&self) -> String {
+        let mib = |b: u64| b as f64 / MIB as f64;
+        let verdict = |ok: bool| if ok { "met" } else { "**not met**" };
+        format!(
+            "### Warm hits: Quiver's hot tier vs DataFusion in-process\n\n\
+             One {:.0} MiB local Parquet file, {} rows in {} row groups, 16 columns (6 int64, \
+             5 float64, 5 strings); the filtered column is uniform, so statistics prune nothing. \
+             DataFusion: one long-lived session in the benchmark's process, pushdown_filters and \
+             reorder_filters on, one partition per core, page cache warm. Quiver: a node in its \
+             own process, hot tier warm, read over Flight on loopback by arrow-rs's Flight client. \
+             Runs interleave; answers were compared by content first.\n\n\
+             | measure | DataFusion in-process | Quiver warm | ratio | target |\n\
+             | --- | --- | --- | --- | --- |\n\
+             | 1% filter, 2 of 16 columns ({} rows), median of {} | {:.1} ms | {:.1} ms | **{:.1}x** | at least 3x: {} |\n\
+             | full scan, 1 client ({:.0} MiB of Arrow) | {:.2} GB/s | {:.2} GB/s | {:.1}x | at least 1 GB/s: {} |\n\
+             | full scan, 2 clients at once | | {:.2} GB/s | | |\n\n\
+             Hot tier after the runs: {:.0} of {:.0} MiB used, {} hits, {} misses, {} evictions. \
+             Node peak RSS while measuring: {:.0} MiB.\n\n\
+             Reproduce: `{}`\n",
+            mib(self.file_bytes),
+            self.rows,
+            self.row_groups,
+            self.rows_matched,
+            self.quiver_query_ms.len(),
+            median(&self.datafusion_query_ms),
+            median(&self.quiver_query_ms),
+            self.speedup_query,
+            verdict(self.speedup_query >= 3.0),
+            mib(self.scan_arrow_bytes),
+            self.datafusion_scan_gb_s,
+            self.quiver_scan_1_client_gb_s,
+            self.quiver_scan_1_client_gb_s / self.datafusion_scan_gb_s,
+            verdict(self.quiver_scan_1_client_gb_s >= 1.0),
+            self.quiver_scan_2_clients_gb_s,
+            mib(self.hot.usage),
+            mib(self.hot.capacity),
+            self.hot.hits,
+            self.hot.misses,
+            self.hot.evictions,
+            mib(self.peak_rss_bytes),
+            self.command,
+        )
+    }
+}
