@@ -135,3 +135,65 @@ async fn a_node_without_a_hot_tier_reads_parquet() {
     );
     node.shutdown().await.unwrap();
 }
+
+/// One pass over an object decodes nothing: a column chunk enters the tier
+/// on its second miss, so a table read once never displaces the hot set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_chunk_enters_the_tier_on_its_second_miss() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t/data.parquet");
+    write_parquet(&file, ROWS, 25);
+    let node = quiver_server::RunningNode::start(node_config(
+        vec![local_source("local", dir.path())],
+        None,
+    ))
+    .await
+    .unwrap();
+    let mut c = client(&node).await;
+    let mut req = scan("local", "t/data.parquet");
+    req.columns = Some(vec!["id".into(), "qty".into()]);
+    do_get(&mut c, &req).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let once = stats(&mut c).await;
+    assert_eq!(
+        (once.hot.fills, once.hot.usage, once.hot.misses),
+        (0, 0, 1),
+        "{once:?}"
+    );
+
+    do_get(&mut c, &req).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = stats(&mut c).await;
+        if s.hot.fills == 6 {
+            assert!(s.hot.usage > 0, "{s:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second miss did not fill: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Another projection of the same columns is a hit; one with a column
+    // never read is a miss.
+    let mut same = scan("local", "t/data.parquet");
+    same.columns = Some(vec!["qty".into()]);
+    same.filter = Some("id < 100".into());
+    let before = stats(&mut c).await.hot;
+    let got = do_get(&mut c, &same).await.unwrap();
+    assert_eq!(
+        rows(&got),
+        rows(&reference(&file, same.columns.as_deref(), same.filter.as_deref()).await)
+    );
+    let mut other = scan("local", "t/data.parquet");
+    other.columns = Some(vec!["name".into()]);
+    do_get(&mut c, &other).await.unwrap();
+    let after = stats(&mut c).await.hot;
+    assert_eq!(
+        (after.hits - before.hits, after.misses - before.misses),
+        (1, 1),
+        "{after:?}"
+    );
+    node.shutdown().await.unwrap();
+}
