@@ -197,3 +197,53 @@ async fn a_column_chunk_enters_the_tier_on_its_second_miss() {
     );
     node.shutdown().await.unwrap();
 }
+
+/// The tier holds at most its capacity: filling it with more columns than
+/// fit evicts, and answers stay DataFusion's whatever is left in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tier_keeps_to_its_capacity_and_answers_right_after_evicting() {
+    const BIG: usize = 1_500_000;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t/big.parquet");
+    write_parquet(&file, BIG, 26);
+    let mut config = node_config(vec![local_source("local", dir.path())], None);
+    config.cache.hot = quiver_server::config::ByteSize(64 << 20);
+    let node = quiver_server::RunningNode::start(config).await.unwrap();
+    let mut c = client(&node).await;
+    for column in COLUMNS {
+        let mut req = scan("local", "t/big.parquet");
+        req.columns = Some(vec![column.to_string()]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let before = stats(&mut c).await.hot.hits;
+            do_get(&mut c, &req).await.unwrap();
+            if stats(&mut c).await.hot.hits > before {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "column {column} never entered the tier"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let s = stats(&mut c).await.hot;
+        assert!(s.usage <= s.capacity, "{s:?}");
+    }
+    let s = stats(&mut c).await.hot;
+    assert!(
+        s.evictions > 0,
+        "eight columns of 1.5 M rows fit in 64 MiB? {s:?}"
+    );
+    for (columns, filter) in [
+        (vec!["id", "amount"], "qty > 90"),
+        (vec!["name"], "amount < 0 AND flag"),
+    ] {
+        let mut req = scan("local", "t/big.parquet");
+        req.columns = Some(columns.iter().map(|c| c.to_string()).collect());
+        req.filter = Some(filter.into());
+        let got = do_get(&mut c, &req).await.unwrap();
+        let want = reference(&file, req.columns.as_deref(), req.filter.as_deref()).await;
+        assert_eq!(rows(&got), rows(&want), "{req:?}");
+    }
+    node.shutdown().await.unwrap();
+}
