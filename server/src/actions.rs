@@ -67,7 +67,7 @@ pub fn stats(core: &NodeCore) -> Bytes {
             usage: core.scanner.hot().usage(),
             hits: m.hot_hits.get(),
             misses: m.hot_misses.get(),
-            evictions: core.scanner.hot().evictions(),
+            evictions: m.hot_evictions.get(),
             fills: m.hot_fills.get(),
         },
     })

@@ -1137,6 +1137,12 @@ stall_timeout = "45s"
             .to_string()
             .contains("cache.chunk"));
 
+        let mut c = Config::default();
+        c.cache.hot = ByteSize(1 << 20);
+        assert!(c.validate().unwrap_err().to_string().contains("cache.hot"));
+        c.cache.hot = ByteSize(0);
+        c.validate().unwrap();
+
         let c = Config {
             sources: vec![SourceConfig::new("a", "http://x/")],
             ..Default::default()

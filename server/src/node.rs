@@ -131,15 +131,13 @@ impl RunningNode {
         let scanner = Scanner::new(
             &stores.values().cloned().collect::<Vec<_>>(),
             FooterCache::new(config.cache.metadata.0),
+            DecodedCache::new(config.cache.hot.0, config.cache.eviction, metrics.clone()),
+            metrics.clone(),
             ScanLimits {
                 max_filter_len: config.limits.max_filter_len,
                 batch_rows: config.limits.batch_rows,
             },
         )?;
-        let scanner = scanner.with_hot_tier(
-            DecodedCache::new(config.cache.hot.0, config.cache.eviction, metrics.clone()),
-            metrics.clone(),
-        );
         let scanner = match &config.cache.access_log {
             Some(path) => {
                 scanner.with_access_log(Arc::new(AccessLog::open(path, metrics.clone())?))

@@ -16,7 +16,7 @@ use std::time::Instant;
 use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow_flight::{FlightClient, Ticket};
-use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::TryStreamExt;
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
@@ -28,7 +28,7 @@ use serde::Serialize;
 use crate::data;
 use crate::readers::Digest;
 use crate::server::ServerProcess;
-use crate::workloads::node::{median, stats};
+use crate::workloads::node::{median, stats, tuned_datafusion};
 use crate::BoxError;
 
 const MIB: u64 = 1 << 20;
@@ -196,12 +196,7 @@ pub async fn run(args: &HotArgs, command: String) -> Result<HotReport, BoxError>
     let mut a = server.client().await?;
     let mut b = server.client().await?;
 
-    let mut config = SessionConfig::new()
-        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let parquet = &mut config.options_mut().execution.parquet;
-    parquet.pushdown_filters = true;
-    parquet.reorder_filters = true;
-    let ctx = SessionContext::new_with_config(config);
+    let ctx = SessionContext::new_with_config(tuned_datafusion());
     ctx.register_parquet(
         "t",
         file.to_str().ok_or("the lake path is not UTF-8")?,

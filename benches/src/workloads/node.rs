@@ -109,12 +109,7 @@ fn s3_store(endpoint: &str) -> Result<object_store::aws::AmazonS3, BoxError> {
 /// core.
 async fn datafusion_session(endpoint: &str) -> Result<SessionContext, BoxError> {
     let s3 = s3_store(endpoint)?;
-    let mut config = SessionConfig::new()
-        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let parquet = &mut config.options_mut().execution.parquet;
-    parquet.pushdown_filters = true;
-    parquet.reorder_filters = true;
-    let ctx = SessionContext::new_with_config(config);
+    let ctx = SessionContext::new_with_config(tuned_datafusion());
     ctx.register_object_store(&url::Url::parse(&format!("s3://{BUCKET}"))?, Arc::new(s3));
     ctx.register_parquet(
         "t",
@@ -123,6 +118,17 @@ async fn datafusion_session(endpoint: &str) -> Result<SessionContext, BoxError> 
     )
     .await?;
     Ok(ctx)
+}
+
+/// DataFusion as a skeptic would tune it for these scans: filter pushdown
+/// and filter reordering on, one partition per core.
+pub(crate) fn tuned_datafusion() -> SessionConfig {
+    let mut config = SessionConfig::new()
+        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let parquet = &mut config.options_mut().execution.parquet;
+    parquet.pushdown_filters = true;
+    parquet.reorder_filters = true;
+    config
 }
 
 async fn datafusion_direct(ctx: &SessionContext, sql: &str) -> Result<usize, BoxError> {

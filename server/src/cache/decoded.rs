@@ -9,7 +9,6 @@
 //! and size like the byte-range tier's: a rewritten object misses here and
 //! its old arrays age out.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef};
@@ -35,10 +34,7 @@ fn key_weight(key: &DecodedKey) -> usize {
 }
 
 /// Counts the entries foyer drops to make room, for `stats` and `/metrics`.
-struct Evictions {
-    count: AtomicU64,
-    metrics: Arc<Metrics>,
-}
+struct Evictions(Arc<Metrics>);
 
 impl EventListener for Evictions {
     type Key = DecodedKey;
@@ -46,8 +42,7 @@ impl EventListener for Evictions {
 
     fn on_leave(&self, reason: Event, _key: &DecodedKey, _value: &ArrayRef) {
         if reason == Event::Evict {
-            self.count.fetch_add(1, Ordering::Relaxed);
-            self.metrics.hot_evictions.inc();
+            self.0.hot_evictions.inc();
         }
     }
 }
@@ -60,7 +55,6 @@ pub struct DecodedCache {
 
 struct Inner {
     cache: Cache<DecodedKey, ArrayRef>,
-    evictions: Arc<Evictions>,
     metrics: Arc<Metrics>,
 }
 
@@ -81,10 +75,6 @@ impl DecodedCache {
         if capacity == 0 {
             return DecodedCache { inner: None };
         }
-        let evictions = Arc::new(Evictions {
-            count: AtomicU64::new(0),
-            metrics: metrics.clone(),
-        });
         let cache = CacheBuilder::new(usize::try_from(capacity).unwrap_or(usize::MAX))
             .with_name("quiver-hot")
             .with_shards(MEMORY_SHARDS)
@@ -92,20 +82,11 @@ impl DecodedCache {
             .with_weighter(|k: &DecodedKey, v: &ArrayRef| {
                 v.get_array_memory_size().saturating_add(key_weight(k))
             })
-            .with_event_listener(evictions.clone())
+            .with_event_listener(Arc::new(Evictions(metrics.clone())))
             .build();
         DecodedCache {
-            inner: Some(Arc::new(Inner {
-                cache,
-                evictions,
-                metrics,
-            })),
+            inner: Some(Arc::new(Inner { cache, metrics })),
         }
-    }
-
-    /// A tier that holds nothing, for scanners built without one.
-    pub fn disabled() -> Self {
-        DecodedCache { inner: None }
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -125,12 +106,6 @@ impl DecodedCache {
             .hot_usage
             .set(i64::try_from(usage).unwrap_or(i64::MAX));
         usage
-    }
-
-    pub fn evictions(&self) -> u64 {
-        self.inner
-            .as_ref()
-            .map_or(0, |i| i.evictions.count.load(Ordering::Relaxed))
     }
 
     /// The arrays of `columns` in one row group, only if every one is here:

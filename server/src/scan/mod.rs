@@ -17,8 +17,9 @@ use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::DFSchema;
 use datafusion::error::DataFusionError;
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::expr_rewriter::unnormalize_col;
 use datafusion::logical_expr::{Expr, ExprSchemable};
+use datafusion::physical_expr::split_conjunction;
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -66,6 +67,8 @@ struct Planned {
     df: datafusion::dataframe::DataFrame,
     metadata: Arc<ParquetMetaData>,
     schema: SchemaRef,
+    /// The parsed filter, its columns unqualified, for the hot tier.
+    filter: Option<Expr>,
 }
 
 /// Where a scan the hot tier could not answer stands.
@@ -93,9 +96,13 @@ pub fn store_url(source: &str) -> Result<ObjectStoreUrl> {
 }
 
 impl Scanner {
+    /// `hot` answers scans where it can and is filled after misses;
+    /// `metrics` counts its fills.
     pub fn new(
         stores: &[Arc<CachingObjectStore>],
         footers: FooterCache,
+        hot: DecodedCache,
+        metrics: Arc<Metrics>,
         limits: ScanLimits,
     ) -> Result<Self> {
         let mut config = SessionConfig::new()
@@ -121,18 +128,9 @@ impl Scanner {
             limits,
             access_log: None,
             read_ahead: Arc::new(Semaphore::new(reader::READ_AHEAD_BUDGET_KIB)),
-            hot: Arc::new(HotFill::new(
-                DecodedCache::disabled(),
-                Arc::new(Metrics::new()),
-            )),
+            hot: Arc::new(HotFill::new(hot, metrics)),
             parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
         })
-    }
-
-    /// Answers scans from `tier` where it can, and fills it after misses.
-    pub fn with_hot_tier(mut self, tier: DecodedCache, metrics: Arc<Metrics>) -> Self {
-        self.hot = Arc::new(HotFill::new(tier, metrics));
-        self
     }
 
     pub fn hot(&self) -> &DecodedCache {
@@ -263,22 +261,9 @@ impl Scanner {
             },
             None => (0..schema.fields().len()).collect(),
         };
-        // The filter, parsed over the whole file so that its columns are
-        // found, then built over just the columns the scan reads.
-        let filter = match &req.filter {
-            Some(text) => {
-                let Ok(full) = DFSchema::try_from(schema.as_ref().clone()) else {
-                    return HotOutcome::Unsupported;
-                };
-                match self.ctx.parse_sql_expr(text, &full) {
-                    Ok(expr) => Some(expr),
-                    Err(_) => return HotOutcome::Unsupported,
-                }
-            }
-            None => None,
-        };
+        let filter = planned.filter.as_ref();
         let mut read: Vec<usize> = projected.clone();
-        if let Some(expr) = &filter {
+        if let Some(expr) = filter {
             for column in expr.column_refs() {
                 match index(&column.name) {
                     Some(i) => read.push(i),
@@ -292,33 +277,31 @@ impl Scanner {
             return HotOutcome::Unsupported;
         };
         let input = Arc::new(input);
-        let Ok(input_df) = DFSchema::try_from(input.as_ref().clone()) else {
-            return HotOutcome::Unsupported;
-        };
-        let conjuncts: Vec<Expr> = filter
-            .as_ref()
-            .map(|e| split_conjunction(e).into_iter().cloned().collect())
-            .unwrap_or_default();
-        let mut physical = Vec::with_capacity(conjuncts.len());
-        for conjunct in &conjuncts {
-            match self.ctx.create_physical_expr(conjunct.clone(), &input_df) {
-                Ok(p) => physical.push(p),
-                Err(_) => return HotOutcome::Unsupported,
+        // The filter is built once over just the columns the scan reads;
+        // its conjuncts run one after another, the whole prunes row groups.
+        let predicate = match filter {
+            Some(expr) => {
+                let built = DFSchema::try_from(input.as_ref().clone())
+                    .and_then(|df| self.ctx.create_physical_expr(expr.clone(), &df));
+                match built {
+                    Ok(p) => Some(p),
+                    Err(_) => return HotOutcome::Unsupported,
+                }
             }
-        }
+            None => None,
+        };
+        let conjuncts: Vec<_> = predicate
+            .as_ref()
+            .map(|p| split_conjunction(p).into_iter().cloned().collect())
+            .unwrap_or_default();
         let mut groups: Vec<usize> = match &req.row_groups {
             Some(g) => g.clone(),
             None => (0..metadata.num_row_groups()).collect(),
         };
-        if let Some(expr) = &filter {
-            let kept = self
-                .ctx
-                .create_physical_expr(expr.clone(), &input_df)
-                .and_then(|p| {
-                    PruningPredicateBuilder::new()
-                        .with_file_schema(input.clone())
-                        .try_build(p)
-                })
+        if let Some(predicate) = &predicate {
+            let kept = PruningPredicateBuilder::new()
+                .with_file_schema(input.clone())
+                .try_build(predicate.clone())
                 .and_then(|p| p.prune(&RowGroupStats::new(metadata, &groups, schema)));
             if let Ok(kept) = kept {
                 let mut keep = kept.into_iter();
@@ -354,7 +337,7 @@ impl Scanner {
         HotOutcome::Hit(HotScan {
             input,
             row_groups,
-            conjuncts: physical,
+            conjuncts,
             projection,
             output: output.clone(),
             limit: req.limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
@@ -393,6 +376,7 @@ impl Scanner {
             metadata.num_row_groups(),
         )?;
         let mut df = self.ctx.read_table(Arc::new(table)).map_err(fail)?;
+        let mut hot_filter = None;
         if let Some(filter) = &req.filter {
             if filter.len() > self.limits.max_filter_len {
                 return Err(QuiverError::ResourceExhausted(format!(
@@ -410,6 +394,7 @@ impl Scanner {
                 ))
             })?;
             filter::check(&expr, filter)?;
+            hot_filter = Some(unnormalize_col(expr.clone()));
             let ty = expr.get_type(df.schema()).map_err(|e| {
                 QuiverError::invalid(format!(
                     "the filter `{}` is not valid: {}",
@@ -455,6 +440,7 @@ impl Scanner {
             df,
             metadata,
             schema,
+            filter: hot_filter,
         })
     }
 }
