@@ -2,19 +2,23 @@
 //!
 //! A scan the tier can answer in full (every column it reads, in every row
 //! group its filter cannot rule out by statistics) never touches Parquet:
-//! each row group's arrays become one batch, the filter's conjuncts run over
-//! it one after another with Arrow kernels (each on the rows the previous
-//! ones kept, as the Parquet row filter does), and the projection takes the
-//! surviving arrays as they are. Row groups are evaluated on several cores
-//! at once and sent in file order. Should an expression fail on the arrays,
-//! the rest of the scan, from that row group on, is read from Parquet, so a
-//! client sees what the Parquet path would have told it.
+//! each row group's arrays become one batch and the filter's conjuncts run
+//! over it with Arrow kernels, their masks combined. The rows a conjunct keeps
+//! are copied out for the next one only when it keeps few of them; otherwise
+//! the combined mask is applied once, at the end, to the projected columns
+//! alone, so a range split into `>=` and `<=` copies nothing twice and the
+//! columns the filter reads but the client does not are never copied. Row
+//! groups are evaluated on several cores at once and sent in file order.
+//! Should an expression fail on the arrays (it may now see rows an earlier
+//! conjunct ruled out), the rest of the scan, from that row group on, is
+//! read from Parquet, so a client sees what the Parquet path would have told
+//! it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, RecordBatchOptions};
-use arrow::compute::filter_record_batch;
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions};
+use arrow::compute::{and, filter_record_batch};
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::physical_expr::PhysicalExpr;
@@ -170,6 +174,11 @@ async fn next(mut state: State) -> Option<(DfResult<RecordBatch>, State)> {
     }
 }
 
+/// How much a conjunct must narrow a row group before the rows it keeps are
+/// copied out for the next one: copying every column costs more than running
+/// the next conjunct over rows already ruled out, unless few rows survive.
+const NARROW: usize = 8;
+
 /// What evaluating any row group of one scan needs.
 struct Job {
     input: SchemaRef,
@@ -185,10 +194,10 @@ impl Job {
     fn evaluate(&self, arrays: Vec<ArrayRef>, rows: usize) -> DfResult<Vec<RecordBatch>> {
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
         let mut batch = RecordBatch::try_new_with_options(self.input.clone(), arrays, &options)?;
-        for conjunct in &self.conjuncts {
-            if batch.num_rows() == 0 {
-                break;
-            }
+        // The rows of `batch` every conjunct so far keeps, when they have not
+        // been taken out of it yet.
+        let mut kept: Option<BooleanArray> = None;
+        for (i, conjunct) in self.conjuncts.iter().enumerate() {
             let mask = conjunct.evaluate(&batch)?.into_array(batch.num_rows())?;
             let mask = match mask.data_type() {
                 DataType::Boolean => mask.as_boolean().clone(),
@@ -198,10 +207,23 @@ impl Job {
                     )))
                 }
             };
-            if mask.null_count() == 0 && mask.true_count() == mask.len() {
+            let mask = match kept.take() {
+                Some(before) => and(&before, &mask)?,
+                None => mask,
+            };
+            let count = mask.true_count();
+            if count == 0 {
+                return Ok(Vec::new());
+            }
+            if count == mask.len() {
                 continue;
             }
-            batch = filter_record_batch(&batch, &mask)?;
+            let more = i + 1 < self.conjuncts.len();
+            if more && count.saturating_mul(NARROW) <= batch.num_rows() {
+                batch = filter_record_batch(&batch, &mask)?;
+            } else {
+                kept = Some(mask);
+            }
         }
         let columns: Vec<ArrayRef> = self
             .projection
@@ -209,7 +231,10 @@ impl Job {
             .map(|&i| batch.column(i).clone())
             .collect();
         let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-        let out = RecordBatch::try_new_with_options(self.output.clone(), columns, &options)?;
+        let mut out = RecordBatch::try_new_with_options(self.output.clone(), columns, &options)?;
+        if let Some(mask) = kept {
+            out = filter_record_batch(&out, &mask)?;
+        }
         let total = out.num_rows();
         let mut batches = Vec::with_capacity(total.div_ceil(self.batch_rows));
         let mut offset = 0;
@@ -219,5 +244,87 @@ impl Job {
             offset += len;
         }
         Ok(batches)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+    use datafusion::logical_expr::Operator;
+    use datafusion::physical_expr::expressions::{binary, col, lit};
+
+    const ROWS: i64 = 1000;
+
+    /// Conjuncts `k <op> value`, and the `k` of the rows they keep.
+    type Case = (Vec<(Operator, i64)>, Vec<i64>);
+
+    /// Evaluates `k <op> value` conjuncts over `k = 0..ROWS` and `s = k` as
+    /// text, projecting `(s, k)`, and returns the `k` of each row kept.
+    fn kept(conjuncts: &[(Operator, i64)]) -> Vec<i64> {
+        let input = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, false),
+        ]));
+        let output = Arc::new(Schema::new(vec![
+            Field::new("s", DataType::Utf8, false),
+            Field::new("k", DataType::Int64, false),
+        ]));
+        let conjuncts = conjuncts
+            .iter()
+            .map(|(op, v)| binary(col("k", &input).unwrap(), *op, lit(*v), &input).unwrap())
+            .collect();
+        let job = Job {
+            input,
+            conjuncts,
+            projection: vec![1, 0],
+            output,
+            batch_rows: 64,
+        };
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(0..ROWS)),
+            Arc::new(StringArray::from_iter_values(
+                (0..ROWS).map(|k| k.to_string()),
+            )),
+        ];
+        let batches = job.evaluate(arrays, ROWS as usize).unwrap();
+        let mut ks = Vec::new();
+        for b in &batches {
+            assert!(b.num_rows() > 0 && b.num_rows() <= 64, "{}", b.num_rows());
+            let s = b.column(0).as_string::<i32>();
+            let k = b.column(1).as_primitive::<arrow::datatypes::Int64Type>();
+            for i in 0..b.num_rows() {
+                assert_eq!(s.value(i), k.value(i).to_string());
+                ks.push(k.value(i));
+            }
+        }
+        ks
+    }
+
+    /// Whichever way the masks are combined (kept for the end, or applied
+    /// early when a conjunct narrows the rows enough), the rows kept are
+    /// those every conjunct keeps, in order, with their projected columns.
+    #[test]
+    fn conjuncts_keep_the_rows_all_of_them_keep() {
+        use Operator::*;
+        let cases: Vec<Case> = vec![
+            // A range: neither half narrows enough, one mask at the end.
+            (vec![(GtEq, 300), (LtEq, 309)], (300..=309).collect()),
+            // A narrow first conjunct: its rows are taken out early.
+            (vec![(GtEq, 990), (LtEq, 995)], (990..=995).collect()),
+            (
+                vec![(GtEq, 100), (Lt, 900), (NotEq, 500), (Gt, 880)],
+                (881..900).collect(),
+            ),
+            (vec![(GtEq, 0)], (0..ROWS).collect()),
+            (vec![(GtEq, 0), (LtEq, ROWS)], (0..ROWS).collect()),
+            (vec![(Lt, 0), (GtEq, 0)], vec![]),
+            (vec![(GtEq, 500), (Lt, 500)], vec![]),
+            (vec![], (0..ROWS).collect()),
+        ];
+        for (conjuncts, want) in cases {
+            assert_eq!(kept(&conjuncts), want, "{conjuncts:?}");
+        }
     }
 }
