@@ -5,6 +5,7 @@
 mod counting;
 mod data;
 mod measure;
+mod origin;
 mod plot;
 mod readers;
 mod report;
@@ -50,6 +51,13 @@ struct Cli {
     /// Per-connection bandwidth of the emulated S3 link, in MB/s.
     #[arg(long, global = true, default_value_t = 100)]
     bandwidth_mb_s: u64,
+    /// First-byte latency of an emulated hop from the benchmark's clients to
+    /// each local node, in milliseconds; 0 connects them on raw loopback.
+    #[arg(long, global = true, default_value_t = 0)]
+    client_latency_ms: u64,
+    /// Per-connection bandwidth of the client hop, in MB/s; 0 for no cap.
+    #[arg(long, global = true, default_value_t = 0)]
+    client_bandwidth_mb_s: u64,
     /// The quiver-server binary to run (default: next to this binary).
     #[arg(long, global = true)]
     server_bin: Option<PathBuf>,
@@ -91,6 +99,23 @@ struct SuiteArgs {
 
 #[derive(Subcommand)]
 enum Workload {
+    /// The benchmark's network process (S3 server and links), started by the
+    /// benchmark itself; not a workload.
+    #[command(hide = true)]
+    ServeLink {
+        /// Serve S3 (s3s-fs) over this directory.
+        #[arg(long)]
+        s3_dir: Option<PathBuf>,
+        /// Buckets the S3 server creates.
+        #[arg(long)]
+        bucket: Vec<String>,
+        /// Put the links in front of this address instead.
+        #[arg(long)]
+        upstream: Option<std::net::SocketAddr>,
+        /// A link to start, as LATENCY_MS:BYTES_PER_S; repeatable.
+        #[arg(long, value_parser = origin::parse_link)]
+        link: Vec<quiver_testkit::link::LinkConfig>,
+    },
     /// The suite: trace and pushdown (the default).
     All(SuiteArgs),
     /// ISTZIIO-style traces over 1 MB and 100 MB files.
@@ -235,6 +260,10 @@ enum Workload {
         /// Memory tier of the node, in MiB.
         #[arg(long, default_value_t = 256)]
         memory_mib: u64,
+        /// Further S3 link latencies to compare DataFusion and warm Quiver
+        /// at, in milliseconds; `none` for only --latency-ms.
+        #[arg(long, value_delimiter = ',', default_value = "5,15,30")]
+        sweep_ms: Vec<String>,
     },
 }
 
@@ -247,16 +276,29 @@ fn one_node(
 ) -> Result<RigOptions, BoxError> {
     Ok(RigOptions {
         link,
+        client_link: client_link(cli),
         server_bin,
         nodes: cli.nodes.clone(),
         s3: cli.s3.clone(),
         source: cli.source.clone(),
         memory_mib: cli.cache_memory_mib,
         disk_mib: cli.cache_disk_mib,
+        hot_mib: None,
         local_nodes: 1,
         max_scans: BENCH_MAX_SCANS,
         sql_tables,
         connector: connector(cli)?,
+    })
+}
+
+/// The emulated hop from clients to local nodes, when `--client-latency-ms`
+/// or `--client-bandwidth-mb-s` asks for one.
+fn client_link(cli: &Cli) -> Option<quiver_testkit::link::LinkConfig> {
+    (cli.client_latency_ms > 0 || cli.client_bandwidth_mb_s > 0).then(|| {
+        quiver_testkit::link::LinkConfig {
+            latency: Duration::from_millis(cli.client_latency_ms),
+            bandwidth: cli.client_bandwidth_mb_s * 1_000_000,
+        }
     })
 }
 
@@ -338,6 +380,15 @@ async fn main() {
 
 async fn run() -> Result<(), BoxError> {
     let mut cli = Cli::parse();
+    if let Some(Workload::ServeLink {
+        s3_dir,
+        bucket,
+        upstream,
+        link,
+    }) = &cli.workload
+    {
+        return origin::serve(s3_dir.as_deref(), bucket, *upstream, link).await;
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = format!(
         "cargo build --release -p quiver-server -p quiver-bench && target/release/quiver-bench {}",
@@ -359,6 +410,7 @@ async fn run() -> Result<(), BoxError> {
         .take()
         .unwrap_or(Workload::All(SuiteArgs::default()));
     let (trace, pushdown) = match workload {
+        Workload::ServeLink { .. } => return Err("serve-link is started by the benchmark".into()),
         Workload::All(s) => (true, Some(s)),
         Workload::Trace => (true, None),
         Workload::Pushdown(s) => (false, Some(s)),
@@ -384,14 +436,19 @@ async fn run() -> Result<(), BoxError> {
                 requests: requests.unwrap_or(defaults.requests),
                 ..defaults
             };
+            let memory_mib = node_memory_mib.unwrap_or(if cli.quick { 24 } else { 192 });
             let opts = RigOptions {
                 link,
+                client_link: client_link(&cli),
                 server_bin,
                 nodes: Vec::new(),
                 s3: None,
                 source: cli.source.clone(),
-                memory_mib: node_memory_mib.unwrap_or(if cli.quick { 24 } else { 192 }),
+                memory_mib,
                 disk_mib: 0,
+                // As large as the memory tier, so the data set stays larger
+                // than one node's tiers and smaller than three nodes'.
+                hot_mib: Some(memory_mib),
                 local_nodes: 1,
                 max_scans: BENCH_MAX_SCANS,
                 sql_tables: Vec::new(),
@@ -571,12 +628,24 @@ async fn run() -> Result<(), BoxError> {
             runs,
             selectivity,
             memory_mib,
+            sweep_ms,
         } => {
             if !cli.nodes.is_empty() || cli.s3.is_some() {
                 return Err(
                     "the node workload starts its own node; it takes no --nodes or --s3".into(),
                 );
             }
+            let sweep_ms = match sweep_ms.as_slice() {
+                [none] if none == "none" => Vec::new(),
+                list => list
+                    .iter()
+                    .map(|ms| {
+                        ms.trim()
+                            .parse::<u64>()
+                            .map_err(|e| format!("bad --sweep-ms entry {ms:?}: {e}"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
             if !(selectivity > 0.0 && selectivity <= 1.0) {
                 return Err("--selectivity must be in (0, 1]".into());
             }
@@ -591,6 +660,8 @@ async fn run() -> Result<(), BoxError> {
                 selectivity,
                 memory_mib,
                 link,
+                sweep_ms,
+                client_link: client_link(&cli),
                 server_bin,
             };
             let report = workloads::node::run(&args).await?;
@@ -607,12 +678,14 @@ async fn run() -> Result<(), BoxError> {
 
     let rig = Rig::start(&RigOptions {
         link,
+        client_link: client_link(&cli),
         server_bin,
         nodes: cli.nodes.clone(),
         s3: cli.s3.clone(),
         source: cli.source.clone(),
         memory_mib: cli.cache_memory_mib,
         disk_mib: cli.cache_disk_mib,
+        hot_mib: None,
         local_nodes: 1,
         max_scans: BENCH_MAX_SCANS,
         sql_tables: Vec::new(),

@@ -1,6 +1,6 @@
 //! The suite's results: one JSON document with every measurement, and a
-//! Markdown summary that puts each mode beside the direct-S3 baseline of
-//! the same case.
+//! Markdown summary that puts each mode beside DataFusion over S3, the
+//! strongest baseline of the same case.
 
 use serde::{Deserialize, Serialize};
 
@@ -79,13 +79,13 @@ impl Suite {
         }
         md.push_str(
             "\nLatency is end to end, from request to record batches in client memory. \
-             `x direct` is the direct reader's mean latency over the mode's (higher is faster). \
+             `x DataFusion` is DataFusion over S3's mean latency over the mode's (higher is faster). \
              Bytes to client are the S3 responses for the baselines and the Flight stream for Quiver.\n",
         );
         for workload in self.workloads() {
             md.push_str(&format!(
                 "\n### {workload}\n\n\
-                 | case | mode | mean ms | p50 ms | p95 ms | p99 ms | x direct | req/s | MB/s | hit ratio | origin MiB | S3 requests | to client MiB | node peak RSS MiB |\n\
+                 | case | mode | mean ms | p50 ms | p95 ms | p99 ms | x DataFusion | req/s | MB/s | hit ratio | origin MiB | S3 requests | to client MiB | node peak RSS MiB |\n\
                  | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
             ));
             for case in self.cases(&workload) {
@@ -100,7 +100,7 @@ impl Suite {
                         m.latency_ms.p50,
                         m.latency_ms.p95,
                         m.latency_ms.p99,
-                        opt(m.speedup_vs_direct, |x| format!("{x:.2}x")),
+                        opt(m.speedup_vs_datafusion, |x| format!("{x:.2}x")),
                         m.requests_per_s,
                         m.throughput_mb_s,
                         opt(m.hit_ratio, |r| format!("{:.1}%", r * 100.0)),

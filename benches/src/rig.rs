@@ -1,6 +1,7 @@
 //! Where the benchmark data lives and who serves it: either everything on
-//! this machine (s3s-fs behind the emulated link, plus one or more
-//! quiver-server processes sharing a topology), or a real S3 prefix and
+//! this machine (s3s-fs behind the emulated link in a process of its own,
+//! plus one or more quiver-server processes sharing a topology, each
+//! optionally behind an emulated client hop), or a real S3 prefix and
 //! already running Quiver nodes, as on the EC2 rig.
 
 use std::path::PathBuf;
@@ -14,14 +15,15 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use quiver_client::{AdminClient, ClientConfig, Connector};
 use quiver_protocol::{slot_of, EvictRequest, NodeInfo, StatsReport, Topology};
-use quiver_testkit::{S3Server, ACCESS_KEY, SECRET_KEY};
+use quiver_testkit::{ACCESS_KEY, SECRET_KEY};
 use tonic::transport::Channel;
 use url::Url;
 
 use crate::counting::CountingStore;
+use crate::origin::{NetProcess, Upstream};
 use crate::server::ServerProcess;
 use crate::BoxError;
-use quiver_testkit::link::{Link, LinkConfig};
+use quiver_testkit::link::LinkConfig;
 
 const LOCAL_BUCKET: &str = "bench";
 /// The scan limit of local nodes in workloads that measure speed: far above
@@ -33,6 +35,9 @@ const DATA_DIR: &str = "quiver-bench";
 #[derive(Debug, Clone)]
 pub struct RigOptions {
     pub link: Option<LinkConfig>,
+    /// The emulated hop from the benchmark's clients to each local node;
+    /// `None` connects them on raw loopback.
+    pub client_link: Option<LinkConfig>,
     pub server_bin: PathBuf,
     /// Flight URLs of running nodes; empty starts a local node.
     pub nodes: Vec<String>,
@@ -42,6 +47,8 @@ pub struct RigOptions {
     pub source: String,
     pub memory_mib: u64,
     pub disk_mib: u64,
+    /// The hot tier of local nodes, in MiB; `None` keeps the node's default.
+    pub hot_mib: Option<u64>,
     /// `limits.max_concurrent_scans` of local nodes: high for workloads
     /// that measure speed, the node's default (64) for one that measures
     /// behaviour past the limits.
@@ -98,8 +105,9 @@ impl NodeStats {
 
 pub struct Rig {
     work: tempfile::TempDir,
-    s3_server: Option<S3Server>,
-    _link: Option<Link>,
+    /// The S3 server with its link, and the client hops: child processes,
+    /// stopped when the rig is dropped.
+    net: Vec<NetProcess>,
     /// What baselines read through: the emulated link or real S3, counted.
     baseline: Arc<CountingStore>,
     /// Uploads bypass the link: generating data is not what is measured.
@@ -191,8 +199,7 @@ impl Rig {
             let root = url.path().trim_matches('/').to_string();
             return Ok(Rig {
                 work,
-                s3_server: None,
-                _link: None,
+                net: Vec::new(),
                 baseline: Arc::new(CountingStore::new(store.clone())),
                 uploader: store,
                 bucket_url: Url::parse(&format!("s3://{}", url.host_str().unwrap_or_default()))?,
@@ -207,15 +214,19 @@ impl Rig {
             });
         }
 
-        let s3 = S3Server::start(&work.path().join("s3"), &[LOCAL_BUCKET]).await?;
-        let link = match opts.link {
-            Some(cfg) => Some(Link::start(s3.addr, cfg).await?),
-            None => None,
+        let origin = NetProcess::start(
+            &Upstream::S3 {
+                dir: work.path().join("s3"),
+                buckets: vec![LOCAL_BUCKET.to_string()],
+            },
+            opts.link.as_slice(),
+        )?;
+        let direct_endpoint = origin.s3_endpoint()?;
+        let endpoint = match origin.links.first() {
+            Some(link) => format!("http://{link}"),
+            None => direct_endpoint.clone(),
         };
-        let endpoint = link
-            .as_ref()
-            .map(|l| format!("http://{}", l.addr))
-            .unwrap_or_else(|| s3.endpoint());
+        let mut net = vec![origin];
         let count = opts.local_nodes.max(1);
         let mut servers = Vec::new();
         let mut channels = Vec::new();
@@ -231,8 +242,12 @@ impl Rig {
             } else {
                 String::new()
             };
+            let hot = opts
+                .hot_mib
+                .map(|m| format!("hot = \"{m}MiB\"\n"))
+                .unwrap_or_default();
             let config = format!(
-                "[cache]\nmemory = \"{}MiB\"\ndisk = \"{}MiB\"\ndisk_dir = \"{}\"\n\n\
+                "[cache]\nmemory = \"{}MiB\"\ndisk = \"{}MiB\"\ndisk_dir = \"{}\"\n{hot}\n\
                  [[source]]\nname = \"{}\"\nurl = \"s3://{LOCAL_BUCKET}/\"\nendpoint = \"{endpoint}\"\n\
                  region = \"us-east-1\"\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n\n\
                  {cluster}[limits]\nmax_concurrent_scans = {}\n{}",
@@ -250,7 +265,16 @@ impl Rig {
                     .collect::<String>(),
             );
             let server = ServerProcess::start(&opts.server_bin, &dir, &config)?;
-            let url = format!("grpc://{}", server.flight);
+            let addr = match opts.client_link {
+                Some(cfg) => {
+                    let hop = NetProcess::start(&Upstream::Addr(server.flight), &[cfg])?;
+                    let addr = *hop.links.first().ok_or("the client hop did not start")?;
+                    net.push(hop);
+                    addr
+                }
+                None => server.flight,
+            };
+            let url = format!("grpc://{addr}");
             channels.push(connect(&url, &Connector::default()).await?);
             urls.push(url);
             servers.push(server);
@@ -273,7 +297,7 @@ impl Rig {
         };
         Ok(Rig {
             baseline: Arc::new(CountingStore::new(local_s3(&endpoint)?)),
-            uploader: local_s3(&s3.endpoint())?,
+            uploader: local_s3(&direct_endpoint)?,
             bucket_url: Url::parse(&format!("s3://{LOCAL_BUCKET}"))?,
             root: String::new(),
             source: opts.source.clone(),
@@ -284,8 +308,7 @@ impl Rig {
             connector: Connector::default(),
             token: None,
             work,
-            s3_server: Some(s3),
-            _link: link,
+            net,
         })
     }
 
@@ -430,7 +453,7 @@ impl Rig {
         for server in self.servers {
             server.stop()?;
         }
-        drop(self.s3_server);
+        drop(self.net);
         Ok(())
     }
 }

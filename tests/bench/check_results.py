@@ -15,7 +15,7 @@ MODES = ["direct", "datafusion", "quiver-cold", "quiver-warm"]
 KEYS = [
     "workload", "case", "mode", "requests", "concurrency", "latency_ms", "latencies_ms",
     "wall_s", "requests_per_s", "throughput_mb_s", "rows", "arrow_bytes", "hit_ratio",
-    "origin_bytes", "s3_requests", "bytes_to_client", "peak_rss_bytes", "speedup_vs_direct",
+    "origin_bytes", "s3_requests", "bytes_to_client", "peak_rss_bytes", "speedup_vs_datafusion",
 ]
 PLOTS = ["trace-latency.png", "pushdown-latency.png", "pushdown-bytes.png"]
 
@@ -47,7 +47,7 @@ def check_suite(out: pathlib.Path) -> None:
             assert m["hit_ratio"] is not None and m["peak_rss_bytes"] > 0
         else:
             assert m["hit_ratio"] is None and m["s3_requests"] > 0
-        assert m["speedup_vs_direct"] > 0
+        assert m["speedup_vs_datafusion"] > 0
     traces = [c for (w, c) in cases if w == "trace"]
     assert traces == ["zipf-small", "zipf-large", "parallel", "serial"], traces
     assert len([c for (w, c) in cases if w == "pushdown"]) == 8
@@ -66,7 +66,7 @@ def check_suite(out: pathlib.Path) -> None:
             fetched = modes["direct"]["bytes_to_client"]
             assert sent < fetched, f"pushdown {sel} {cols}: Quiver sent {sent} B, direct fetched {fetched} B"
     md = (out / "results.md").read_text()
-    for needle in ["### trace", "### pushdown", "x direct", "Reproduce:"] + PLOTS:
+    for needle in ["### trace", "### pushdown", "x DataFusion", "Reproduce:"] + PLOTS:
         assert needle in md, f"results.md lacks {needle!r}"
     for plot in PLOTS:
         check_png(out / plot)
@@ -74,11 +74,21 @@ def check_suite(out: pathlib.Path) -> None:
 
 def check_node(out: pathlib.Path) -> None:
     report = json.loads((out / "node.json").read_text())
-    for key in ("datafusion_direct_ms", "quiver_warm_ms", "speedup_warm_vs_direct",
+    for key in ("sweep", "quiver_warm_ms", "speedup_warm_vs_datafusion",
                 "bytes_to_client_fraction", "peak_rss_bytes"):
         assert key in report, key
     assert report["rows_matched"] > 0 and report["peak_rss_bytes"] > 0
-    assert "warm speed-up" in (out / "node.md").read_text()
+    # The headline link first, then the sweep's: 30 ms, then 5 and 15.
+    latencies = [p["link_latency_ms"] for p in report["sweep"]]
+    assert latencies == [30, 5, 15], latencies
+    runs = len(report["quiver_warm_ms"])
+    for point in report["sweep"]:
+        assert len(point["datafusion_direct_ms"]) == runs > 0, point
+        assert point["datafusion_best"] in [c for c, _ in point["datafusion_trials"]], point
+        assert len(point["datafusion_trials"]) == 8, point
+        assert point["speedup_warm_vs_datafusion"] > 0, point
+    md = (out / "node.md").read_text()
+    assert "warm speed-up" in md and "Latency sweep" in md, md
 
 
 def check_hot(out: pathlib.Path) -> None:

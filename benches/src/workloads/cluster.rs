@@ -141,7 +141,7 @@ pub async fn run(
         command,
         setup: format!(
             "{} files of {} MiB (16 float64 columns) in s3s-fs behind the emulated link; {} requests, {} in flight, \
-             each reading one file with all columns and `c0 < 0.05`; nodes have {} MiB of memory and no disk tier",
+             each reading one file with all columns and `c0 < 0.05`; nodes have {} MiB of memory, as large a hot tier and no disk tier",
             args.files, args.file_mb, args.requests, args.concurrency, opts.memory_mib
         ),
         memory_mib_per_node: opts.memory_mib,
@@ -179,7 +179,7 @@ impl ClusterReport {
             ));
         }
         md.push_str(&format!(
-            "\nData: {:.0} MiB in total, {} MiB of memory per node.\n\nReproduce: `{}`\n",
+            "\nData: {:.0} MiB in total, {} MiB of memory and as much hot tier per node.\n\nReproduce: `{}`\n",
             mib(self.data_bytes),
             self.memory_mib_per_node,
             self.command

@@ -6,20 +6,21 @@
 //!
 //! Each run starts the Quiver modes from an evicted cache; the modes are
 //! interleaved run by run and every answer must equal the baseline's. The
-//! baseline is one long-lived DataFusion session (its metadata cache warm)
-//! with pushdown and filter reordering on and 4 partitions, as many byte
-//! ranges as the pre-signed client reads at once.
+//! baseline is DataFusion configured as is fastest over the link (8
+//! partitions per core, pushdown off: `node::link_datafusion`), as the
+//! pre-signed client reads.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use quiver_client::QuiverClient;
 use quiver_protocol::{ScanRequest, StatsReport};
 use serde::Serialize;
 
 use crate::data;
 use crate::rig::Rig;
+use crate::workloads::node::link_datafusion;
 use crate::workloads::tpch::{content, median};
 use crate::BoxError;
 
@@ -80,16 +81,11 @@ async fn warmed(client: &QuiverClient, url: &str) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// A DataFusion session over the object through the link. As many
-/// partitions as the pre-signed client reads byte ranges at once:
-/// partitions suited to the link, not the core count.
+/// A DataFusion session over the object through the link, configured as is
+/// fastest over such a link (as many byte ranges at once as the pre-signed
+/// client reads).
 async fn direct_session(rig: &Rig) -> Result<SessionContext, BoxError> {
-    let mut config = SessionConfig::new()
-        .with_target_partitions(4)
-        .with_repartition_file_min_size(0);
-    let parquet = &mut config.options_mut().execution.parquet;
-    parquet.pushdown_filters = true;
-    parquet.reorder_filters = true;
+    let config = link_datafusion().with_repartition_file_min_size(0);
     let ctx = SessionContext::new_with_config(config);
     ctx.register_object_store(rig.bucket_url(), rig.baseline().clone());
     let url = format!(
