@@ -267,6 +267,9 @@ enum Workload {
     },
 }
 
+/// The smallest hot tier a node accepts (`cache.hot`), in MiB.
+const MIN_HOT_MIB: u64 = 64;
+
 /// A rig of the flags' S3 and nodes, or of one local node.
 fn one_node(
     cli: &Cli,
@@ -447,8 +450,13 @@ async fn run() -> Result<(), BoxError> {
                 memory_mib,
                 disk_mib: 0,
                 // As large as the memory tier, so the data set stays larger
-                // than one node's tiers and smaller than three nodes'.
-                hot_mib: Some(memory_mib),
+                // than one node's tiers and smaller than three nodes'; off
+                // below the tier's smallest size.
+                hot_mib: Some(if memory_mib >= MIN_HOT_MIB {
+                    memory_mib
+                } else {
+                    0
+                }),
                 local_nodes: 1,
                 max_scans: BENCH_MAX_SCANS,
                 sql_tables: Vec::new(),

@@ -171,9 +171,70 @@ pub async fn run(
     ))
 }
 
+/// Runs `queries` one at a time, each in every mode of `modes` in turn, so
+/// that no mode is timed in a quieter or a busier stretch of the run than
+/// another. Cold runs start from an evicted cache: before each of them with
+/// `evict_each_cold` (and each warm run then follows untimed reads that
+/// bring its query into the hot tier, as re-reading it would), otherwise
+/// once, before the first, so that they warm the cache as the queries go,
+/// as a cold trace does. Returns one measurement per mode, in `modes`
+/// order.
+pub async fn interleaved(
+    readers: &Readers<'_>,
+    workload: &str,
+    case: &str,
+    modes: &[Mode],
+    queries: &[Query],
+    evict_each_cold: bool,
+) -> Result<Vec<(Measurement, Vec<Reply>)>, BoxError> {
+    let rig = readers.rig();
+    if modes.contains(&Mode::QuiverCold) && !evict_each_cold {
+        rig.evict_all().await?;
+    }
+    let mut runs: Vec<Vec<(Measurement, Vec<Reply>)>> = modes.iter().map(|_| Vec::new()).collect();
+    for q in queries {
+        for (i, &mode) in modes.iter().enumerate() {
+            if mode == Mode::QuiverCold && evict_each_cold {
+                rig.evict_all().await?;
+            }
+            if mode == Mode::QuiverWarm && evict_each_cold {
+                warm_up(readers, q).await?;
+            }
+            runs[i].push(run(readers, workload, case, mode, std::slice::from_ref(q), 1).await?);
+        }
+    }
+    runs.into_iter().map(merge).collect()
+}
+
+/// Untimed reads of `q` that may bring it into the hot tier: the first
+/// miss only remembers its column chunks, the second fills them in the
+/// background.
+const WARM_UP_READS: usize = 5;
+
+/// Reads `q` through Quiver, untimed, until the hot tier answers it or
+/// [`WARM_UP_READS`] reads were not enough (as when the tier cannot hold
+/// what the query reads).
+async fn warm_up(readers: &Readers<'_>, q: &Query) -> Result<(), BoxError> {
+    let rig = readers.rig();
+    for _ in 0..WARM_UP_READS {
+        let before = rig.stats().await?.hot_hits;
+        readers.read(Mode::QuiverWarm, q).await?;
+        if rig.stats().await?.hot_hits > before {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
 /// Joins runs of one case and mode measured separately (cold runs, each
 /// after an eviction) into one measurement.
 pub fn merge(runs: Vec<(Measurement, Vec<Reply>)>) -> Result<(Measurement, Vec<Reply>), BoxError> {
+    // Runs the hot tier answered alone make no chunk lookups and count as
+    // all hits, as `NodeStats::hit_ratio` counts them.
+    let hot_only = runs
+        .iter()
+        .all(|(r, _)| r.chunk_hits + r.chunk_misses == 0 && r.hit_ratio == Some(1.0));
     let mut runs = runs.into_iter();
     let (mut m, mut replies) = runs.next().ok_or("no runs to merge")?;
     for (r, more) in runs {
@@ -194,7 +255,13 @@ pub fn merge(runs: Vec<(Measurement, Vec<Reply>)>) -> Result<(Measurement, Vec<R
     m.requests_per_s = m.requests as f64 / m.wall_s;
     m.throughput_mb_s = m.arrow_bytes as f64 / 1e6 / m.wall_s;
     let lookups = m.chunk_hits + m.chunk_misses;
-    m.hit_ratio = (m.mode.is_quiver() && lookups > 0).then(|| m.chunk_hits as f64 / lookups as f64);
+    m.hit_ratio = if !m.mode.is_quiver() {
+        None
+    } else if lookups > 0 {
+        Some(m.chunk_hits as f64 / lookups as f64)
+    } else {
+        hot_only.then_some(1.0)
+    };
     Ok((m, replies))
 }
 

@@ -97,6 +97,10 @@ def check_hot(out: pathlib.Path) -> None:
                 "quiver_scan_1_client_gb_s", "quiver_scan_2_clients_gb_s", "datafusion_scan_gb_s"):
         assert key in report, key
     assert report["rows_matched"] > 0 and report["scan_arrow_bytes"] > 0, report
+    for measure in ("query", "scan"):
+        trials = report[f"datafusion_{measure}_trials"]
+        assert len(trials) == 8, trials
+        assert report[f"datafusion_{measure}_best"] in [c for c, _ in trials], report
     assert len(report["quiver_query_ms"]) == len(report["datafusion_query_ms"]) > 0, report
     # Every timed Quiver scan was a hot-tier hit.
     assert report["hot"]["hits"] >= 4 * len(report["quiver_query_ms"]), report["hot"]

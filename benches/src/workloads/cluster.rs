@@ -54,6 +54,8 @@ pub struct ClusterReport {
     pub command: String,
     pub setup: String,
     pub memory_mib_per_node: u64,
+    /// `None`: the node's default.
+    pub hot_mib_per_node: Option<u64>,
     pub data_bytes: u64,
     pub runs: Vec<ClusterRun>,
 }
@@ -141,13 +143,23 @@ pub async fn run(
         command,
         setup: format!(
             "{} files of {} MiB (16 float64 columns) in s3s-fs behind the emulated link; {} requests, {} in flight, \
-             each reading one file with all columns and `c0 < 0.05`; nodes have {} MiB of memory, as large a hot tier and no disk tier",
-            args.files, args.file_mb, args.requests, args.concurrency, opts.memory_mib
+             each reading one file with all columns and `c0 < 0.05`; nodes have {} MiB of memory, {} and no disk tier",
+            args.files, args.file_mb, args.requests, args.concurrency, opts.memory_mib, hot(opts.hot_mib)
         ),
         memory_mib_per_node: opts.memory_mib,
+        hot_mib_per_node: opts.hot_mib,
         data_bytes: total,
         runs,
     })
+}
+
+/// A node's hot tier, in words.
+fn hot(mib: Option<u64>) -> String {
+    match mib {
+        None => "the default hot tier".into(),
+        Some(0) => "no hot tier".into(),
+        Some(m) => format!("a hot tier of {m} MiB"),
+    }
 }
 
 impl ClusterReport {
@@ -179,9 +191,10 @@ impl ClusterReport {
             ));
         }
         md.push_str(&format!(
-            "\nData: {:.0} MiB in total, {} MiB of memory and as much hot tier per node.\n\nReproduce: `{}`\n",
+            "\nData: {:.0} MiB in total, {} MiB of memory and {} per node.\n\nReproduce: `{}`\n",
             mib(self.data_bytes),
             self.memory_mib_per_node,
+            hot(self.hot_mib_per_node),
             self.command
         ));
         md

@@ -165,6 +165,17 @@ pub struct Candidate {
     pub pushdown: bool,
 }
 
+impl Candidate {
+    /// `tuned_datafusion` with this candidate's partitions and pushdown.
+    pub fn config(self) -> SessionConfig {
+        let mut config = tuned_datafusion().with_target_partitions(self.partitions);
+        let parquet = &mut config.options_mut().execution.parquet;
+        parquet.pushdown_filters = self.pushdown;
+        parquet.reorder_filters = self.pushdown;
+        config
+    }
+}
+
 impl std::fmt::Display for Candidate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let pushdown = if self.pushdown { "on" } else { "off" };
@@ -180,11 +191,7 @@ async fn datafusion_session(
     candidate: Candidate,
 ) -> Result<SessionContext, BoxError> {
     let s3 = s3_store(endpoint)?;
-    let mut config = tuned_datafusion().with_target_partitions(candidate.partitions);
-    let parquet = &mut config.options_mut().execution.parquet;
-    parquet.pushdown_filters = candidate.pushdown;
-    parquet.reorder_filters = candidate.pushdown;
-    let ctx = SessionContext::new_with_config(config);
+    let ctx = SessionContext::new_with_config(candidate.config());
     ctx.register_object_store(&url::Url::parse(&format!("s3://{BUCKET}"))?, Arc::new(s3));
     ctx.register_parquet(
         "t",
@@ -197,7 +204,7 @@ async fn datafusion_session(
 
 /// The configurations DataFusion is tried with on each link: more
 /// partitions hide more of a slow link's latency, pushdown saves bytes.
-fn candidates() -> Vec<Candidate> {
+pub(crate) fn candidates() -> Vec<Candidate> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     [cores, 4 * cores, 8 * cores, 16 * cores]
         .into_iter()
@@ -211,7 +218,7 @@ fn candidates() -> Vec<Candidate> {
 }
 
 /// Trial runs of each candidate before the timed runs.
-const TRIALS: usize = 2;
+pub(crate) const TRIALS: usize = 2;
 
 /// DataFusion as a skeptic would tune it for scans of local files: filter
 /// pushdown and filter reordering on, one partition per core.

@@ -92,30 +92,13 @@ pub async fn run(rig: &Rig, args: &PushdownArgs) -> Result<(String, Vec<Measurem
         for selectivity in SELECTIVITIES {
             let case = case_name(selectivity, all_columns);
             let queries = vec![query(selectivity, all_columns, parts); args.runs];
+            // Each round runs the query in every mode, the cold run from an
+            // empty cache and the warm one right after it.
+            let measured =
+                measure::interleaved(&readers, "pushdown", &case, &Mode::ALL, &queries, true)
+                    .await?;
             let mut expected = None;
-            for mode in Mode::ALL {
-                // Each cold run starts from an empty cache; warm runs follow
-                // the cold ones, so the cache holds what this case reads.
-                let (m, replies) = if mode == Mode::QuiverCold {
-                    let mut runs = Vec::new();
-                    for q in &queries {
-                        rig.evict_all().await?;
-                        runs.push(
-                            measure::run(
-                                &readers,
-                                "pushdown",
-                                &case,
-                                mode,
-                                std::slice::from_ref(q),
-                                1,
-                            )
-                            .await?,
-                        );
-                    }
-                    measure::merge(runs)?
-                } else {
-                    measure::run(&readers, "pushdown", &case, mode, &queries, 1).await?
-                };
+            for (mode, (m, replies)) in Mode::ALL.into_iter().zip(measured) {
                 match &expected {
                     None => expected = Some(replies),
                     Some(e) => measure::check_same(&case, mode, e, &replies, &queries)?,

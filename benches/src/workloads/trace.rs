@@ -197,13 +197,28 @@ pub async fn run(rig: &Rig, args: &TraceArgs) -> Result<Vec<Measurement>, BoxErr
     let readers = Readers::new(rig);
     let mut out = Vec::new();
     for (case, queries, concurrency) in traces(args) {
-        let mut expected = None;
-        for mode in Mode::ALL {
-            if mode == Mode::QuiverCold {
-                rig.evict_all().await?;
+        let measured = if concurrency == 1 {
+            // A sequential trace: each request in both baselines and cold
+            // Quiver in turn (the cold cache warming as the trace goes),
+            // then the whole trace again, warm.
+            let cold = [Mode::Direct, Mode::Datafusion, Mode::QuiverCold];
+            let mut m =
+                measure::interleaved(&readers, "trace", case, &cold, &queries, false).await?;
+            m.push(measure::run(&readers, "trace", case, Mode::QuiverWarm, &queries, 1).await?);
+            m
+        } else {
+            // Requests all in flight at once: one mode at a time.
+            let mut m = Vec::new();
+            for mode in Mode::ALL {
+                if mode == Mode::QuiverCold {
+                    rig.evict_all().await?;
+                }
+                m.push(measure::run(&readers, "trace", case, mode, &queries, concurrency).await?);
             }
-            let (m, replies) =
-                measure::run(&readers, "trace", case, mode, &queries, concurrency).await?;
+            m
+        };
+        let mut expected = None;
+        for (mode, (m, replies)) in Mode::ALL.into_iter().zip(measured) {
             match &expected {
                 None => expected = Some(replies),
                 Some(e) => measure::check_same(case, mode, e, &replies, &queries)?,
