@@ -37,6 +37,9 @@ struct Ready {
     links: Vec<SocketAddr>,
 }
 
+/// How long the child may take to listen and report its addresses.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A running child process; it stops when this is dropped.
 pub struct NetProcess {
     child: Child,
@@ -82,19 +85,41 @@ impl NetProcess {
             .stdout
             .take()
             .ok_or("the network process has no stdout")?;
-        let mut line = String::new();
-        // A child that fails to start closes its output, which ends this read.
-        BufReader::new(stdout).read_line(&mut line)?;
-        let ready: Ready = serde_json::from_str(line.trim()).map_err(|e| {
-            let _ = child.kill();
-            format!("the benchmark's network process did not start ({e}): {line:?}")
-        })?;
-        Ok(NetProcess {
+        // From here on, dropping `process` kills and reaps the child, so
+        // no error path leaves it behind.
+        let mut process = NetProcess {
             child,
             _stdin: stdin,
-            s3: ready.s3,
-            links: ready.links,
-        })
+            s3: None,
+            links: Vec::new(),
+        };
+        // Read on a thread of its own, so a child that never reports cannot
+        // hang the benchmark; killing the child ends the read.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let read = BufReader::new(stdout).read_line(&mut line).map(|_| line);
+            let _ = tx.send(read);
+        });
+        let line = match rx.recv_timeout(READY_TIMEOUT) {
+            Ok(Ok(line)) => line,
+            Ok(Err(e)) => {
+                return Err(format!("cannot read the benchmark's network process: {e}").into())
+            }
+            Err(_) => {
+                return Err(format!(
+                    "the benchmark's network process did not report its addresses within {} s",
+                    READY_TIMEOUT.as_secs()
+                )
+                .into())
+            }
+        };
+        let ready: Ready = serde_json::from_str(line.trim()).map_err(|e| {
+            format!("the benchmark's network process did not start ({e}): {line:?}")
+        })?;
+        process.s3 = ready.s3;
+        process.links = ready.links;
+        Ok(process)
     }
 
     /// `http://addr` of the S3 server itself, bypassing every link.

@@ -303,8 +303,9 @@ impl<'a> Readers<'a> {
     /// The object's size and parsed footer, read on its first query only, as
     /// a tuned reader keeps them.
     async fn footer(&self, name: &str) -> Result<(u64, ArrowReaderMetadata), BoxError> {
-        let mut footers = self.footers.lock().await;
-        if let Some(f) = footers.get(name) {
+        // Not held while reading: concurrent first reads of other objects
+        // fetch their footers at once (one object's may be read twice).
+        if let Some(f) = self.footers.lock().await.get(name) {
             return Ok(f.clone());
         }
         let store: Arc<dyn ObjectStore> = self.rig.baseline().clone();
@@ -312,7 +313,10 @@ impl<'a> Readers<'a> {
         let size = store.head(&path).await?.size;
         let mut reader = StoreReader { store, path, size };
         let metadata = ArrowReaderMetadata::load_async(&mut reader, Default::default()).await?;
-        footers.insert(name.to_string(), (size, metadata.clone()));
+        self.footers
+            .lock()
+            .await
+            .insert(name.to_string(), (size, metadata.clone()));
         Ok((size, metadata))
     }
 

@@ -51,12 +51,14 @@ pub async fn read_direct(
 /// Byte ranges of one object read at once when the whole answer is wanted:
 /// over a link with tens of milliseconds per request, concurrency is what
 /// reading fast means. `quiver-bench node` tried 2 to 32 over links of 5 to
-/// 30 ms, and 16 was fastest on each.
+/// 30 ms on a 2-core machine, and 16 was fastest on each; the count is of
+/// requests in flight, not of cores, so it is not scaled by them.
 const READ_PARTITIONS: usize = 16;
 
 /// The Parquet object at `url` in `store`, read with DataFusion applying the
-/// request's filter, projection and limit as a node does. Without a limit the object is read as several
-/// byte ranges at once (rows then come in no promised order, as from a
+/// request's filter, projection and limit with a node's semantics (though
+/// not, as a node does, with the filter pushed into the decoder). Without a
+/// limit the object is read as several byte ranges at once (rows then come in no promised order, as from a
 /// scan of several objects); with one, a single partition reads it from the
 /// start in file order, so the limit keeps the first rows a node returns.
 pub(crate) async fn read_object(

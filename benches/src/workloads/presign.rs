@@ -6,9 +6,9 @@
 //!
 //! Each run starts the Quiver modes from an evicted cache; the modes are
 //! interleaved run by run and every answer must equal the baseline's. The
-//! baseline is DataFusion configured as is fastest over the link (8
-//! partitions per core, pushdown off: `node::link_datafusion`), as the
-//! pre-signed client reads.
+//! baseline is DataFusion configured as is fastest over the link (16
+//! partitions, pushdown off: `node::link_datafusion`), as the pre-signed
+//! client reads.
 
 use std::time::{Duration, Instant};
 
