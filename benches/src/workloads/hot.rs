@@ -28,10 +28,10 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::data;
-use crate::readers::Digest;
 use crate::server::ServerProcess;
 use crate::workloads::node::{
-    candidates, fastest, median, stats, tuned_datafusion, Candidate, TRIALS,
+    best_configuration, candidates, datafusion_rows, digest, median, quiver_batches, stats,
+    tuned_datafusion, Candidate,
 };
 use crate::BoxError;
 
@@ -158,25 +158,6 @@ fn arrow_bytes(batches: &[RecordBatch]) -> u64 {
         .sum()
 }
 
-fn digest(batches: &[RecordBatch]) -> Result<Digest, BoxError> {
-    let mut d = Digest::default();
-    for b in batches {
-        d.add(b)?;
-    }
-    Ok(d)
-}
-
-async fn quiver(
-    client: &mut FlightClient,
-    req: &ScanRequest,
-) -> Result<Vec<RecordBatch>, BoxError> {
-    Ok(client
-        .do_get(Ticket::new(req.to_bytes()))
-        .await?
-        .try_collect()
-        .await?)
-}
-
 async fn datafusion(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, BoxError> {
     Ok(ctx.sql(sql).await?.collect().await?)
 }
@@ -186,16 +167,6 @@ async fn datafusion(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>,
 /// benchmark's allocator, not the reader.
 async fn quiver_rows(client: &mut FlightClient, req: &ScanRequest) -> Result<u64, BoxError> {
     let mut stream = client.do_get(Ticket::new(req.to_bytes())).await?;
-    let mut rows = 0;
-    while let Some(batch) = stream.try_next().await? {
-        rows += batch.num_rows() as u64;
-    }
-    Ok(rows)
-}
-
-/// Rows of a timed DataFusion run, consumed as `quiver_rows` consumes.
-async fn datafusion_rows(ctx: &SessionContext, sql: &str) -> Result<u64, BoxError> {
-    let mut stream = ctx.sql(sql).await?.execute_stream().await?;
     let mut rows = 0;
     while let Some(batch) = stream.try_next().await? {
         rows += batch.num_rows() as u64;
@@ -218,36 +189,6 @@ async fn local_session(path: &str, config: SessionConfig) -> Result<SessionConte
     ctx.register_parquet("t", path, ParquetReadOptions::default())
         .await?;
     Ok(ctx)
-}
-
-/// The session, of every candidate configuration, that ran `sql` fastest
-/// in [`TRIALS`] runs, its configuration, and every candidate's fastest run.
-async fn best_local(
-    path: &str,
-    sql: &str,
-    rows: u64,
-    bar: &indicatif::ProgressBar,
-) -> Result<(SessionContext, Candidate, Vec<(Candidate, f64)>), BoxError> {
-    let mut best: Option<(SessionContext, Candidate, f64)> = None;
-    let mut trials = Vec::new();
-    for candidate in candidates() {
-        let ctx = local_session(path, candidate.config()).await?;
-        let mut times = Vec::new();
-        for _ in 0..TRIALS {
-            let t = Instant::now();
-            let n = datafusion_rows(&ctx, sql).await?;
-            times.push(ms_since(t));
-            check_rows(&format!("DataFusion with {candidate}"), n, rows)?;
-        }
-        let m = fastest(&times);
-        trials.push((candidate, m));
-        if best.as_ref().is_none_or(|(_, _, b)| m < *b) {
-            best = Some((ctx, candidate, m));
-        }
-        bar.inc(1);
-    }
-    let (ctx, candidate, _) = best.ok_or("no DataFusion candidates")?;
-    Ok((ctx, candidate, trials))
 }
 
 fn ms_since(t: Instant) -> f64 {
@@ -304,7 +245,7 @@ pub async fn run(args: &HotArgs, command: String) -> Result<HotReport, BoxError>
     let first = stats(&mut a).await?.hot.fills;
     loop {
         let before = stats(&mut a).await?.hot.hits;
-        quiver(&mut a, &scan).await?;
+        quiver_batches(&mut a, &scan).await?;
         let now = stats(&mut a).await?.hot;
         bar.set_position(now.fills.saturating_sub(first).min(args.row_groups as u64));
         if now.hits > before {
@@ -323,13 +264,13 @@ pub async fn run(args: &HotArgs, command: String) -> Result<HotReport, BoxError>
     bar.finish_and_clear();
 
     let want = datafusion(&ctx, &query_sql).await?;
-    let got = quiver(&mut a, &query).await?;
+    let got = quiver_batches(&mut a, &query).await?;
     let rows_matched = digest(&want)?.rows;
     if digest(&want)? != digest(&got)? {
         return Err("Quiver's answer to the filtered query differs from DataFusion's".into());
     }
     let full_df = datafusion(&ctx, &scan_sql).await?;
-    let full_q = quiver(&mut a, &scan).await?;
+    let full_q = quiver_batches(&mut a, &scan).await?;
     if digest(&full_df)? != digest(&full_q)? {
         return Err("Quiver's full scan differs from DataFusion's".into());
     }
@@ -341,10 +282,11 @@ pub async fn run(args: &HotArgs, command: String) -> Result<HotReport, BoxError>
         2 * candidates().len() as u64,
         "choosing DataFusion's configuration",
     );
+    let session = async |c: Candidate| local_session(path, c.config()).await;
     let (query_ctx, query_best, query_trials) =
-        best_local(path, &query_sql, rows_matched, &bar).await?;
+        best_configuration(&session, &query_sql, rows_matched, &bar).await?;
     let (scan_ctx, scan_best, scan_trials) =
-        best_local(path, &scan_sql, args.rows as u64, &bar).await?;
+        best_configuration(&session, &scan_sql, args.rows as u64, &bar).await?;
     bar.finish_and_clear();
     drop(ctx);
 

@@ -117,7 +117,7 @@ pub(crate) async fn stats(client: &mut FlightClient) -> Result<StatsReport, BoxE
     )?)
 }
 
-async fn quiver_batches(
+pub(crate) async fn quiver_batches(
     client: &mut FlightClient,
     req: &ScanRequest,
 ) -> Result<Vec<RecordBatch>, BoxError> {
@@ -133,7 +133,7 @@ async fn quiver_scan(client: &mut FlightClient, req: &ScanRequest) -> Result<usi
     Ok(batches.iter().map(|b| b.num_rows()).sum())
 }
 
-fn digest(batches: &[RecordBatch]) -> Result<Digest, BoxError> {
+pub(crate) fn digest(batches: &[RecordBatch]) -> Result<Digest, BoxError> {
     let mut d = Digest::default();
     for b in batches {
         d.add(b)?;
@@ -251,26 +251,35 @@ pub(crate) fn link_datafusion() -> SessionConfig {
     config
 }
 
-async fn datafusion_direct(ctx: &SessionContext, sql: &str) -> Result<usize, BoxError> {
-    let batches = ctx.sql(sql).await?.collect().await?;
-    Ok(batches.iter().map(|b| b.num_rows()).sum())
+/// Rows `sql` returns, read batch by batch and dropped, as a streaming
+/// consumer would.
+pub(crate) async fn datafusion_rows(ctx: &SessionContext, sql: &str) -> Result<u64, BoxError> {
+    let mut stream = ctx.sql(sql).await?.execute_stream().await?;
+    let mut rows = 0;
+    while let Some(batch) = stream.try_next().await? {
+        rows += batch.num_rows() as u64;
+    }
+    Ok(rows)
 }
 
-/// The link's DataFusion session in the configuration that ran best in
-/// trials, and every candidate's fastest trial.
-async fn best_datafusion(
-    endpoint: &str,
+/// Of every candidate configuration, the session `session` makes that ran
+/// `sql` fastest in [`TRIALS`] runs, its configuration, and each
+/// candidate's fastest run; a run that returns other than `expected` rows
+/// fails the benchmark.
+pub(crate) async fn best_configuration(
+    session: impl AsyncFn(Candidate) -> Result<SessionContext, BoxError>,
     sql: &str,
-    expected: usize,
+    expected: u64,
+    bar: &indicatif::ProgressBar,
 ) -> Result<(SessionContext, Candidate, Vec<(Candidate, f64)>), BoxError> {
     let mut best: Option<(SessionContext, Candidate, f64)> = None;
     let mut trials = Vec::new();
     for candidate in candidates() {
-        let ctx = datafusion_session(endpoint, candidate).await?;
+        let ctx = session(candidate).await?;
         let mut times = Vec::new();
         for _ in 0..TRIALS {
             let t = Instant::now();
-            let rows = datafusion_direct(&ctx, sql).await?;
+            let rows = datafusion_rows(&ctx, sql).await?;
             times.push(ms(t.elapsed()));
             if rows != expected {
                 return Err(format!(
@@ -284,6 +293,7 @@ async fn best_datafusion(
         if best.as_ref().is_none_or(|(_, _, b)| m < *b) {
             best = Some((ctx, candidate, m));
         }
+        bar.inc(1);
     }
     let (ctx, candidate, _) = best.ok_or("no DataFusion candidates")?;
     Ok((ctx, candidate, trials))
@@ -407,12 +417,13 @@ pub async fn run(args: &NodeArgs) -> Result<NodeReport, BoxError> {
     let expected: usize = want.iter().map(|b| b.num_rows()).sum();
     drop((reference, want, cold, warm));
 
-    let bar = indicatif::ProgressBar::new(endpoints.len() as u64);
+    let bar = indicatif::ProgressBar::new((endpoints.len() * candidates().len()) as u64);
     bar.set_message("choosing DataFusion's configuration per link");
     let mut sessions = Vec::new();
     let mut sweep = Vec::new();
     for (cfg, url) in &endpoints {
-        let (ctx, best, trials) = best_datafusion(url, &sql, expected).await?;
+        let session = async |c| datafusion_session(url, c).await;
+        let (ctx, best, trials) = best_configuration(session, &sql, expected as u64, &bar).await?;
         sessions.push(ctx);
         sweep.push(SweepPoint {
             link_latency_ms: cfg.map(|l| l.latency.as_millis() as u64),
@@ -431,9 +442,9 @@ pub async fn run(args: &NodeArgs) -> Result<NodeReport, BoxError> {
     for _ in 0..args.runs {
         for (ctx, point) in sessions.iter().zip(sweep.iter_mut()) {
             let t = Instant::now();
-            let rows = datafusion_direct(ctx, &sql).await?;
+            let rows = datafusion_rows(ctx, &sql).await?;
             point.datafusion_direct_ms.push(ms(t.elapsed()));
-            if rows != expected {
+            if rows != expected as u64 {
                 return Err(format!("DataFusion returned {rows} rows, not {expected}").into());
             }
         }
