@@ -108,39 +108,39 @@ impl DecodedCache {
         usage
     }
 
-    /// The arrays of `columns` in one row group, only if every one is here:
-    /// a row group is answered from memory or not at all.
+    /// The arrays of `columns` in one row group if every one is here, or
+    /// else the columns that are not (never none): a row group is answered
+    /// from memory or not at all. One call decides both, so a fill that
+    /// lands while the row group is looked up cannot make it look neither
+    /// here nor missing. The first absent column ends the uses counted; the
+    /// rest are only checked.
     pub fn row_group(
         &self,
         object: &Arc<ObjectId>,
         row_group: usize,
         columns: &[usize],
-    ) -> Option<Vec<ArrayRef>> {
-        let inner = self.inner.as_ref()?;
-        columns
-            .iter()
-            .map(|&column| {
-                inner
-                    .cache
-                    .get(&DecodedKey {
-                        object: object.clone(),
-                        row_group,
-                        column,
-                    })
-                    .map(|e| e.value().clone())
-            })
-            .collect()
-    }
-
-    /// Whether one column chunk is here, without counting as a use.
-    pub fn contains(&self, object: &Arc<ObjectId>, row_group: usize, column: usize) -> bool {
-        self.inner.as_ref().is_some_and(|i| {
-            i.cache.contains(&DecodedKey {
-                object: object.clone(),
-                row_group,
-                column,
-            })
-        })
+    ) -> Result<Vec<ArrayRef>, Vec<usize>> {
+        let Some(inner) = &self.inner else {
+            return Err(columns.to_vec());
+        };
+        let key = |column| DecodedKey {
+            object: object.clone(),
+            row_group,
+            column,
+        };
+        let mut arrays = Vec::with_capacity(columns.len());
+        for (i, &column) in columns.iter().enumerate() {
+            match inner.cache.get(&key(column)) {
+                Some(entry) => arrays.push(entry.value().clone()),
+                None => {
+                    let rest = &columns[i + 1..];
+                    let mut absent = vec![column];
+                    absent.extend(rest.iter().filter(|&&c| !inner.cache.contains(&key(c))));
+                    return Err(absent);
+                }
+            }
+        }
+        Ok(arrays)
     }
 
     pub fn insert(&self, object: &Arc<ObjectId>, row_group: usize, column: usize, array: ArrayRef) {
@@ -187,5 +187,49 @@ impl DecodedCache {
                 inner.metrics.hot_misses.inc();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::Int64Array;
+
+    use super::*;
+
+    fn object() -> Arc<ObjectId> {
+        Arc::new(ObjectId {
+            source: Arc::from("s"),
+            path: "t/data.parquet".into(),
+            etag: "\"e\"".into(),
+            size: 10,
+            last_modified: chrono::DateTime::from_timestamp_millis(1_000).unwrap(),
+        })
+    }
+
+    fn array(v: i64) -> ArrayRef {
+        Arc::new(Int64Array::from(vec![v; 4]))
+    }
+
+    /// A row group comes back whole or with exactly the columns it lacks,
+    /// whichever of them is the first absent one: a scan told neither would
+    /// leave the row group out of its answer.
+    #[test]
+    fn a_row_group_is_whole_or_names_what_it_lacks() {
+        let tier = DecodedCache::new(1 << 20, Eviction::Lru, Arc::new(Metrics::new()));
+        let o = object();
+        for column in [0, 2, 3] {
+            tier.insert(&o, 1, column, array(column as i64));
+        }
+        let whole = tier.row_group(&o, 1, &[0, 2, 3]).unwrap();
+        assert_eq!(whole.len(), 3);
+        assert_eq!(whole[1].as_ref(), array(2).as_ref());
+        assert_eq!(
+            tier.row_group(&o, 1, &[0, 1, 2, 4]).unwrap_err(),
+            vec![1, 4]
+        );
+        assert_eq!(tier.row_group(&o, 1, &[5, 0]).unwrap_err(), vec![5]);
+        assert_eq!(tier.row_group(&o, 0, &[0, 2]).unwrap_err(), vec![0, 2]);
+        let off = DecodedCache::new(0, Eviction::Lru, Arc::new(Metrics::new()));
+        assert_eq!(off.row_group(&o, 1, &[0, 2]).unwrap_err(), vec![0, 2]);
     }
 }

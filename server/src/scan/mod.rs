@@ -319,12 +319,8 @@ impl Scanner {
                 return HotOutcome::Unsupported;
             };
             match self.hot().row_group(object, g, &read) {
-                Some(arrays) => row_groups.push((g, arrays, rows)),
-                None => missing.extend(
-                    read.iter()
-                        .filter(|&&c| !self.hot().contains(object, g, c))
-                        .map(|&c| (g, c)),
-                ),
+                Ok(arrays) => row_groups.push((g, arrays, rows)),
+                Err(absent) => missing.extend(absent.into_iter().map(|c| (g, c))),
             }
         }
         if !missing.is_empty() {
