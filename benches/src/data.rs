@@ -16,14 +16,14 @@ pub const COLUMNS: usize = 16;
 const BATCH_ROWS: usize = 64 * 1024;
 
 /// Writes `bytes` (about) of `COLUMNS` uniform [0, 1) float64 columns named
-/// `c0`.. to `path`, in row groups of 64 Ki rows (8 MiB). A filter
-/// `c0 < s` selects a fraction `s` of the rows.
+/// `c0`.. to `path`, in row groups of 64 Ki rows (8 MiB), and returns its
+/// rows. A filter `c0 < s` selects a fraction `s` of the rows.
 pub fn random_floats(
     path: &Path,
     bytes: u64,
     seed: u64,
     progress: &ProgressBar,
-) -> std::io::Result<()> {
+) -> std::io::Result<usize> {
     let rows = (bytes / (COLUMNS as u64 * 8)) as usize;
     let schema = Arc::new(Schema::new(
         (0..COLUMNS)
@@ -60,7 +60,8 @@ pub fn random_floats(
         progress.inc((n * COLUMNS * 8) as u64);
     }
     writer.close().map_err(std::io::Error::other)?;
-    std::fs::rename(tmp, path)
+    std::fs::rename(tmp, path)?;
+    Ok(rows)
 }
 
 /// A progress bar of `total` units, `counter` saying how they are shown.

@@ -218,6 +218,17 @@ enum Workload {
         /// Size of the A/B caches together, as a percentage of the footprint.
         #[arg(long, default_value_t = 10.0)]
         ab_size: f64,
+        /// Also serve the A/B live: two quiver-server processes, one per
+        /// cohort, answering a zipf trace of real Parquet objects over
+        /// Flight through the emulated link.
+        #[arg(long)]
+        live: bool,
+        /// Objects of the live A/B's zipf trace [default: 40, quick 12].
+        #[arg(long)]
+        live_objects: Option<usize>,
+        /// Requests of the live A/B's zipf trace [default: 1500, quick 300].
+        #[arg(long)]
+        live_requests: Option<usize>,
     },
     /// Warm hits from the hot tier against DataFusion in-process on the
     /// same local file: a 1% filter and full-scan GB/s with 1 and 2 clients
@@ -543,6 +554,9 @@ async fn run() -> Result<(), BoxError> {
             ab,
             split,
             ab_size,
+            live,
+            live_objects,
+            live_requests,
         } => {
             let defaults = if cli.quick {
                 workloads::policies::PoliciesArgs::quick()
@@ -581,7 +595,29 @@ async fn run() -> Result<(), BoxError> {
                 bandwidth_mb_s: cli.bandwidth_mb_s.max(1) as f64,
                 ..defaults
             };
-            let report = workloads::policies::run(&args, command)?;
+            if live && (!cli.nodes.is_empty() || cli.s3.is_some()) {
+                return Err(
+                    "the live A/B starts its own nodes; it takes no --nodes or --s3".into(),
+                );
+            }
+            let mut report = workloads::policies::run(&args, command)?;
+            if live {
+                let link = quiver_testkit::link::LinkConfig {
+                    latency: Duration::from_millis(cli.latency_ms),
+                    bandwidth: cli.bandwidth_mb_s.max(1) * 1_000_000,
+                };
+                let live = workloads::ab_live::LiveArgs {
+                    trace: workloads::policies::PoliciesArgs {
+                        objects: live_objects
+                            .unwrap_or(if cli.quick { 12 } else { 40 })
+                            .max(1),
+                        requests: live_requests.unwrap_or(if cli.quick { 300 } else { 1500 }),
+                        ..args
+                    },
+                    server_bin,
+                };
+                report.live = Some(workloads::ab_live::run(&live, link).await?);
+            }
             workloads::policies::plot(&cli.out, &report)?;
             return write_report(&cli.out, "policies", &report, report.markdown());
         }

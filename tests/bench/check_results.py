@@ -186,7 +186,23 @@ def check_policies(out: pathlib.Path) -> None:
         assert sum(c["outcome"]["requests"] for c in cohorts) == t["reads"]
         name = "".join(c if c.isalnum() else "-" for c in t["trace"])
         check_png(out / f"policies-{name}.png")
-    assert "# Eviction policies" in (out / "policies.md").read_text()
+    md = (out / "policies.md").read_text()
+    assert "# Eviction policies" in md
+    live = report["live"]
+    assert live is not None, "the live A/B did not run"
+    assert "## Live A/B" in md
+    ab, swapped = live["ab"], live["swapped"]
+    assert len(ab) == len(swapped) == 2, live
+    # The second pass runs each cohort under the other cohort's policy.
+    assert [c["policy"] for c in swapped] == [c["policy"] for c in reversed(ab)], live
+    for cohorts in (ab, swapped):
+        assert sum(c["requests"] for c in cohorts) == live["requests"], cohorts
+        assert [c["clients_pct"] for c in cohorts] == [80, 20], cohorts
+        for c in cohorts:
+            lat = c["latency_ms"]
+            assert c["requests"] > 0 and 0 < lat["p50"] <= lat["p99"] <= lat["max"], c
+            assert 0 <= c["hit_ratio"] <= 1 and c["origin_mib"] > 0, c
+            assert c["capacity_mib"] > 0, c
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 //! The benchmark workloads; each measures Quiver against its baselines in
 //! the same run.
 
+pub mod ab_live;
 pub mod cluster;
 pub mod hot;
 pub mod load;

@@ -150,11 +150,14 @@ async fn connect(addr: SocketAddr) -> Result<FlightClient, BoxError> {
     Ok(FlightClient::new(channel))
 }
 
-fn s3_store(endpoint: &str) -> Result<object_store::aws::AmazonS3, BoxError> {
+pub(crate) fn s3_store(
+    endpoint: &str,
+    bucket: &str,
+) -> Result<object_store::aws::AmazonS3, BoxError> {
     Ok(AmazonS3Builder::new()
         .with_endpoint(endpoint)
         .with_allow_http(true)
-        .with_bucket_name(BUCKET)
+        .with_bucket_name(bucket)
         .with_region("us-east-1")
         .with_access_key_id(ACCESS_KEY)
         .with_secret_access_key(SECRET_KEY)
@@ -195,7 +198,7 @@ async fn datafusion_session(
     endpoint: &str,
     candidate: Candidate,
 ) -> Result<SessionContext, BoxError> {
-    let s3 = s3_store(endpoint)?;
+    let s3 = s3_store(endpoint, BUCKET)?;
     let ctx = SessionContext::new_with_config(candidate.config());
     ctx.register_object_store(&url::Url::parse(&format!("s3://{BUCKET}"))?, Arc::new(s3));
     ctx.register_parquet(
@@ -349,7 +352,7 @@ pub async fn run(args: &NodeArgs) -> Result<NodeReport, BoxError> {
         tokio::task::block_in_place(|| data::random_floats(&path, file_bytes, i as u64, &bar))?;
     }
     bar.finish_and_clear();
-    let direct = s3_store(&raw)?;
+    let direct = s3_store(&raw, BUCKET)?;
     let bar = data::bytes_bar(file_bytes * args.files as u64, "uploading");
     for i in 0..args.files {
         let bytes = std::fs::read(staging.join(format!("f{i}.parquet")))?;

@@ -41,7 +41,7 @@ const MIB: u64 = 1 << 20;
 
 /// Column chunks a synthetic object is cut into; a projected read takes a
 /// few of them.
-const SEGMENTS: u64 = 16;
+pub(crate) const SEGMENTS: u64 = 16;
 
 /// What an entry weighs beside its bytes: about what the node's weigher
 /// adds for the source, path and ETag in its key, plus 64.
@@ -138,7 +138,7 @@ pub struct Trace {
     pub accesses: Vec<Access>,
 }
 
-fn zipf_trace(args: &PoliciesArgs) -> Trace {
+pub(crate) fn zipf_trace(args: &PoliciesArgs) -> Trace {
     let mut rng = StdRng::seed_from_u64(args.seed);
     let sizes: Vec<u64> = (0..args.objects)
         .map(|_| {
@@ -253,14 +253,14 @@ fn file_trace(path: &Path) -> Result<Trace, BoxError> {
 }
 
 /// A trace with every object numbered, and each read as its chunk range.
-struct Chunked {
-    reads: Vec<(u32, u32, std::ops::Range<u64>)>,
-    sizes: Vec<u64>,
-    clients: Vec<String>,
-    footprint: u64,
+pub(crate) struct Chunked {
+    pub(crate) reads: Vec<(u32, u32, std::ops::Range<u64>)>,
+    pub(crate) sizes: Vec<u64>,
+    pub(crate) clients: Vec<String>,
+    pub(crate) footprint: u64,
 }
 
-fn chunked(trace: &Trace, chunk: u64) -> Chunked {
+pub(crate) fn chunked(trace: &Trace, chunk: u64) -> Chunked {
     let mut objects: HashMap<&str, u32> = HashMap::new();
     let mut clients: HashMap<&str, u32> = HashMap::new();
     let mut sizes = Vec::new();
@@ -304,7 +304,7 @@ fn chunk_len(size: u64, chunk: u64, index: u64) -> u64 {
 }
 
 /// A memory tier as the node builds it, holding chunk lengths.
-fn memory_tier(policy: Eviction, capacity: u64) -> foyer::Cache<(u32, u64), u64> {
+pub(crate) fn memory_tier(policy: Eviction, capacity: u64) -> foyer::Cache<(u32, u64), u64> {
     foyer::CacheBuilder::new(capacity as usize)
         .with_shards(MEMORY_SHARDS)
         .with_eviction_config(eviction(policy))
@@ -346,7 +346,7 @@ impl Outcome {
 }
 
 /// Replays the reads `include` selects through `cache`.
-fn replay(
+pub(crate) fn replay(
     t: &Chunked,
     chunk: u64,
     cache: &foyer::Cache<(u32, u64), u64>,
@@ -392,7 +392,7 @@ fn replay(
 
 /// A stable cohort for a client: the first for `split_pct` percent of
 /// client ids (FNV-1a, so the split is the same in every run and release).
-fn in_first_cohort(client: &str, split_pct: u32) -> bool {
+pub(crate) fn in_first_cohort(client: &str, split_pct: u32) -> bool {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in client.as_bytes() {
         h ^= u64::from(*b);
@@ -440,6 +440,8 @@ pub struct PoliciesReport {
     /// and size.
     pub best: &'static str,
     pub command: String,
+    /// The A/B served by two running nodes, with `--live`.
+    pub live: Option<crate::workloads::ab_live::LiveReport>,
 }
 
 fn load(source: &TraceSource, args: &PoliciesArgs) -> Result<Trace, BoxError> {
@@ -543,6 +545,7 @@ pub fn run(args: &PoliciesArgs, command: String) -> Result<PoliciesReport, BoxEr
         traces,
         best,
         command,
+        live: None,
     })
 }
 
@@ -618,6 +621,10 @@ impl PoliciesReport {
             "Lowest mean byte miss ratio over every trace and size: **{}**.\n",
             self.best
         ));
+        if let Some(live) = &self.live {
+            md.push('\n');
+            md.push_str(&live.markdown());
+        }
         md
     }
 }
