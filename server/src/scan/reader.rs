@@ -99,8 +99,16 @@ impl PinnedReaderFactory {
     }
 }
 
-/// Row groups read ahead of the one being decoded.
-const READ_AHEAD_ROW_GROUPS: usize = 2;
+/// Row groups read ahead of the one being decoded, at most. Each is fetched
+/// on connections of its own, so a window of several keeps as many byte
+/// ranges in flight as a tuned engine's partitions do: the origin's
+/// per-connection bandwidth, not its latency, then bounds a cold scan.
+const READ_AHEAD_ROW_GROUPS: usize = 8;
+
+/// Bytes one scan reads ahead at once, at most: a window of narrow column
+/// chunks spans many row groups, one of wide row groups fewer (always at
+/// least the next).
+const READ_AHEAD_WINDOW: u64 = 16 << 20;
 
 pub struct PinnedReader {
     store: Arc<CachingObjectStore>,
@@ -181,11 +189,18 @@ impl PinnedReader {
         }
         let Some(last) = last_group else { return };
         let mut wanted = Vec::new();
-        for g in last + 1..=last + READ_AHEAD_ROW_GROUPS {
+        let mut pairs = Vec::new();
+        let mut bytes = 0u64;
+        for g in last + 1..=last.saturating_add(READ_AHEAD_ROW_GROUPS) {
+            if bytes >= READ_AHEAD_WINDOW {
+                break;
+            }
             for &c in &columns {
                 if let Some(Some(range)) = layout.get(g).and_then(|group| group.get(c)) {
-                    if self.ahead.insert((g, c)) {
+                    if !self.ahead.contains(&(g, c)) {
+                        bytes = bytes.saturating_add(range.end - range.start);
                         wanted.push(range.clone());
+                        pairs.push((g, c));
                     }
                 }
             }
@@ -197,7 +212,8 @@ impl PinnedReader {
             .iter()
             .map(|r| (r.end - r.start).div_ceil(1024))
             .sum();
-        // Out of budget: the decoder reads these itself when it gets there.
+        // Out of budget: nothing is marked as read ahead, so a later read
+        // tries again; until then the decoder reads these itself.
         let Ok(permit) = self
             .budget
             .clone()
@@ -205,6 +221,7 @@ impl PinnedReader {
         else {
             return;
         };
+        self.ahead.extend(pairs);
         let (store, id) = (self.store.clone(), self.id.clone());
         // Errors are left for the decoder's own read to report.
         tokio::spawn(async move {
