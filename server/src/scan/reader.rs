@@ -24,7 +24,7 @@ use crate::source::ObjectId;
 
 /// Bytes that read-ahead may have in flight across the whole node, so that
 /// many concurrent scans cannot multiply it beyond a fixed amount of memory.
-pub const READ_AHEAD_BUDGET_KIB: usize = 32 * 1024;
+pub const READ_AHEAD_BUDGET_KIB: usize = 64 * 1024;
 
 #[derive(Debug)]
 pub struct PinnedReaderFactory {
@@ -103,12 +103,12 @@ impl PinnedReaderFactory {
 /// on connections of its own, so a window of several keeps as many byte
 /// ranges in flight as a tuned engine's partitions do: the origin's
 /// per-connection bandwidth, not its latency, then bounds a cold scan.
-const READ_AHEAD_ROW_GROUPS: usize = 8;
+const READ_AHEAD_ROW_GROUPS: usize = 16;
 
 /// Bytes one scan reads ahead at once, at most: a window of narrow column
 /// chunks spans many row groups, one of wide row groups fewer (always at
 /// least the next).
-const READ_AHEAD_WINDOW: u64 = 16 << 20;
+const READ_AHEAD_WINDOW: u64 = 32 << 20;
 
 pub struct PinnedReader {
     store: Arc<CachingObjectStore>,
