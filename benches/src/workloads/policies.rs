@@ -304,10 +304,10 @@ fn chunk_len(size: u64, chunk: u64, index: u64) -> u64 {
 }
 
 /// A memory tier as the node builds it, holding chunk lengths.
-pub(crate) fn memory_tier(policy: Eviction, capacity: u64) -> foyer::Cache<(u32, u64), u64> {
+fn memory_tier(policy: Eviction, capacity: u64, chunk: u64) -> foyer::Cache<(u32, u64), u64> {
     foyer::CacheBuilder::new(capacity as usize)
         .with_shards(MEMORY_SHARDS)
-        .with_eviction_config(eviction(policy))
+        .with_eviction_config(eviction(policy, capacity, chunk))
         .with_weighter(|_: &(u32, u64), len: &u64| *len as usize + BYTES_PER_KEY)
         .build()
 }
@@ -346,7 +346,7 @@ impl Outcome {
 }
 
 /// Replays the reads `include` selects through `cache`.
-pub(crate) fn replay(
+fn replay(
     t: &Chunked,
     chunk: u64,
     cache: &foyer::Cache<(u32, u64), u64>,
@@ -469,7 +469,7 @@ pub fn run(args: &PoliciesArgs, command: String) -> Result<PoliciesReport, BoxEr
         for &pct in &args.sizes_pct {
             let capacity = (t.footprint as f64 * pct / 100.0) as u64;
             for policy in Eviction::ALL {
-                let cache = memory_tier(policy, capacity);
+                let cache = memory_tier(policy, capacity, args.chunk);
                 let outcome = replay(&t, args.chunk, &cache, |_| true, args);
                 points.push(Point {
                     policy: policy.name(),
@@ -498,7 +498,7 @@ pub fn run(args: &PoliciesArgs, command: String) -> Result<PoliciesReport, BoxEr
                     replay(
                         &t,
                         args.chunk,
-                        &memory_tier(p, share),
+                        &memory_tier(p, share, args.chunk),
                         |c| first_clients[c as usize] == mine,
                         args,
                     )
@@ -679,7 +679,7 @@ mod tests {
         let trace = zipf_trace(&args);
         let t = chunked(&trace, args.chunk);
         // Room for every chunk with its key overhead, in every shard.
-        let cache = memory_tier(Eviction::Lru, t.footprint * 4);
+        let cache = memory_tier(Eviction::Lru, t.footprint * 4, args.chunk);
         let o = replay(&t, args.chunk, &cache, |_| true, &args);
         assert_eq!(o.origin_bytes, t.footprint);
         let distinct: std::collections::HashSet<(u32, u64)> = t

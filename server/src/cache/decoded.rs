@@ -78,7 +78,7 @@ impl DecodedCache {
         let cache = CacheBuilder::new(usize::try_from(capacity).unwrap_or(usize::MAX))
             .with_name("quiver-hot")
             .with_shards(MEMORY_SHARDS)
-            .with_eviction_config(eviction(policy))
+            .with_eviction_config(eviction(policy, capacity, 0))
             .with_weighter(|k: &DecodedKey, v: &ArrayRef| {
                 v.get_array_memory_size().saturating_add(key_weight(k))
             })
