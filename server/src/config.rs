@@ -182,9 +182,10 @@ impl Default for CacheConfig {
             disk: ByteSize(10 << 30),
             disk_dir: PathBuf::from("./.quiver-cache"),
             chunk: ByteSize(1 << 20),
-            // The lowest mean miss ratio of `quiver-bench policies`
-            // (docs/benchmarks.md, "Eviction policies").
-            eviction: Eviction::S3fifo,
+            // The fewest origin bytes and the lowest latency of the live
+            // A/B of `quiver-bench policies` (docs/benchmarks.md,
+            // "Eviction policies").
+            eviction: Eviction::Lru,
             metadata: ByteSize(128 << 20),
             hot: ByteSize(1 << 30),
             access_log: None,

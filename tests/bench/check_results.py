@@ -203,6 +203,12 @@ def check_policies(out: pathlib.Path) -> None:
             assert c["requests"] > 0 and 0 < lat["p50"] <= lat["p99"] <= lat["max"], c
             assert 0 <= c["hit_ratio"] <= 1 and c["origin_mib"] > 0, c
             assert c["capacity_mib"] > 0, c
+    # Over both passes each policy served every request once.
+    totals = live["totals"]
+    assert sorted(t["policy"] for t in totals) == sorted(c["policy"] for c in ab), totals
+    for t in totals:
+        assert t["requests"] == live["requests"] and t["origin_mib"] > 0 and t["mean_ms"] > 0, t
+    assert "Fewest origin bytes: **" in md
 
 
 if __name__ == "__main__":

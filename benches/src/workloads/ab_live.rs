@@ -87,6 +87,8 @@ pub struct LiveReport {
     /// The same cohorts with the policies swapped, so that each policy is
     /// also seen serving the other cohort.
     pub swapped: Vec<LiveCohort>,
+    /// Each policy over both passes.
+    pub totals: Vec<LiveTotal>,
 }
 
 fn key(object: &str) -> String {
@@ -225,6 +227,7 @@ pub async fn run(args: &LiveArgs, link: LinkConfig) -> Result<LiveReport, BoxErr
     };
     let ab = pass.serve([control, treatment], work.path()).await?;
     let swapped = pass.serve([treatment, control], work.path()).await?;
+    let totals = totals(&ab, &swapped);
     Ok(LiveReport {
         objects: objects.len(),
         data_mib: total as f64 / MIB as f64,
@@ -238,6 +241,7 @@ pub async fn run(args: &LiveArgs, link: LinkConfig) -> Result<LiveReport, BoxErr
         ),
         ab,
         swapped,
+        totals,
     })
 }
 
@@ -370,6 +374,63 @@ impl LiveReport {
             }
         }
         md.push('\n');
+        let parts: Vec<String> = self
+            .totals
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} read {:.0} MiB from the origin, mean {:.1} ms",
+                    t.policy, t.origin_mib, t.mean_ms
+                )
+            })
+            .collect();
+        if let Some(best) = self
+            .totals
+            .iter()
+            .min_by(|a, b| a.origin_mib.total_cmp(&b.origin_mib))
+        {
+            md.push_str(&format!(
+                "Over both passes each policy served every request once: {}. Fewest origin bytes: **{}**.\n\n",
+                parts.join("; "),
+                best.policy
+            ));
+        }
         md
     }
+}
+
+/// Each policy over both passes, in which it served each cohort once and so
+/// every request of the trace once.
+fn totals(ab: &[LiveCohort], swapped: &[LiveCohort]) -> Vec<LiveTotal> {
+    let mut totals: Vec<LiveTotal> = Vec::new();
+    for c in ab.iter().chain(swapped) {
+        let ms = c.latency_ms.mean * c.requests as f64;
+        match totals.iter_mut().find(|t| t.policy == c.policy) {
+            Some(t) => {
+                t.origin_mib += c.origin_mib;
+                t.requests += c.requests;
+                t.mean_ms += ms;
+            }
+            None => totals.push(LiveTotal {
+                policy: c.policy,
+                origin_mib: c.origin_mib,
+                requests: c.requests,
+                mean_ms: ms,
+            }),
+        }
+    }
+    for t in &mut totals {
+        t.mean_ms /= t.requests.max(1) as f64;
+    }
+    totals
+}
+
+/// One policy's cost over both passes of the live A/B.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveTotal {
+    pub policy: &'static str,
+    pub origin_mib: f64,
+    pub requests: usize,
+    /// Mean latency over every request the policy served.
+    pub mean_ms: f64,
 }
