@@ -1056,7 +1056,7 @@ memory = "1GiB"
 disk = "10GiB"
 disk_dir = "./.quiver-cache"
 chunk = "1MiB"
-eviction = "s3fifo"
+eviction = "lru"
 
 [[source]]
 name = "lake"
@@ -1080,7 +1080,7 @@ stall_timeout = "45s"
         let c = Config::from_toml(text).unwrap();
         c.validate().unwrap();
         assert_eq!(c.cache.memory, ByteSize(1 << 30));
-        assert_eq!(c.cache.eviction, Eviction::S3fifo);
+        assert_eq!(c.cache.eviction, Eviction::Lru);
         assert_eq!(c.sources[0].validate, Span(Duration::from_secs(30)));
         assert_eq!(c.limits.request_timeout, Span(Duration::from_secs(120)));
         assert_eq!(c.limits.stall_timeout, Span(Duration::from_secs(45)));

@@ -150,6 +150,13 @@ pub async fn run(args: &LiveArgs, link: LinkConfig) -> Result<LiveReport, BoxErr
     let t = &args.trace;
     let (control, treatment) =
         t.ab.ok_or("the live A/B needs two policies; --ab none runs none")?;
+    if control == treatment {
+        return Err(format!(
+            "the live A/B needs two different policies, not {} twice",
+            control.name()
+        )
+        .into());
+    }
     let trace = policies::zipf_trace(t);
     let chunked = policies::chunked(&trace, t.chunk);
     let first: Vec<bool> = chunked

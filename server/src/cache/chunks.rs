@@ -116,10 +116,10 @@ impl std::fmt::Debug for ChunkCache {
 /// Shards of the memory tier; each holds an equal share of its capacity.
 pub const MEMORY_SHARDS: usize = 8;
 
-/// What a chunk's key adds to its weight in the memory tier, at most: the
-/// weighter counts the key's source, path and ETag (an S3 key is at most
-/// 1 KiB) and 64 bytes more.
-pub const KEY_WEIGHT_ALLOWANCE: u64 = 2048;
+/// What a chunk's key typically adds to its weight in the memory tier,
+/// for sizing S3-FIFO's small queue: the weighter counts the key's source,
+/// path and ETag (an S3 key is at most 1 KiB) and 64 bytes more.
+const KEY_WEIGHT_ALLOWANCE: u64 = 2048;
 
 /// foyer's configuration of `policy` for a memory tier of `capacity` bytes
 /// in [`MEMORY_SHARDS`] shards whose entries weigh about `entry` bytes
@@ -877,7 +877,7 @@ mod tests {
     /// A chunk read again after two other chunks entered its shard is still
     /// held, in a shard of a few chunks whose main queue is full of chunks
     /// read often. With foyer's tenth the small queue held less than one
-    /// chunk, so the second insert evicted it (this test failed).
+    /// chunk, so the next insert evicted it (this test failed).
     #[test]
     fn a_chunk_survives_two_inserts_into_a_small_s3fifo_shard() {
         // One shard of a 64 MiB memory tier: 8 MiB, seven weighed chunks.
