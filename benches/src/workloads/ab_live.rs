@@ -406,30 +406,29 @@ impl LiveReport {
     }
 }
 
-/// Each policy over both passes, in which it served each cohort once and so
-/// every request of the trace once.
+/// Each policy of the A/B over both passes, in which it served each cohort
+/// once and so every request of the trace once.
 fn totals(ab: &[LiveCohort], swapped: &[LiveCohort]) -> Vec<LiveTotal> {
-    let mut totals: Vec<LiveTotal> = Vec::new();
-    for c in ab.iter().chain(swapped) {
-        let ms = c.latency_ms.mean * c.requests as f64;
-        match totals.iter_mut().find(|t| t.policy == c.policy) {
-            Some(t) => {
-                t.origin_mib += c.origin_mib;
-                t.requests += c.requests;
-                t.mean_ms += ms;
+    ab.iter()
+        .map(|first| {
+            let mine: Vec<&LiveCohort> = ab
+                .iter()
+                .chain(swapped)
+                .filter(|c| c.policy == first.policy)
+                .collect();
+            let requests: usize = mine.iter().map(|c| c.requests).sum();
+            let total_ms: f64 = mine
+                .iter()
+                .map(|c| c.latency_ms.mean * c.requests as f64)
+                .sum();
+            LiveTotal {
+                policy: first.policy,
+                origin_mib: mine.iter().map(|c| c.origin_mib).sum(),
+                requests,
+                mean_ms: total_ms / requests.max(1) as f64,
             }
-            None => totals.push(LiveTotal {
-                policy: c.policy,
-                origin_mib: c.origin_mib,
-                requests: c.requests,
-                mean_ms: ms,
-            }),
-        }
-    }
-    for t in &mut totals {
-        t.mean_ms /= t.requests.max(1) as f64;
-    }
-    totals
+        })
+        .collect()
 }
 
 /// One policy's cost over both passes of the live A/B.
