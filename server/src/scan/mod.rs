@@ -5,23 +5,22 @@
 mod errors;
 mod fill;
 pub mod filter;
+mod float_key;
 mod hot;
-mod provider;
+mod parquet_plan;
+mod predicate;
 mod reader;
 mod row_group_stats;
 
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, SchemaRef};
-use datafusion::common::DFSchema;
+use arrow::datatypes::SchemaRef;
 use datafusion::error::DataFusionError;
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::logical_expr::expr_rewriter::unnormalize_col;
-use datafusion::logical_expr::{Expr, ExprSchemable};
-use datafusion::physical_expr::split_conjunction;
+use datafusion::physical_expr::{split_conjunction, PhysicalExpr};
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
-use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::{execute_stream, ExecutionPlan, SendableRecordBatchStream};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::file::metadata::ParquetMetaData;
@@ -31,7 +30,8 @@ use tokio::sync::Semaphore;
 pub use errors::classify;
 use fill::HotFill;
 use hot::{Fallback, HotScan};
-use provider::ObjectTable;
+use parquet_plan::ParquetPlan;
+use predicate::Predicate;
 pub use reader::column_chunk_range;
 use reader::PinnedReaderFactory;
 use row_group_stats::RowGroupStats;
@@ -62,13 +62,24 @@ pub struct Scanner {
     parallelism: usize,
 }
 
-/// A scan checked against its file and planned on the Parquet path.
+/// A scan checked against its file and planned once: the Parquet path's
+/// plan, and what the hot tier needs to answer the same request.
 struct Planned {
-    df: datafusion::dataframe::DataFrame,
+    /// The Parquet path.
+    plan: Arc<dyn ExecutionPlan>,
+    /// What the client receives.
+    output: SchemaRef,
     metadata: Arc<ParquetMetaData>,
-    schema: SchemaRef,
-    /// The parsed filter, its columns unqualified, for the hot tier.
-    filter: Option<Expr>,
+    /// The file's columns the scan reads (projection and filter), ascending.
+    read: Vec<usize>,
+    /// The schema of those columns.
+    input: SchemaRef,
+    /// Which of the columns read the client gets, in its order.
+    projection: Vec<usize>,
+    /// The filter over `input`: the expression both paths evaluate.
+    predicate: Option<Arc<dyn PhysicalExpr>>,
+    /// The row groups statistics cannot rule out, in file order.
+    row_groups: Vec<usize>,
 }
 
 /// Where a scan the hot tier could not answer stands.
@@ -76,9 +87,6 @@ enum HotOutcome {
     Hit(HotScan),
     /// These (row group, column) pairs are missing.
     Miss(Vec<(usize, usize)>),
-    /// The tier cannot evaluate this request (an expression it cannot
-    /// build); the Parquet path answers it.
-    Unsupported,
 }
 
 impl std::fmt::Debug for Scanner {
@@ -111,12 +119,14 @@ impl Scanner {
             .with_target_partitions(1)
             .with_repartition_file_scans(false)
             .with_batch_size(limits.batch_rows)
-            .with_parquet_pruning(true)
             .with_parquet_page_index_pruning(true)
             .with_parquet_bloom_filter_pruning(true);
-        let parquet = &mut config.options_mut().execution.parquet;
-        parquet.pushdown_filters = true;
-        parquet.reorder_filters = true;
+        let options = config.options_mut();
+        options.execution.parquet.pushdown_filters = true;
+        options.execution.parquet.reorder_filters = true;
+        // `1.25` is the exact decimal, compared exactly with a decimal
+        // column; against a float column it becomes that float.
+        options.sql_parser.parse_float_as_decimal = true;
         let ctx = SessionContext::new_with_config(config);
         for store in stores {
             let url = store_url(&store.source().name)?;
@@ -175,10 +185,10 @@ impl Scanner {
         client: &str,
     ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
         let planned = self.plan(store, id, req, Some(client)).await?;
-        let schema = Arc::new(planned.df.schema().as_arrow().clone());
+        let schema = planned.output.clone();
         if self.hot().is_enabled() {
             let object = Arc::new(id.clone());
-            match self.hot_scan(&planned, &object, req, &schema) {
+            match self.hot_scan(&planned, &object, req) {
                 HotOutcome::Hit(scan) => {
                     self.hot().record(true);
                     return Ok((schema, scan.stream(self.fallback(store, id, req))));
@@ -194,14 +204,10 @@ impl Scanner {
                     self.hot
                         .missed(&object, &planned.metadata, &missing, factory);
                 }
-                HotOutcome::Unsupported => self.hot().record(false),
             }
         }
         let what = format!("{}/{}", id.source, id.path);
-        let stream = planned
-            .df
-            .execute_stream()
-            .await
+        let stream = execute_stream(planned.plan, self.ctx.task_ctx())
             .map_err(|e| classify(e, &what, req.filter.is_some()))?;
         Ok((schema, stream))
     }
@@ -213,8 +219,7 @@ impl Scanner {
         id: &ObjectId,
         req: &ScanRequest,
     ) -> Result<SchemaRef> {
-        let planned = self.plan(store, id, req, None).await?;
-        Ok(Arc::new(planned.df.schema().as_arrow().clone()))
+        Ok(self.plan(store, id, req, None).await?.output)
     }
 
     /// Reads the rest of a hot scan from Parquet: the named row groups, with
@@ -237,88 +242,24 @@ impl Scanner {
                     .plan(&store, &id, &req, None)
                     .await
                     .map_err(|e| DataFusionError::External(Box::new(e)))?;
-                planned.df.execute_stream().await
+                execute_stream(planned.plan, scanner.ctx.task_ctx())
             })
         })
     }
 
-    /// Whether the hot tier holds everything `req` reads, after skipping the
-    /// row groups its filter rules out by statistics.
-    fn hot_scan(
-        &self,
-        planned: &Planned,
-        object: &Arc<ObjectId>,
-        req: &ScanRequest,
-        output: &SchemaRef,
-    ) -> HotOutcome {
-        let schema = &planned.schema;
+    /// Whether the hot tier holds everything `planned` reads, in the row
+    /// groups its pruning kept.
+    fn hot_scan(&self, planned: &Planned, object: &Arc<ObjectId>, req: &ScanRequest) -> HotOutcome {
         let metadata = &planned.metadata;
-        let index = |name: &str| schema.index_of(name).ok();
-        let projected: Vec<usize> = match &req.columns {
-            Some(columns) => match columns.iter().map(|c| index(c)).collect() {
-                Some(p) => p,
-                None => return HotOutcome::Unsupported,
-            },
-            None => (0..schema.fields().len()).collect(),
-        };
-        let filter = planned.filter.as_ref();
-        let mut read: Vec<usize> = projected.clone();
-        if let Some(expr) = filter {
-            for column in expr.column_refs() {
-                match index(&column.name) {
-                    Some(i) => read.push(i),
-                    None => return HotOutcome::Unsupported,
-                }
-            }
-        }
-        read.sort_unstable();
-        read.dedup();
-        let Ok(input) = schema.project(&read) else {
-            return HotOutcome::Unsupported;
-        };
-        let input = Arc::new(input);
-        // The filter is built once over just the columns the scan reads;
-        // its conjuncts run one after another, the whole prunes row groups.
-        let predicate = match filter {
-            Some(expr) => {
-                let built = DFSchema::try_from(input.as_ref().clone())
-                    .and_then(|df| self.ctx.create_physical_expr(expr.clone(), &df));
-                match built {
-                    Ok(p) => Some(p),
-                    Err(_) => return HotOutcome::Unsupported,
-                }
-            }
-            None => None,
-        };
-        let conjuncts: Vec<_> = predicate
-            .as_ref()
-            .map(|p| split_conjunction(p).into_iter().cloned().collect())
-            .unwrap_or_default();
-        let mut groups: Vec<usize> = match &req.row_groups {
-            Some(g) => g.clone(),
-            None => (0..metadata.num_row_groups()).collect(),
-        };
-        if let Some(predicate) = &predicate {
-            let kept = PruningPredicateBuilder::new()
-                .with_file_schema(input.clone())
-                .try_build(predicate.clone())
-                .and_then(|p| p.prune(&RowGroupStats::new(metadata, &groups, schema)));
-            if let Ok(kept) = kept {
-                let mut keep = kept.into_iter();
-                groups.retain(|_| keep.next().unwrap_or(true));
-            }
-        }
-        let mut row_groups = Vec::with_capacity(groups.len());
+        let mut row_groups = Vec::with_capacity(planned.row_groups.len());
         let mut missing = Vec::new();
-        for &g in &groups {
+        for &g in &planned.row_groups {
             let rows = metadata
                 .row_groups()
                 .get(g)
-                .and_then(|rg| usize::try_from(rg.num_rows()).ok());
-            let Some(rows) = rows else {
-                return HotOutcome::Unsupported;
-            };
-            match self.hot().row_group(object, g, &read) {
+                .and_then(|rg| usize::try_from(rg.num_rows()).ok())
+                .unwrap_or(0);
+            match self.hot().row_group(object, g, &planned.read) {
                 Ok(arrays) => row_groups.push((g, arrays, rows)),
                 Err(absent) => missing.extend(absent.into_iter().map(|c| (g, c))),
             }
@@ -326,16 +267,17 @@ impl Scanner {
         if !missing.is_empty() {
             return HotOutcome::Miss(missing);
         }
-        let projection = projected
-            .iter()
-            .filter_map(|p| read.iter().position(|r| r == p))
-            .collect();
+        let conjuncts = planned
+            .predicate
+            .as_ref()
+            .map(|p| split_conjunction(p).into_iter().cloned().collect())
+            .unwrap_or_default();
         HotOutcome::Hit(HotScan {
-            input,
+            input: planned.input.clone(),
             row_groups,
             conjuncts,
-            projection,
-            output: output.clone(),
+            projection: planned.projection.clone(),
+            output: planned.output.clone(),
             limit: req.limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
             batch_rows: self.limits.batch_rows,
             parallelism: self.parallelism,
@@ -350,9 +292,83 @@ impl Scanner {
         client: Option<&str>,
     ) -> Result<Planned> {
         let what = format!("{}/{}", id.source, id.path);
-        let fail = |e| classify(e, &what, req.filter.is_some());
         let metadata = self.metadata(store, id).await?;
         let schema = arrow_schema(metadata.clone(), id)?;
+        let state = self.ctx.state();
+        let predicate = match &req.filter {
+            Some(filter) => {
+                if filter.len() > self.limits.max_filter_len {
+                    return Err(QuiverError::ResourceExhausted(format!(
+                        "the filter is {} bytes long; this node accepts at most {}",
+                        filter.len(),
+                        self.limits.max_filter_len
+                    )));
+                }
+                Some(Predicate::plan(&state, filter, &schema, &what)?)
+            }
+            None => None,
+        };
+        let projected: Vec<usize> = match &req.columns {
+            Some(columns) => {
+                check_columns(columns, &schema)?;
+                columns
+                    .iter()
+                    .filter_map(|c| schema.index_of(c).ok())
+                    .collect()
+            }
+            None => (0..schema.fields().len()).collect(),
+        };
+        let mut read = projected.clone();
+        if let Some(predicate) = &predicate {
+            for column in predicate.columns() {
+                let index = schema.index_of(&column).map_err(|_| {
+                    QuiverError::invalid(format!("the filter names unknown column `{column}`"))
+                })?;
+                read.push(index);
+            }
+        }
+        read.sort_unstable();
+        read.dedup();
+        let input = Arc::new(schema.project(&read).map_err(|e| {
+            QuiverError::Internal(format!("projecting the columns of {what}: {e}"))
+        })?);
+        let projection: Vec<usize> = projected
+            .iter()
+            .filter_map(|p| read.iter().position(|r| r == p))
+            .collect();
+        let count = metadata.num_row_groups();
+        let mut row_groups = match &req.row_groups {
+            Some(groups) => {
+                if let Some(g) = groups.iter().find(|&&g| g >= count) {
+                    return Err(QuiverError::invalid(format!(
+                        "row group {g} does not exist; {what} has {count}"
+                    )));
+                }
+                groups.clone()
+            }
+            None => (0..count).collect(),
+        };
+        let (read_predicate, file_predicate) = match &predicate {
+            Some(p) => {
+                // A filter pruning cannot read keeps every row group.
+                let kept = p.pruning(&state, &input).ok().and_then(|pruning| {
+                    PruningPredicateBuilder::new()
+                        .with_file_schema(input.clone())
+                        .try_build(pruning)
+                        .and_then(|p| p.prune(&RowGroupStats::new(&metadata, &row_groups, &schema)))
+                        .ok()
+                });
+                if let Some(kept) = kept {
+                    let mut keep = kept.into_iter();
+                    row_groups.retain(|_| keep.next().unwrap_or(true));
+                }
+                (
+                    Some(p.physical(&state, &input)?),
+                    Some(p.physical(&state, &schema)?),
+                )
+            }
+            None => (None, None),
+        };
         let access = match (&self.access_log, client) {
             (Some(log), Some(client)) => Some((log.clone(), Arc::from(client))),
             _ => None,
@@ -363,80 +379,28 @@ impl Scanner {
             self.read_ahead.clone(),
             access,
         ));
-        let table = ObjectTable::new(
-            schema.clone(),
-            id,
-            store_url(&id.source)?,
+        let plan = ParquetPlan {
+            schema: schema.clone(),
+            store_url: store_url(&id.source)?,
             factory,
-            req.row_groups.as_deref(),
-            metadata.num_row_groups(),
-        )?;
-        let mut df = self.ctx.read_table(Arc::new(table)).map_err(fail)?;
-        let mut hot_filter = None;
-        if let Some(filter) = &req.filter {
-            if filter.len() > self.limits.max_filter_len {
-                return Err(QuiverError::ResourceExhausted(format!(
-                    "the filter is {} bytes long; this node accepts at most {}",
-                    filter.len(),
-                    self.limits.max_filter_len
-                )));
-            }
-            filter::check_text(filter)?;
-            let expr = df.parse_sql_expr(filter).map_err(|e| {
-                QuiverError::invalid(format!(
-                    "the filter `{}` is not valid: {}",
-                    filter::shown(filter),
-                    errors::message(&e)
-                ))
-            })?;
-            filter::check(&expr, filter)?;
-            hot_filter = Some(unnormalize_col(expr.clone()));
-            let ty = expr.get_type(df.schema()).map_err(|e| {
-                QuiverError::invalid(format!(
-                    "the filter `{}` is not valid: {}",
-                    filter::shown(filter),
-                    errors::message(&e)
-                ))
-            })?;
-            if !matches!(ty, DataType::Boolean | DataType::Null) {
-                return Err(QuiverError::invalid(format!(
-                    "the filter `{}` is of type {ty}, not a boolean condition",
-                    filter::shown(filter)
-                )));
-            }
-            df = df.filter(expr).map_err(|e| {
-                QuiverError::invalid(format!(
-                    "the filter `{}` is not valid: {}",
-                    filter::shown(filter),
-                    errors::message(&e)
-                ))
-            })?;
-            // Type coercion runs in the analyzer, after `filter` accepted
-            // the expression; some filters that cannot be coerced (`id
-            // BETWEEN TRUE AND 1`) fail only there, with an error DataFusion
-            // calls internal. Analysing now blames the filter, as it should.
-            df.clone().into_optimized_plan().map_err(|e| {
-                QuiverError::invalid(format!(
-                    "the filter `{}` cannot be applied to {what}: {}",
-                    filter::shown(filter),
-                    errors::message(&e)
-                ))
-            })?;
+            row_groups: row_groups.clone(),
+            read: read.clone(),
+            file_predicate,
+            read_predicate: read_predicate.clone(),
+            projection: projection.clone(),
+            limit: req.limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
+            options: state.default_table_options().parquet,
         }
-        if let Some(columns) = &req.columns {
-            check_columns(columns, &schema)?;
-            let names: Vec<&str> = columns.iter().map(String::as_str).collect();
-            df = df.select_columns(&names).map_err(fail)?;
-        }
-        if let Some(limit) = req.limit {
-            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-            df = df.limit(0, Some(limit)).map_err(fail)?;
-        }
+        .build(id, count)?;
         Ok(Planned {
-            df,
+            output: plan.schema(),
+            plan,
             metadata,
-            schema,
-            filter: hot_filter,
+            read,
+            input,
+            projection,
+            predicate: read_predicate,
+            row_groups,
         })
     }
 }
@@ -456,18 +420,11 @@ impl Scanner {
             None => schema.fields().iter().map(|f| f.name().clone()).collect(),
         };
         if let Some(filter) = &req.filter {
-            let df_schema = DFSchema::try_from(schema.as_ref().clone())
-                .map_err(|e| QuiverError::Internal(format!("the file schema: {e}")))?;
-            let expr = self.ctx.parse_sql_expr(filter, &df_schema).map_err(|e| {
-                QuiverError::invalid(format!(
-                    "the filter `{}` is not valid: {}",
-                    filter::shown(filter),
-                    errors::message(&e)
-                ))
-            })?;
-            for column in expr.column_refs() {
-                if !names.contains(&column.name) {
-                    names.push(column.name.clone());
+            let what = format!("{}/{}", id.source, id.path);
+            let predicate = Predicate::plan(&self.ctx.state(), filter, &schema, &what)?;
+            for column in predicate.columns() {
+                if !names.contains(&column) {
+                    names.push(column);
                 }
             }
         }

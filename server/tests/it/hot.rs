@@ -15,7 +15,7 @@ const ROWS: usize = 6000;
 
 /// Repeats `req` until the tier answers it: the first miss only remembers
 /// the column chunks, the second decodes them.
-async fn fill_for(c: &mut arrow_flight::FlightClient, req: &ScanRequest) -> StatsReport {
+pub(crate) async fn fill_for(c: &mut arrow_flight::FlightClient, req: &ScanRequest) -> StatsReport {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let before = stats(c).await.hot.hits;

@@ -12,3 +12,4 @@ mod faults;
 mod flight_api;
 mod fuzz;
 mod hot;
+mod semantics;
