@@ -26,7 +26,9 @@ use object_store::ObjectMeta;
 const PRUNE_AT: usize = 16_384;
 
 /// What the cache keys on: an object at one version. A rewritten object gets
-/// a new ETag, hence new keys, so stale bytes are never read back for it.
+/// a new ETag, hence new keys, so stale bytes are never read back for it (a
+/// local file's ETag is the node's own, which every write changes: see
+/// `source::local`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ObjectId {
     pub source: Arc<str>,

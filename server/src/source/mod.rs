@@ -7,6 +7,7 @@
 
 mod breaker;
 mod identity;
+mod local;
 mod origin;
 mod paths;
 

@@ -10,6 +10,7 @@ use object_store::prefix::PrefixStore;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use url::Url;
 
+use super::local::LocalOrigin;
 use crate::config::SourceConfig;
 use crate::error::{QuiverError, Result};
 use crate::miss::Presigner;
@@ -79,7 +80,9 @@ pub fn open(cfg: &SourceConfig, url: &Url) -> Result<(Arc<dyn ObjectStore>, Opti
             })?;
             let fs = LocalFileSystem::new_with_prefix(&dir)
                 .map_err(|e| QuiverError::invalid(format!("source {}: {e}", cfg.name)))?;
-            Ok((Arc::new(fs), None))
+            // object_store's local ETag survives a same-size rewrite whose
+            // mtime is put back; `LocalOrigin`'s does not.
+            Ok((Arc::new(LocalOrigin::new(fs)), None))
         }
         "s3" => {
             let s3 = s3_store(cfg, url.host_str().unwrap_or_default())?;

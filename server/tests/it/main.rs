@@ -12,4 +12,5 @@ mod faults;
 mod flight_api;
 mod fuzz;
 mod hot;
+mod rewrite;
 mod semantics;
