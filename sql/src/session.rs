@@ -56,7 +56,10 @@ pub fn session(
         .with_catalog_list(catalogs)
         .with_default_features()
         .build();
-    Ok(SessionContext::new_with_state(state))
+    let ctx = SessionContext::new_with_state(state);
+    // Sums of wide decimals are exact instead of wrapping.
+    ctx.register_udaf(crate::checked_sum::udaf());
+    Ok(ctx)
 }
 
 /// Refuses anything but a query (or EXPLAIN of one): Quiver is a read-only

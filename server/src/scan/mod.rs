@@ -2,6 +2,7 @@
 //! projection, SQL filter and limit pushed into the Parquet decoder, reading
 //! bytes through the cache.
 
+mod decimal_fits;
 mod errors;
 mod fill;
 pub mod filter;

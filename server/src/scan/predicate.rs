@@ -24,7 +24,10 @@ use datafusion::logical_expr::{Between, BinaryExpr, Expr, ExprSchemable, Operato
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::expressions::BinaryExpr as PhysicalBinary;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
+use super::decimal_fits;
 use super::errors::message;
 use super::filter;
 use super::float_key;
@@ -57,7 +60,7 @@ impl Predicate {
         filter::check_text(text)?;
         let df_schema = dfschema(schema)?;
         let expr = state
-            .create_logical_expr(text, &df_schema)
+            .create_logical_expr(&approximate_numbers(text)?, &df_schema)
             .map_err(|e| invalid(&e))?;
         filter::check(&expr, text)?;
         let expr = decimal_literals_beside_floats(expr, &df_schema).map_err(|e| cannot(&e))?;
@@ -73,6 +76,7 @@ impl Predicate {
         let key = float_key::udf();
         let expr = compare_by_key(expr, &df_schema, &key).map_err(|e| cannot(&e))?;
         let expr = checked_negation(expr, &df_schema).map_err(|e| cannot(&e))?;
+        let expr = decimals_that_fit(expr, &df_schema).map_err(|e| cannot(&e))?;
         let expr = fold_constants(state, expr).map_err(|e| {
             QuiverError::invalid(format!(
                 "the filter `{}` cannot be evaluated: {}",
@@ -140,6 +144,44 @@ impl Predicate {
             .create_physical_expr(expr, &dfschema(schema)?)
             .map_err(|e| QuiverError::Internal(format!("the pruning predicate: {}", message(&e))))
     }
+}
+
+/// Most digits an unquoted number may have and still be read as an exact
+/// decimal: the widest 128-bit decimal's.
+const EXACT_DIGITS: usize = 38;
+
+/// Rewrites each unquoted number with an exponent (`1e300`), or with more
+/// digits than a decimal holds, to `CAST('…' AS DOUBLE)`: SQL reads such an
+/// approximate numeric literal as a float, and DataFusion, told to read
+/// numbers as decimals, would refuse it instead.
+fn approximate_numbers(text: &str) -> Result<String> {
+    let tokens = Tokenizer::new(&GenericDialect {}, text)
+        .tokenize()
+        .map_err(|e| {
+            QuiverError::invalid(format!(
+                "the filter `{}` is not valid: {e}",
+                filter::shown(text)
+            ))
+        })?;
+    let approximate = |n: &str| {
+        n.contains(['e', 'E']) || n.chars().filter(char::is_ascii_digit).count() > EXACT_DIGITS
+    };
+    if !tokens
+        .iter()
+        .any(|t| matches!(t, Token::Number(n, _) if approximate(n)))
+    {
+        return Ok(text.to_string());
+    }
+    let mut out = String::with_capacity(text.len() + 32);
+    for token in &tokens {
+        match token {
+            Token::Number(n, _) if approximate(n) => {
+                out.push_str(&format!("CAST('{n}' AS DOUBLE)"))
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    Ok(out)
 }
 
 fn dfschema(schema: &Schema) -> Result<DFSchema> {
@@ -274,6 +316,31 @@ fn compare_by_key(expr: Expr, schema: &DFSchema, key: &Arc<ScalarUDF>) -> DfResu
         .data)
 }
 
+/// Wraps every decimal arithmetic in `quiver_decimal_fits`, so a result with
+/// more digits than its type declares is an overflow, not a value.
+fn decimals_that_fit(expr: Expr, schema: &DFSchema) -> DfResult<Expr> {
+    let fits = decimal_fits::udf();
+    Ok(expr
+        .transform_up(|e| {
+            let arithmetic = matches!(
+                &e,
+                Expr::BinaryExpr(b) if matches!(
+                    b.op,
+                    Operator::Plus | Operator::Minus | Operator::Multiply | Operator::Divide | Operator::Modulo
+                )
+            );
+            if arithmetic && decimal_fits::is_decimal(&e.get_type(schema)?) {
+                Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
+                    fits.clone(),
+                    vec![e],
+                ))))
+            } else {
+                Ok(Transformed::no(e))
+            }
+        })?
+        .data)
+}
+
 /// Arrow negates integers wrapping (`-i64::MIN` is `i64::MIN`); `0 - x` is
 /// checked like every other subtraction.
 fn checked_negation(expr: Expr, schema: &DFSchema) -> DfResult<Expr> {
@@ -318,20 +385,49 @@ fn fold_constants(state: &SessionState, expr: Expr) -> DfResult<Expr> {
             if !constant {
                 return Ok(Transformed::no(e));
             }
-            let physical = checked_arithmetic(state.create_physical_expr(e, &empty)?)?;
-            let value = match physical.evaluate(&one_row)? {
-                datafusion::logical_expr::ColumnarValue::Scalar(v) => v,
-                datafusion::logical_expr::ColumnarValue::Array(a) => {
-                    ScalarValue::try_from_array(&a, 0)?
-                }
-            };
-            Ok(Transformed::new(
-                Expr::Literal(value, None),
-                true,
-                TreeNodeRecursion::Jump,
-            ))
+            match evaluate_constant(state, e.clone(), &empty, &one_row) {
+                Ok(value) => Ok(Transformed::new(
+                    Expr::Literal(value, None),
+                    true,
+                    TreeNodeRecursion::Jump,
+                )),
+                // An overflow is the filter's error; anything else is left
+                // for DataFusion's simplifier (`arrow_cast` must be
+                // simplified before it can run), with the constants inside
+                // it folded here.
+                Err(err) if is_overflow(&err) => Err(err),
+                Err(_) => Ok(Transformed::no(e)),
+            }
         })?
         .data)
+}
+
+fn evaluate_constant(
+    state: &SessionState,
+    e: Expr,
+    empty: &DFSchema,
+    one_row: &RecordBatch,
+) -> DfResult<ScalarValue> {
+    let physical = checked_arithmetic(state.create_physical_expr(e, empty)?)?;
+    match physical.evaluate(one_row)? {
+        datafusion::logical_expr::ColumnarValue::Scalar(v) => Ok(v),
+        datafusion::logical_expr::ColumnarValue::Array(a) => ScalarValue::try_from_array(&a, 0),
+    }
+}
+
+/// Whether `err` is an arithmetic overflow.
+fn is_overflow(err: &datafusion::error::DataFusionError) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if matches!(
+            e.downcast_ref::<arrow::error::ArrowError>(),
+            Some(arrow::error::ArrowError::ArithmeticOverflow(_))
+        ) {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// Makes every integer addition, subtraction and multiplication in `expr`

@@ -171,6 +171,11 @@ fn cases() -> Vec<(&'static str, Rule)> {
             "CASE f WHEN 0.0 THEN true ELSE false END",
             Box::new(|i| order(fl(i), 0.0).is_eq()),
         ),
+        ("f > -1e300", Box::new(|i| order(fl(i), -1e300).is_gt())),
+        (
+            "f <= 1.7976931348623157e308",
+            Box::new(|i| order(fl(i), f64::MAX).is_le()),
+        ),
         ("i > -9223372036854775809", Box::new(|_| true)),
         ("i < 9223372036854775808", Box::new(|_| true)),
         ("i >= -9223372036854775808", Box::new(|_| true)),
