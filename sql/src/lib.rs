@@ -9,7 +9,7 @@
 //! data while joins and aggregates run on the node that received the query.
 
 pub mod catalog;
-mod checked_sum;
+mod wide_decimals;
 pub mod error;
 pub mod metadata;
 pub mod partitioned;

@@ -57,8 +57,10 @@ pub fn session(
         .with_default_features()
         .build();
     let ctx = SessionContext::new_with_state(state);
-    // Sums of wide decimals are exact instead of wrapping.
-    ctx.register_udaf(crate::checked_sum::udaf());
+    // Sums and averages of wide decimals are exact instead of wrapping.
+    for aggregate in crate::wide_decimals::udafs() {
+        ctx.register_udaf(aggregate);
+    }
     Ok(ctx)
 }
 

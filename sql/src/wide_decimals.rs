@@ -1,19 +1,22 @@
-//! `sum` over wide decimals without silent overflow.
+//! `sum` and `avg` over wide decimals without silent overflow.
 //!
 //! DataFusion sums `decimal(p, s)` into `decimal(min(38, p + 10), s)` with
-//! wrapping 128-bit additions, so a `decimal(38, 10)` column whose sum
-//! leaves the 128-bit range comes back as a wrong value, with no error. This
-//! `sum` replaces the built-in one in Flight SQL sessions: for a
-//! `decimal128` of more than 28 digits, where that can happen, it sums in
-//! 256 bits into `decimal256(p + 10, s)`, which no realistic row count can
-//! overflow; every other input is summed exactly as DataFusion does.
+//! wrapping 128-bit additions (and `avg` sums the same way), so a
+//! `decimal(38, 10)` column whose sum leaves the 128-bit range comes back as
+//! a wrong value, with no error. These replace the built-in ones in Flight
+//! SQL sessions: for a `decimal128` of more than 28 digits, where that can
+//! happen, they accumulate in 256 bits and answer a `decimal256` (DataFusion's
+//! own rule for a `decimal256` input: `sum` gives 10 more digits, `avg` 4
+//! more digits and 4 more decimals), which no realistic row count can
+//! overflow; every other input is aggregated exactly as DataFusion does.
 
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, FieldRef, DECIMAL128_MAX_PRECISION, DECIMAL256_MAX_PRECISION};
+use arrow::datatypes::{DataType, FieldRef, DECIMAL128_MAX_PRECISION};
 use datafusion::common::{Result, ScalarValue};
+use datafusion::functions_aggregate::average::avg_udaf;
 use datafusion::functions_aggregate::sum::sum_udaf;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::AggregateOrderSensitivity;
@@ -22,12 +25,17 @@ use datafusion::logical_expr::{
     SetMonotonicity, Signature,
 };
 
-/// The `sum` Flight SQL sessions register in place of DataFusion's.
-pub fn udaf() -> AggregateUDF {
-    AggregateUDF::from(CheckedSum { inner: sum_udaf() })
+/// The `sum` and `avg` Flight SQL sessions register in place of
+/// DataFusion's.
+pub fn udafs() -> [AggregateUDF; 2] {
+    [
+        AggregateUDF::from(WideDecimal { inner: sum_udaf() }),
+        AggregateUDF::from(WideDecimal { inner: avg_udaf() }),
+    ]
 }
 
-/// The type `sum` of `input` accumulates in, when it is not DataFusion's.
+/// The type an aggregate of `input` accumulates in, when it is not
+/// DataFusion's.
 fn widened(input: &DataType) -> Option<DataType> {
     match input {
         DataType::Decimal128(p, s) if p.saturating_add(10) > DECIMAL128_MAX_PRECISION => {
@@ -38,19 +46,21 @@ fn widened(input: &DataType) -> Option<DataType> {
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct CheckedSum {
+struct WideDecimal {
     inner: Arc<AggregateUDF>,
 }
 
-impl CheckedSum {
-    fn input(args: &AccumulatorArgs) -> Option<DataType> {
-        args.expr_fields
-            .first()
-            .and_then(|f| widened(f.data_type()))
-    }
+/// `fields` with a wide decimal one made `decimal256`, when there is one.
+fn widened_fields(fields: &[FieldRef]) -> Option<(Vec<FieldRef>, DataType)> {
+    let [field] = fields else {
+        return None;
+    };
+    let to = widened(field.data_type())?;
+    let wide = Arc::new(field.as_ref().clone().with_data_type(to.clone()));
+    Some((vec![wide], to))
 }
 
-impl AggregateUDFImpl for CheckedSum {
+impl AggregateUDFImpl for WideDecimal {
     fn name(&self) -> &str {
         self.inner.name()
     }
@@ -62,56 +72,77 @@ impl AggregateUDFImpl for CheckedSum {
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         match arg_types {
             [input] => match widened(input) {
-                Some(DataType::Decimal256(p, s)) => Ok(DataType::Decimal256(
-                    p.saturating_add(10).min(DECIMAL256_MAX_PRECISION),
-                    s,
-                )),
-                _ => self.inner.return_type(arg_types),
+                Some(wide) => self.inner.return_type(&[wide]),
+                None => self.inner.return_type(arg_types),
             },
             _ => self.inner.return_type(arg_types),
         }
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let to = Self::input(&args);
-        let inner = self.inner.accumulator(args)?;
-        Ok(match to {
-            Some(to) => Box::new(Widened { inner, to }),
-            None => inner,
-        })
+        match widened_fields(args.expr_fields) {
+            Some((fields, to)) => {
+                let inner = self.inner.accumulator(AccumulatorArgs {
+                    expr_fields: &fields,
+                    ..args
+                })?;
+                Ok(Box::new(Widened { inner, to }))
+            }
+            None => self.inner.accumulator(args),
+        }
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        self.inner.state_fields(args)
+        match widened_fields(args.input_fields) {
+            Some((fields, _)) => self.inner.state_fields(StateFieldsArgs {
+                input_fields: &fields,
+                ..args
+            }),
+            None => self.inner.state_fields(args),
+        }
     }
 
     fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
-        self.inner.groups_accumulator_supported(args)
+        match widened_fields(args.expr_fields) {
+            Some((fields, _)) => self.inner.groups_accumulator_supported(AccumulatorArgs {
+                expr_fields: &fields,
+                ..args
+            }),
+            None => self.inner.groups_accumulator_supported(args),
+        }
     }
 
     fn create_groups_accumulator(
         &self,
         args: AccumulatorArgs,
     ) -> Result<Box<dyn GroupsAccumulator>> {
-        let to = Self::input(&args);
-        let inner = self.inner.create_groups_accumulator(args)?;
-        Ok(match to {
-            Some(to) => Box::new(WidenedGroups { inner, to }),
-            None => inner,
-        })
+        match widened_fields(args.expr_fields) {
+            Some((fields, to)) => {
+                let inner = self.inner.create_groups_accumulator(AccumulatorArgs {
+                    expr_fields: &fields,
+                    ..args
+                })?;
+                Ok(Box::new(WidenedGroups { inner, to }))
+            }
+            None => self.inner.create_groups_accumulator(args),
+        }
     }
 
     fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let to = Self::input(&args);
-        let inner = self.inner.create_sliding_accumulator(args)?;
-        Ok(match to {
-            Some(to) => Box::new(Widened { inner, to }),
-            None => inner,
-        })
+        match widened_fields(args.expr_fields) {
+            Some((fields, to)) => {
+                let inner = self.inner.create_sliding_accumulator(AccumulatorArgs {
+                    expr_fields: &fields,
+                    ..args
+                })?;
+                Ok(Box::new(Widened { inner, to }))
+            }
+            None => self.inner.create_sliding_accumulator(args),
+        }
     }
 
     fn reverse_expr(&self) -> ReversedUDAF {
-        ReversedUDAF::Identical
+        self.inner.inner().reverse_expr()
     }
 
     fn order_sensitivity(&self) -> AggregateOrderSensitivity {
@@ -235,7 +266,7 @@ mod tests {
     /// Two values near the top of `decimal(38, 10)` sum past the 128-bit
     /// range; DataFusion's own `sum` returns a wrapped, wrong value.
     #[tokio::test]
-    async fn a_wide_decimal_sum_is_exact_where_the_builtin_wraps() {
+    async fn wide_decimal_sums_and_averages_are_exact_where_the_builtins_wrap() {
         let big = 99_999_999_999_999_999_999_999_999_999_999_999_999i128;
         let values = Decimal128Array::from(vec![Some(big), Some(big), Some(-1), None])
             .with_precision_and_scale(38, 10)
@@ -254,7 +285,9 @@ mod tests {
         .unwrap();
         let ctx = SessionContext::new();
         ctx.register_batch("t", batch).unwrap();
-        ctx.register_udaf(udaf());
+        for f in udafs() {
+            ctx.register_udaf(f);
+        }
         let out = ctx
             .sql("SELECT sum(d) FROM t")
             .await
@@ -296,5 +329,18 @@ mod tests {
             "19999999999999999999999999999.9999999998"
         );
         assert_eq!(second.to_string(), "-0.0000000001");
+
+        let avg = ctx
+            .sql("SELECT avg(d) FROM t WHERE k = 1")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let avg = ScalarValue::try_from_array(avg[0].column(0), 0).unwrap();
+        assert_eq!(
+            avg.to_string(),
+            "9999999999999999999999999999.99999999990000"
+        );
     }
 }
