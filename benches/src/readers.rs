@@ -188,10 +188,28 @@ pub async fn drain<E>(stream: impl Stream<Item = Result<RecordBatch, E>>) -> Res
     stream
         .try_fold(Reply::default(), |mut acc, batch| async move {
             acc.rows += batch.num_rows() as u64;
-            acc.arrow_bytes += batch.get_array_memory_size() as u64;
+            acc.arrow_bytes += batch_bytes(&batch);
             Ok(acc)
         })
         .await
+}
+
+/// The bytes of Arrow data in `batches`: what each column's values,
+/// offsets and validity take for the rows it holds.
+pub fn arrow_bytes(batches: &[RecordBatch]) -> u64 {
+    batches.iter().map(batch_bytes).sum()
+}
+
+/// The bytes of Arrow data in one batch, counted the same way whoever made
+/// it. Not `get_array_memory_size`: the columns of a batch decoded from
+/// Flight are slices of one message body, and that method counts the whole
+/// body once per column, so a 16-column answer was counted 16 times.
+fn batch_bytes(batch: &RecordBatch) -> u64 {
+    batch
+        .columns()
+        .iter()
+        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0) as u64)
+        .sum()
 }
 
 /// An order-insensitive fingerprint of a result's content: its row count
@@ -471,5 +489,59 @@ mod tests {
         assert_ne!(digest(std::slice::from_ref(&whole)), digest(&[changed]));
         let fewer = batch(&[1, 2], Arc::new(StringArray::from(vec![Some("a"), None])));
         assert_ne!(digest(&[whole]), digest(&[fewer]));
+    }
+
+    /// A stream of known size, through the same Flight encoding and
+    /// decoding a node's answer takes: `drain` counts each column's bytes
+    /// once. Counting with `get_array_memory_size` gave every column the
+    /// whole decoded message body.
+    #[tokio::test]
+    async fn drain_counts_each_columns_bytes_once_after_flight_decoding() {
+        use arrow_flight::decode::FlightRecordBatchStream;
+        use arrow_flight::encode::FlightDataEncoderBuilder;
+
+        const ROWS: usize = 1000;
+        const COLUMNS: usize = 4;
+        let schema = Arc::new(Schema::new(
+            (0..COLUMNS)
+                .map(|i| Field::new(format!("c{i}"), DataType::Int64, false))
+                .collect::<Vec<_>>(),
+        ));
+        let columns = (0..COLUMNS)
+            .map(|i| {
+                Arc::new(Int64Array::from_iter_values(
+                    (0..ROWS as i64).map(|v| v * i as i64),
+                )) as ArrayRef
+            })
+            .collect();
+        let batch = RecordBatch::try_new(schema, columns).unwrap();
+        // 4 columns of 1000 non-null 8-byte values.
+        let known = (ROWS * COLUMNS * 8) as u64;
+
+        let encoded = FlightDataEncoderBuilder::new()
+            .build(futures::stream::iter([Ok(batch)]))
+            .map_err(|e| arrow_flight::error::FlightError::from(e));
+        let decoded: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(encoded)
+            .try_collect()
+            .await
+            .unwrap();
+        let old_count: u64 = decoded
+            .iter()
+            .map(|b| b.get_array_memory_size() as u64)
+            .sum();
+        assert!(old_count >= known * COLUMNS as u64 / 2, "{old_count}");
+
+        let reply = drain(futures::stream::iter(
+            decoded.into_iter().map(Ok::<_, ArrowError>),
+        ))
+        .await
+        .unwrap();
+        assert_eq!(
+            reply,
+            Reply {
+                rows: ROWS as u64,
+                arrow_bytes: known
+            }
+        );
     }
 }

@@ -28,6 +28,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::data;
+use crate::readers::arrow_bytes;
 use crate::server::ServerProcess;
 use crate::workloads::node::{
     best_configuration, candidates, datafusion_rows, digest, median, quiver_batches, stats,
@@ -147,15 +148,6 @@ fn write_file(path: &Path, rows: usize, row_groups: usize) -> Result<u64, BoxErr
     writer.close()?;
     bar.finish_and_clear();
     Ok(std::fs::metadata(path)?.len())
-}
-
-/// The bytes of Arrow data in `batches`, as laid out in their buffers.
-fn arrow_bytes(batches: &[RecordBatch]) -> u64 {
-    batches
-        .iter()
-        .flat_map(|b| b.columns())
-        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0) as u64)
-        .sum()
 }
 
 async fn datafusion(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, BoxError> {
