@@ -5,7 +5,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{RecordBatch, RecordBatchOptions};
+use arrow::array::{new_null_array, RecordBatch, RecordBatchOptions};
+use arrow::compute::{cast_with_options, CastOptions};
 use arrow::datatypes::SchemaRef;
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -100,20 +101,37 @@ impl DisplayAs for QuiverScanExec {
     }
 }
 
-/// A batch re-labelled with the plan's schema (the node's may differ in
-/// metadata), or reduced to its row count.
+/// A batch as the plan's schema has it, or reduced to its row count. An
+/// object of a merged table sends the columns it has, with its own types
+/// (and a cold one read through a pre-signed URL, the file's types): each
+/// of the schema's columns is taken by name and cast, losslessly, to the
+/// schema's type, and one the object lacks is all nulls.
 fn conform(batch: RecordBatch, schema: &SchemaRef, count_only: bool) -> DfResult<RecordBatch> {
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     if count_only {
-        let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
         return Ok(RecordBatch::try_new_with_options(
             schema.clone(),
             vec![],
             &options,
         )?);
     }
-    Ok(RecordBatch::try_new(
+    let cast_options = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(c) if c.data_type() == field.data_type() => Ok(c.clone()),
+            Some(c) => cast_with_options(c, field.data_type(), &cast_options),
+            None => Ok(new_null_array(field.data_type(), batch.num_rows())),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new_with_options(
         schema.clone(),
-        batch.columns().to_vec(),
+        columns,
+        &options,
     )?)
 }
 

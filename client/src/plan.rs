@@ -1,8 +1,12 @@
-//! A planned scan: what GetFlightInfo answered, in the client's terms.
+//! A planned scan: what GetFlightInfo answered, in the client's terms; and
+//! the type mapping every node's answer follows.
 
 use std::sync::Arc;
 
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::array::{RecordBatch, RecordBatchOptions};
+use arrow::compute::{cast_with_options, CastOptions};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
 use arrow_flight::FlightInfo;
 use quiver_protocol::{PresignedEndpoint, ScanRequest};
 use serde::{Deserialize, Serialize};
@@ -79,4 +83,75 @@ impl Plan {
             limit,
         })
     }
+}
+
+/// The Arrow type a node sends for a column the file stores as `ty`
+/// (`docs/protocol.md`, "Type mapping"): dictionaries as their values, view
+/// and 64-bit-offset strings, binaries and lists as their plain forms,
+/// nested types with their children mapped alike. arrow-flight's encoder
+/// hydrates dictionaries and sends large lists as lists whatever it is told,
+/// so the only honest schema is the one that says so; mapping every kind the
+/// same way keeps the rule one sentence long and every Flight client able to
+/// read the answer.
+pub fn wire_type(ty: &DataType) -> DataType {
+    match ty {
+        DataType::Dictionary(_, values) => wire_type(values),
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
+        DataType::List(item)
+        | DataType::LargeList(item)
+        | DataType::ListView(item)
+        | DataType::LargeListView(item) => DataType::List(Arc::new(wire_field(item))),
+        DataType::FixedSizeList(item, n) => DataType::FixedSizeList(Arc::new(wire_field(item)), *n),
+        DataType::Struct(fields) => {
+            DataType::Struct(fields.iter().map(|f| wire_field(f)).collect())
+        }
+        DataType::Map(entries, sorted) => DataType::Map(Arc::new(wire_field(entries)), *sorted),
+        other => other.clone(),
+    }
+}
+
+/// `field` with its type mapped by [`wire_type`].
+pub fn wire_field(field: &Field) -> Field {
+    field.clone().with_data_type(wire_type(field.data_type()))
+}
+
+/// `schema` with every field mapped by [`wire_type`]: what a node announces
+/// and streams for a file of that schema.
+pub fn wire_schema(schema: &Schema) -> Schema {
+    Schema::new_with_metadata(
+        schema
+            .fields()
+            .iter()
+            .map(|f| wire_field(f))
+            .collect::<Vec<_>>(),
+        schema.metadata().clone(),
+    )
+}
+
+/// `batch` (whose columns are those of `wire`, in order) with each column
+/// cast to its wire type. Casts never turn a value into a null: one that
+/// cannot be sent (string data beyond 32-bit offsets) is an error.
+pub fn to_wire(batch: &RecordBatch, wire: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+    let options = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(wire.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(column.clone())
+            } else {
+                cast_with_options(column, field.data_type(), &options)
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new_with_options(
+        wire.clone(),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )
 }

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
@@ -16,8 +18,10 @@ use arrow_flight::{
     FlightInfo, HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaAsIpc,
     SchemaResult, Ticket,
 };
+use datafusion::error::DataFusionError;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt, TryStreamExt};
+use quiver_client::plan::{to_wire, wire_schema};
 use quiver_protocol::{ActionType, Caller, REQUEST_ID_HEADER};
 use tokio::sync::OwnedSemaphorePermit;
 use tonic::metadata::MetadataValue;
@@ -297,11 +301,36 @@ impl QuiverFlight {
         let permit = core.scan_permit().await?;
         let store = core.store(&source.name)?;
         let (schema, batches) = core.scanner.scan(store, &id, &req, client).await?;
+        // What GetFlightInfo and GetSchema announced for this object
+        // (`docs/protocol.md`, "Type mapping"). The batches are cast to it
+        // here rather than left to the encoder, which hydrates dictionaries
+        // and narrows large lists while announcing whatever schema it was
+        // given.
+        let wire: SchemaRef = Arc::new(wire_schema(&schema));
         let what = source.describe(&path);
         let metrics_core = core.clone();
         let err_core = core.clone();
         let err_rid = rid.to_string();
+        let cast_what = what.clone();
+        let stream_wire = wire.clone();
         let batches = batches
+            .and_then(move |b| {
+                let converted = to_wire(&b, &stream_wire).map_err(|e| {
+                    let err = match e {
+                        // The batch breaks its own schema (nulls in a
+                        // column the footer declares non-nullable).
+                        ArrowError::InvalidArgumentError(m) => QuiverError::DataLoss(format!(
+                            "object {cast_what} holds data its schema does not allow: {m}"
+                        )),
+                        // A cast that does not fit 32-bit offsets.
+                        other => QuiverError::ResourceExhausted(format!(
+                            "a batch of {cast_what} is too large to send with its columns' wire types: {other}"
+                        )),
+                    };
+                    DataFusionError::External(Box::new(err))
+                });
+                futures::future::ready(converted)
+            })
             .map_ok(move |b| {
                 metrics_core.metrics.rows_served.inc_by(b.num_rows() as u64);
                 b
@@ -314,7 +343,7 @@ impl QuiverFlight {
                 )))
             });
         let encoded = FlightDataEncoderBuilder::new()
-            .with_schema(schema)
+            .with_schema(wire)
             .with_max_flight_data_size(MAX_FLIGHT_DATA)
             .build(batches)
             .map_err(Status::from)

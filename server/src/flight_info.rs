@@ -5,10 +5,11 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
 use futures::{StreamExt, TryStreamExt};
 use parquet::file::metadata::ParquetMetaData;
+use quiver_client::plan::wire_schema;
 use quiver_protocol::{ActionType, ObjectListing, PresignedEndpoint, ScanRequest};
 
 use crate::error::{QuiverError, Result};
@@ -33,8 +34,10 @@ const WARM_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5)
 /// Footers read at once while planning a prefix.
 const PLAN_CONCURRENCY: usize = 16;
 
-/// The projected schema of `req`, checked against every object it names so
-/// that a bad column or filter fails now rather than in the middle of a read.
+/// The projected schema of `req` as it is sent (every type mapped by
+/// [`wire_schema`], `docs/protocol.md` "Type mapping"), checked against
+/// every object it names so that a bad column or filter fails now rather
+/// than in the middle of a read.
 pub async fn schema(
     core: &NodeCore,
     req: &ScanRequest,
@@ -42,24 +45,85 @@ pub async fn schema(
     let target = core.sources.resolve(req)?;
     let objects = core.objects(&target).await?;
     let store = core.store(&target.source().name)?.clone();
-    let schemas: Vec<SchemaRef> = futures::stream::iter(objects.iter().cloned())
+    let schemas: Vec<Schema> = futures::stream::iter(objects.iter().cloned())
         .map(|id| {
             let store = store.clone();
-            async move { core.scanner.projected_schema(&store, &id, req).await }
+            async move {
+                let projected = core.scanner.projected_schema(&store, &id, req).await?;
+                Ok::<_, QuiverError>(wire_schema(&projected))
+            }
         })
         .buffered(PLAN_CONCURRENCY)
         .try_collect()
         .await?;
-    let first = schemas[0].clone();
+    let first = &schemas[0];
     for (id, s) in objects.iter().zip(&schemas).skip(1) {
         if s.fields() != first.fields() {
+            let a = format!("{}/{}", objects[0].source, objects[0].path);
+            let b = format!("{}/{}", id.source, id.path);
             return Err(QuiverError::invalid(format!(
-                "objects under this prefix have different schemas: {} differs from {}",
-                id.path, objects[0].path
+                "objects under this prefix have different schemas: {}; one Flight plan needs one schema (QuiverTable and Flight SQL read such a prefix with a merged schema)",
+                difference(first, &a, s, &b)
             )));
         }
     }
-    Ok((target, objects, first))
+    Ok((target, objects, Arc::new(first.clone())))
+}
+
+/// Where schema `a` of object `first` and schema `b` of object `second`
+/// first disagree, naming the column and both objects, so a user knows which
+/// file to fix.
+fn difference(a: &Schema, first: &str, b: &Schema, second: &str) -> String {
+    for (x, y) in a.fields().iter().zip(b.fields()) {
+        if x.name() != y.name() {
+            return match b.field_with_name(x.name()) {
+                Ok(_) => format!(
+                    "column `{}` comes before `{}` in {first} but not in {second}",
+                    x.name(),
+                    y.name()
+                ),
+                Err(_) => format!("column `{}` of {first} is missing in {second}", x.name()),
+            };
+        }
+        if x.data_type() != y.data_type() {
+            return format!(
+                "column `{}` is {} in {first} but {} in {second}",
+                x.name(),
+                x.data_type(),
+                y.data_type()
+            );
+        }
+        if x.is_nullable() != y.is_nullable() {
+            let nullable = |f: &Field| {
+                if f.is_nullable() {
+                    "nullable"
+                } else {
+                    "not nullable"
+                }
+            };
+            return format!(
+                "column `{}` is {} in {first} but {} in {second}",
+                x.name(),
+                nullable(x.as_ref()),
+                nullable(y.as_ref())
+            );
+        }
+        if x.metadata() != y.metadata() {
+            return format!(
+                "column `{}` has other field metadata in {first} than in {second}",
+                x.name()
+            );
+        }
+    }
+    let (longer, shorter, has, lacks) = if a.fields().len() > b.fields().len() {
+        (a, b, first, second)
+    } else {
+        (b, a, second, first)
+    };
+    match longer.fields().get(shorter.fields().len()) {
+        Some(f) => format!("column `{}` of {has} is missing in {lacks}", f.name()),
+        None => format!("the fields of {first} and {second} differ"),
+    }
 }
 
 /// Ranges of row groups of about `target` compressed bytes each, the
@@ -294,8 +358,8 @@ fn warm_on_owner(core: &NodeCore, id: &ObjectId, columns: Vec<String>) {
     });
 }
 
-/// ListFlights: every object under the criteria, with its size, ETag and how
-/// much of it is cached.
+/// ListFlights: every object under the criteria, with its size, ETag, how
+/// much of it is cached, and the schema a scan of it sends.
 pub async fn list(core: &NodeCore, criteria: &[u8]) -> Result<Vec<FlightInfo>> {
     let targets: Vec<Target> = if criteria.is_empty() {
         core.sources
@@ -323,7 +387,7 @@ pub async fn list(core: &NodeCore, criteria: &[u8]) -> Result<Vec<FlightInfo>> {
                 let store = store.clone();
                 async move {
                     let metadata = core.scanner.metadata(&store, &id).await?;
-                    let schema = core.scanner.file_schema(&store, &id).await?;
+                    let schema = wire_schema(&*core.scanner.file_schema(&store, &id).await?);
                     let listing = ObjectListing {
                         source: id.source.to_string(),
                         path: id.path.to_string(),

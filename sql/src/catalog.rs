@@ -6,16 +6,24 @@
 //! The catalog is rebuilt from listings on an interval and on demand. A
 //! table whose objects (paths and ETags) did not change keeps its provider;
 //! one whose files changed is read again, so its schema and statistics are
-//! never stale for longer than one refresh.
+//! never stale for longer than one refresh. A table's files may differ in
+//! schema: they are read with their schemas merged, and a table whose files
+//! cannot be merged is still listed, failing with the reason when queried.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
 use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
-    MemorySchemaProvider, SchemaProvider, TableProvider,
+    MemorySchemaProvider, SchemaProvider, Session, TableProvider,
 };
-use quiver_client::{ClientError, QuiverClient, QuiverTable};
+use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_plan::ExecutionPlan;
+use quiver_client::table::{SchemaConflict, TableFiles};
+use quiver_client::{ClientError, ObjectInfo, QuiverClient, QuiverTable};
 
 use crate::partitioned::{HiveTable, Partition};
 
@@ -50,6 +58,9 @@ struct TableSource {
 struct Entry {
     source: TableSource,
     provider: Arc<dyn TableProvider>,
+    /// Why the table cannot be read, when it cannot: reported again at
+    /// every refresh for as long as it lasts.
+    problem: Option<String>,
 }
 
 /// `(catalog, schema, table)`.
@@ -116,7 +127,7 @@ struct Found {
     partitions: BTreeMap<Vec<String>, String>,
     objects: BTreeSet<(String, String)>,
     /// Partition layouts that disagree (e.g. `a=1/x.parquet` beside
-    /// `b=2/y.parquet`): such a table is skipped with a reason.
+    /// `b=2/y.parquet`): such a table is listed but unreadable.
     inconsistent: bool,
 }
 
@@ -174,8 +185,96 @@ fn group(paths: &[(String, String)]) -> BTreeMap<(String, String), (String, Foun
     out
 }
 
+/// A table the catalog lists but cannot read (its files' schemas conflict,
+/// its partition directories disagree, its declared path cannot be listed):
+/// it stays visible, and a query of it fails with the reason instead of a
+/// "table does not exist" that would send the user looking in the wrong
+/// place.
+#[derive(Debug)]
+struct Unreadable {
+    /// What can be said of its columns (a conflicting one typed `Null`).
+    schema: SchemaRef,
+    code: tonic::Code,
+    reason: String,
+}
+
+impl Unreadable {
+    fn new(schema: SchemaRef, code: tonic::Code, reason: String) -> Unreadable {
+        Unreadable {
+            schema,
+            code,
+            reason,
+        }
+    }
+
+    fn conflict(conflict: &SchemaConflict, partition_columns: &[String]) -> Unreadable {
+        let mut fields: Vec<Field> = conflict
+            .partial
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.extend(
+            partition_columns
+                .iter()
+                .map(|c| Field::new(c, DataType::Utf8, false)),
+        );
+        Unreadable::new(
+            Arc::new(Schema::new(fields)),
+            tonic::Code::InvalidArgument,
+            conflict.to_string(),
+        )
+    }
+
+    fn failed(e: &ClientError) -> Unreadable {
+        let (code, reason) = match e {
+            ClientError::Status { code, message, .. } => (*code, message.clone()),
+            ClientError::Connect { .. } => (tonic::Code::Unavailable, e.to_string()),
+            other => (tonic::Code::Internal, other.to_string()),
+        };
+        Unreadable::new(Arc::new(Schema::empty()), code, reason)
+    }
+}
+
+#[async_trait]
+impl TableProvider for Unreadable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Err(DataFusionError::External(Box::new(ClientError::Status {
+            code: self.code,
+            message: format!("the table cannot be read: {}", self.reason),
+            request_id: None,
+        })))
+    }
+}
+
+/// The listing entries under `prefix`, from a listing sorted by path.
+fn under(listing: &[ObjectInfo], prefix: &str) -> Vec<ObjectInfo> {
+    let start = listing.partition_point(|o| o.listing.path.as_str() < prefix);
+    listing[start..]
+        .iter()
+        .take_while(|o| o.listing.path.starts_with(prefix))
+        .cloned()
+        .collect()
+}
+
 /// Builds the next snapshot from the sources' listings, reusing every
-/// provider of `previous` whose objects did not change.
+/// provider of `previous` whose objects did not change. A table that cannot
+/// be read is listed anyway (see [`Unreadable`]) and its reason recorded in
+/// the snapshot's errors.
 pub async fn refresh(
     client: &QuiverClient,
     sources: &[String],
@@ -184,7 +283,7 @@ pub async fn refresh(
 ) -> Snapshot {
     let mut next = Snapshot::default();
     for source in sources {
-        let listing = match client.list(source, "").await {
+        let mut listing = match client.list(source, "").await {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(source = %source, error = %e, "cannot list the source for the SQL catalog; keeping its tables");
@@ -196,6 +295,7 @@ pub async fn refresh(
                             Entry {
                                 source: entry.source.clone(),
                                 provider: entry.provider.clone(),
+                                problem: entry.problem.clone(),
                             },
                         );
                     }
@@ -203,36 +303,38 @@ pub async fn refresh(
                 continue;
             }
         };
+        listing.sort_by(|a, b| a.listing.path.cmp(&b.listing.path));
         let paths: Vec<(String, String)> = listing
             .iter()
             .map(|o| (o.listing.path.clone(), o.listing.etag.clone()))
             .collect();
         for ((schema, table), (root, found)) in group(&paths) {
             let name = (source.clone(), schema, table);
-            if found.inconsistent {
-                next.errors.push(format!(
-                    "{source}/{root}: partition directories do not share one layout; the table is left out"
-                ));
-                continue;
-            }
             let wanted = TableSource {
                 source: source.clone(),
                 root: root.clone(),
                 partition_columns: found.partition_columns.clone(),
                 objects: found.objects.clone(),
             };
-            match build(client, &wanted, &found, previous.tables.get(&name)).await {
-                Ok(provider) => {
-                    next.tables.insert(
-                        name,
-                        Entry {
-                            source: wanted,
-                            provider,
-                        },
-                    );
-                }
-                Err(e) => next.errors.push(format!("{source}/{root}: {e}")),
-            }
+            let (provider, problem) = match previous.tables.get(&name) {
+                Some(p) if p.source == wanted => (p.provider.clone(), p.problem.clone()),
+                _ => match build(client, &wanted, &found, &listing) {
+                    Ok(provider) => (provider, None),
+                    Err(unreadable) => {
+                        let problem = Some(format!("{source}/{root}: {}", unreadable.reason));
+                        (Arc::new(unreadable) as Arc<dyn TableProvider>, problem)
+                    }
+                },
+            };
+            next.errors.extend(problem.clone());
+            next.tables.insert(
+                name,
+                Entry {
+                    source: wanted,
+                    provider,
+                    problem,
+                },
+            );
         }
     }
     for d in declared {
@@ -243,52 +345,98 @@ pub async fn refresh(
             partition_columns: Vec::new(),
             objects: BTreeSet::new(),
         };
-        match QuiverTable::try_new(client.clone(), &d.source, &d.path).await {
-            Ok(t) => {
-                next.tables.insert(
-                    name,
-                    Entry {
-                        source: wanted,
-                        provider: Arc::new(t),
-                    },
+        let (provider, problem): (Arc<dyn TableProvider>, _) = match declared_table(client, d).await
+        {
+            Ok(t) => (Arc::new(t), None),
+            Err(unreadable) => {
+                let problem = format!(
+                    "declared table {}.{}.{}: {}",
+                    d.source, d.schema, d.name, unreadable.reason
                 );
+                (Arc::new(unreadable), Some(problem))
             }
-            Err(e) => next.errors.push(format!(
-                "declared table {}.{}.{}: {e}",
-                d.source, d.schema, d.name
-            )),
-        }
+        };
+        next.errors.extend(problem.clone());
+        next.tables.insert(
+            name,
+            Entry {
+                source: wanted,
+                provider,
+                problem,
+            },
+        );
     }
     next
 }
 
-/// The provider for a discovered table: the previous one if its objects did
-/// not change, else a new one.
-async fn build(
+/// A declared table, listed and merged now.
+async fn declared_table(
+    client: &QuiverClient,
+    d: &DeclaredTable,
+) -> Result<QuiverTable, Unreadable> {
+    let files = TableFiles::list(client, &d.source, &d.path)
+        .await
+        .map_err(|e| Unreadable::failed(&e))?;
+    let schema = TableFiles::merged_schema(&[&files]).map_err(|c| Unreadable::conflict(&c, &[]))?;
+    Ok(QuiverTable::from_files(client.clone(), files, schema))
+}
+
+/// The provider for a discovered table, from the source's listing (sorted
+/// by path): its objects' schemas merged, each partition read with the
+/// schema of them all.
+fn build(
     client: &QuiverClient,
     wanted: &TableSource,
     found: &Found,
-    previous: Option<&Entry>,
-) -> Result<Arc<dyn TableProvider>, ClientError> {
-    if let Some(p) = previous.filter(|p| &p.source == wanted) {
-        return Ok(p.provider.clone());
+    listing: &[ObjectInfo],
+) -> Result<Arc<dyn TableProvider>, Unreadable> {
+    if found.inconsistent {
+        return Err(Unreadable::new(
+            Arc::new(Schema::empty()),
+            tonic::Code::InvalidArgument,
+            "its partition directories do not share one layout (e.g. `a=1/` beside `b=2/`)".into(),
+        ));
     }
+    let files = |prefix: &str| {
+        TableFiles::new(&wanted.source, prefix, under(listing, prefix))
+            .map_err(|e| Unreadable::failed(&e))
+    };
     if wanted.partition_columns.is_empty() {
-        let table = QuiverTable::try_new(client.clone(), &wanted.source, &wanted.root).await?;
-        return Ok(Arc::new(table));
+        let files = files(&wanted.root)?;
+        let schema =
+            TableFiles::merged_schema(&[&files]).map_err(|c| Unreadable::conflict(&c, &[]))?;
+        return Ok(Arc::new(QuiverTable::from_files(
+            client.clone(),
+            files,
+            schema,
+        )));
     }
-    let mut partitions = Vec::new();
+    let mut parts = Vec::new();
     for (values, prefix) in &found.partitions {
-        let table = QuiverTable::try_new(client.clone(), &wanted.source, prefix).await?;
-        partitions.push(Partition {
-            values: values.clone(),
-            table: Arc::new(table),
-        });
+        parts.push((values.clone(), files(prefix)?));
     }
-    Ok(Arc::new(HiveTable::try_new(
-        wanted.partition_columns.clone(),
-        partitions,
-    )?))
+    let all: Vec<&TableFiles> = parts.iter().map(|(_, f)| f).collect();
+    let schema = TableFiles::merged_schema(&all)
+        .map_err(|c| Unreadable::conflict(&c, &wanted.partition_columns))?;
+    let partitions = parts
+        .into_iter()
+        .map(|(values, files)| Partition {
+            values,
+            table: Arc::new(QuiverTable::from_files(
+                client.clone(),
+                files,
+                schema.clone(),
+            )),
+        })
+        .collect();
+    let table = HiveTable::try_new(wanted.partition_columns.clone(), partitions).map_err(|e| {
+        Unreadable::new(
+            Arc::new(Schema::empty()),
+            tonic::Code::InvalidArgument,
+            e.to_string(),
+        )
+    })?;
+    Ok(Arc::new(table))
 }
 
 #[cfg(test)]

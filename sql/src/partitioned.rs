@@ -36,8 +36,9 @@ pub struct HiveTable {
 }
 
 impl HiveTable {
-    /// Every partition must hold the same file schema, and no partition
-    /// column may share a name with a file column.
+    /// Every partition must be read with the same file schema (the merged
+    /// schema of all their files, `TableFiles::merged_schema`), and no
+    /// partition column may share a name with a file column.
     pub fn try_new(
         partition_columns: Vec<String>,
         partitions: Vec<Partition>,
@@ -147,22 +148,35 @@ impl TableProvider for HiveTable {
     }
 
     /// Exact for filters on partition columns only (they prune partitions);
-    /// what each partition's table says for filters on file columns only;
-    /// Unsupported for filters that mix the two.
+    /// for filters on file columns only, what the partitions' tables say
+    /// together (Exact only when every partition's is, Unsupported only
+    /// when every partition's is, else Inexact: their files may differ in
+    /// schema); Unsupported for filters that mix the two.
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        let inner = self.partitions[0]
-            .table
-            .supports_filters_pushdown(filters)?;
+        use TableProviderFilterPushDown::{Exact, Inexact, Unsupported};
+        let mut inner: Option<Vec<TableProviderFilterPushDown>> = None;
+        for p in &self.partitions {
+            let own = p.table.supports_filters_pushdown(filters)?;
+            inner = Some(match inner {
+                None => own,
+                Some(so_far) => so_far
+                    .into_iter()
+                    .zip(own)
+                    .map(|(a, b)| if a == b { a } else { Inexact })
+                    .collect(),
+            });
+        }
+        let inner = inner.unwrap_or_else(|| vec![Unsupported; filters.len()]);
         Ok(filters
             .iter()
             .zip(inner)
             .map(|(f, inner)| match self.reads(f) {
-                (true, false) => TableProviderFilterPushDown::Exact,
+                (true, false) => Exact,
                 (false, _) => inner,
-                (true, true) => TableProviderFilterPushDown::Unsupported,
+                (true, true) => Unsupported,
             })
             .collect())
     }

@@ -1,20 +1,28 @@
 //! Flight SQL on a node's Flight port, through arrow-rs's Flight SQL client:
 //! TPC-H answers equal DataFusion reading the files, prepared statements,
 //! metadata, hive partitions, authentication, and errors that leave the
-//! node serving.
+//! node serving. Also honest schemas: dictionary columns announced as they
+//! are streamed, and tables whose files differ in schema read merged (or,
+//! when they cannot be, listed and failing with a reason), through Flight
+//! SQL and `QuiverTable` alike.
 
 #[path = "../../client/tests/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;
 
-use arrow::array::{Int64Array, RecordBatch};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::array::{
+    ArrayRef, DictionaryArray, Float32Array, Float64Array, Int16Array, Int32Array, Int64Array,
+    LargeStringArray, RecordBatch, StringArray, StringViewArray,
+};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema};
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables};
 use arrow_flight::FlightInfo;
 use common::{reference_ctx, row_count, rows, tpch_lake};
+use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
+use quiver_client::QuiverTable;
 use quiver_server::RunningNode;
 use tonic::transport::Channel;
 
@@ -424,6 +432,412 @@ async fn the_catalog_follows_the_lake_on_demand() {
     assert_eq!(
         rows(
             &query(&mut client, "SELECT count(*) FROM extra.copy")
+                .await
+                .unwrap()
+        ),
+        vec!["5"]
+    );
+}
+
+/// `batch` written to `key` in the lake, and to the same path under the
+/// lake's local copy for the reference reader, which is returned.
+async fn put(lake: &common::Lake, key: &str, batch: &RecordBatch) -> std::path::PathBuf {
+    let mut bytes = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+    let local = lake.local.join(key);
+    std::fs::create_dir_all(local.parent().unwrap()).unwrap();
+    std::fs::write(&local, &bytes).unwrap();
+    object_store::ObjectStoreExt::put(
+        &common::store(&lake.s3),
+        &object_store::path::Path::from(key),
+        bytes.into(),
+    )
+    .await
+    .unwrap();
+    local
+}
+
+/// The catalog listed again now; its `{"tables", "errors"}` report.
+async fn refresh_catalog(node: &RunningNode) -> serde_json::Value {
+    let mut flight = arrow_flight::FlightClient::new(
+        Channel::from_shared(format!("http://{}", node.flight_addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let answer: Vec<bytes::Bytes> = flight
+        .do_action(arrow_flight::Action::new(
+            "refresh-catalog",
+            bytes::Bytes::new(),
+        ))
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    serde_json::from_slice(&answer[0]).unwrap()
+}
+
+async fn collect_sql(ctx: &SessionContext, sql: &str) -> Vec<RecordBatch> {
+    ctx.sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// A session over `table` registered as `name`, as a DataFusion user has it.
+fn quiver_session(name: &str, table: QuiverTable) -> SessionContext {
+    let ctx = SessionContext::new_with_config(quiver_client::session_config());
+    ctx.register_table(name, Arc::new(table)).unwrap();
+    ctx
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dictionary_columns_query_like_their_values() {
+    let lake = tpch_lake(0.01, 1).await;
+    let n = 300;
+    let tag: DictionaryArray<Int32Type> = (0..n)
+        .map(|i| (i % 4 != 3).then(|| ["a", "b", "c"][i % 4]))
+        .collect();
+    let batch = RecordBatch::try_from_iter(vec![
+        (
+            "id",
+            Arc::new(Int64Array::from_iter_values(0..n as i64)) as ArrayRef,
+        ),
+        ("tag", Arc::new(tag)),
+        (
+            "note",
+            Arc::new(LargeStringArray::from_iter_values(
+                (0..n).map(|i| format!("n{i}")),
+            )),
+        ),
+        (
+            "v",
+            Arc::new(StringViewArray::from_iter_values(
+                (0..n).map(|i| format!("v{}", i % 7)),
+            )),
+        ),
+    ])
+    .unwrap();
+    let file = put(&lake, "dict/t/part-0.parquet", &batch).await;
+    let report = refresh_catalog(&lake.node).await;
+    assert_eq!(report["errors"], serde_json::json!([]), "{report}");
+    let reference = quiver_testkit::oracle::session();
+    reference
+        .register_parquet("t", file.to_str().unwrap(), Default::default())
+        .await
+        .unwrap();
+    let qc = common::client(&lake.node).await;
+    let table = QuiverTable::try_new(qc, "lake", "dict/t/").await.unwrap();
+    let direct = quiver_session("t", table);
+    let mut client = sql_client(&lake.node).await;
+
+    for sql in [
+        "SELECT id, tag, note, v FROM {t} WHERE tag = 'b' OR v = 'v3'",
+        "SELECT * FROM {t} WHERE tag IN ('a', 'c') AND id > 100",
+        "SELECT tag, count(*) AS n FROM {t} GROUP BY tag",
+        "SELECT count(*) FROM {t} WHERE tag IS NULL",
+    ] {
+        let want = collect_sql(&reference, &sql.replace("{t}", "t")).await;
+        assert!(row_count(&want) > 0, "{sql}");
+        // Flight SQL announces what it streams.
+        let info = client
+            .execute(sql.replace("{t}", "dict.t"), None)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let announced = info.clone().try_decode_schema().unwrap();
+        let got = fetch(&mut client, info).await;
+        for b in &got {
+            assert_eq!(b.schema().as_ref(), &announced, "{sql}");
+        }
+        assert_eq!(rows(&got), rows(&want), "{sql} over Flight SQL");
+        // So does a prepared statement's dataset schema.
+        let mut prepared = client
+            .prepare(sql.replace("{t}", "dict.t"), None)
+            .await
+            .unwrap();
+        let dataset = prepared.dataset_schema().unwrap().clone();
+        let info = prepared.execute().await.unwrap();
+        let got = fetch(&mut client, info).await;
+        for b in &got {
+            assert_eq!(b.schema().as_ref(), &dataset, "{sql} prepared");
+        }
+        assert_eq!(rows(&got), rows(&want), "{sql} prepared");
+        prepared.close().await.unwrap();
+        // And QuiverTable's schema is what its scans return.
+        let frame = direct.sql(&sql.replace("{t}", "t")).await.unwrap();
+        let planned = frame.schema().as_arrow().clone();
+        let got = frame.collect().await.unwrap();
+        for b in &got {
+            assert_eq!(
+                b.schema().fields(),
+                planned.fields(),
+                "{sql} on QuiverTable"
+            );
+        }
+        assert_eq!(rows(&got), rows(&want), "{sql} on QuiverTable");
+    }
+}
+
+/// Three files of one table: `id` int32 in the first and int64 in the
+/// others, columns in other orders, `score` float32 then float64 and
+/// missing from the second, `extra` only in the third.
+async fn mixed_table(lake: &common::Lake, reference: &SessionContext) {
+    let a = RecordBatch::try_from_iter(vec![
+        (
+            "id",
+            Arc::new(Int32Array::from_iter_values(0..50)) as ArrayRef,
+        ),
+        (
+            "name",
+            Arc::new(StringArray::from_iter_values(
+                (0..50).map(|i| format!("n{i}")),
+            )),
+        ),
+        (
+            "score",
+            Arc::new(Float32Array::from_iter_values(
+                (0..50).map(|i| i as f32 / 10.0),
+            )),
+        ),
+    ])
+    .unwrap();
+    let b = RecordBatch::try_from_iter(vec![
+        (
+            "name",
+            Arc::new(StringArray::from_iter_values(
+                (50..100).map(|i| format!("n{i}")),
+            )) as ArrayRef,
+        ),
+        ("id", Arc::new(Int64Array::from_iter_values(50..100))),
+    ])
+    .unwrap();
+    let c = RecordBatch::try_from_iter(vec![
+        (
+            "score",
+            Arc::new(Float64Array::from_iter_values(
+                (100..150).map(|i| i as f64 / 10.0),
+            )) as ArrayRef,
+        ),
+        ("id", Arc::new(Int64Array::from_iter_values(100..150))),
+        (
+            "extra",
+            Arc::new(StringArray::from_iter(
+                (100..150).map(|i| (i % 2 == 0).then(|| format!("e{i}"))),
+            )),
+        ),
+    ])
+    .unwrap();
+    for (name, batch) in [("a", &a), ("b", &b), ("c", &c)] {
+        let file = put(lake, &format!("mixed/t/{name}.parquet"), batch).await;
+        reference
+            .register_parquet(name, file.to_str().unwrap(), Default::default())
+            .await
+            .unwrap();
+    }
+    // Partitions whose files differ too: `v` int16 then int64, `w` only in
+    // the second.
+    let pa = RecordBatch::try_from_iter(vec![
+        (
+            "id",
+            Arc::new(Int32Array::from_iter_values(0..10)) as ArrayRef,
+        ),
+        ("v", Arc::new(Int16Array::from_iter_values(0..10))),
+    ])
+    .unwrap();
+    let pb = RecordBatch::try_from_iter(vec![
+        (
+            "v",
+            Arc::new(Int64Array::from_iter_values(10..20)) as ArrayRef,
+        ),
+        ("id", Arc::new(Int64Array::from_iter_values(10..20))),
+        (
+            "w",
+            Arc::new(StringArray::from_iter_values(
+                (10..20).map(|i| format!("w{i}")),
+            )),
+        ),
+    ])
+    .unwrap();
+    for (name, key, batch) in [
+        ("pa", "mixed/p/k=1/a.parquet", &pa),
+        ("pb", "mixed/p/k=2/b.parquet", &pb),
+    ] {
+        let file = put(lake, key, batch).await;
+        reference
+            .register_parquet(name, file.to_str().unwrap(), Default::default())
+            .await
+            .unwrap();
+    }
+    // The reference: DataFusion reading each file and merging by hand.
+    for view in [
+        "CREATE VIEW t AS \
+         SELECT CAST(id AS BIGINT) AS id, name, CAST(score AS DOUBLE) AS score, CAST(NULL AS VARCHAR) AS extra FROM a \
+         UNION ALL SELECT id, name, CAST(NULL AS DOUBLE), CAST(NULL AS VARCHAR) FROM b \
+         UNION ALL SELECT id, CAST(NULL AS VARCHAR), score, extra FROM c",
+        "CREATE VIEW p AS \
+         SELECT CAST(id AS BIGINT) AS id, CAST(v AS BIGINT) AS v, CAST(NULL AS VARCHAR) AS w, '1' AS k FROM pa \
+         UNION ALL SELECT id, v, w, '2' FROM pb",
+    ] {
+        reference.sql(view).await.unwrap();
+    }
+}
+
+const MIXED_QUERIES: [&str; 9] = [
+    "SELECT * FROM {t}",
+    "SELECT id, name FROM {t} WHERE id >= 40 AND id < 110",
+    "SELECT id, score FROM {t} WHERE score > 2.5",
+    "SELECT count(*) FROM {t} WHERE extra IS NULL",
+    "SELECT count(*) FROM {t}",
+    "SELECT extra FROM {t} WHERE id < 5 OR id > 140",
+    "SELECT id FROM {t} ORDER BY id DESC LIMIT 3",
+    "SELECT * FROM {p}",
+    "SELECT id, w, k FROM {p} WHERE v > 5 AND k = '2'",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_whose_files_differ_are_read_with_a_merged_schema() {
+    let lake = tpch_lake(0.01, 1).await;
+    let reference = quiver_testkit::oracle::session();
+    mixed_table(&lake, &reference).await;
+    let report = refresh_catalog(&lake.node).await;
+    assert_eq!(report["errors"], serde_json::json!([]), "{report}");
+    let mut client = sql_client(&lake.node).await;
+
+    let info = client
+        .execute("SELECT * FROM mixed.t".into(), None)
+        .await
+        .unwrap();
+    let announced = info.clone().try_decode_schema().unwrap();
+    let types: Vec<(&str, &DataType)> = announced
+        .fields()
+        .iter()
+        .map(|f| (f.name().as_str(), f.data_type()))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("id", &DataType::Int64),
+            ("name", &DataType::Utf8),
+            ("score", &DataType::Float64),
+            ("extra", &DataType::Utf8)
+        ]
+    );
+
+    let qc = common::client(&lake.node).await;
+    let table = QuiverTable::try_new(qc, "lake", "mixed/t/").await.unwrap();
+    let direct = quiver_session("t", table);
+    for sql in MIXED_QUERIES {
+        let local = sql.replace("{t}", "t").replace("{p}", "p");
+        let want = collect_sql(&reference, &local).await;
+        assert!(row_count(&want) > 0, "{sql}");
+        let got = query(
+            &mut client,
+            &sql.replace("{t}", "mixed.t").replace("{p}", "mixed.p"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{sql} over Flight SQL: {e}"));
+        assert_eq!(rows(&got), rows(&want), "{sql} over Flight SQL");
+        // The hive table is Flight SQL's; QuiverTable reads the plain one.
+        if !sql.contains("{p}") {
+            let got = collect_sql(&direct, &local).await;
+            assert_eq!(rows(&got), rows(&want), "{sql} on QuiverTable");
+        }
+    }
+
+    // A filter goes only to the objects that hold its column with the
+    // table's type; DataFusion applies it to the others' rows.
+    let plan = direct
+        .sql("SELECT id FROM t WHERE id >= 40")
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap();
+    let mut stack = vec![plan];
+    let mut tickets = Vec::new();
+    while let Some(p) = stack.pop() {
+        if let Some(scan) = quiver_client::exec::as_quiver_scan(p.as_ref()) {
+            for e in &scan.spec().endpoints {
+                tickets.push((e.ticket.path.clone(), e.ticket.filter.is_some()));
+            }
+        }
+        stack.extend(p.children().into_iter().cloned());
+    }
+    tickets.sort();
+    assert_eq!(
+        tickets,
+        [
+            (Some("mixed/t/a.parquet".to_string()), false),
+            (Some("mixed/t/b.parquet".to_string()), true),
+            (Some("mixed/t/c.parquet".to_string()), true),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_whose_files_conflict_is_listed_and_fails_naming_them() {
+    let lake = tpch_lake(0.01, 1).await;
+    let a = RecordBatch::try_from_iter(vec![
+        ("id", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
+        ("v", Arc::new(StringArray::from(vec!["x", "y"]))),
+    ])
+    .unwrap();
+    let b = RecordBatch::try_from_iter(vec![
+        ("id", Arc::new(Int64Array::from(vec![3])) as ArrayRef),
+        ("v", Arc::new(Int64Array::from(vec![7]))),
+    ])
+    .unwrap();
+    put(&lake, "bad/t/a.parquet", &a).await;
+    put(&lake, "bad/t/b.parquet", &b).await;
+    let named = |text: &str| {
+        for part in ["`v`", "lake/bad/t/a.parquet", "lake/bad/t/b.parquet"] {
+            assert!(text.contains(part), "{part} missing from: {text}");
+        }
+    };
+
+    let qc = common::client(&lake.node).await;
+    let err = QuiverTable::try_new(qc, "lake", "bad/t/")
+        .await
+        .unwrap_err();
+    named(&err.to_string());
+
+    let report = refresh_catalog(&lake.node).await;
+    let errors = report["errors"].to_string();
+    named(&errors);
+    let mut client = sql_client(&lake.node).await;
+    let info = client
+        .get_tables(CommandGetTables {
+            catalog: Some("lake".into()),
+            db_schema_filter_pattern: Some("bad".into()),
+            table_name_filter_pattern: None,
+            table_types: vec![],
+            include_schema: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&fetch(&mut client, info).await),
+        vec!["lake|bad|t|TABLE"],
+        "the table is listed"
+    );
+    for sql in [
+        "SELECT * FROM bad.t",
+        "SELECT count(*) FROM bad.t WHERE id > 1",
+    ] {
+        let err = query(&mut client, sql).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{sql}: {err}");
+        named(err.message());
+    }
+    // The other tables are unaffected.
+    assert_eq!(
+        rows(
+            &query(&mut client, "SELECT count(*) FROM tpch.region")
                 .await
                 .unwrap()
         ),

@@ -13,4 +13,5 @@ mod flight_api;
 mod fuzz;
 mod hot;
 mod rewrite;
+mod schemas;
 mod semantics;
