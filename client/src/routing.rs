@@ -19,7 +19,7 @@ use tonic::transport::Channel;
 use crate::connect::{flight_client_with, Connector, Credentials};
 use crate::direct::{read_direct, DirectSource};
 use crate::error::ClientError;
-use crate::plan::{Endpoint, Plan};
+use crate::plan::{to_wire, wire_schema, Endpoint, Plan};
 use crate::presigned::{read_presigned, Presigned};
 use crate::stream::{limit_rows, with_progress_timeout, BatchStream};
 
@@ -566,10 +566,7 @@ impl QuiverClient {
         ticket: &ScanRequest,
     ) -> Result<(Served, BatchStream), ClientError> {
         let batches = read_presigned(presigned, ticket, self.inner.cfg.timeout).await?;
-        Ok((
-            Served::Presigned,
-            futures::stream::iter(batches.into_iter().map(Ok)).boxed(),
-        ))
+        Ok((Served::Presigned, as_streamed(batches)?))
     }
 
     /// Plans the one object `ticket` names again, at its current version.
@@ -690,10 +687,7 @@ impl QuiverClient {
         match self.inner.cfg.direct.get(source) {
             Some(direct) => {
                 let batches = read_direct(direct, path, &ticket).await?;
-                Ok((
-                    Served::Direct,
-                    futures::stream::iter(batches.into_iter().map(Ok)).boxed(),
-                ))
+                Ok((Served::Direct, as_streamed(batches)?))
             }
             None => Err(last.unwrap_or_else(|| {
                 ClientError::Refused(format!(
@@ -770,6 +764,20 @@ impl QuiverClient {
         let batches = limit_rows(all, limit).try_collect().await?;
         Ok(Table { schema, batches })
     }
+}
+
+/// Batches read from the file itself, with its own types (dictionaries,
+/// views), as a node would have streamed them (`docs/protocol.md`, "Type
+/// mapping"), so a plan's schema holds whoever served an endpoint.
+fn as_streamed(batches: Vec<RecordBatch>) -> Result<BatchStream, ClientError> {
+    let batches = batches
+        .into_iter()
+        .map(|b| {
+            let wire = Arc::new(wire_schema(&b.schema()));
+            to_wire(&b, &wire).map_err(|e| ClientError::Decode(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(futures::stream::iter(batches.into_iter().map(Ok)).boxed())
 }
 
 #[cfg(test)]

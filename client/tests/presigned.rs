@@ -382,6 +382,13 @@ async fn reads_through_a_url_equal_reads_through_the_node_and_warming_makes_them
     let (served, stream) = opted.read_endpoint(&plan.endpoints[0]).await.unwrap();
     assert_eq!(served, Served::Presigned);
     let got: Vec<_> = stream.try_collect().await.unwrap();
+    for batch in &got {
+        assert_eq!(
+            batch.schema(),
+            plan.schema,
+            "a pre-signed read streams the planned schema"
+        );
+    }
     let want = reference
         .sql(&format!("SELECT l_comment FROM lineitem WHERE {filter}"))
         .await
