@@ -518,9 +518,7 @@ mod tests {
         // 4 columns of 1000 non-null 8-byte values.
         let known = (ROWS * COLUMNS * 8) as u64;
 
-        let encoded = FlightDataEncoderBuilder::new()
-            .build(futures::stream::iter([Ok(batch)]))
-            .map_err(|e| arrow_flight::error::FlightError::from(e));
+        let encoded = FlightDataEncoderBuilder::new().build(futures::stream::iter([Ok(batch)]));
         let decoded: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(encoded)
             .try_collect()
             .await

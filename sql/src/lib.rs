@@ -9,13 +9,13 @@
 //! data while joins and aggregates run on the node that received the query.
 
 pub mod catalog;
-mod wide_decimals;
 pub mod error;
 pub mod metadata;
 pub mod partitioned;
 pub mod prepared;
 pub mod service;
 pub mod session;
+mod wide_decimals;
 
 pub use catalog::DeclaredTable;
 pub use service::{QuiverSql, SqlOptions};

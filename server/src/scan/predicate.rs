@@ -31,6 +31,7 @@ use super::decimal_fits;
 use super::errors::message;
 use super::filter;
 use super::float_key;
+use super::literals::floats_beside_floats;
 use crate::error::{QuiverError, Result};
 
 /// A filter as the node evaluates it.
@@ -63,7 +64,7 @@ impl Predicate {
             .create_logical_expr(&approximate_numbers(text)?, &df_schema)
             .map_err(|e| invalid(&e))?;
         filter::check(&expr, text)?;
-        let expr = decimal_literals_beside_floats(expr, &df_schema).map_err(|e| cannot(&e))?;
+        let expr = floats_beside_floats(expr, &df_schema).map_err(|e| cannot(&e))?;
         let simplifier = ExprSimplifier::new(
             SimplifyContext::builder()
                 .with_schema(Arc::new(df_schema.clone()))
@@ -156,7 +157,7 @@ const EXACT_DIGITS: usize = 38;
 /// numbers as decimals, would refuse it instead.
 fn approximate_numbers(text: &str) -> Result<String> {
     let tokens = Tokenizer::new(&GenericDialect {}, text)
-        .tokenize()
+        .tokenize_with_location()
         .map_err(|e| {
             QuiverError::invalid(format!(
                 "the filter `{}` is not valid: {e}",
@@ -166,19 +167,43 @@ fn approximate_numbers(text: &str) -> Result<String> {
     let approximate = |n: &str| {
         n.contains(['e', 'E']) || n.chars().filter(char::is_ascii_digit).count() > EXACT_DIGITS
     };
-    if !tokens
+    // Where each such number starts (line and column, counted in
+    // characters from 1, as the tokenizer counts) and how many characters
+    // it spans in the text.
+    let mut numbers = tokens
         .iter()
-        .any(|t| matches!(t, Token::Number(n, _) if approximate(n)))
-    {
+        .filter_map(|t| match &t.token {
+            Token::Number(n, long) if approximate(n) => Some((
+                t.span.start,
+                n.clone(),
+                n.chars().count() + usize::from(*long),
+            )),
+            _ => None,
+        })
+        .peekable();
+    if numbers.peek().is_none() {
         return Ok(text.to_string());
     }
+    // The rest of the text is copied as it is, so quoting and escapes are
+    // untouched.
     let mut out = String::with_capacity(text.len() + 32);
-    for token in &tokens {
-        match token {
-            Token::Number(n, _) if approximate(n) => {
-                out.push_str(&format!("CAST('{n}' AS DOUBLE)"))
+    let (mut line, mut column) = (1u64, 1u64);
+    let mut skip = 0usize;
+    for c in text.chars() {
+        match numbers.peek() {
+            _ if skip > 0 => skip -= 1,
+            Some((at, n, len)) if at.line == line && at.column == column => {
+                out.push_str(&format!("CAST('{n}' AS DOUBLE)"));
+                skip = len.saturating_sub(1);
+                numbers.next();
             }
-            other => out.push_str(&other.to_string()),
+            _ => out.push(c),
+        }
+        if c == '\n' {
+            line += 1;
+            column = 1;
+        } else {
+            column += 1;
         }
     }
     Ok(out)
@@ -187,73 +212,6 @@ fn approximate_numbers(text: &str) -> Result<String> {
 fn dfschema(schema: &Schema) -> Result<DFSchema> {
     DFSchema::try_from(schema.clone())
         .map_err(|e| QuiverError::Internal(format!("the file schema: {e}")))
-}
-
-/// Makes a decimal literal that meets a float a float: unquoted numbers are
-/// parsed as decimals, so that `d = 1.2345` is exact for a decimal column,
-/// but DataFusion would compare a float column with a decimal by casting the
-/// column to a decimal, which no NaN or infinity survives. The literal
-/// becomes the float nearest its exact value, as SQL's float comparison
-/// expects.
-fn decimal_literals_beside_floats(expr: Expr, schema: &DFSchema) -> DfResult<Expr> {
-    let is_float = |e: &Expr| e.get_type(schema).is_ok_and(|t| float_key::is_float(&t));
-    let to_float = |e: Expr| -> DfResult<Expr> {
-        Ok(match e {
-            Expr::Literal(
-                v @ (ScalarValue::Decimal128(..) | ScalarValue::Decimal256(..)),
-                meta,
-            ) => {
-                let value = if v.is_null() {
-                    None
-                } else {
-                    Some(v.to_string().parse::<f64>().map_err(|err| {
-                        datafusion::error::DataFusionError::Plan(format!(
-                            "the number {v} is not a float: {err}"
-                        ))
-                    })?)
-                };
-                Expr::Literal(ScalarValue::Float64(value), meta)
-            }
-            other => other,
-        })
-    };
-    Ok(expr
-        .transform_up(|e| {
-            Ok(match e {
-                Expr::BinaryExpr(b) if is_float(&b.left) || is_float(&b.right) => {
-                    Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
-                        Box::new(to_float(*b.left)?),
-                        b.op,
-                        Box::new(to_float(*b.right)?),
-                    )))
-                }
-                Expr::InList(l) if is_float(&l.expr) => {
-                    Transformed::yes(Expr::InList(InList::new(
-                        l.expr,
-                        l.list.into_iter().map(to_float).collect::<DfResult<_>>()?,
-                        l.negated,
-                    )))
-                }
-                Expr::Between(b) if is_float(&b.expr) => {
-                    Transformed::yes(Expr::Between(Between::new(
-                        b.expr,
-                        b.negated,
-                        Box::new(to_float(*b.low)?),
-                        Box::new(to_float(*b.high)?),
-                    )))
-                }
-                Expr::Case(c) if c.expr.as_deref().is_some_and(is_float) => {
-                    let whens = c
-                        .when_then_expr
-                        .into_iter()
-                        .map(|(w, t)| Ok((Box::new(to_float(*w)?), t)))
-                        .collect::<DfResult<_>>()?;
-                    Transformed::yes(Expr::Case(Case::new(c.expr, whens, c.else_expr)))
-                }
-                other => Transformed::no(other),
-            })
-        })?
-        .data)
 }
 
 /// Whether `op` compares its operands by order or equality.
@@ -449,4 +407,32 @@ fn checked_arithmetic(expr: Arc<dyn PhysicalExpr>) -> DfResult<Arc<dyn PhysicalE
             Ok(Transformed::yes(Arc::new(checked) as Arc<dyn PhysicalExpr>))
         })?
         .data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::approximate_numbers;
+
+    #[test]
+    fn approximate_numbers_become_doubles_and_the_rest_is_copied() {
+        let cases = [
+            ("x > 1.5", "x > 1.5"),
+            (
+                "name = 'it''s 1e3' AND x > 1e3",
+                "name = 'it''s 1e3' AND x > CAST('1e3' AS DOUBLE)",
+            ),
+            (
+                "x > -1E300 OR\n  \"c\" < 2.5e-3",
+                "x > -CAST('1E300' AS DOUBLE) OR\n  \"c\" < CAST('2.5e-3' AS DOUBLE)",
+            ),
+            (
+                "d = 1234567890123456789012345678901234567890",
+                "d = CAST('1234567890123456789012345678901234567890' AS DOUBLE)",
+            ),
+            ("s = 'é' AND x=1e1", "s = 'é' AND x=CAST('1e1' AS DOUBLE)"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(approximate_numbers(text).unwrap(), want, "{text}");
+        }
+    }
 }
