@@ -10,8 +10,12 @@
 /// recursively, which would overflow a worker thread's stack.
 pub const MAX_FILTER_DEPTH: usize = 128;
 
-/// Most operators and parentheses a filter may hold, counted on tokens
-/// before parsing: a chain of thousands of `OR`s must never be parsed.
+/// Most operators and opening parentheses a filter may hold, counted on
+/// tokens before parsing: a chain of thousands of `OR`s must never be
+/// parsed. A minus that is the sign of a number (`x IN (-1, -2)`) belongs to
+/// the number and is not counted. Nodes and the Rust client count with the
+/// same function (`quiver_client::pushdown::operator_count`), so a filter the
+/// client pushes is never refused.
 pub const MAX_FILTER_OPERATORS: usize = 256;
 
 /// Scalar functions a filter may call (lower-case, as DataFusion names them).

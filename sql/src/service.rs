@@ -250,7 +250,7 @@ impl QuiverSql {
             let wanted = p.get_parameter_types().map_err(status)?.len();
             if values.len() != wanted {
                 return Err(Status::invalid_argument(format!(
-                    "the statement has {wanted} parameter(s) ($1, $2, ...) but {} value(s) were bound",
+                    "the statement has {wanted} parameter(s) (`?` or $1, $2, ...) but {} value(s) were bound",
                     values.len()
                 )));
             }

@@ -3,6 +3,7 @@
 //! ResourceExhausted, instead of taking the node down), and SQL checked to
 //! be read-only before it is planned.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -16,6 +17,8 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement;
 use datafusion::sql::sqlparser::ast;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use tonic::Status;
 
 use crate::catalog::DEFAULT_SCHEMA;
@@ -95,13 +98,76 @@ fn check_read_only(statement: &Statement) -> Result<(), Status> {
     }
 }
 
+/// `sql` with its `?` placeholders numbered `$1`, `$2`, ... from left to
+/// right, the form DataFusion binds.
+///
+/// JDBC, ODBC and DB-API drivers (ADBC's `paramstyle` is `qmark`) write
+/// parameters as `?`, which DataFusion would take as one parameter with no
+/// number. The tokenizer finds them, so a `?` inside a string, a quoted name
+/// or a comment stays as it is. A statement that mixes `?` with numbered
+/// (`$1`, `?1`) or named (`$name`) placeholders is refused, since what
+/// each `?` stands for would be ambiguous. Text that does not tokenize is
+/// left for the parser to report.
+pub fn numbered_placeholders(sql: &str) -> Result<Cow<'_, str>, Status> {
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize_with_location() else {
+        return Ok(Cow::Borrowed(sql));
+    };
+    let mut bare = Vec::new();
+    let mut numbered = false;
+    for t in &tokens {
+        match &t.token {
+            Token::Placeholder(p) if p == "?" => bare.push(t.span.start),
+            Token::Placeholder(_) => numbered = true,
+            _ => {}
+        }
+    }
+    if bare.is_empty() {
+        return Ok(Cow::Borrowed(sql));
+    }
+    if numbered {
+        return Err(Status::invalid_argument(
+            "the statement mixes `?` placeholders with numbered or named ones ($1, $name); use one style",
+        ));
+    }
+    // The tokenizer's locations count characters, from line 1 column 1.
+    let mut out = String::with_capacity(sql.len() + 2 * bare.len());
+    let mut wanted = bare.iter().peekable();
+    let (mut line, mut column) = (1u64, 1u64);
+    let mut n = 0usize;
+    for c in sql.chars() {
+        match wanted.peek() {
+            Some(at) if at.line == line && at.column == column && c == '?' => {
+                wanted.next();
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            }
+            _ => out.push(c),
+        }
+        if c == '\n' {
+            line += 1;
+            column = 1;
+        } else {
+            column += 1;
+        }
+    }
+    if wanted.next().is_some() {
+        return Err(Status::internal(
+            "a `?` placeholder was not found where the tokenizer put it",
+        ));
+    }
+    Ok(Cow::Owned(out))
+}
+
 /// Parses, checks and plans `sql`: InvalidArgument with DataFusion's message
 /// when it does not parse or plan, NotFound for a table that does not
-/// exist, InvalidArgument for a statement that writes.
+/// exist, InvalidArgument for a statement that writes. `?` placeholders are
+/// numbered first ([`numbered_placeholders`]).
 pub async fn plan(ctx: &SessionContext, sql: &str) -> Result<LogicalPlan, Status> {
+    let sql = numbered_placeholders(sql)?;
     let state = ctx.state();
     let statement = state
-        .sql_to_statement(sql, &Dialect::Generic)
+        .sql_to_statement(&sql, &Dialect::Generic)
         .map_err(status)?;
     check_read_only(&statement)?;
     for table in state.resolve_table_references(&statement).map_err(status)? {
@@ -147,4 +213,89 @@ pub fn plain(schema: &Schema) -> SchemaRef {
             })
             .collect::<Vec<_>>(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::common::ScalarValue;
+
+    use super::*;
+    use crate::catalog::Snapshot;
+
+    fn numbered(sql: &str) -> String {
+        numbered_placeholders(sql).unwrap().into_owned()
+    }
+
+    #[test]
+    fn question_marks_are_numbered_left_to_right() {
+        assert_eq!(
+            numbered("SELECT a FROM t WHERE a = ? AND b < ?"),
+            "SELECT a FROM t WHERE a = $1 AND b < $2"
+        );
+        // Inside strings, quoted names and comments a `?` is text.
+        assert_eq!(
+            numbered(
+                "SELECT '?', \"why?\" -- really?\nFROM t /* ? */ WHERE x = ? AND y LIKE 'a?' AND z=?"
+            ),
+            "SELECT '?', \"why?\" -- really?\nFROM t /* ? */ WHERE x = $1 AND y LIKE 'a?' AND z=$2"
+        );
+        // Positions count characters, not bytes, over several lines.
+        assert_eq!(
+            numbered("SELECT 'ünï' AS \"é\",\n  ?\n, ?"),
+            "SELECT 'ünï' AS \"é\",\n  $1\n, $2"
+        );
+        // Numbered and named ones, and text that does not tokenize, are
+        // left as they are.
+        for sql in ["SELECT $1, $2", "SELECT $a", "SELECT 'open", "SELECT 1"] {
+            assert_eq!(numbered(sql), sql);
+        }
+    }
+
+    #[test]
+    fn mixed_placeholder_styles_are_refused() {
+        for sql in [
+            "SELECT ?, $2",
+            "SELECT $1, ?",
+            "SELECT ?, $name",
+            "SELECT ?1, ?",
+        ] {
+            let err = numbered_placeholders(sql).unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{sql}");
+            assert!(err.message().contains("mixes"), "{}", err.message());
+        }
+    }
+
+    #[tokio::test]
+    async fn question_marks_bind_in_order() {
+        let sources = vec!["local".to_string()];
+        let ctx = session(Snapshot::default().catalog_list(&sources), "local", 1 << 26).unwrap();
+        let p = plan(
+            &ctx,
+            "SELECT a, '?' AS q FROM (VALUES (1, 'x'), (41, 'y?'), (41, 'z')) AS t(a, b) WHERE a = ? AND b = ?",
+        )
+        .await
+        .unwrap();
+        let p = p
+            .with_param_values(vec![
+                ScalarValue::Int64(Some(41)),
+                ScalarValue::Utf8(Some("y?".into())),
+            ])
+            .unwrap();
+        let batches = ctx
+            .execute_logical_plan(p)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let text = arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+            1,
+            "{text}"
+        );
+        assert!(text.contains("| 41 | ? |"), "{text}");
+    }
 }

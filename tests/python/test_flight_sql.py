@@ -229,6 +229,85 @@ def test_prepared_statement_missing_parameter(conn):
     assert_answers(conn)
 
 
+def test_prepared_statement_with_qmark_parameters(conn, server):
+    """Issue 25: DB-API code (paramstyle qmark, like JDBC) writes `?`, which
+    the node numbered left to right; one inside a string, a quoted name or a
+    comment is text."""
+    assert flight_sql.paramstyle == "qmark"
+    query = """
+        SELECT l_orderkey, l_linenumber, l_shipmode AS "mode?", l_quantity, '?' AS q
+        FROM tpch.lineitem -- which rows? these:
+        WHERE l_orderkey < ? AND l_shipmode = ? /* and ? not this */ AND l_shipdate >= ?
+          AND l_quantity > ? AND l_comment <> 'why?'
+    """
+    params = (30000, "AIR", datetime.date(1995, 1, 1), D("30"))
+    with conn.cursor() as cur:
+        schema = cur.adbc_prepare(query)
+        assert schema.names == ["$1", "$2", "$3", "$4"]
+    got = sql(conn, query, params)
+    li = direct(server, "lineitem")
+    want = li.filter(
+        (pc.field("l_orderkey") < 30000) & (pc.field("l_shipmode") == "AIR")
+        & (pc.field("l_shipdate") >= datetime.date(1995, 1, 1)) & (pc.field("l_quantity") > D("30"))
+        & (pc.field("l_comment") != "why?")
+    )
+    want = [(k, n, m, q, "?") for k, n, m, q in rows(
+        want.select(["l_orderkey", "l_linenumber", "l_shipmode", "l_quantity"]))]
+    assert got.schema.names == ["l_orderkey", "l_linenumber", "mode?", "l_quantity", "q"]
+    assert 0 < got.num_rows < li.num_rows
+    assert rows(got) == sorted(want)
+
+
+def test_prepared_statement_with_a_null_qmark_parameter(conn, server):
+    nation = direct(server, "nation")
+    query = "SELECT n_nationkey, n_name FROM tpch.nation WHERE n_regionkey = ? OR n_nationkey < ?"
+    got = sql(conn, query, (None, 4))
+    # NULL equals nothing: only the second condition selects.
+    want = nation.filter(pc.field("n_nationkey") < 4).select(["n_nationkey", "n_name"])
+    assert got.num_rows == 4
+    assert rows(got) == rows(want)
+
+
+def test_mixed_placeholder_styles_are_refused(conn):
+    with pytest.raises(adbc_driver_manager.ProgrammingError) as e:
+        sql(conn, "SELECT n_name FROM tpch.nation WHERE n_regionkey = ? AND n_nationkey > $2", (1, 2))
+    assert e.value.status_code == adbc_driver_manager.AdbcStatusCode.INVALID_ARGUMENT
+    assert "mixes" in str(e.value)
+    assert_answers(conn)
+
+
+@pytest.mark.parametrize("op,value", [
+    ("<>", float("nan")), ("=", float("nan")), ("<", float("inf")), (">", float("-inf")),
+    (">", -0.0), ("<", 24.5),
+])
+def test_special_float_parameters_are_pushed_exactly(conn, server, op, value):
+    """Issue 25: NaN and the infinities were pushed to the node as bare words
+    (`"f" <> NaN`: "No field named nan"), in parameters and in statements."""
+    li = direct(server, "lineitem")
+    quantity = pc.cast(li["l_quantity"], pa.float64())
+    # Arrow's order, like DataFusion's: NaN equals NaN.
+    if value != value:
+        match = pc.is_nan(quantity) if op == "=" else pc.invert(pc.is_nan(quantity))
+    else:
+        match = {"<": pc.less, ">": pc.greater}[op](quantity, value)
+    want = rows(li.filter(match).select(["l_orderkey", "l_linenumber"]))
+    query = f"SELECT l_orderkey, l_linenumber FROM tpch.lineitem WHERE CAST(l_quantity AS DOUBLE) {op} "
+    assert rows(sql(conn, query + "$1", (value,))) == want
+    text = "CAST('NaN' AS DOUBLE)" if value != value else f"CAST('{value}' AS DOUBLE)"
+    assert rows(sql(conn, query + text)) == want
+
+
+def test_long_list_of_negative_numbers(conn, server):
+    """Issue 25: the node counted every minus sign as an operator and
+    refused the pushed-down filter of this query."""
+    keys = [-k for k in range(1, 301)] + [1, 2, 3]
+    got = sql(conn, f"SELECT l_orderkey, l_linenumber FROM tpch.lineitem WHERE l_orderkey IN ({', '.join(map(str, keys))})")
+    li = direct(server, "lineitem")
+    want = li.filter(pc.field("l_orderkey").isin(keys)).select(["l_orderkey", "l_linenumber"])
+    assert got.num_rows > 0
+    assert rows(got) == rows(want)
+
+
 # --- metadata ------------------------------------------------------------
 
 

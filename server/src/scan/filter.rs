@@ -4,10 +4,8 @@
 //! bounded by their input (no `repeat('x', 2147483647)`).
 
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::logical_expr::Expr;
-use datafusion::sql::sqlparser::dialect::GenericDialect;
-use datafusion::sql::sqlparser::keywords::Keyword;
-use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use datafusion::logical_expr::{Expr, Like};
+use quiver_client::pushdown::operator_count;
 
 use quiver_protocol::{
     FILTER_FUNCTIONS as FUNCTIONS, MAX_FILTER_DEPTH as MAX_DEPTH,
@@ -26,33 +24,14 @@ pub fn shown(filter: &str) -> String {
 }
 
 /// Refuses filters too deep to parse safely, looking only at their tokens.
+///
+/// The count is the clients' own ([`operator_count`]), so a filter a client
+/// pushes down is never refused here: a minus that is the sign of a number
+/// (`x IN (-1, -2, ...)`) is part of the literal, not an operator.
 pub fn check_text(filter: &str) -> Result<()> {
-    let tokens = Tokenizer::new(&GenericDialect {}, filter)
-        .tokenize()
-        .map_err(|e| {
-            QuiverError::invalid(format!("the filter `{}` is not valid: {e}", shown(filter)))
-        })?;
-    let operators = tokens
-        .iter()
-        .filter(|t| match t {
-            Token::Word(w) => matches!(w.keyword, Keyword::AND | Keyword::OR | Keyword::NOT),
-            Token::LParen
-            | Token::Plus
-            | Token::Minus
-            | Token::Mul
-            | Token::Div
-            | Token::Mod
-            | Token::StringConcat
-            | Token::Eq
-            | Token::DoubleEq
-            | Token::Neq
-            | Token::Lt
-            | Token::Gt
-            | Token::LtEq
-            | Token::GtEq => true,
-            _ => false,
-        })
-        .count();
+    let operators = operator_count(filter).map_err(|e| {
+        QuiverError::invalid(format!("the filter `{}` is not valid: {e}", shown(filter)))
+    })?;
     if operators > MAX_OPERATORS {
         return Err(QuiverError::invalid(format!(
             "the filter `{}` has {operators} operators; at most {MAX_OPERATORS} are accepted (use IN lists instead of long chains of OR)",
@@ -86,6 +65,27 @@ pub fn check(expr: &Expr, filter: &str) -> Result<()> {
                     shown(filter)
                 )))
             }
+            // DataFusion evaluates LIKE only with the backslash as escape
+            // character, and SIMILAR TO with none; its physical planner's
+            // error for any other neither names ESCAPE nor says what to write.
+            Expr::Like(Like {
+                escape_char: Some(c),
+                ..
+            }) if *c != '\\' => {
+                return Err(QuiverError::invalid(format!(
+                    "the filter `{}` uses LIKE with ESCAPE '{c}'; only the backslash escapes in a filter's patterns (`name LIKE 'a\\_%'`), so drop the ESCAPE clause",
+                    shown(filter)
+                )))
+            }
+            Expr::SimilarTo(Like {
+                escape_char: Some(_),
+                ..
+            }) => {
+                return Err(QuiverError::invalid(format!(
+                    "the filter `{}` uses SIMILAR TO with ESCAPE, which is not supported",
+                    shown(filter)
+                )))
+            }
             Expr::ScalarFunction(f) if !FUNCTIONS.contains(&f.name()) => {
                 return Err(QuiverError::invalid(format!(
                     "function `{}` is not allowed in a filter; allowed are {}",
@@ -102,4 +102,44 @@ pub fn check(expr: &Expr, filter: &str) -> Result<()> {
         .map_err(|err| QuiverError::Internal(format!("walking the filter failed: {err}")))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::common::DFSchema;
+    use datafusion::prelude::SessionContext;
+
+    use super::*;
+
+    #[test]
+    fn signs_of_numbers_are_not_operators() {
+        let negatives: Vec<String> = (1..=300).map(|i| format!("-{i}")).collect();
+        check_text(&format!("x IN ({})", negatives.join(", "))).unwrap();
+        check_text(&format!("x NOT IN ({})", negatives.join(","))).unwrap();
+        let err = check_text(&format!("x{} > 0", " - 1".repeat(300))).unwrap_err();
+        assert!(err.to_string().contains("operators"), "{err}");
+    }
+
+    #[test]
+    fn like_escapes_other_than_the_backslash_are_refused() {
+        let schema = Schema::new(vec![Field::new("name", DataType::Utf8, true)]);
+        let schema = DFSchema::try_from(schema).unwrap();
+        let ctx = SessionContext::new();
+        let checked = |filter: &str| check(&ctx.parse_sql_expr(filter, &schema).unwrap(), filter);
+        for filter in [
+            "name LIKE 'a!%' ESCAPE '!'",
+            "NOT name ILIKE 'a' ESCAPE '$'",
+            "name SIMILAR TO 'a' ESCAPE '!'",
+        ] {
+            let err = checked(filter).unwrap_err();
+            assert!(
+                matches!(err, QuiverError::InvalidArgument(_)),
+                "{filter}: {err:?}"
+            );
+            assert!(err.to_string().contains("ESCAPE"), "{filter}: {err}");
+        }
+        checked(r"name LIKE 'a\%' ESCAPE '\'").unwrap();
+        checked("name LIKE 'a%'").unwrap();
+    }
 }

@@ -686,3 +686,71 @@ async fn auth_tokens_and_admin_token() {
     still_serves(&mut reader).await;
     f.node.shutdown().await.unwrap();
 }
+
+/// Issue 25: LIKE with an ESCAPE other than the backslash failed only when
+/// the scan started, as Internal. It is refused as invalid, naming ESCAPE,
+/// when planned and when read; the backslash, DataFusion's own escape
+/// character, keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn like_with_an_escape_character_is_invalid_argument() {
+    let mut f = fixture(|_| {}).await;
+    let c = &mut f.client;
+    for filter in [
+        "name LIKE 'a!%' ESCAPE '!'",
+        "name NOT ILIKE 'a#_%' ESCAPE '#'",
+        "id > 3 AND name LIKE 'b%' ESCAPE 'x'",
+        "name SIMILAR TO 'a%' ESCAPE '!'",
+    ] {
+        let mut req = scan("local", "t/a.parquet");
+        req.filter = Some(filter.into());
+        let planned = c
+            .get_flight_info(FlightDescriptor::new_cmd(req.to_bytes()))
+            .await
+            .map_err(into_status);
+        let read = do_get(c, &req).await;
+        for result in [planned.map(|_| ()), read.map(|_| ())] {
+            let message = result.as_ref().err().map(|e| e.message().to_string());
+            assert_code(result, Code::InvalidArgument, filter);
+            assert!(
+                message.is_some_and(|m| m.contains("ESCAPE")),
+                "{filter}: the message does not name ESCAPE"
+            );
+        }
+        still_serves(c).await;
+    }
+    let mut plain = scan("local", "t/a.parquet");
+    plain.filter = Some("name LIKE 'a%'".into());
+    let mut escaped = plain.clone();
+    escaped.filter = Some(r"name LIKE 'a%' ESCAPE '\'".into());
+    let want = rows(&do_get(c, &plain).await.unwrap());
+    assert!(!want.is_empty());
+    assert_eq!(rows(&do_get(c, &escaped).await.unwrap()), want);
+    f.node.shutdown().await.unwrap();
+}
+
+/// Issue 25: every minus sign counted as an operator, so a list of 300
+/// negative numbers was refused as over the operator limit, and a Flight
+/// SQL query whose filter was pushed down failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_list_of_negative_numbers_is_served() {
+    let mut f = fixture(|_| {}).await;
+    let c = &mut f.client;
+    let negatives: Vec<String> = (1..=300).map(|i| format!("-{i}")).collect();
+    let mut req = scan("local", "t/a.parquet");
+    req.filter = Some(format!("id IN ({}, 7, 1999)", negatives.join(", ")));
+    assert_eq!(row_count(&do_get(c, &req).await.unwrap()), 2);
+    req.filter = Some(format!("qty NOT IN ({})", negatives.join(",")));
+    let not_negative = row_count(&do_get(c, &req).await.unwrap());
+    req.filter = Some("qty >= 0".into());
+    assert_eq!(row_count(&do_get(c, &req).await.unwrap()), not_negative);
+    // A minus between operands still counts: a chain of 300 subtractions
+    // is refused before it is parsed.
+    req.filter = Some(format!("id{} > 0", " - 1".repeat(300)));
+    assert_code(
+        do_get(c, &req).await,
+        Code::InvalidArgument,
+        "300 subtractions",
+    );
+    still_serves(c).await;
+    f.node.shutdown().await.unwrap();
+}
