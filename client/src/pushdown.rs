@@ -57,19 +57,66 @@ pub fn filter_text(expr: &Expr, schema: &Schema) -> Option<String> {
         .expr_to_sql(&typed)
         .ok()?
         .to_string();
-    if text.len() > MAX_PUSHED_FILTER || operator_count(&text).ok()? > MAX_FILTER_OPERATORS {
-        return None;
+    node_accepts(&text, MAX_PUSHED_FILTER).then_some(text)
+}
+
+/// Longest filter one request sends, all its pushed filters together; a
+/// node accepts 16 KiB by default (`limits.max_filter_len`).
+pub const MAX_REQUEST_FILTER: usize = 12 * 1024;
+
+/// Whether a node accepts `text` as a filter: at most `max_len` bytes, its
+/// operator count, and its nesting under the node's SQL parser.
+fn node_accepts(text: &str, max_len: usize) -> bool {
+    if text.len() > max_len || operator_count(text).map_or(true, |n| n > MAX_FILTER_OPERATORS) {
+        return false;
     }
     // The unparser parenthesises every binary operation, and a node's SQL
     // parser refuses nesting past its recursion limit (50 by default): a
     // chain of 49 ORs passes the depth and operator rules but not the parser.
     let recursion_limit = ConfigOptions::default().sql_parser.recursion_limit.get();
-    DFParserBuilder::new(text.as_str())
+    DFParserBuilder::new(text)
         .with_recursion_limit(recursion_limit)
         .build()
         .and_then(|mut parser| parser.parse_into_expr())
-        .ok()?;
-    Some(text)
+        .is_ok()
+}
+
+/// The filters of one request as the node receives them: one filter, or
+/// each parenthesised and joined with `AND`.
+pub fn all_of(texts: &[&str]) -> Option<String> {
+    match texts {
+        [] => None,
+        [one] => Some(one.to_string()),
+        many => Some(
+            many.iter()
+                .map(|t| format!("({t})"))
+                .collect::<Vec<_>>()
+                .join(" AND "),
+        ),
+    }
+}
+
+/// Which filters of one query are pushed: each passes alone
+/// ([`filter_text`]), and the ones taken, in order, must still pass
+/// together, since a request carries them ANDed as one filter. A filter
+/// past that stays in DataFusion, so no number of filters makes a node
+/// refuse the query.
+#[derive(Debug, Default)]
+pub struct PushBudget {
+    taken: Vec<String>,
+}
+
+impl PushBudget {
+    /// Takes `text` if the filters taken so far and it fit one request.
+    pub fn admit(&mut self, text: &str) -> bool {
+        let mut trial: Vec<&str> = self.taken.iter().map(String::as_str).collect();
+        trial.push(text);
+        let fits = all_of(&trial).is_some_and(|all| node_accepts(&all, MAX_REQUEST_FILTER));
+        if fits {
+            self.taken.push(text.to_string());
+        }
+        fits
+    }
 }
 
 /// How many operators the node counts in `filter` against

@@ -14,8 +14,14 @@ use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::stats::Precision;
-use datafusion::common::{Result as DfResult, Statistics};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema, Result as DfResult, Statistics};
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_expr::expressions::Column as PhysicalColumn;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::ExecutionPlan;
 use futures::{StreamExt, TryStreamExt};
 use quiver_protocol::ScanRequest;
@@ -23,7 +29,7 @@ use quiver_protocol::ScanRequest;
 use crate::error::{to_datafusion, ClientError};
 use crate::exec::{QuiverScanExec, ScanSpec};
 use crate::plan::Plan;
-use crate::pushdown::filter_text;
+use crate::pushdown::{all_of, filter_text, PushBudget};
 use crate::routing::{ObjectInfo, QuiverClient};
 
 /// Objects planned at once when a scan must plan them one by one.
@@ -400,16 +406,7 @@ impl QuiverTable {
             .filter(|(f, _)| self.evaluates(object, f))
             .map(|(_, t)| t.as_str())
             .collect();
-        let filter = match texts.as_slice() {
-            [] => None,
-            [one] => Some(one.to_string()),
-            many => Some(
-                many.iter()
-                    .map(|t| format!("({t})"))
-                    .collect::<Vec<_>>()
-                    .join(" AND "),
-            ),
-        };
+        let filter = all_of(&texts);
         ObjectRequest {
             columns: (columns.iter().collect::<Vec<_>>() != all).then_some(columns),
             fields,
@@ -460,6 +457,18 @@ impl QuiverTable {
     }
 }
 
+/// `expr` with its columns unqualified: the scan's schema has no table name.
+fn unqualified(expr: Expr) -> DfResult<Expr> {
+    Ok(expr
+        .transform(|e| {
+            Ok(match e {
+                Expr::Column(c) => Transformed::yes(Expr::Column(Column::new_unqualified(c.name))),
+                other => Transformed::no(other),
+            })
+        })?
+        .data)
+}
+
 #[async_trait]
 impl TableProvider for QuiverTable {
     fn schema(&self) -> SchemaRef {
@@ -472,41 +481,80 @@ impl TableProvider for QuiverTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let schema = match projection {
-            None => self.schema.clone(),
-            Some(p) => Arc::new(self.schema.project(p)?),
-        };
         // Every filter DataFusion declared Exact reaches every object (see
         // `supports_filters_pushdown`); an Inexact one goes to the objects
-        // that evaluate it and DataFusion applies it again to all rows.
-        let texts: Vec<(&Expr, String)> = filters
+        // that evaluate it and DataFusion applies it again to all rows. A
+        // request carries them ANDed, and those that no longer fit one
+        // request (DataFusion asks about filters a few at a time, so the
+        // budget there cannot see them all) are applied here instead.
+        let mut budget = PushBudget::default();
+        let (texts, rest): (Vec<(&Expr, String)>, Vec<(&Expr, String)>) = filters
             .iter()
             .filter_map(|f| filter_text(f, &self.schema).map(|t| (f, t)))
-            .collect();
+            .partition(|(_, t)| budget.admit(t));
+        let wanted: Vec<usize> = match projection {
+            None => (0..self.schema.fields().len()).collect(),
+            Some(p) => p.clone(),
+        };
+        let mut read = wanted.clone();
+        for (f, _) in &rest {
+            for c in f.column_refs() {
+                let i = self.schema.index_of(&c.name)?;
+                if !read.contains(&i) {
+                    read.push(i);
+                }
+            }
+        }
+        let schema = Arc::new(self.schema.project(&read)?);
         let requests: Vec<ObjectRequest> = self
             .objects
             .iter()
             .map(|o| self.object_request(o, schema.fields(), &texts))
             .collect();
-        let limit = limit.map(|l| l as u64);
+        // A limit holds after every filter: with some applied here, the
+        // nodes must not stop early.
+        let limit = limit.filter(|_| rest.is_empty()).map(|l| l as u64);
         let plan = self.plan(requests, limit).await?;
         let spec = ScanSpec {
             count_only: schema.fields().is_empty(),
-            schema,
+            schema: schema.clone(),
             endpoints: plan.endpoints,
             limit,
             total_rows: plan.total_records,
         };
-        Ok(Arc::new(QuiverScanExec::new(self.client.clone(), spec)))
+        let scan: Arc<dyn ExecutionPlan> = Arc::new(QuiverScanExec::new(self.client.clone(), spec));
+        let rest = rest
+            .into_iter()
+            .map(|(f, _)| unqualified(f.clone()))
+            .collect::<DfResult<Vec<_>>>()?;
+        let Some(predicate) = conjunction(rest) else {
+            return Ok(scan);
+        };
+        let predicate =
+            state.create_physical_expr(predicate, &DFSchema::try_from(schema.as_ref().clone())?)?;
+        let filtered: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(predicate, scan)?);
+        let columns: Vec<(Arc<dyn PhysicalExpr>, String)> = wanted
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| {
+                let name = self.schema.field(w).name().clone();
+                (
+                    Arc::new(PhysicalColumn::new(&name, i)) as Arc<dyn PhysicalExpr>,
+                    name,
+                )
+            })
+            .collect();
+        Ok(Arc::new(ProjectionExec::try_new(columns, filtered)?))
     }
 
     /// Exact for every filter each object evaluates itself (DataFusion then
-    /// drops it from the plan); Inexact for one only some objects can
+    /// drops it from the plan), as long as the filters pushed fit one
+    /// request together (`PushBudget`); Inexact for one only some objects can
     /// evaluate as the table does (a column missing or of a narrower type
     /// in the others), which DataFusion applies again; Unsupported for the
     /// rest, which DataFusion applies to the rows that come back.
@@ -514,10 +562,12 @@ impl TableProvider for QuiverTable {
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        let mut budget = PushBudget::default();
         Ok(filters
             .iter()
             .map(|f| {
-                if filter_text(f, &self.schema).is_none() {
+                let fits = filter_text(f, &self.schema).is_some_and(|t| budget.admit(&t));
+                if !fits {
                     return TableProviderFilterPushDown::Unsupported;
                 }
                 let objects = self.objects.iter().filter(|o| self.evaluates(o, f)).count();

@@ -143,6 +143,43 @@ async fn filters_the_node_cannot_run_stay_in_datafusion() {
     assert!(row_count(&got) > 0);
 }
 
+/// Many filters, each one the node accepts alone, together make one filter
+/// per request: those past the node's limits stay in DataFusion instead of
+/// the node refusing the whole query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_pushed_filters_stay_within_the_nodes_limits() {
+    let common::Sessions {
+        lake: _lake,
+        client: _client,
+        quiver: ctx,
+        reference,
+    } = common::sessions(0.01, 2).await;
+    let conditions: Vec<String> = (1..=120)
+        .map(|k| format!("o_orderkey <> {}", k * 7))
+        .collect();
+    let sql = format!(
+        "SELECT o_orderkey, o_totalprice FROM orders WHERE {}",
+        conditions.join(" AND ")
+    );
+    let plan = ctx
+        .sql(&sql)
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap();
+    let spec = &scans(&plan)[0];
+    let filter = spec.endpoints[0].ticket.filter.as_deref().unwrap();
+    let operators = quiver_client::pushdown::operator_count(filter).unwrap();
+    assert!(
+        operators <= quiver_protocol::MAX_FILTER_OPERATORS,
+        "{operators} operators pushed"
+    );
+    let got = collect(plan, ctx.task_ctx()).await.unwrap();
+    assert_eq!(rows(&got), rows(&run(&reference, &sql).await));
+    assert!(row_count(&got) > 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_counts_and_statistics() {
     let common::Sessions {
