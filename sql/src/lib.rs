@@ -10,12 +10,12 @@
 
 pub mod catalog;
 pub mod error;
+mod exact_aggregates;
 pub mod metadata;
 pub mod partitioned;
 pub mod prepared;
 pub mod service;
 pub mod session;
-mod wide_decimals;
 
 pub use catalog::DeclaredTable;
 pub use service::{QuiverSql, SqlOptions};

@@ -60,8 +60,8 @@ pub fn session(
         .with_default_features()
         .build();
     let ctx = SessionContext::new_with_state(state);
-    // Sums and averages of wide decimals are exact instead of wrapping.
-    for aggregate in crate::wide_decimals::udafs() {
+    // Sums and averages are exact or an overflow error, never wrapped.
+    for aggregate in crate::exact_aggregates::udafs() {
         ctx.register_udaf(aggregate);
     }
     Ok(ctx)
