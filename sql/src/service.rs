@@ -6,7 +6,6 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
-use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::decode::FlightRecordBatchStream;
@@ -133,18 +132,12 @@ fn batch_stream(
     Ok(Response::new(Box::pin(stream)))
 }
 
-/// `batch` with view-typed columns cast to the plain types of `schema`.
+/// `batch` with its columns cast to the types of `schema` ([`plain`]).
 fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, FlightError> {
     if batch.schema().fields() == schema.fields() {
         return Ok(batch);
     }
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(c, f)| cast(c, f.data_type()))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    Ok(quiver_client::plan::to_wire(&batch, schema)?)
 }
 
 fn read_only() -> Status {

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::CatalogProviderList;
 use datafusion::config::Dialect;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
@@ -197,26 +197,16 @@ pub async fn plan(ctx: &SessionContext, sql: &str) -> Result<LogicalPlan, Status
     Ok(plan)
 }
 
-/// `schema` with view types as their plain forms, which every client reads.
+/// `schema` as a Flight SQL answer announces and streams it: the type
+/// mapping of `docs/protocol.md` (dictionaries expanded, view and large
+/// types plain), the one every Quiver answer follows and every client reads.
 pub fn plain(schema: &Schema) -> SchemaRef {
-    Arc::new(Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| {
-                let ty = match f.data_type() {
-                    DataType::Utf8View => DataType::Utf8,
-                    DataType::BinaryView => DataType::Binary,
-                    other => other.clone(),
-                };
-                Field::new(f.name(), ty, f.is_nullable()).with_metadata(f.metadata().clone())
-            })
-            .collect::<Vec<_>>(),
-    ))
+    Arc::new(quiver_client::plan::wire_schema(schema))
 }
 
 #[cfg(test)]
 mod tests {
+    use arrow::datatypes::{DataType, Field};
     use datafusion::common::ScalarValue;
 
     use super::*;
@@ -297,5 +287,36 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("| 41 | ? |"), "{text}");
+    }
+
+    /// A result column of any type is announced as it is streamed: a
+    /// dictionary or a large string is not left as it is while the encoder
+    /// sends it plain.
+    #[test]
+    fn plain_maps_every_type_the_encoder_sends_plain() {
+        let schema = Schema::new(vec![
+            Field::new(
+                "d",
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                true,
+            ),
+            Field::new("l", DataType::LargeUtf8, true),
+            Field::new("v", DataType::Utf8View, true),
+            Field::new("i", DataType::Int64, false),
+        ]);
+        let types: Vec<DataType> = plain(&schema)
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        assert_eq!(
+            types,
+            vec![
+                DataType::Utf8,
+                DataType::Utf8,
+                DataType::Utf8,
+                DataType::Int64
+            ]
+        );
     }
 }
