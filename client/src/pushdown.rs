@@ -13,7 +13,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{plan_err, Column, ScalarValue};
 use datafusion::config::ConfigOptions;
 use datafusion::functions::expr_fn::arrow_cast;
-use datafusion::logical_expr::{Cast, Expr};
+use datafusion::logical_expr::{Cast, Expr, Operator};
 use datafusion::sql::parser::DFParserBuilder;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -60,6 +60,17 @@ pub fn filter_text(expr: &Expr, schema: &Schema) -> Option<String> {
     node_accepts(&text, MAX_PUSHED_FILTER).then_some(text)
 }
 
+/// `text` as the node's SQL parser reads it.
+fn parsed(text: &str) -> Option<datafusion::sql::sqlparser::ast::Expr> {
+    let recursion_limit = ConfigOptions::default().sql_parser.recursion_limit.get();
+    DFParserBuilder::new(text)
+        .with_recursion_limit(recursion_limit)
+        .build()
+        .and_then(|mut parser| parser.parse_into_expr())
+        .ok()
+        .map(|e| e.expr)
+}
+
 /// Longest filter one request sends, all its pushed filters together; a
 /// node accepts 16 KiB by default (`limits.max_filter_len`).
 pub const MAX_REQUEST_FILTER: usize = 12 * 1024;
@@ -73,12 +84,7 @@ fn node_accepts(text: &str, max_len: usize) -> bool {
     // The unparser parenthesises every binary operation, and a node's SQL
     // parser refuses nesting past its recursion limit (50 by default): a
     // chain of 49 ORs passes the depth and operator rules but not the parser.
-    let recursion_limit = ConfigOptions::default().sql_parser.recursion_limit.get();
-    DFParserBuilder::new(text)
-        .with_recursion_limit(recursion_limit)
-        .build()
-        .and_then(|mut parser| parser.parse_into_expr())
-        .is_ok()
+    parsed(text).is_some()
 }
 
 /// The filters of one request as the node receives them: one filter, or
@@ -305,8 +311,16 @@ fn exact_cast(expr: Expr, ty: DataType) -> Expr {
 /// room to spare under its depth cap.
 fn supported(expr: &Expr, schema: &Schema) -> bool {
     let mut nodes = 0usize;
-    let mut stack = vec![(expr, 1usize)];
-    while let Some((e, depth)) = stack.pop() {
+    // Whether a `NOT` may stand here as the unparser prints it. It writes
+    // `(NOT a) IS NOT DISTINCT FROM true` as `NOT a IS NOT DISTINCT FROM
+    // true`, which SQL reads as `NOT (a IS NOT DISTINCT FROM true)`: under
+    // any operator that binds tighter than NOT the node would read another
+    // filter, so such a filter stays in DataFusion.
+    let mut stack = vec![(expr, 1usize, true)];
+    while let Some((e, depth, not_here)) = stack.pop() {
+        if matches!(e, Expr::Not(_)) && !not_here {
+            return false;
+        }
         // The text adds a cast around some literals, so the node's tree is
         // a little deeper than this one.
         if depth > MAX_FILTER_DEPTH / 2 {
@@ -344,8 +358,10 @@ fn supported(expr: &Expr, schema: &Schema) -> bool {
         if !allowed {
             return false;
         }
+        let not_below = matches!(e, Expr::Not(_) | Expr::Case(_))
+            || matches!(e, Expr::BinaryExpr(b) if matches!(b.op, Operator::And | Operator::Or));
         let walked = e.apply_children(|child| {
-            stack.push((child, depth + 1));
+            stack.push((child, depth + 1, not_below));
             Ok(TreeNodeRecursion::Continue)
         });
         if walked.is_err() {
@@ -401,6 +417,24 @@ mod tests {
         let e = col("small").eq(lit(ScalarValue::Int32(Some(7))));
         let text = filter_text(&e, &s).unwrap();
         assert!(text.contains("CAST(7 AS INT"), "{text}");
+    }
+
+    /// `(NOT x) IS NOT DISTINCT FROM true`, as DataFusion's simplifier
+    /// writes a `CASE WHEN NOT x`, is unparsed without the parentheses SQL
+    /// needs; pushed, the node read `NOT (x IS NOT DISTINCT FROM true)` and
+    /// kept the NULL rows the query excludes.
+    #[test]
+    fn a_filter_whose_text_reads_back_otherwise_is_not_pushed() {
+        let s = schema();
+        let not_small = Expr::Not(Box::new(col("small").gt(lit(ScalarValue::Int32(Some(1))))));
+        let e = Expr::BinaryExpr(datafusion::logical_expr::BinaryExpr::new(
+            Box::new(not_small.clone()),
+            Operator::IsNotDistinctFrom,
+            Box::new(lit(true)),
+        ));
+        assert_eq!(filter_text(&e, &s), None);
+        // Alone, the same NOT reads back as it was printed and is pushed.
+        assert!(filter_text(&not_small, &s).is_some());
     }
 
     #[test]
