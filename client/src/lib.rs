@@ -17,6 +17,7 @@ pub mod connect;
 pub mod direct;
 pub mod error;
 pub mod exec;
+pub mod literals;
 pub mod plan;
 pub mod presigned;
 pub mod pushdown;

@@ -59,12 +59,28 @@ pub fn session(
         .with_catalog_list(catalogs)
         .with_default_features()
         .build();
-    let ctx = SessionContext::new_with_state(state);
-    // Sums and averages are exact or an overflow error, never wrapped.
+    Ok(with_exact_numbers(SessionContext::new_with_state(state)))
+}
+
+/// `ctx` with the number semantics of Flight SQL (`docs/protocol.md`,
+/// "Semantics"): `0.07` and integers past 64 bits are exact decimals, as in
+/// standard SQL, and become doubles only beside a float
+/// (`quiver_client::literals`); sums and averages are exact or an overflow
+/// error, never wrapped (`exact_aggregates`).
+pub fn with_exact_numbers(ctx: SessionContext) -> SessionContext {
+    let mut state = ctx.state();
+    state
+        .config_mut()
+        .options_mut()
+        .sql_parser
+        .parse_float_as_decimal = true;
+    let mut builder = SessionStateBuilder::new_from_existing(state);
+    *builder.analyzer() = Some(quiver_client::literals::analyzer());
+    let ctx = SessionContext::new_with_state(builder.build());
     for aggregate in crate::exact_aggregates::udafs() {
         ctx.register_udaf(aggregate);
     }
-    Ok(ctx)
+    ctx
 }
 
 /// Refuses anything but a query (or EXPLAIN of one): Quiver is a read-only

@@ -100,7 +100,7 @@ async fn tpch_over_flight_sql_matches_datafusion_reading_the_files() {
         .collect();
     let node = RunningNode::start(config).await.unwrap();
     let mut client = sql_client(&node).await;
-    let reference = reference_ctx(&lake.local).await;
+    let reference = quiver_sql::session::with_exact_numbers(reference_ctx(&lake.local).await);
     for (name, sql) in quiver_testkit::tpch::QUERIES {
         let expected = reference.sql(sql).await.unwrap().collect().await.unwrap();
         let got = query(&mut client, sql)
@@ -114,7 +114,7 @@ async fn tpch_over_flight_sql_matches_datafusion_reading_the_files() {
 async fn statements_prepared_statements_and_errors() {
     let lake = tpch_lake(0.01, 2).await;
     let mut client = sql_client(&lake.node).await;
-    let reference = reference_ctx(&lake.local).await;
+    let reference = quiver_sql::session::with_exact_numbers(reference_ctx(&lake.local).await);
 
     let sql = "SELECT o_orderkey, o_totalprice FROM tpch.orders WHERE o_totalprice > 400000";
     let got = query(&mut client, sql).await.unwrap();
@@ -322,7 +322,7 @@ async fn hive_partitions_are_columns_and_prune() {
     let dir = tempfile::tempdir().unwrap();
     let lake = tpch_lake(0.01, 1).await;
     // The nation table, split by region into `events/region=<k>/` files.
-    let reference = reference_ctx(&lake.local).await;
+    let reference = quiver_sql::session::with_exact_numbers(reference_ctx(&lake.local).await);
     let store = common::store(&lake.s3);
     for region in 0..5 {
         let batches = reference

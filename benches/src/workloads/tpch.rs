@@ -198,6 +198,10 @@ pub async fn run(rig: &Rig, args: &TpchArgs, command: String) -> Result<TpchRepo
     let (lineitem_rows, data_bytes) = upload(rig, args.scale).await?;
     rig.evict_all().await?;
     let direct = datafusion_s3(rig).await?;
+    // Flight SQL reads `100.00` in SQL text as an exact decimal where plain
+    // DataFusion reads a double (docs/protocol.md, "Semantics"), so its
+    // answers are checked against an untimed DataFusion with those semantics.
+    let exact = quiver_sql::session::with_exact_numbers(datafusion_s3(rig).await?);
     let quiver = over_quiver(rig).await?;
     let mut sql_client = flight_sql(rig).await?;
     let mut queries = Vec::new();
@@ -211,10 +215,12 @@ pub async fn run(rig: &Rig, args: &TpchArgs, command: String) -> Result<TpchRepo
         if content(&first)? != expected {
             return Err(format!("Q{n} over Quiver differs from DataFusion over S3").into());
         }
+        let (_, expected_exact) = timed(&exact, sql).await?;
+        let expected_exact = content(&expected_exact)?;
         // Flight SQL's first statement lists the lake for its catalog; that
         // run is not timed either.
         let (_, first) = timed_flight_sql(&mut sql_client, sql).await?;
-        if content(&first)? != expected {
+        if content(&first)? != expected_exact {
             return Err(format!("Q{n} over Flight SQL differs from DataFusion over S3").into());
         }
         let mut result = QueryResult {
@@ -240,7 +246,7 @@ pub async fn run(rig: &Rig, args: &TpchArgs, command: String) -> Result<TpchRepo
             }
             let (ms, got) = timed_flight_sql(&mut sql_client, sql).await?;
             result.flight_sql_ms.push(ms);
-            if content(&got)? != expected {
+            if content(&got)? != expected_exact {
                 return Err(format!("Q{n} over Flight SQL differs from DataFusion over S3").into());
             }
         }

@@ -8,7 +8,6 @@ mod fill;
 pub mod filter;
 mod float_key;
 mod hot;
-mod literals;
 mod parquet_plan;
 mod predicate;
 mod reader;

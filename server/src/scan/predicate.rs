@@ -27,11 +27,12 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
+use quiver_client::literals::floats_beside_floats;
+
 use super::decimal_fits;
 use super::errors::message;
 use super::filter;
 use super::float_key;
-use super::literals::floats_beside_floats;
 use crate::error::{QuiverError, Result};
 
 /// A filter as the node evaluates it.
