@@ -8,8 +8,8 @@ use futures::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use crate::error::BoxError;
 use crate::readers::{Mode, Query, Readers, Reply};
-use crate::BoxError;
 
 /// Latency distribution of one case, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -291,7 +291,7 @@ pub fn check_same(
 
 /// Every mode must return the same content, not just as many rows: each
 /// distinct query of a case is read once more in every mode, untimed, and
-/// its [`Digest`](crate::readers::Digest) compared with the direct
+/// its [`Digest`](crate::compare::Digest) compared with the direct
 /// reader's. Quiver cold and warm share one code path, so warm stands for
 /// both.
 pub async fn check_content(

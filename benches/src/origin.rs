@@ -10,15 +10,16 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use quiver_testkit::link::{Link, LinkConfig};
-use quiver_testkit::S3Server;
+use quiver_testkit::{S3Server, ACCESS_KEY, SECRET_KEY};
 use serde::{Deserialize, Serialize};
 
-use crate::BoxError;
+use crate::error::BoxError;
 
 /// What the child serves: an S3 server over `dir`, or a link in front of an
 /// address that is already listening.
@@ -153,17 +154,30 @@ pub fn parse_link(s: &str) -> Result<LinkConfig, String> {
     })
 }
 
+/// The hidden `serve-link` command's flags, which [`NetProcess::start`]
+/// passes to the child.
+#[derive(clap::Args)]
+pub struct ServeLinkArgs {
+    /// Serve S3 (s3s-fs) over this directory.
+    #[arg(long)]
+    s3_dir: Option<PathBuf>,
+    /// Buckets the S3 server creates.
+    #[arg(long)]
+    bucket: Vec<String>,
+    /// Put the links in front of this address instead.
+    #[arg(long)]
+    upstream: Option<SocketAddr>,
+    /// A link to start, as LATENCY_MS:BYTES_PER_S; repeatable.
+    #[arg(long, value_parser = parse_link)]
+    link: Vec<LinkConfig>,
+}
+
 /// The child's body: serve, report the addresses, and wait for standard
 /// input to close.
-pub async fn serve(
-    s3_dir: Option<&Path>,
-    buckets: &[String],
-    upstream: Option<SocketAddr>,
-    links: &[LinkConfig],
-) -> Result<(), BoxError> {
-    let (s3, target) = match (s3_dir, upstream) {
+pub async fn serve(args: ServeLinkArgs) -> Result<(), BoxError> {
+    let (s3, target) = match (&args.s3_dir, args.upstream) {
         (Some(dir), None) => {
-            let buckets: Vec<&str> = buckets.iter().map(String::as_str).collect();
+            let buckets: Vec<&str> = args.bucket.iter().map(String::as_str).collect();
             let server = S3Server::start(dir, &buckets).await?;
             let addr = server.addr;
             (Some(server), addr)
@@ -172,7 +186,7 @@ pub async fn serve(
         _ => return Err("serve-link takes either --s3-dir or --upstream".into()),
     };
     let mut running = Vec::new();
-    for cfg in links {
+    for cfg in &args.link {
         running.push(Link::start(target, *cfg).await?);
     }
     let ready = Ready {
@@ -190,4 +204,17 @@ pub async fn serve(
     drop(running);
     drop(s3);
     Ok(())
+}
+
+/// A client of a bucket of the S3 server the child runs, at `endpoint`
+/// (the server itself, or a link in front of it).
+pub fn s3_store(endpoint: &str, bucket: &str) -> Result<AmazonS3, BoxError> {
+    Ok(AmazonS3Builder::new()
+        .with_endpoint(endpoint)
+        .with_allow_http(true)
+        .with_bucket_name(bucket)
+        .with_region("us-east-1")
+        .with_access_key_id(ACCESS_KEY)
+        .with_secret_access_key(SECRET_KEY)
+        .build()?)
 }

@@ -7,9 +7,9 @@ use std::sync::OnceLock;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
+use crate::error::BoxError;
 use crate::readers::Mode;
 use crate::report::Suite;
-use crate::BoxError;
 
 const FONT_PATHS: &[&str] = &[
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",

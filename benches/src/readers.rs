@@ -6,13 +6,9 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use std::hash::{Hash, Hasher};
-
-use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch};
+use arrow::array::{Array, BooleanArray, Float64Array, Int64Array, RecordBatch};
 use arrow::compute::kernels::cmp;
-use arrow::datatypes::DataType;
 use arrow::error::ArrowError;
-use arrow::row::{RowConverter, SortField};
 use arrow_flight::Ticket;
 use bytes::Bytes;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
@@ -32,9 +28,10 @@ use quiver_protocol::ScanRequest;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
+use crate::baseline::link_datafusion;
+use crate::compare::Digest;
+use crate::error::BoxError;
 use crate::rig::Rig;
-use crate::workloads::node::link_datafusion;
-use crate::BoxError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -210,55 +207,6 @@ fn batch_bytes(batch: &RecordBatch) -> u64 {
         .iter()
         .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0) as u64)
         .sum()
-}
-
-/// An order-insensitive fingerprint of a result's content: its row count
-/// and the wrapping sum of a hash of each row. Columns are first cast to one
-/// representation per logical type (string and binary views, large and
-/// dictionary types to their plain forms), so modes that return the same
-/// rows in another order, batch size or layout agree, and any changed
-/// value, missing row or extra row does not.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Digest {
-    pub rows: u64,
-    pub sum: u64,
-}
-
-impl Digest {
-    pub fn add(&mut self, batch: &RecordBatch) -> Result<(), ArrowError> {
-        let columns = batch
-            .columns()
-            .iter()
-            .map(canonical)
-            .collect::<Result<Vec<ArrayRef>, ArrowError>>()?;
-        let fields = columns
-            .iter()
-            .map(|c| SortField::new(c.data_type().clone()))
-            .collect();
-        let rows = RowConverter::new(fields)?.convert_columns(&columns)?;
-        for row in rows.iter() {
-            // SipHash with fixed keys: the same row hashes the same in every
-            // mode and run.
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            row.as_ref().hash(&mut h);
-            self.sum = self.sum.wrapping_add(h.finish());
-        }
-        self.rows += batch.num_rows() as u64;
-        Ok(())
-    }
-}
-
-fn canonical(array: &ArrayRef) -> Result<ArrayRef, ArrowError> {
-    let plain = match array.data_type() {
-        DataType::Utf8View | DataType::LargeUtf8 => Some(DataType::Utf8),
-        DataType::BinaryView | DataType::LargeBinary => Some(DataType::Binary),
-        DataType::Dictionary(_, values) => Some(values.as_ref().clone()),
-        _ => None,
-    };
-    match plain {
-        Some(to) => canonical(&arrow::compute::cast(array, &to)?),
-        None => Ok(array.clone()),
-    }
 }
 
 type Batches = BoxStream<'static, Result<RecordBatch, BoxError>>;
@@ -445,51 +393,8 @@ impl<'a> Readers<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{StringArray, StringViewArray};
-    use arrow::datatypes::{Field, Schema};
-
-    fn batch(ids: &[i64], names: ArrayRef) -> RecordBatch {
-        let schema = Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("name", names.data_type().clone(), true),
-        ]);
-        RecordBatch::try_new(
-            Arc::new(schema),
-            vec![Arc::new(Int64Array::from(ids.to_vec())), names],
-        )
-        .unwrap()
-    }
-
-    fn digest(batches: &[RecordBatch]) -> Digest {
-        let mut d = Digest::default();
-        for b in batches {
-            d.add(b).unwrap();
-        }
-        d
-    }
-
-    #[test]
-    fn the_digest_sees_content_not_order_batching_or_string_layout() {
-        let whole = batch(
-            &[1, 2, 3],
-            Arc::new(StringArray::from(vec![Some("a"), None, Some("c")])),
-        );
-        let split = [
-            batch(&[3], Arc::new(StringViewArray::from(vec![Some("c")]))),
-            batch(
-                &[2, 1],
-                Arc::new(StringViewArray::from(vec![None, Some("a")])),
-            ),
-        ];
-        assert_eq!(digest(std::slice::from_ref(&whole)), digest(&split));
-        let changed = batch(
-            &[1, 2, 3],
-            Arc::new(StringArray::from(vec![Some("a"), None, Some("d")])),
-        );
-        assert_ne!(digest(std::slice::from_ref(&whole)), digest(&[changed]));
-        let fewer = batch(&[1, 2], Arc::new(StringArray::from(vec![Some("a"), None])));
-        assert_ne!(digest(&[whole]), digest(&[fewer]));
-    }
+    use arrow::array::ArrayRef;
+    use arrow::datatypes::{DataType, Field, Schema};
 
     /// A stream of known size, through the same Flight encoding and
     /// decoding a node's answer takes: `drain` counts each column's bytes

@@ -1,11 +1,43 @@
-//! The suite's results: one JSON document with every measurement, and a
+//! What a run leaves behind. Every workload prints its Markdown summary
+//! and writes it beside a JSON document of its numbers ([`write`]); the
+//! suite's results are one JSON document with every measurement, and a
 //! Markdown summary that puts each mode beside DataFusion over S3, the
-//! strongest baseline of the same case.
+//! strongest baseline of the same case ([`Suite`]).
 
+use std::path::Path;
+
+use quiver_testkit::link::LinkConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::error::BoxError;
 use crate::measure::Measurement;
 use crate::readers::Mode;
+
+/// Prints a workload's Markdown and writes `NAME.json` and `NAME.md` into
+/// `out`.
+pub fn write<T: Serialize>(out: &Path, name: &str, report: &T, md: String) -> Result<(), BoxError> {
+    println!("{md}");
+    std::fs::write(
+        out.join(format!("{name}.json")),
+        serde_json::to_vec_pretty(report)?,
+    )?;
+    std::fs::write(out.join(format!("{name}.md")), md)?;
+    Ok(())
+}
+
+/// The link a report's numbers were measured over, in words: the emulated
+/// link, real S3 at `s3`, or neither.
+pub fn describe_link(link: Option<LinkConfig>, s3: Option<&str>) -> String {
+    match (link, s3) {
+        (Some(l), _) => format!(
+            "emulated S3 link: {} ms first byte, {} MB/s per connection",
+            l.latency.as_millis(),
+            l.bandwidth / 1_000_000
+        ),
+        (None, Some(s3)) => format!("S3 at {s3}"),
+        (None, None) => "loopback S3 without emulation".into(),
+    }
+}
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct LinkSummary {

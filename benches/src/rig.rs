@@ -20,9 +20,9 @@ use tonic::transport::Channel;
 use url::Url;
 
 use crate::counting::CountingStore;
-use crate::origin::{NetProcess, Upstream};
-use crate::server::ServerProcess;
-use crate::BoxError;
+use crate::error::BoxError;
+use crate::origin::{s3_store, NetProcess, Upstream};
+use crate::server::{default_binary, ServerProcess};
 use quiver_testkit::link::LinkConfig;
 
 const LOCAL_BUCKET: &str = "bench";
@@ -31,37 +31,144 @@ const LOCAL_BUCKET: &str = "bench";
 pub const BENCH_MAX_SCANS: usize = 512;
 /// Everything the benchmark writes goes under this directory of the source.
 const DATA_DIR: &str = "quiver-bench";
+/// The name local nodes serve the benchmark's bucket as, unless told.
+pub const DEFAULT_SOURCE: &str = "bench";
+/// The memory tier of a local node unless told: 1 GiB, like the ISTZIIO rig.
+pub const DEFAULT_MEMORY_MIB: u64 = 1024;
+/// The disk tier of a local node unless told.
+pub const DEFAULT_DISK_MIB: u64 = 4096;
 
+/// What a [`Rig`] is made of. [`RigOptions::default`] is one local node,
+/// with the default tiers, on raw loopback; the builder methods change one
+/// part each:
+///
+/// ```ignore
+/// let opts = RigOptions::default().link(Some(link)).memory_mib(256).disk_mib(0);
+/// ```
 #[derive(Debug, Clone)]
 pub struct RigOptions {
-    pub link: Option<LinkConfig>,
+    link: Option<LinkConfig>,
+    client_link: Option<LinkConfig>,
+    server_bin: PathBuf,
+    nodes: Vec<String>,
+    s3: Option<String>,
+    source: String,
+    memory_mib: u64,
+    disk_mib: u64,
+    hot_mib: Option<u64>,
+    max_scans: usize,
+    local_nodes: usize,
+    sql_tables: Vec<(String, String)>,
+    connector: Connector,
+}
+
+impl Default for RigOptions {
+    fn default() -> Self {
+        RigOptions {
+            link: None,
+            client_link: None,
+            server_bin: default_binary(),
+            nodes: Vec::new(),
+            s3: None,
+            source: DEFAULT_SOURCE.to_string(),
+            memory_mib: DEFAULT_MEMORY_MIB,
+            disk_mib: DEFAULT_DISK_MIB,
+            hot_mib: None,
+            max_scans: BENCH_MAX_SCANS,
+            local_nodes: 1,
+            sql_tables: Vec::new(),
+            connector: Connector::default(),
+        }
+    }
+}
+
+impl RigOptions {
+    /// The emulated S3 link in front of the local S3 server; `None` reads
+    /// it on raw loopback.
+    pub fn link(mut self, link: Option<LinkConfig>) -> Self {
+        self.link = link;
+        self
+    }
+
     /// The emulated hop from the benchmark's clients to each local node;
     /// `None` connects them on raw loopback.
-    pub client_link: Option<LinkConfig>,
-    pub server_bin: PathBuf,
-    /// Flight URLs of running nodes; empty starts a local node.
-    pub nodes: Vec<String>,
+    pub fn client_link(mut self, link: Option<LinkConfig>) -> Self {
+        self.client_link = link;
+        self
+    }
+
+    /// The quiver-server binary local nodes run.
+    pub fn server_bin(mut self, path: PathBuf) -> Self {
+        self.server_bin = path;
+        self
+    }
+
+    /// Flight URLs of running nodes to measure instead of local ones; they
+    /// go with [`s3`](Self::s3).
+    pub fn nodes(mut self, urls: Vec<String>) -> Self {
+        self.nodes = urls;
+        self
+    }
+
     /// The root URL of the source the running nodes serve.
-    pub s3: Option<String>,
-    /// The name the running nodes serve `s3` as.
-    pub source: String,
-    pub memory_mib: u64,
-    pub disk_mib: u64,
-    /// The hot tier of local nodes, in MiB; `None` keeps the node's default.
-    pub hot_mib: Option<u64>,
-    /// `limits.max_concurrent_scans` of local nodes: high for workloads
-    /// that measure speed, the node's default (64) for one that measures
-    /// behaviour past the limits.
-    pub max_scans: usize,
+    pub fn s3(mut self, url: Option<String>) -> Self {
+        self.s3 = url;
+        self
+    }
+
+    /// The name the nodes serve the data as.
+    pub fn source(mut self, name: String) -> Self {
+        self.source = name;
+        self
+    }
+
+    /// The memory tier of local nodes, in MiB.
+    pub fn memory_mib(mut self, mib: u64) -> Self {
+        self.memory_mib = mib;
+        self
+    }
+
+    /// The disk tier of local nodes, in MiB; 0 for none.
+    pub fn disk_mib(mut self, mib: u64) -> Self {
+        self.disk_mib = mib;
+        self
+    }
+
+    /// The hot tier of local nodes, in MiB (0 for none); unset keeps the
+    /// node's default.
+    pub fn hot_mib(mut self, mib: u64) -> Self {
+        self.hot_mib = Some(mib);
+        self
+    }
+
+    /// `limits.max_concurrent_scans` of local nodes: [`BENCH_MAX_SCANS`]
+    /// unless set, for workloads that measure speed; the node's own default
+    /// (8) for one that measures behaviour past the limits.
+    pub fn max_scans(mut self, scans: usize) -> Self {
+        self.max_scans = scans;
+        self
+    }
+
     /// Local nodes to start (ignored with `nodes`); more than one forms a
     /// cluster through a shared topology file.
-    pub local_nodes: usize,
+    pub fn local_nodes(mut self, count: usize) -> Self {
+        self.local_nodes = count;
+        self
+    }
+
     /// Flight SQL tables the local nodes declare: `(name, path)` in the
     /// `default` schema, so benchmark queries name tables unqualified.
-    pub sql_tables: Vec<(String, String)>,
+    pub fn sql_tables(mut self, tables: Vec<(String, String)>) -> Self {
+        self.sql_tables = tables;
+        self
+    }
+
     /// TLS trust and credentials for running `nodes` (`--tls-ca`,
     /// `--token-file`); local nodes take none.
-    pub connector: Connector,
+    pub fn connector(mut self, connector: Connector) -> Self {
+        self.connector = connector;
+        self
+    }
 }
 
 /// The sum of `stats` over every node.
@@ -126,17 +233,9 @@ pub struct Rig {
     token: Option<String>,
 }
 
+/// A client of the local S3 server's bucket at `endpoint`.
 fn local_s3(endpoint: &str) -> Result<Arc<dyn ObjectStore>, BoxError> {
-    Ok(Arc::new(
-        AmazonS3Builder::new()
-            .with_endpoint(endpoint)
-            .with_allow_http(true)
-            .with_bucket_name(LOCAL_BUCKET)
-            .with_region("us-east-1")
-            .with_access_key_id(ACCESS_KEY)
-            .with_secret_access_key(SECRET_KEY)
-            .build()?,
-    ))
+    Ok(Arc::new(s3_store(endpoint, LOCAL_BUCKET)?))
 }
 
 /// The cluster's topology if the node runs in one (epoch above 0).

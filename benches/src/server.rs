@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use arrow_flight::FlightClient;
 use tonic::transport::Channel;
 
-use crate::BoxError;
+use crate::error::BoxError;
+
+/// The smallest hot tier a node accepts (`cache.hot`), in MiB.
+pub const MIN_HOT_MIB: u64 = 64;
 
 pub struct ServerProcess {
     child: Child,

@@ -13,40 +13,112 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+use crate::common::Common;
 use crate::data;
+use crate::error::BoxError;
 use crate::measure::{self, Measurement};
 use crate::readers::{Mode, Pred, Query, Readers};
+use crate::report;
 use crate::rig::{Rig, RigOptions};
-use crate::BoxError;
+use crate::server::MIN_HOT_MIB;
+
+/// The cluster workload's flags.
+#[derive(clap::Args)]
+pub struct ClusterArgs {
+    /// Files in the data set.
+    #[arg(long)]
+    files: Option<usize>,
+    /// Size of each file, in MiB.
+    #[arg(long)]
+    file_mb: Option<u64>,
+    /// Requests per pass.
+    #[arg(long)]
+    requests: Option<usize>,
+    /// Memory tier of each node, in MiB [default: 192, quick 24].
+    #[arg(long)]
+    node_memory_mib: Option<u64>,
+}
+
+impl ClusterArgs {
+    /// The flags, or the defaults of a full or `quick` run.
+    fn settings(&self, quick: bool) -> ClusterSettings {
+        let defaults = if quick {
+            ClusterSettings::quick()
+        } else {
+            ClusterSettings::full()
+        };
+        let memory_mib = self.node_memory_mib.unwrap_or(defaults.memory_mib);
+        ClusterSettings {
+            files: self.files.unwrap_or(defaults.files),
+            file_mb: self.file_mb.unwrap_or(defaults.file_mb),
+            requests: self.requests.unwrap_or(defaults.requests),
+            memory_mib,
+            // As large as the memory tier, so the data set stays larger
+            // than one node's tiers and smaller than three nodes'; off
+            // below the tier's smallest size.
+            hot_mib: if memory_mib >= MIN_HOT_MIB {
+                memory_mib
+            } else {
+                0
+            },
+            ..defaults
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
-pub struct ClusterArgs {
+pub struct ClusterSettings {
     pub files: usize,
     pub file_mb: u64,
     pub requests: usize,
     pub concurrency: usize,
     pub seed: u64,
+    /// Each node's memory tier, in MiB.
+    pub memory_mib: u64,
+    /// Each node's hot tier, in MiB; 0 for none.
+    pub hot_mib: u64,
 }
 
-impl ClusterArgs {
-    pub fn full() -> ClusterArgs {
-        ClusterArgs {
+impl ClusterSettings {
+    pub fn full() -> ClusterSettings {
+        ClusterSettings {
             files: 8,
             file_mb: 64,
             requests: 96,
             concurrency: 4,
             seed: 5,
+            memory_mib: 192,
+            hot_mib: 192,
         }
     }
 
-    pub fn quick() -> ClusterArgs {
-        ClusterArgs {
+    pub fn quick() -> ClusterSettings {
+        ClusterSettings {
             files: 6,
             file_mb: 8,
             requests: 24,
-            ..ClusterArgs::full()
+            memory_mib: 24,
+            hot_mib: 0,
+            ..ClusterSettings::full()
         }
     }
+}
+
+/// Runs the workload on nodes of its own behind the flags' links and
+/// writes `cluster.json` and `cluster.md`.
+pub async fn main(common: &Common, args: ClusterArgs, command: String) -> Result<(), BoxError> {
+    common.no_remote_nodes("the cluster workload starts its own nodes")?;
+    let settings = args.settings(common.quick);
+    let opts = RigOptions::default()
+        .link(common.link())
+        .client_link(common.client_link())
+        .server_bin(common.server_bin())
+        .source(common.source.clone())
+        .memory_mib(settings.memory_mib)
+        .disk_mib(0)
+        .hot_mib(settings.hot_mib);
+    let report = run(&opts, &settings, command).await?;
+    report::write(&common.out, "cluster", &report, report.markdown())
 }
 
 #[derive(Debug, Serialize)]
@@ -54,8 +126,8 @@ pub struct ClusterReport {
     pub command: String,
     pub setup: String,
     pub memory_mib_per_node: u64,
-    /// `None`: the node's default.
-    pub hot_mib_per_node: Option<u64>,
+    /// 0: no hot tier.
+    pub hot_mib_per_node: u64,
     pub data_bytes: u64,
     pub runs: Vec<ClusterRun>,
 }
@@ -72,7 +144,7 @@ fn name(i: usize) -> String {
 
 /// Every file read with all columns and a 5% filter on `c0`: the nodes read
 /// (and cache) nearly every page, the client receives 5% of the rows.
-fn queries(args: &ClusterArgs) -> Vec<Query> {
+fn queries(args: &ClusterSettings) -> Vec<Query> {
     let mut rng = StdRng::seed_from_u64(args.seed);
     (0..args.requests)
         .map(|_| Query {
@@ -85,7 +157,7 @@ fn queries(args: &ClusterArgs) -> Vec<Query> {
 
 pub async fn run(
     opts: &RigOptions,
-    args: &ClusterArgs,
+    args: &ClusterSettings,
     command: String,
 ) -> Result<ClusterReport, BoxError> {
     if args.files == 0 || args.file_mb == 0 || args.requests == 0 || args.concurrency == 0 {
@@ -104,12 +176,7 @@ pub async fn run(
     let queries = queries(args);
     let mut runs = Vec::new();
     for nodes in [1, 3] {
-        let rig = Rig::start(&RigOptions {
-            local_nodes: nodes,
-            sql_tables: Vec::new(),
-            ..opts.clone()
-        })
-        .await?;
+        let rig = Rig::start(&opts.clone().local_nodes(nodes)).await?;
         for i in 0..args.files {
             let bytes = std::fs::read(staging.path().join(name(i)))?;
             rig.upload(&name(i), Bytes::from(bytes)).await?;
@@ -144,21 +211,20 @@ pub async fn run(
         setup: format!(
             "{} files of {} MiB (16 float64 columns) in s3s-fs behind the emulated link; {} requests, {} in flight, \
              each reading one file with all columns and `c0 < 0.05`; nodes have {} MiB of memory, {} and no disk tier",
-            args.files, args.file_mb, args.requests, args.concurrency, opts.memory_mib, hot(opts.hot_mib)
+            args.files, args.file_mb, args.requests, args.concurrency, args.memory_mib, hot(args.hot_mib)
         ),
-        memory_mib_per_node: opts.memory_mib,
-        hot_mib_per_node: opts.hot_mib,
+        memory_mib_per_node: args.memory_mib,
+        hot_mib_per_node: args.hot_mib,
         data_bytes: total,
         runs,
     })
 }
 
 /// A node's hot tier, in words.
-fn hot(mib: Option<u64>) -> String {
+fn hot(mib: u64) -> String {
     match mib {
-        None => "the default hot tier".into(),
-        Some(0) => "no hot tier".into(),
-        Some(m) => format!("a hot tier of {m} MiB"),
+        0 => "no hot tier".into(),
+        m => format!("a hot tier of {m} MiB"),
     }
 }
 

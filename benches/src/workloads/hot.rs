@@ -11,7 +11,7 @@
 //! answers are compared by content before anything is timed, and timed runs
 //! consume their streams batch by batch.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,14 +27,18 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::data;
-use crate::readers::arrow_bytes;
-use crate::server::ServerProcess;
-use crate::workloads::node::{
-    best_configuration, candidates, datafusion_rows, digest, median, quiver_batches, stats,
-    tuned_datafusion, Candidate,
+use crate::baseline::{
+    best_configuration, candidates, datafusion_rows, tuned_datafusion, Candidate,
 };
-use crate::BoxError;
+use crate::common::Common;
+use crate::compare::Digest;
+use crate::data;
+use crate::error::BoxError;
+use crate::flight::{quiver_batches, stats};
+use crate::readers::arrow_bytes;
+use crate::report;
+use crate::server::{ServerProcess, MIN_HOT_MIB};
+use crate::timing::median;
 
 const MIB: u64 = 1 << 20;
 /// Values of the filtered column `k` are uniform in `0..K_RANGE`.
@@ -43,14 +47,71 @@ const INTS: usize = 5;
 const FLOATS: usize = 5;
 const STRINGS: usize = 5;
 
-#[derive(Debug, Clone)]
+/// The hot workload's flags.
+#[derive(clap::Args)]
 pub struct HotArgs {
+    /// Rows of the file [default: 2000000, quick 200000].
+    #[arg(long)]
+    rows: Option<usize>,
+    /// Row groups of the file.
+    #[arg(long, default_value_t = 16)]
+    row_groups: usize,
+    /// Interleaved timed runs of each measure [default: 9, quick 3].
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Fraction of rows the filter selects.
+    #[arg(long, default_value_t = 0.01)]
+    selectivity: f64,
+    /// The node's hot tier, in MiB.
+    #[arg(long, default_value_t = 2048)]
+    hot_mib: u64,
+}
+
+impl HotArgs {
+    /// The flags, or the defaults of a full or `quick` run; refuses values
+    /// the workload cannot run with.
+    fn settings(&self, quick: bool, server_bin: PathBuf) -> Result<HotSettings, BoxError> {
+        if !(self.selectivity > 0.0 && self.selectivity <= 1.0) {
+            return Err("--selectivity must be in (0, 1]".into());
+        }
+        let settings = HotSettings {
+            rows: self.rows.unwrap_or(if quick { 200_000 } else { 2_000_000 }),
+            row_groups: self.row_groups,
+            runs: self.runs.unwrap_or(if quick { 3 } else { 9 }),
+            selectivity: self.selectivity,
+            hot_mib: self.hot_mib,
+            server_bin,
+        };
+        if settings.rows == 0
+            || settings.row_groups == 0
+            || settings.runs == 0
+            || settings.hot_mib < MIN_HOT_MIB
+        {
+            return Err(
+                "--rows, --row-groups and --runs must be at least 1, --hot-mib at least 64".into(),
+            );
+        }
+        Ok(settings)
+    }
+}
+
+/// Runs the workload on a node of its own and writes `hot.json` and
+/// `hot.md`.
+pub async fn main(common: &Common, args: HotArgs, command: String) -> Result<(), BoxError> {
+    common.no_remote_nodes("the hot workload starts its own node")?;
+    let settings = args.settings(common.quick, common.server_bin())?;
+    let report = run(&settings, command).await?;
+    report::write(&common.out, "hot", &report, report.markdown())
+}
+
+#[derive(Debug, Clone)]
+pub struct HotSettings {
     pub rows: usize,
     pub row_groups: usize,
     pub runs: usize,
     pub selectivity: f64,
     pub hot_mib: u64,
-    pub server_bin: std::path::PathBuf,
+    pub server_bin: PathBuf,
 }
 
 #[derive(Debug, Serialize)]
@@ -191,7 +252,7 @@ fn gb_s(bytes: u64, ms: f64) -> f64 {
     bytes as f64 / 1e9 / (ms / 1000.0)
 }
 
-pub async fn run(args: &HotArgs, command: String) -> Result<HotReport, BoxError> {
+pub async fn run(args: &HotSettings, command: String) -> Result<HotReport, BoxError> {
     let work = tempfile::tempdir()?;
     let dir = work.path().join("lake");
     std::fs::create_dir_all(&dir)?;
@@ -257,13 +318,13 @@ pub async fn run(args: &HotArgs, command: String) -> Result<HotReport, BoxError>
 
     let want = datafusion(&ctx, &query_sql).await?;
     let got = quiver_batches(&mut a, &query).await?;
-    let rows_matched = digest(&want)?.rows;
-    if digest(&want)? != digest(&got)? {
+    let rows_matched = Digest::of(&want)?.rows;
+    if Digest::of(&want)? != Digest::of(&got)? {
         return Err("Quiver's answer to the filtered query differs from DataFusion's".into());
     }
     let full_df = datafusion(&ctx, &scan_sql).await?;
     let full_q = quiver_batches(&mut a, &scan).await?;
-    if digest(&full_df)? != digest(&full_q)? {
+    if Digest::of(&full_df)? != Digest::of(&full_q)? {
         return Err("Quiver's full scan differs from DataFusion's".into());
     }
     let scan_arrow_bytes = arrow_bytes(&full_q);

@@ -21,11 +21,13 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+use crate::common::Common;
 use crate::data;
+use crate::error::BoxError;
 use crate::measure::{self, Latency};
 use crate::readers::{self, Pred};
+use crate::report::{self, describe_link};
 use crate::rig::Rig;
-use crate::BoxError;
 
 /// The node's default `limits.max_concurrent_scans`, which this workload
 /// keeps unless told otherwise, so that its larger levels meet it.
@@ -34,8 +36,71 @@ pub const NODE_MAX_SCANS: usize = 8;
 /// Memory a node may use beyond its memory tier under load.
 pub const RSS_HEADROOM: u64 = 300 << 20;
 
-#[derive(Debug, Clone)]
+/// The load workload's flags.
+#[derive(clap::Args)]
 pub struct LoadArgs {
+    /// Clients in flight at each level [default: 64,256].
+    #[arg(long, value_delimiter = ',')]
+    clients: Vec<usize>,
+    /// Requests per level [default: 2048, quick 512].
+    #[arg(long)]
+    requests: Option<usize>,
+    /// Size of each file, in MiB [default: 16, quick 2].
+    #[arg(long)]
+    file_mb: Option<u64>,
+    /// Memory tier of the node, in MiB [default: 256, quick 64].
+    #[arg(long)]
+    node_memory_mib: Option<u64>,
+    /// The node's `limits.max_concurrent_scans` [default: the node's
+    /// default, 8].
+    #[arg(long)]
+    max_scans: Option<usize>,
+}
+
+impl LoadArgs {
+    /// The flags, or the defaults of a full or `quick` run.
+    fn settings(self, quick: bool) -> LoadSettings {
+        let defaults = if quick {
+            LoadSettings::quick()
+        } else {
+            LoadSettings::full()
+        };
+        LoadSettings {
+            levels: if self.clients.is_empty() {
+                defaults.levels.clone()
+            } else {
+                self.clients
+            },
+            requests: self.requests.unwrap_or(defaults.requests),
+            file_mb: self.file_mb.unwrap_or(defaults.file_mb),
+            memory_mib: self.node_memory_mib.unwrap_or(defaults.memory_mib),
+            max_scans: self.max_scans.unwrap_or(defaults.max_scans),
+            ..defaults
+        }
+    }
+}
+
+/// Runs the workload on a node of its own behind the flags' link, with
+/// the node's scan limit and no disk tier, and writes `load.json` and
+/// `load.md`.
+pub async fn main(common: &Common, args: LoadArgs, command: String) -> Result<(), BoxError> {
+    common.no_remote_nodes("the load workload starts its own node")?;
+    let settings = args.settings(common.quick);
+    let opts = common
+        .rig_options()?
+        .memory_mib(settings.memory_mib)
+        .disk_mib(0)
+        .max_scans(settings.max_scans);
+    let rig = Rig::start(&opts).await?;
+    let result = run(&rig, &settings, command).await;
+    rig.stop().await?;
+    let mut report = result?;
+    report.link = describe_link(common.link(), None);
+    report::write(&common.out, "load", &report, report.markdown())
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadSettings {
     pub levels: Vec<usize>,
     pub requests: usize,
     pub warm_files: usize,
@@ -46,9 +111,9 @@ pub struct LoadArgs {
     pub max_scans: usize,
 }
 
-impl LoadArgs {
-    pub fn full() -> LoadArgs {
-        LoadArgs {
+impl LoadSettings {
+    pub fn full() -> LoadSettings {
+        LoadSettings {
             levels: vec![64, 256],
             requests: 2048,
             warm_files: 8,
@@ -59,8 +124,8 @@ impl LoadArgs {
         }
     }
 
-    pub fn quick() -> LoadArgs {
-        LoadArgs {
+    pub fn quick() -> LoadSettings {
+        LoadSettings {
             levels: vec![64, 256],
             requests: 512,
             warm_files: 4,
@@ -125,7 +190,7 @@ async fn scan(rig: &Rig, name: &str) -> Result<readers::Reply, String> {
     readers::drain(stream).await.map_err(code)
 }
 
-pub async fn run(rig: &Rig, args: &LoadArgs, command: String) -> Result<LoadReport, BoxError> {
+pub async fn run(rig: &Rig, args: &LoadSettings, command: String) -> Result<LoadReport, BoxError> {
     if args.levels.is_empty() || args.levels.contains(&0) || args.requests == 0 {
         return Err("--clients levels and --requests must be at least 1".into());
     }

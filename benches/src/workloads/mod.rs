@@ -1,7 +1,7 @@
 //! The benchmark workloads; each measures Quiver against its baselines in
-//! the same run.
+//! the same run, and each owns its flags (`XArgs`), its run, and its
+//! report.
 
-pub mod ab_live;
 pub mod cluster;
 pub mod hot;
 pub mod load;
@@ -9,5 +9,6 @@ pub mod node;
 pub mod policies;
 pub mod presign;
 pub mod pushdown;
+pub mod suite;
 pub mod tpch;
 pub mod trace;

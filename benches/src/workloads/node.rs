@@ -9,34 +9,105 @@
 //! whole files at once. Answers are compared by content before anything is
 //! timed, and timed runs interleave.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
-use arrow_flight::{Action, FlightClient, Ticket};
-use bytes::Bytes;
-use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
-use futures::TryStreamExt;
-use object_store::aws::AmazonS3Builder;
+use arrow_flight::FlightClient;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use object_store::ObjectStoreExt;
-use quiver_protocol::{ScanRequest, StatsReport};
+use quiver_protocol::ScanRequest;
+use quiver_testkit::link::LinkConfig;
 use quiver_testkit::{ACCESS_KEY, SECRET_KEY};
 use serde::Serialize;
-use tonic::transport::Channel;
 
+use crate::baseline::{best_configuration, candidates, datafusion_rows, Candidate};
+use crate::common::Common;
+use crate::compare::Digest;
 use crate::data;
-use crate::origin::{NetProcess, Upstream};
-use crate::readers::Digest;
-use crate::server::ServerProcess;
-use crate::BoxError;
-use quiver_testkit::link::LinkConfig;
+use crate::error::BoxError;
+use crate::flight::{connect, quiver_batches, stats};
+use crate::origin::{s3_store, NetProcess, Upstream};
+use crate::report;
+use crate::server::{ServerProcess, MIN_HOT_MIB};
+use crate::timing::{median, ms};
 
 const BUCKET: &str = "bench";
 const MIB: u64 = 1 << 20;
 
-#[derive(Debug, Clone)]
+/// The node workload's flags.
+#[derive(clap::Args)]
 pub struct NodeArgs {
+    /// Size of each generated file, in MiB.
+    #[arg(long, default_value_t = 100)]
+    file_mb: u64,
+    /// Distinct files scanned by the concurrent clients.
+    #[arg(long, default_value_t = 4)]
+    files: usize,
+    /// Clients scanning at once in the memory phase.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Timed repetitions of each measured scan.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Fraction of rows the filter selects.
+    #[arg(long, default_value_t = 0.01)]
+    selectivity: f64,
+    /// Memory tier of the node, in MiB.
+    #[arg(long, default_value_t = 256)]
+    memory_mib: u64,
+    /// Further S3 link latencies to compare DataFusion and warm Quiver
+    /// at, in milliseconds; `none` for only --latency-ms.
+    #[arg(long, value_delimiter = ',', default_value = "5,15,30")]
+    sweep_ms: Vec<String>,
+}
+
+impl NodeArgs {
+    /// The flags with the links and binary of `common`; refuses values the
+    /// workload cannot run with.
+    fn settings(self, common: &Common) -> Result<NodeSettings, BoxError> {
+        let sweep_ms = match self.sweep_ms.as_slice() {
+            [none] if none == "none" => Vec::new(),
+            list => list
+                .iter()
+                .map(|ms| {
+                    ms.trim()
+                        .parse::<u64>()
+                        .map_err(|e| format!("bad --sweep-ms entry {ms:?}: {e}"))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        if !(self.selectivity > 0.0 && self.selectivity <= 1.0) {
+            return Err("--selectivity must be in (0, 1]".into());
+        }
+        if self.files == 0 || self.clients == 0 || self.runs == 0 || self.file_mb == 0 {
+            return Err("--files, --clients, --runs and --file-mb must be at least 1".into());
+        }
+        Ok(NodeSettings {
+            file_mb: self.file_mb,
+            files: self.files,
+            clients: self.clients,
+            runs: self.runs,
+            selectivity: self.selectivity,
+            memory_mib: self.memory_mib,
+            link: common.link(),
+            sweep_ms,
+            client_link: common.client_link(),
+            server_bin: common.server_bin(),
+        })
+    }
+}
+
+/// Runs the workload on a node of its own and writes `node.json` and
+/// `node.md`.
+pub async fn main(common: &Common, args: NodeArgs, command: String) -> Result<(), BoxError> {
+    common.no_remote_nodes("the node workload starts its own node")?;
+    let settings = args.settings(common)?;
+    let report = run(&settings).await?;
+    report::write(&common.out, "node", &report, report.markdown(&command))
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
     pub file_mb: u64,
     pub files: usize,
     pub clients: usize,
@@ -90,105 +161,13 @@ pub struct NodeReport {
     pub peak_rss_limit_bytes: u64,
 }
 
-/// The smallest of `values`.
-pub(crate) fn fastest(values: &[f64]) -> f64 {
-    values.iter().copied().fold(f64::INFINITY, f64::min)
-}
-
-pub(crate) fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
 fn key(i: usize) -> String {
     format!("random/f{i}.parquet")
-}
-
-/// The node's `stats` answer.
-pub(crate) async fn stats(client: &mut FlightClient) -> Result<StatsReport, BoxError> {
-    let out: Vec<Bytes> = client
-        .do_action(Action::new("stats", Bytes::new()))
-        .await?
-        .try_collect()
-        .await?;
-    Ok(serde_json::from_slice(
-        out.first().ok_or("stats returned nothing")?,
-    )?)
-}
-
-pub(crate) async fn quiver_batches(
-    client: &mut FlightClient,
-    req: &ScanRequest,
-) -> Result<Vec<RecordBatch>, BoxError> {
-    Ok(client
-        .do_get(Ticket::new(req.to_bytes()))
-        .await?
-        .try_collect()
-        .await?)
 }
 
 async fn quiver_scan(client: &mut FlightClient, req: &ScanRequest) -> Result<usize, BoxError> {
     let batches = quiver_batches(client, req).await?;
     Ok(batches.iter().map(|b| b.num_rows()).sum())
-}
-
-pub(crate) fn digest(batches: &[RecordBatch]) -> Result<Digest, BoxError> {
-    let mut d = Digest::default();
-    for b in batches {
-        d.add(b)?;
-    }
-    Ok(d)
-}
-
-/// A Flight client of the node at `addr` (the node, or its client hop).
-async fn connect(addr: SocketAddr) -> Result<FlightClient, BoxError> {
-    let channel = Channel::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_secs(10))
-        .connect()
-        .await?;
-    Ok(FlightClient::new(channel))
-}
-
-pub(crate) fn s3_store(
-    endpoint: &str,
-    bucket: &str,
-) -> Result<object_store::aws::AmazonS3, BoxError> {
-    Ok(AmazonS3Builder::new()
-        .with_endpoint(endpoint)
-        .with_allow_http(true)
-        .with_bucket_name(bucket)
-        .with_region("us-east-1")
-        .with_access_key_id(ACCESS_KEY)
-        .with_secret_access_key(SECRET_KEY)
-        .build()?)
-}
-
-/// A DataFusion configuration the baseline tries on each link.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Candidate {
-    pub partitions: usize,
-    /// `pushdown_filters` (and `reorder_filters`): fewer bytes, but over a
-    /// slow link each row group costs a round trip more.
-    pub pushdown: bool,
-}
-
-impl Candidate {
-    /// `tuned_datafusion` with this candidate's partitions and pushdown.
-    pub fn config(self) -> SessionConfig {
-        let mut config = tuned_datafusion().with_target_partitions(self.partitions);
-        let parquet = &mut config.options_mut().execution.parquet;
-        parquet.pushdown_filters = self.pushdown;
-        parquet.reorder_filters = self.pushdown;
-        config
-    }
-}
-
-impl std::fmt::Display for Candidate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let pushdown = if self.pushdown { "on" } else { "off" };
-        write!(f, "{} partitions, pushdown {pushdown}", self.partitions)
-    }
 }
 
 /// What a user who tunes DataFusion does without Quiver: one long-lived
@@ -210,103 +189,7 @@ async fn datafusion_session(
     Ok(ctx)
 }
 
-/// The configurations DataFusion is tried with on each link: more
-/// partitions hide more of a slow link's latency, pushdown saves bytes.
-pub(crate) fn candidates() -> Vec<Candidate> {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    [cores, 4 * cores, 8 * cores, 16 * cores]
-        .into_iter()
-        .flat_map(|partitions| {
-            [true, false].map(|pushdown| Candidate {
-                partitions,
-                pushdown,
-            })
-        })
-        .collect()
-}
-
-/// Trial runs of each candidate before the timed runs; the fastest counts,
-/// so that the first, which lists the file and reads its footer, does not.
-pub(crate) const TRIALS: usize = 2;
-
-/// DataFusion as a skeptic would tune it for scans of local files: filter
-/// pushdown and filter reordering on, one partition per core.
-pub(crate) fn tuned_datafusion() -> SessionConfig {
-    let mut config = SessionConfig::new()
-        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let parquet = &mut config.options_mut().execution.parquet;
-    parquet.pushdown_filters = true;
-    parquet.reorder_filters = true;
-    config
-}
-
-/// DataFusion as a skeptic would tune it to read S3 over a link: the
-/// configuration this workload's trials found fastest at every latency of
-/// its sweep (5 to 30 ms, on 2 cores), 16 partitions with filter pushdown
-/// off. Many byte ranges in flight hide the link's latency, and that count
-/// is of requests, not cores; pushdown would add a round trip per row group.
-/// The other workloads' S3 baselines use it, as the pre-signed client reads.
-pub(crate) fn link_datafusion() -> SessionConfig {
-    let mut config = tuned_datafusion().with_target_partitions(16);
-    let parquet = &mut config.options_mut().execution.parquet;
-    parquet.pushdown_filters = false;
-    parquet.reorder_filters = false;
-    config
-}
-
-/// Rows `sql` returns, read batch by batch and dropped, as a streaming
-/// consumer would.
-pub(crate) async fn datafusion_rows(ctx: &SessionContext, sql: &str) -> Result<u64, BoxError> {
-    let mut stream = ctx.sql(sql).await?.execute_stream().await?;
-    let mut rows = 0;
-    while let Some(batch) = stream.try_next().await? {
-        rows += batch.num_rows() as u64;
-    }
-    Ok(rows)
-}
-
-/// Of every candidate configuration, the session `session` makes that ran
-/// `sql` fastest in [`TRIALS`] runs, its configuration, and each
-/// candidate's fastest run; a run that returns other than `expected` rows
-/// fails the benchmark.
-pub(crate) async fn best_configuration(
-    session: impl AsyncFn(Candidate) -> Result<SessionContext, BoxError>,
-    sql: &str,
-    expected: u64,
-    bar: &indicatif::ProgressBar,
-) -> Result<(SessionContext, Candidate, Vec<(Candidate, f64)>), BoxError> {
-    let mut best: Option<(SessionContext, Candidate, f64)> = None;
-    let mut trials = Vec::new();
-    for candidate in candidates() {
-        let ctx = session(candidate).await?;
-        let mut times = Vec::new();
-        for _ in 0..TRIALS {
-            let t = Instant::now();
-            let rows = datafusion_rows(&ctx, sql).await?;
-            times.push(ms(t.elapsed()));
-            if rows != expected {
-                return Err(format!(
-                    "DataFusion with {candidate} returned {rows} rows, not {expected}"
-                )
-                .into());
-            }
-        }
-        let m = fastest(&times);
-        trials.push((candidate, m));
-        if best.as_ref().is_none_or(|(_, _, b)| m < *b) {
-            best = Some((ctx, candidate, m));
-        }
-        bar.inc(1);
-    }
-    let (ctx, candidate, _) = best.ok_or("no DataFusion candidates")?;
-    Ok((ctx, candidate, trials))
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-pub async fn run(args: &NodeArgs) -> Result<NodeReport, BoxError> {
+pub async fn run(args: &NodeSettings) -> Result<NodeReport, BoxError> {
     let work = tempfile::tempdir()?;
     // The headline link first, then the sweep's other latencies.
     let mut links: Vec<LinkConfig> = args.link.into_iter().collect();
@@ -371,7 +254,7 @@ pub async fn run(args: &NodeArgs) -> Result<NodeReport, BoxError> {
          access_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n\n\
          [limits]\nmax_concurrent_scans = {}\n",
         args.memory_mib,
-        args.memory_mib.max(64),
+        args.memory_mib.max(MIN_HOT_MIB),
         work.path().join("cache").display(),
         args.clients.max(64),
     );
@@ -410,11 +293,11 @@ pub async fn run(args: &NodeArgs) -> Result<NodeReport, BoxError> {
     )
     .await?;
     let want = reference.sql(&sql).await?.collect().await?;
-    if digest(&cold)? != digest(&want)? {
+    if Digest::of(&cold)? != Digest::of(&want)? {
         return Err("Quiver's cold answer differs from DataFusion's".into());
     }
     let warm = quiver_batches(&mut client, &req).await?;
-    if digest(&warm)? != digest(&want)? {
+    if Digest::of(&warm)? != Digest::of(&want)? {
         return Err("Quiver's warm answer differs from DataFusion's".into());
     }
     let expected: usize = want.iter().map(|b| b.num_rows()).sum();
@@ -517,9 +400,9 @@ pub async fn run(args: &NodeArgs) -> Result<NodeReport, BoxError> {
         concurrent_files: args.files,
         concurrent_seconds,
         memory_tier_bytes: memory_tier,
-        hot_tier_bytes: args.memory_mib.max(64) * MIB,
+        hot_tier_bytes: args.memory_mib.max(MIN_HOT_MIB) * MIB,
         peak_rss_bytes: peak_rss,
-        peak_rss_limit_bytes: memory_tier + args.memory_mib.max(64) * MIB + 300 * MIB,
+        peak_rss_limit_bytes: memory_tier + args.memory_mib.max(MIN_HOT_MIB) * MIB + 300 * MIB,
     })
 }
 

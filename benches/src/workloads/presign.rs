@@ -7,7 +7,7 @@
 //! Each run starts the Quiver modes from an evicted cache; the modes are
 //! interleaved run by run and every answer must equal the baseline's. The
 //! baseline is DataFusion configured as is fastest over the link (16
-//! partitions, pushdown off: `node::link_datafusion`), as the pre-signed
+//! partitions, pushdown off: `baseline::link_datafusion`), as the pre-signed
 //! client reads.
 
 use std::time::{Duration, Instant};
@@ -18,20 +18,56 @@ use quiver_client::QuiverClient;
 use quiver_protocol::{ScanRequest, StatsReport};
 use serde::Serialize;
 
+use crate::baseline::link_datafusion;
+use crate::common::Common;
+use crate::compare::content;
 use crate::data;
+use crate::error::BoxError;
+use crate::report::{self, describe_link};
 use crate::rig::Rig;
-use crate::workloads::node::link_datafusion;
-use crate::workloads::tpch::{content, median};
-use crate::BoxError;
+use crate::timing::median;
 
 const OBJECT: &str = "presign/cold.parquet";
 const COLUMNS: [&str; 2] = ["c0", "c1"];
 const FILTER: &str = "c0 < 0.01";
 
-#[derive(Debug, Clone)]
+/// The presign workload's flags.
+#[derive(clap::Args)]
 pub struct PresignArgs {
+    /// Size of the object, in MiB [default: 100, quick 16].
+    #[arg(long)]
+    file_mb: Option<u64>,
+    /// Interleaved runs of each mode [default: 5, quick 1].
+    #[arg(long)]
+    runs: Option<usize>,
+}
+
+impl PresignArgs {
+    /// The flags, or the defaults of a full or `quick` run.
+    fn settings(&self, quick: bool) -> PresignSettings {
+        PresignSettings {
+            file_mb: self.file_mb.unwrap_or(if quick { 16 } else { 100 }),
+            runs: self.runs.unwrap_or(if quick { 1 } else { 5 }),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PresignSettings {
     pub file_mb: u64,
     pub runs: usize,
+}
+
+/// Runs the workload on the flags' rig and writes `presign.json` and
+/// `presign.md`.
+pub async fn main(common: &Common, args: PresignArgs, command: String) -> Result<(), BoxError> {
+    let settings = args.settings(common.quick);
+    let rig = Rig::start(&common.rig_options()?).await?;
+    let result = run(&rig, &settings, command).await;
+    rig.stop().await?;
+    let mut report = result?;
+    report.link = describe_link(common.link(), common.s3.as_deref());
+    report::write(&common.out, "presign", &report, report.markdown())
 }
 
 #[derive(Debug, Serialize)]
@@ -100,7 +136,7 @@ async fn direct_session(rig: &Rig) -> Result<SessionContext, BoxError> {
 
 pub async fn run(
     rig: &Rig,
-    args: &PresignArgs,
+    args: &PresignSettings,
     command: String,
 ) -> Result<PresignReport, BoxError> {
     if args.file_mb < 16 || args.runs == 0 {

@@ -11,22 +11,22 @@
 use bytes::Bytes;
 
 use crate::data;
+use crate::error::BoxError;
 use crate::measure::{self, Measurement};
 use crate::readers::{Mode, Pred, Query, Readers};
 use crate::rig::Rig;
-use crate::BoxError;
 
 pub const SELECTIVITIES: [f64; 4] = [0.001, 0.01, 0.1, 1.0];
 const NAME: &str = "tpch/lineitem.parquet";
 
 #[derive(Debug, Clone)]
-pub struct PushdownArgs {
+pub struct PushdownSettings {
     pub scale: f64,
     /// Timed repetitions of each case in each mode.
     pub runs: usize,
 }
 
-impl PushdownArgs {
+impl PushdownSettings {
     pub fn describe(&self, rows: u64, bytes: u64) -> String {
         format!(
             "pushdown: TPC-H lineitem at scale {} ({rows} rows, {:.1} MiB zstd Parquet), filter `l_partkey <= s * parts` \
@@ -72,7 +72,10 @@ async fn upload_data(rig: &Rig, scale: f64) -> Result<(u64, u64), BoxError> {
     Ok((rows, size))
 }
 
-pub async fn run(rig: &Rig, args: &PushdownArgs) -> Result<(String, Vec<Measurement>), BoxError> {
+pub async fn run(
+    rig: &Rig,
+    args: &PushdownSettings,
+) -> Result<(String, Vec<Measurement>), BoxError> {
     if !(args.scale > 0.0 && args.scale <= 100.0) {
         return Err("--scale must be in (0, 100]".into());
     }

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
-use arrow::util::display::{ArrayFormatter, FormatOptions};
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use bytes::Bytes;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
@@ -21,14 +20,18 @@ use quiver_client::{QuiverClient, QuiverTable};
 use serde::Serialize;
 use tonic::transport::Channel;
 
+use crate::baseline::link_datafusion;
+use crate::common::Common;
+use crate::compare::content;
 use crate::data;
+use crate::error::BoxError;
+use crate::report::{self, describe_link};
 use crate::rig::Rig;
-use crate::workloads::node::link_datafusion;
-use crate::BoxError;
+use crate::timing::median;
 
 /// The tables local nodes declare for Flight SQL, so the queries name them
 /// unqualified: `(name, path in the source)`.
-pub fn sql_tables() -> Vec<(String, String)> {
+fn sql_tables() -> Vec<(String, String)> {
     TABLES
         .iter()
         .map(|t| (t.to_string(), format!("quiver-bench/tpch/{t}/")))
@@ -39,11 +42,44 @@ pub fn sql_tables() -> Vec<(String, String)> {
 pub const QUERIES: [usize; 3] = [1, 6, 14];
 const TABLES: [&str; 2] = ["lineitem", "part"];
 
-#[derive(Debug, Clone)]
+/// The tpch workload's flags.
+#[derive(clap::Args)]
 pub struct TpchArgs {
+    /// TPC-H scale factor [default: 1, quick 0.05].
+    #[arg(long)]
+    scale: Option<f64>,
+    /// Timed runs of each query in each mode [default: 5, quick 1].
+    #[arg(long)]
+    runs: Option<usize>,
+}
+
+impl TpchArgs {
+    /// The flags, or the defaults of a full or `quick` run.
+    fn settings(&self, quick: bool) -> TpchSettings {
+        TpchSettings {
+            scale: self.scale.unwrap_or(if quick { 0.05 } else { 1.0 }),
+            runs: self.runs.unwrap_or(if quick { 1 } else { 5 }),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TpchSettings {
     pub scale: f64,
     /// Timed runs of each query in each mode, interleaved.
     pub runs: usize,
+}
+
+/// Runs the workload on the flags' rig, with the tables declared for
+/// Flight SQL, and writes `tpch.json` and `tpch.md`.
+pub async fn main(common: &Common, args: TpchArgs, command: String) -> Result<(), BoxError> {
+    let settings = args.settings(common.quick);
+    let rig = Rig::start(&common.rig_options()?.sql_tables(sql_tables())).await?;
+    let result = run(&rig, &settings, command).await;
+    rig.stop().await?;
+    let mut report = result?;
+    report.link = describe_link(common.link(), common.s3.as_deref());
+    report::write(&common.out, "tpch", &report, report.markdown())
 }
 
 #[derive(Debug, Serialize)]
@@ -71,31 +107,6 @@ pub struct TpchReport {
     pub data_bytes: u64,
     pub link: String,
     pub queries: Vec<QueryResult>,
-}
-
-pub(crate) fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-/// Rows as sorted text, so two plans' answers compare by content.
-pub(crate) fn content(batches: &[RecordBatch]) -> Result<Vec<String>, BoxError> {
-    let options = FormatOptions::default().with_null("NULL");
-    let mut out = Vec::new();
-    for b in batches {
-        let formatters = b
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
-            .collect::<Result<Vec<_>, _>>()?;
-        for r in 0..b.num_rows() {
-            let cells: Vec<String> = formatters.iter().map(|f| f.value(r).to_string()).collect();
-            out.push(cells.join("|"));
-        }
-    }
-    out.sort();
-    Ok(out)
 }
 
 async fn timed(ctx: &SessionContext, sql: &str) -> Result<(f64, Vec<RecordBatch>), BoxError> {
@@ -188,7 +199,7 @@ async fn over_quiver(rig: &Rig) -> Result<SessionContext, BoxError> {
     Ok(ctx)
 }
 
-pub async fn run(rig: &Rig, args: &TpchArgs, command: String) -> Result<TpchReport, BoxError> {
+pub async fn run(rig: &Rig, args: &TpchSettings, command: String) -> Result<TpchReport, BoxError> {
     if !(args.scale > 0.0 && args.scale <= 100.0) {
         return Err("--scale must be in (0, 100]".into());
     }

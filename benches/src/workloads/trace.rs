@@ -14,13 +14,13 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::data;
+use crate::error::BoxError;
 use crate::measure::{self, Measurement};
 use crate::readers::{Mode, Query, Readers};
 use crate::rig::Rig;
-use crate::BoxError;
 
 #[derive(Debug, Clone)]
-pub struct TraceArgs {
+pub struct TraceSettings {
     pub small_files: usize,
     pub small_mb: u64,
     pub large_files: usize,
@@ -33,10 +33,10 @@ pub struct TraceArgs {
     pub seed: u64,
 }
 
-impl TraceArgs {
+impl TraceSettings {
     /// The ISTZIIO workload: 10 files of 1 MB and 10 of 100 MB.
-    pub fn full() -> TraceArgs {
-        TraceArgs {
+    pub fn full() -> TraceSettings {
+        TraceSettings {
             small_files: 10,
             small_mb: 1,
             large_files: 10,
@@ -51,14 +51,14 @@ impl TraceArgs {
     }
 
     /// Small enough for CI and a first look on a laptop.
-    pub fn quick() -> TraceArgs {
-        TraceArgs {
+    pub fn quick() -> TraceSettings {
+        TraceSettings {
             large_files: 4,
             large_mb: 8,
             zipf_small_requests: 30,
             zipf_large_requests: 8,
             serial_passes: 2,
-            ..TraceArgs::full()
+            ..TraceSettings::full()
         }
     }
 
@@ -125,7 +125,7 @@ fn whole(name: String) -> Query {
 }
 
 /// The traces as (case, queries, requests in flight).
-fn traces(args: &TraceArgs) -> Vec<(&'static str, Vec<Query>, usize)> {
+fn traces(args: &TraceSettings) -> Vec<(&'static str, Vec<Query>, usize)> {
     let mut rng = StdRng::seed_from_u64(args.seed);
     let zs = Zipf::new(args.small_files, args.skew);
     let zl = Zipf::new(args.large_files, args.skew);
@@ -154,7 +154,7 @@ fn traces(args: &TraceArgs) -> Vec<(&'static str, Vec<Query>, usize)> {
 
 /// Every request of the four traces in order, as (object, its size in
 /// bytes): the ISTZIIO trace that `quiver-bench policies` replays.
-pub fn requests(args: &TraceArgs) -> Vec<(String, u64)> {
+pub fn requests(args: &TraceSettings) -> Vec<(String, u64)> {
     const MIB: u64 = 1 << 20;
     traces(args)
         .into_iter()
@@ -170,7 +170,7 @@ pub fn requests(args: &TraceArgs) -> Vec<(String, u64)> {
         .collect()
 }
 
-async fn upload_data(rig: &Rig, args: &TraceArgs) -> Result<(), BoxError> {
+async fn upload_data(rig: &Rig, args: &TraceSettings) -> Result<(), BoxError> {
     const MIB: u64 = 1 << 20;
     let files: Vec<(String, u64)> = (0..args.small_files)
         .map(|i| (small(i), args.small_mb * MIB))
@@ -189,7 +189,7 @@ async fn upload_data(rig: &Rig, args: &TraceArgs) -> Result<(), BoxError> {
     Ok(())
 }
 
-pub async fn run(rig: &Rig, args: &TraceArgs) -> Result<Vec<Measurement>, BoxError> {
+pub async fn run(rig: &Rig, args: &TraceSettings) -> Result<Vec<Measurement>, BoxError> {
     if args.small_files == 0 || args.large_files == 0 || args.small_mb == 0 || args.large_mb == 0 {
         return Err("the trace workload needs at least one small and one large file".into());
     }
@@ -252,7 +252,7 @@ mod tests {
 
     #[test]
     fn traces_are_deterministic_and_sized() {
-        let args = TraceArgs::quick();
+        let args = TraceSettings::quick();
         let names = |t: Vec<(&'static str, Vec<Query>, usize)>| {
             t.into_iter()
                 .map(|(c, q, n)| (c, q.into_iter().map(|q| q.name).collect::<Vec<_>>(), n))

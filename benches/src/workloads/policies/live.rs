@@ -26,13 +26,14 @@ use quiver_testkit::{ACCESS_KEY, SECRET_KEY};
 use serde::Serialize;
 use tonic::transport::Channel;
 
-use super::node::{s3_store, stats};
-use super::policies::{self, PoliciesArgs, SEGMENTS};
 use crate::data;
+use crate::error::BoxError;
+use crate::flight::stats;
 use crate::measure::Latency;
-use crate::origin::{NetProcess, Upstream};
+use crate::origin::{s3_store, NetProcess, Upstream};
 use crate::server::ServerProcess;
-use crate::BoxError;
+use crate::workloads::policies::settings::PoliciesSettings;
+use crate::workloads::policies::traces::{self, SEGMENTS};
 
 const BUCKET: &str = "ab-live";
 const MIB: u64 = 1 << 20;
@@ -52,10 +53,10 @@ const CONCURRENCY: usize = 4;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Clone)]
-pub struct LiveArgs {
+pub struct LiveSettings {
     /// The trace: the zipf trace of these arguments (its objects, requests,
     /// skew, share of scans and seed), with the A/B pair and split.
-    pub trace: PoliciesArgs,
+    pub trace: PoliciesSettings,
     pub server_bin: std::path::PathBuf,
 }
 
@@ -146,7 +147,7 @@ fn hit_ratio(before: &StatsReport, after: &StatsReport) -> f64 {
     }
 }
 
-pub async fn run(args: &LiveArgs, link: LinkConfig) -> Result<LiveReport, BoxError> {
+pub async fn run(args: &LiveSettings, link: LinkConfig) -> Result<LiveReport, BoxError> {
     let t = &args.trace;
     let (control, treatment) =
         t.ab.ok_or("the live A/B needs two policies; --ab none runs none")?;
@@ -157,12 +158,12 @@ pub async fn run(args: &LiveArgs, link: LinkConfig) -> Result<LiveReport, BoxErr
         )
         .into());
     }
-    let trace = policies::zipf_trace(t);
-    let chunked = policies::chunked(&trace, t.chunk);
+    let trace = traces::zipf_trace(t);
+    let chunked = traces::chunked(&trace, t.chunk);
     let first: Vec<bool> = chunked
         .clients
         .iter()
-        .map(|c| policies::in_first_cohort(c, t.split_pct))
+        .map(|c| traces::in_first_cohort(c, t.split_pct))
         .collect();
     let smaller = f64::from(t.split_pct.min(100 - t.split_pct)) / 100.0;
     // Raised, if need be, until the smaller cohort's node holds enough
@@ -213,7 +214,7 @@ pub async fn run(args: &LiveArgs, link: LinkConfig) -> Result<LiveReport, BoxErr
         .map(|a| {
             let segment = a.size / SEGMENTS;
             Request {
-                first: policies::in_first_cohort(&a.client, t.split_pct),
+                first: traces::in_first_cohort(&a.client, t.split_pct),
                 object: a.object.clone(),
                 column: (a.end - a.start < a.size).then(|| (a.start / segment.max(1)) as usize),
             }
@@ -254,7 +255,7 @@ pub async fn run(args: &LiveArgs, link: LinkConfig) -> Result<LiveReport, BoxErr
 
 /// What every pass over the trace shares.
 struct Pass<'a> {
-    args: &'a LiveArgs,
+    args: &'a LiveSettings,
     origin: &'a NetProcess,
     requests: &'a [Request],
     rows: &'a HashMap<String, u64>,
