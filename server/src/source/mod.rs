@@ -125,6 +125,13 @@ impl Source {
             ))),
             Known::Unknown => match self.origin.head(path).await {
                 Ok(meta) => {
+                    // The id names the path asked for: object_store's
+                    // `PrefixStore` answers `head` with the location under
+                    // its prefix, which a later read would prefix again.
+                    let meta = ObjectMeta {
+                        location: path.clone(),
+                        ..meta
+                    };
                     let id = ObjectId::from_meta(&self.name, &meta);
                     self.ids.found(id.clone());
                     Ok(id)

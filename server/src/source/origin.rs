@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, ClientConfigKey, ClientOptions, ObjectStore, RetryConfig};
 use url::Url;
 
 use super::local::LocalOrigin;
@@ -25,7 +25,6 @@ pub fn s3_store(cfg: &SourceConfig, bucket: &str) -> Result<AmazonS3> {
     if let Some(endpoint) = &cfg.endpoint {
         builder = builder
             .with_endpoint(endpoint)
-            .with_allow_http(endpoint.starts_with("http://"))
             .with_virtual_hosted_style_request(false);
     }
     if let (Some(key), Some(secret)) = (&cfg.access_key_id, &cfg.secret_access_key) {
@@ -44,20 +43,28 @@ pub fn s3_store(cfg: &SourceConfig, bucket: &str) -> Result<AmazonS3> {
         max_retries: cfg.retries,
         retry_timeout: cfg.request_timeout.0.saturating_mul(cfg.retries as u32 + 1),
     };
+    let allow_http = allows_http(&builder);
     builder
         .with_client_options(
             ClientOptions::new()
                 .with_connect_timeout(cfg.connect_timeout.0)
                 .with_timeout(cfg.request_timeout.0)
-                .with_allow_http(
-                    cfg.endpoint
-                        .as_deref()
-                        .is_some_and(|e| e.starts_with("http://")),
-                ),
+                .with_allow_http(allow_http),
         )
         .with_retry(retry)
         .build()
         .map_err(|e| QuiverError::invalid(format!("source {}: {e}", cfg.name)))
+}
+
+/// Whether plain HTTP is allowed to the builder's endpoint: when the
+/// endpoint (from the source's settings or `AWS_ENDPOINT_URL`) is `http://`,
+/// or `AWS_ALLOW_HTTP` says so. Read from the builder because the client
+/// options set after it replace the ones `from_env` gathered.
+fn allows_http(builder: &AmazonS3Builder) -> bool {
+    let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);
+    let allowed = builder.get_config_value(&AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp));
+    endpoint.is_some_and(|e| e.starts_with("http://"))
+        || allowed.is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 /// The store rooted at `url` (which ends in `/`), and its URL signer where
@@ -99,5 +106,26 @@ pub fn open(cfg: &SourceConfig, url: &Url) -> Result<(Arc<dyn ObjectStore>, Opti
             "source {}: scheme {other} is not supported",
             cfg.name
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_follows_the_endpoint_or_allow_http() {
+        let http = AmazonS3Builder::new()
+            .with_config(AmazonS3ConfigKey::Endpoint, "http://127.0.0.1:9000");
+        assert!(allows_http(&http));
+        let https = AmazonS3Builder::new()
+            .with_config(AmazonS3ConfigKey::Endpoint, "https://s3.example.com");
+        assert!(!allows_http(&https));
+        assert!(!allows_http(&AmazonS3Builder::new()));
+        let allowed = AmazonS3Builder::new().with_config(
+            AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp),
+            "true",
+        );
+        assert!(allows_http(&allowed));
     }
 }

@@ -15,3 +15,4 @@ mod hot;
 mod rewrite;
 mod schemas;
 mod semantics;
+mod sources;
