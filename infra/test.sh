@@ -3,8 +3,8 @@
 # (against an in-process s3s-fs S3 server), the Python interop tests that
 # drive the built quiver-server binary with real clients, and a tiny run of
 # the benchmark suite that checks it still produces well-formed reports and
-# plots, the container and Helm deployment checks, and the Terraform static
-# checks.
+# plots, the Prometheus rules and dashboard queries (promtool), the
+# container and Helm deployment checks, and the Terraform static checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,6 +62,9 @@ out="$(mktemp -d)"
 "$target/debug/quiver-bench" hot --quick --rows 60000 --runs 1 --hot-mib 256 --out "$out" > "$out/hot-stdout.txt"
 "$venv/bin/python" tests/bench/check_results.py "$out"
 rm -rf "$out"
+
+echo "==> Prometheus rules and dashboard queries"
+bash infra/check-rules.sh
 
 echo "==> container image and Helm chart"
 bash infra/check-deploy.sh

@@ -39,6 +39,7 @@ impl AdminClient {
     }
 
     async fn action(&mut self, kind: &str, body: Bytes) -> Result<Bytes, ClientError> {
+        crate::trace_context::inject(self.client.metadata_mut());
         let results: Vec<Bytes> = self
             .client
             .do_action(Action::new(kind, body))

@@ -8,9 +8,10 @@ use std::time::Duration;
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::{FlightClient, HandshakeRequest};
 use base64::Engine;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 pub use crate::error::ClientError;
+use crate::tls::CaFileVerifier;
 
 /// How long dialling a node may take before the next owner is tried.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -73,16 +74,19 @@ fn is_tls(url: &str) -> bool {
 }
 
 impl Connector {
-    fn tls_config(&self) -> Result<ClientTlsConfig, ClientError> {
-        let config = ClientTlsConfig::new();
+    /// `endpoint` speaking TLS to `url`: nodes' certificates are checked
+    /// against the CA file when one is given (by [`CaFileVerifier`], which
+    /// says what to do about a CA certificate served as a node's own), else
+    /// against the system's roots.
+    fn secure(&self, endpoint: Endpoint, url: &str) -> Result<Endpoint, ClientError> {
+        let failed = |e: tonic::transport::Error| ClientError::Tls(format!("{url}: {e}"));
         match &self.tls.ca_file {
-            Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| {
-                    ClientError::Tls(format!("cannot read the CA file {}: {e}", path.display()))
-                })?;
-                Ok(config.ca_certificate(Certificate::from_pem(pem)))
-            }
-            None => Ok(config.with_native_roots()),
+            Some(path) => endpoint
+                .tls_config_with_verifier(ClientTlsConfig::new(), CaFileVerifier::from_file(path)?)
+                .map_err(failed),
+            None => endpoint
+                .tls_config(ClientTlsConfig::new().with_native_roots())
+                .map_err(failed),
         }
     }
 
@@ -100,9 +104,7 @@ impl Connector {
             .keep_alive_timeout(KEEPALIVE)
             .tcp_keepalive(Some(KEEPALIVE));
         if is_tls(url) {
-            endpoint = endpoint
-                .tls_config(self.tls_config()?)
-                .map_err(|e| ClientError::Tls(format!("{url}: {e}")))?;
+            endpoint = self.secure(endpoint, url)?;
         } else if self.tls.ca_file.is_some() {
             return Err(ClientError::Tls(format!(
                 "a CA file was given but {url} is not a TLS URL; use grpc+tls://"
@@ -137,12 +139,14 @@ impl Connector {
     }
 }
 
-/// A Flight client on `channel` sending `token` as a bearer token.
+/// A Flight client on `channel` sending `token` as a bearer token and the
+/// current trace context.
 pub fn flight_client_with(
     channel: Channel,
     token: Option<&str>,
 ) -> Result<FlightClient, ClientError> {
     let mut client = FlightClient::new(channel);
+    crate::trace_context::inject(client.metadata_mut());
     if let Some(token) = token {
         client
             .add_header("authorization", &format!("Bearer {token}"))

@@ -10,6 +10,8 @@
 //! - [`AdminClient`] (`admin`) changes the cluster's membership through a
 //!   node's `cluster-update` action, so the tool needs only the admin token,
 //!   never write access to the object store.
+//! - Every call carries the caller's OpenTelemetry trace context
+//!   (`trace_context`), so a node's spans continue the caller's trace.
 
 pub mod admin;
 pub mod codec;
@@ -24,6 +26,8 @@ pub mod pushdown;
 pub mod routing;
 pub mod stream;
 pub mod table;
+pub mod tls;
+pub mod trace_context;
 
 pub use admin::AdminClient;
 pub use codec::QuiverCodec;

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use cli::cert::CertOp;
 use cli::cluster::ClusterOp;
 use cli::output::Format;
 use quiver_client::{ClientConfig, ClientError, Connector, Credentials, QuiverClient, Tls};
@@ -19,7 +20,7 @@ const ABOUT: &str = "Query and operate a Quiver cache cluster: Parquet from obje
 filtered and projected by the cache nodes, returned as Arrow.";
 
 const EXAMPLES: &str = "\
-Examples (against `cargo run --release -p quiver-server`, which serves ./data as source `local`):
+Examples (against `target/release/quiver-server` of `cargo build --release --workspace`, which serves ./data as source `local`):
   quiver ls local/tpch/
   quiver query local/tpch/lineitem/ --columns l_orderkey,l_quantity --filter 'l_quantity > 45' --limit 10
   quiver query local/tpch/orders/ --format csv --output orders.csv
@@ -28,6 +29,7 @@ Examples (against `cargo run --release -p quiver-server`, which serves ./data as
   quiver prefetch local/tpch/lineitem/ --columns l_shipdate,l_discount
   quiver stats
   quiver --endpoint grpc+tls://node1:50051 --tls-ca ca.pem --token \"$TOKEN\" cluster show
+  quiver cert create-ca && quiver cert create-node --host node1 --ip 10.0.0.1
 
 Environment: QUIVER_ENDPOINT, QUIVER_TOKEN, QUIVER_TLS_CA, QUIVER_ADMIN_TOKEN_FILE, QUIVER_PRESIGNED.";
 
@@ -143,6 +145,11 @@ enum Command {
         #[command(subcommand)]
         op: ClusterOp,
     },
+    /// Create a CA and the node certificates it signs, for TLS.
+    Cert {
+        #[command(subcommand)]
+        op: CertOp,
+    },
 }
 
 fn read_token_file(path: &PathBuf) -> Result<String, ClientError> {
@@ -230,6 +237,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             let connector = connector(&cli, true)?;
             cli::cluster::run(&cli.endpoint, &connector, op.clone()).await
         }
+        Command::Cert { op } => cli::cert::run(op.clone()),
     }
 }
 

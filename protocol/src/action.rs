@@ -140,7 +140,12 @@ pub struct ObjectListing {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheTierStats {
     pub capacity: u64,
+    /// Bytes of cached data the tier holds.
     pub usage: u64,
+    /// The disk tier only: the space its files take, allocated in full when
+    /// it opens, so `capacity` from the first start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocated: Option<u64>,
     pub hits: u64,
 }
 

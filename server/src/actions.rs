@@ -33,18 +33,20 @@ fn json<T: serde::Serialize>(value: &T) -> Bytes {
 }
 
 pub fn stats(core: &NodeCore) -> Bytes {
-    let (memory_usage, disk_usage) = core.chunks.usage();
+    let usage = core.chunks.usage();
     let m = &core.metrics;
     json(&StatsReport {
         node_id: core.node_id.clone(),
         memory: CacheTierStats {
             capacity: m.memory_capacity.get() as u64,
-            usage: memory_usage,
+            usage: usage.memory,
+            allocated: None,
             hits: m.hits(Tier::Memory),
         },
         disk: CacheTierStats {
             capacity: m.disk_capacity.get() as u64,
-            usage: disk_usage,
+            usage: usage.disk,
+            allocated: Some(usage.disk_allocated),
             hits: m.hits(Tier::Disk),
         },
         misses: m.misses(),

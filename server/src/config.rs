@@ -160,9 +160,16 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     pub memory: ByteSize,
-    /// Disk tier capacity; `0` runs memory-only.
+    /// Disk tier capacity; `0` runs memory-only. With `disk_auto`, the
+    /// most the automatic size may take.
     pub disk: ByteSize,
     pub disk_dir: PathBuf,
+    /// No file, flag or variable gave `disk`: the node sizes its disk tier
+    /// at start-up to a quarter of the space its disk can spare, at most
+    /// `disk` (`cache::disk_budget`). Set by [`Config::load`] and
+    /// [`Config::from_toml`]; a configuration built in code keeps `disk`.
+    #[serde(skip)]
+    pub disk_auto: bool,
     pub chunk: ByteSize,
     pub eviction: Eviction,
     /// Memory kept for parsed Parquet footers and page indexes.
@@ -181,6 +188,7 @@ impl Default for CacheConfig {
             memory: ByteSize(1 << 30),
             disk: ByteSize(10 << 30),
             disk_dir: PathBuf::from("./.quiver-cache"),
+            disk_auto: false,
             chunk: ByteSize(1 << 20),
             // The fewest origin bytes and the lowest latency of the live
             // A/B of `quiver-bench policies` (docs/benchmarks.md,
@@ -528,6 +536,16 @@ impl Default for MissConfig {
     }
 }
 
+/// Trace export (docs/operations.md, "Tracing"): off unless an endpoint
+/// is set, so a node never dials a collector nobody asked for.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// An OpenTelemetry collector's OTLP/gRPC endpoint, e.g.
+    /// `http://127.0.0.1:4317` (`https://` for TLS with the system's roots).
+    pub otlp_endpoint: Option<String>,
+}
+
 /// The whole node configuration, in the shape of the TOML file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -541,6 +559,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub sql: SqlConfig,
     pub miss: MissConfig,
+    pub telemetry: TelemetryConfig,
 }
 
 /// Command-line flags; each also reads `QUIVER_<FLAG>` from the environment
@@ -558,7 +577,7 @@ pub struct Flags {
     /// Flight (and Flight SQL) listen address.
     #[arg(long, env = "QUIVER_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Admin HTTP listen address (/metrics, /health, /ready).
+    /// Admin HTTP listen address (/metrics, /health, /ready, the status page).
     #[arg(long, env = "QUIVER_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
     /// URL that clients use to reach this node.
@@ -571,7 +590,8 @@ pub struct Flags {
     /// Memory tier capacity, e.g. 1GiB.
     #[arg(long, env = "QUIVER_CACHE_MEMORY")]
     pub cache_memory: Option<ByteSize>,
-    /// Disk tier capacity, e.g. 10GiB; 0 for memory only.
+    /// Disk tier capacity, e.g. 10GiB; 0 for memory only (default: a
+    /// quarter of the disk's free space, at most 10GiB).
     #[arg(long, env = "QUIVER_CACHE_DISK")]
     pub cache_disk: Option<ByteSize>,
     /// Directory of the disk tier.
@@ -665,6 +685,9 @@ pub struct Flags {
     /// Log format: text or json.
     #[arg(long, env = "QUIVER_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    /// Export traces to this OTLP/gRPC collector, e.g. http://127.0.0.1:4317.
+    #[arg(long, env = "QUIVER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Config {
@@ -673,7 +696,13 @@ impl Config {
     pub fn load(flags: &Flags) -> Result<Config, ConfigError> {
         let mut config = match &flags.config {
             Some(path) => Config::from_file(path)?,
-            None => Config::default(),
+            None => Config {
+                cache: CacheConfig {
+                    disk_auto: true,
+                    ..CacheConfig::default()
+                },
+                ..Config::default()
+            },
         };
         config.apply(flags)?;
         config.validate()?;
@@ -692,7 +721,15 @@ impl Config {
     }
 
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.message().to_string())
+        let mut config: Config = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        // Whether `cache.disk` was written, which the typed parse (with
+        // its defaults) cannot tell.
+        let table: toml::Table = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        config.cache.disk_auto = table
+            .get("cache")
+            .and_then(|cache| cache.get("disk"))
+            .is_none();
+        Ok(config)
     }
 
     fn apply(&mut self, f: &Flags) -> Result<(), ConfigError> {
@@ -709,6 +746,7 @@ impl Config {
         self.server.insecure |= f.insecure;
         set(&mut self.cache.memory, &f.cache_memory);
         set(&mut self.cache.disk, &f.cache_disk);
+        self.cache.disk_auto &= f.cache_disk.is_none();
         set(&mut self.cache.disk_dir, &f.cache_disk_dir);
         set(&mut self.cache.chunk, &f.cache_chunk);
         set(&mut self.cache.eviction, &f.cache_eviction);
@@ -753,6 +791,9 @@ impl Config {
         set(&mut self.miss.policy, &f.miss_policy);
         set(&mut self.miss.presign_expiry, &f.presign_expiry);
         set(&mut self.miss.presign_min_bytes, &f.presign_min_bytes);
+        if f.otlp_endpoint.is_some() {
+            self.telemetry.otlp_endpoint = f.otlp_endpoint.clone();
+        }
         if !f.sources.is_empty() {
             self.sources = f
                 .sources
@@ -976,6 +1017,17 @@ impl Config {
                 }
             }
         }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint {
+            let url = url::Url::parse(endpoint)
+                .map_err(|e| invalid("telemetry.otlp_endpoint", format!("`{endpoint}`: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty)
+            {
+                return Err(invalid(
+                    "telemetry.otlp_endpoint",
+                    format!("`{endpoint}` is not an OTLP/gRPC endpoint; use http://host:4317 or https://host:4317"),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -1091,6 +1143,45 @@ stall_timeout = "45s"
     }
 
     #[test]
+    fn the_disk_tier_is_sized_automatically_only_when_nothing_sets_it() {
+        let unset = Config::from_toml("[cache]\nmemory = \"1GiB\"").unwrap();
+        assert!(unset.cache.disk_auto);
+        let set = Config::from_toml("[cache]\ndisk = \"2GiB\"").unwrap();
+        assert!(!set.cache.disk_auto);
+        assert_eq!(set.cache.disk, ByteSize(2 << 30));
+        assert!(
+            !Config::from_toml("[cache]\ndisk = 0")
+                .unwrap()
+                .cache
+                .disk_auto
+        );
+        assert!(!Config::default().cache.disk_auto);
+
+        let mut flagged = unset.clone();
+        flagged
+            .apply(&Flags {
+                cache_disk: Some(ByteSize(1 << 30)),
+                ..Flags::default()
+            })
+            .unwrap();
+        assert!(!flagged.cache.disk_auto);
+        let mut other_flag = unset;
+        other_flag
+            .apply(&Flags {
+                cache_memory: Some(ByteSize(1 << 30)),
+                ..Flags::default()
+            })
+            .unwrap();
+        assert!(other_flag.cache.disk_auto);
+        let loaded = Config::load(&Flags {
+            sources: vec!["a=file:///tmp/".into()],
+            ..Flags::default()
+        })
+        .unwrap();
+        assert!(loaded.cache.disk_auto);
+    }
+
+    #[test]
     fn debug_output_hides_the_secret_key() {
         let mut s = SourceConfig::new("lake", "s3://bucket/");
         s.access_key_id = Some("AKIDEXAMPLE".into());
@@ -1180,5 +1271,35 @@ stall_timeout = "45s"
         assert_eq!(c.advertise_url(), "grpc://127.0.0.1:6000");
         let bad = Flags::parse_from(["quiver-server", "--source", "no-equals-sign"]);
         assert!(Config::load(&bad).is_err());
+    }
+
+    #[test]
+    fn trace_export_is_off_by_default_and_its_endpoint_is_checked() {
+        let c = Config::default();
+        assert_eq!(c.telemetry.otlp_endpoint, None);
+        let c =
+            Config::from_toml("[telemetry]\notlp_endpoint = \"http://127.0.0.1:4317\"").unwrap();
+        c.validate().unwrap();
+        assert!(Config::from_toml("[telemetry]\nendpoint = \"x\"").is_err());
+        let flags = Flags::parse_from([
+            "quiver-server",
+            "--otlp-endpoint",
+            "https://collector.example:4317",
+        ]);
+        let c = Config::load(&flags).unwrap();
+        assert_eq!(
+            c.telemetry.otlp_endpoint.as_deref(),
+            Some("https://collector.example:4317")
+        );
+        for bad in [
+            "collector:4317",
+            "grpc://collector:4317",
+            "http://",
+            "not a url",
+        ] {
+            let flags = Flags::parse_from(["quiver-server", "--otlp-endpoint", bad]);
+            let err = Config::load(&flags).unwrap_err().to_string();
+            assert!(err.contains("telemetry.otlp_endpoint"), "{bad}: {err}");
+        }
     }
 }

@@ -24,7 +24,7 @@ use futures::{FutureExt, StreamExt, TryStreamExt};
 use quiver_client::plan::{to_wire, wire_schema};
 use quiver_protocol::{ActionType, Caller, REQUEST_ID_HEADER};
 use tokio::sync::OwnedSemaphorePermit;
-use tonic::metadata::MetadataValue;
+use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
@@ -35,11 +35,11 @@ use crate::actions;
 use crate::cluster::handoff;
 use crate::error::{QuiverError, Result};
 use crate::flight_info::{self, descriptor_request, parse_request};
-use crate::metrics::Metrics;
 use crate::node_core::NodeCore;
 use crate::panics;
 use crate::scan::classify;
 use crate::source::Target;
+use crate::telemetry::propagation::continue_trace;
 
 /// Largest FlightData message sent; bigger batches are sliced.
 const MAX_FLIGHT_DATA: usize = 2 << 20;
@@ -72,8 +72,9 @@ fn tag<T>(rid: &str, mut response: Response<T>) -> Response<T> {
 }
 
 /// Turns an error into a status with the request id, logging it at a level
-/// that matches whose fault it is.
-fn status(metrics: &Metrics, rid: &str, err: QuiverError) -> Status {
+/// that matches whose fault it is and keeping it among the node's recent
+/// errors.
+fn status(core: &NodeCore, rid: &str, err: QuiverError) -> Status {
     match &err {
         QuiverError::Internal(m) => tracing::error!(request_id = rid, error = %m, "request failed"),
         QuiverError::Unavailable(m) | QuiverError::DataLoss(m) => {
@@ -85,7 +86,8 @@ fn status(metrics: &Metrics, rid: &str, err: QuiverError) -> Status {
         other => tracing::debug!(request_id = rid, error = %other, "request refused"),
     }
     let mut s = Status::from(err);
-    metrics.error(s.code());
+    core.metrics.error(s.code());
+    core.activity.errors.record(rid, s.code(), s.message());
     if let Ok(v) = MetadataValue::try_from(rid) {
         s.metadata_mut().insert(REQUEST_ID_HEADER, v);
     }
@@ -99,16 +101,43 @@ fn timed_out(timeout: Duration) -> QuiverError {
     ))
 }
 
+/// The span of one request, named after its call and carrying its request
+/// id; it continues the caller's trace when the request's headers carry one.
+fn request_span(call: &'static str, rid: &str, headers: &MetadataMap) -> tracing::Span {
+    let span = tracing::info_span!(
+        "flight",
+        call,
+        request_id = rid,
+        action = tracing::field::Empty,
+        otel.name = call,
+        otel.kind = "server"
+    );
+    continue_trace(&span, headers);
+    span
+}
+
+/// The span of one Flight SQL request, as [`request_span`].
+fn sql_span(call: &'static str, rid: &str, headers: &MetadataMap) -> tracing::Span {
+    let span = tracing::info_span!(
+        "flight_sql",
+        call,
+        request_id = rid,
+        otel.name = call,
+        otel.kind = "server"
+    );
+    continue_trace(&span, headers);
+    span
+}
+
 impl QuiverFlight {
-    /// Runs `work` with the request id in scope, within the request
-    /// timeout, and maps its outcome.
+    /// Runs `work` in its request's `span`, within the request timeout, and
+    /// maps its outcome.
     async fn run<T>(
         &self,
         rid: &str,
-        call: &'static str,
+        span: tracing::Span,
         work: impl Future<Output = Result<T>>,
     ) -> std::result::Result<Response<T>, Status> {
-        let span = tracing::info_span!("flight", call, request_id = rid);
         let timeout = self.core.request_timeout;
         let work = panics::caught(rid, work.instrument(span));
         let outcome = match tokio::time::timeout(timeout, work).await {
@@ -117,7 +146,7 @@ impl QuiverFlight {
         };
         match outcome {
             Ok(v) => Ok(tag(rid, Response::new(v))),
-            Err(e) => Err(status(&self.core.metrics, rid, e)),
+            Err(e) => Err(status(&self.core, rid, e)),
         }
     }
 }
@@ -187,71 +216,75 @@ fn serve_scan(
     let (timeout, stall) = (core.request_timeout, core.stall_timeout);
     let producer = (core.clone(), outcome.clone(), rid.to_string());
     let active = ActiveScan::new(core.clone());
-    tokio::spawn(async move {
-        let (core, outcome, rid) = producer;
-        let _permit = permit;
-        let _active = active;
-        loop {
-            // Producing the next message may be slow (a cold read); only
-            // the client's side counts as a stall.
-            let next = std::panic::AssertUnwindSafe(encoded.next()).catch_unwind();
-            let item = match tokio::time::timeout_at(deadline, next).await {
-                Ok(Ok(Some(item))) => item,
-                Ok(Ok(None)) => {
+    tokio::spawn(
+        async move {
+            let (core, outcome, rid) = producer;
+            let _permit = permit;
+            let _active = active;
+            loop {
+                // Producing the next message may be slow (a cold read); only
+                // the client's side counts as a stall.
+                let next = std::panic::AssertUnwindSafe(encoded.next()).catch_unwind();
+                let item = match tokio::time::timeout_at(deadline, next).await {
+                    Ok(Ok(Some(item))) => item,
+                    Ok(Ok(None)) => {
+                        outcome.store(FINISHED, Ordering::SeqCst);
+                        break;
+                    }
+                    Ok(Err(payload)) => {
+                        // Logged here, with the panic's message; the tail only
+                        // reports it. The stream is not polled again.
+                        panics::panicked(&rid, payload.as_ref());
+                        outcome.store(PANICKED, Ordering::SeqCst);
+                        break;
+                    }
+                    Err(_) => {
+                        outcome.store(TIMED_OUT, Ordering::SeqCst);
+                        break;
+                    }
+                };
+                let failed = item.is_err();
+                let size = item
+                    .as_ref()
+                    .map(|d| d.data_header.len() + d.data_body.len())
+                    .unwrap_or(0);
+                let stall_at = tokio::time::Instant::now() + stall;
+                match tokio::time::timeout_at(stall_at.min(deadline), tx.send(item)).await {
+                    Ok(Ok(())) => core.metrics.bytes_served.inc_by(size as u64),
+                    // The client went away; nobody will read the tail.
+                    Ok(Err(_)) => break,
+                    Err(_) if stall_at < deadline => {
+                        tracing::warn!(
+                            request_id = %rid,
+                            stall = %humantime::format_duration(stall),
+                            "the client stopped reading; the scan gives its slot back"
+                        );
+                        core.metrics.stalled_scans.inc();
+                        outcome.store(STALLED, Ordering::SeqCst);
+                        break;
+                    }
+                    Err(_) => {
+                        outcome.store(TIMED_OUT, Ordering::SeqCst);
+                        break;
+                    }
+                }
+                if failed {
                     outcome.store(FINISHED, Ordering::SeqCst);
                     break;
                 }
-                Ok(Err(payload)) => {
-                    // Logged here, with the panic's message; the tail only
-                    // reports it. The stream is not polled again.
-                    panics::panicked(&rid, payload.as_ref());
-                    outcome.store(PANICKED, Ordering::SeqCst);
-                    break;
-                }
-                Err(_) => {
-                    outcome.store(TIMED_OUT, Ordering::SeqCst);
-                    break;
-                }
-            };
-            let failed = item.is_err();
-            let size = item
-                .as_ref()
-                .map(|d| d.data_header.len() + d.data_body.len())
-                .unwrap_or(0);
-            let stall_at = tokio::time::Instant::now() + stall;
-            match tokio::time::timeout_at(stall_at.min(deadline), tx.send(item)).await {
-                Ok(Ok(())) => core.metrics.bytes_served.inc_by(size as u64),
-                // The client went away; nobody will read the tail.
-                Ok(Err(_)) => break,
-                Err(_) if stall_at < deadline => {
-                    tracing::warn!(
-                        request_id = %rid,
-                        stall = %humantime::format_duration(stall),
-                        "the client stopped reading; the scan gives its slot back"
-                    );
-                    core.metrics.stalled_scans.inc();
-                    outcome.store(STALLED, Ordering::SeqCst);
-                    break;
-                }
-                Err(_) => {
-                    outcome.store(TIMED_OUT, Ordering::SeqCst);
-                    break;
-                }
             }
-            if failed {
-                outcome.store(FINISHED, Ordering::SeqCst);
-                break;
+            // The slot stands for this scan's memory: it is kept until the
+            // client has taken what the channel still holds, so answers that
+            // are produced but not yet delivered cannot pile up beyond the slot
+            // count. A client that stops reading here is let go like any other.
+            if outcome.load(Ordering::SeqCst) == FINISHED {
+                let until = (tokio::time::Instant::now() + stall).min(deadline);
+                let _ = tokio::time::timeout_at(until, tx.reserve_many(SCAN_CHANNEL)).await;
             }
         }
-        // The slot stands for this scan's memory: it is kept until the
-        // client has taken what the channel still holds, so answers that
-        // are produced but not yet delivered cannot pile up beyond the slot
-        // count. A client that stops reading here is let go like any other.
-        if outcome.load(Ordering::SeqCst) == FINISHED {
-            let until = (tokio::time::Instant::now() + stall).min(deadline);
-            let _ = tokio::time::timeout_at(until, tx.reserve_many(SCAN_CHANNEL)).await;
-        }
-    });
+        // The request's span lasts as long as its scan, whose reads it parents.
+        .in_current_span(),
+    );
     let received = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
@@ -263,7 +296,7 @@ fn serve_scan(
             PANICKED => panics::internal(&rid),
             _ => timed_out(timeout),
         };
-        Some(Err(status(&core.metrics, &rid, err)))
+        Some(Err(status(&core, &rid, err)))
     })
     .filter_map(|item| async move { item });
     received.chain(tail).boxed()
@@ -290,6 +323,7 @@ impl QuiverFlight {
         };
         let mut id = source.identity(&path).await?;
         core.check_owner(&id)?;
+        core.activity.objects.record(&id.source, id.path.as_ref());
         if let Some(etag) = &req.etag {
             if etag != &id.etag {
                 id = source.revalidate(&path).await?;
@@ -337,7 +371,7 @@ impl QuiverFlight {
             })
             .map_err(move |e| {
                 FlightError::Tonic(Box::new(status(
-                    &err_core.metrics,
+                    &err_core,
                     &err_rid,
                     classify(e, &what, has_filter),
                 )))
@@ -397,13 +431,14 @@ impl QuiverFlight {
     async fn sql_call<T, R>(
         &self,
         rid: &str,
+        name: &'static str,
         request: &Request<T>,
         call: impl Future<Output = std::result::Result<Response<R>, Status>>,
     ) -> std::result::Result<Response<R>, Status> {
         if let Err(e) = self.core.auth.check(request.metadata(), Caller::Reader) {
-            return Err(status(&self.core.metrics, rid, e));
+            return Err(status(&self.core, rid, e));
         }
-        let span = tracing::info_span!("flight_sql", request_id = rid);
+        let span = sql_span(name, rid, request.metadata());
         self.tag_sql(rid, call.instrument(span).await)
     }
 
@@ -417,6 +452,7 @@ impl QuiverFlight {
             Err(mut s) => {
                 tracing::debug!(request_id = rid, error = %s.message(), "Flight SQL call failed");
                 self.core.metrics.error(s.code());
+                self.core.activity.errors.record(rid, s.code(), s.message());
                 if let Ok(v) = MetadataValue::try_from(rid) {
                     s.metadata_mut().insert(REQUEST_ID_HEADER, v);
                 }
@@ -453,7 +489,7 @@ impl FlightService for QuiverFlight {
         let rid = request_id(&request);
         let token = match self.core.auth.handshake(request.metadata()) {
             Ok(t) => t,
-            Err(e) => return Err(status(&self.core.metrics, &rid, e)),
+            Err(e) => return Err(status(&self.core, &rid, e)),
         };
         let reply = HandshakeResponse {
             protocol_version: 0,
@@ -476,12 +512,17 @@ impl FlightService for QuiverFlight {
         request: Request<Criteria>,
     ) -> std::result::Result<Response<Self::ListFlightsStream>, Status> {
         let rid = request_id(&request);
-        self.run(&rid, "list_flights", async {
-            self.core.auth.check(request.metadata(), Caller::Reader)?;
-            let _slot = self.core.plan_permit()?;
-            let infos = flight_info::list(&self.core, &request.get_ref().expression).await?;
-            Ok(futures::stream::iter(infos.into_iter().map(Ok)).boxed() as Self::ListFlightsStream)
-        })
+        self.run(
+            &rid,
+            request_span("list_flights", &rid, request.metadata()),
+            async {
+                self.core.auth.check(request.metadata(), Caller::Reader)?;
+                let _slot = self.core.plan_permit()?;
+                let infos = flight_info::list(&self.core, &request.get_ref().expression).await?;
+                Ok(futures::stream::iter(infos.into_iter().map(Ok)).boxed()
+                    as Self::ListFlightsStream)
+            },
+        )
         .await
     }
 
@@ -496,18 +537,23 @@ impl FlightService for QuiverFlight {
             return self
                 .sql_call(
                     &rid,
+                    "sql_get_flight_info",
                     &request,
                     sql.get_flight_info(clone_request(&request, request.get_ref().clone())),
                 )
                 .await;
         }
-        self.run(&rid, "get_flight_info", async {
-            self.core.auth.check(request.metadata(), Caller::Reader)?;
-            let descriptor = request.get_ref().clone();
-            let req = descriptor_request(&descriptor)?;
-            let _slot = self.core.plan_permit()?;
-            flight_info::flight_info(&self.core, descriptor, &req).await
-        })
+        self.run(
+            &rid,
+            request_span("get_flight_info", &rid, request.metadata()),
+            async {
+                self.core.auth.check(request.metadata(), Caller::Reader)?;
+                let descriptor = request.get_ref().clone();
+                let req = descriptor_request(&descriptor)?;
+                let _slot = self.core.plan_permit()?;
+                flight_info::flight_info(&self.core, descriptor, &req).await
+            },
+        )
         .await
     }
 
@@ -526,14 +572,18 @@ impl FlightService for QuiverFlight {
         request: Request<FlightDescriptor>,
     ) -> std::result::Result<Response<SchemaResult>, Status> {
         let rid = request_id(&request);
-        self.run(&rid, "get_schema", async {
-            self.core.auth.check(request.metadata(), Caller::Reader)?;
-            let req = descriptor_request(request.get_ref())?;
-            let _slot = self.core.plan_permit()?;
-            let (_, _, schema) = flight_info::schema(&self.core, &req).await?;
-            SchemaResult::try_from(SchemaAsIpc::new(&schema, &IpcWriteOptions::default()))
-                .map_err(|e| QuiverError::Internal(format!("cannot encode the schema: {e}")))
-        })
+        self.run(
+            &rid,
+            request_span("get_schema", &rid, request.metadata()),
+            async {
+                self.core.auth.check(request.metadata(), Caller::Reader)?;
+                let req = descriptor_request(request.get_ref())?;
+                let _slot = self.core.plan_permit()?;
+                let (_, _, schema) = flight_info::schema(&self.core, &req).await?;
+                SchemaResult::try_from(SchemaAsIpc::new(&schema, &IpcWriteOptions::default()))
+                    .map_err(|e| QuiverError::Internal(format!("cannot encode the schema: {e}")))
+            },
+        )
         .await
     }
 
@@ -546,6 +596,7 @@ impl FlightService for QuiverFlight {
             return self
                 .sql_call(
                     &rid,
+                    "sql_do_get",
                     &request,
                     sql.do_get(clone_request(&request, request.get_ref().clone())),
                 )
@@ -553,12 +604,16 @@ impl FlightService for QuiverFlight {
         }
         // One deadline for planning and streaming together.
         let deadline = tokio::time::Instant::now() + self.core.request_timeout;
-        self.run(&rid, "do_get", async {
-            self.core.auth.check(request.metadata(), Caller::Reader)?;
-            let client = client_id(request.metadata(), request.remote_addr());
-            self.start_scan(&rid, &request.get_ref().ticket, deadline, &client)
-                .await
-        })
+        self.run(
+            &rid,
+            request_span("do_get", &rid, request.metadata()),
+            async {
+                self.core.auth.check(request.metadata(), Caller::Reader)?;
+                let client = client_id(request.metadata(), request.remote_addr());
+                self.start_scan(&rid, &request.get_ref().ticket, deadline, &client)
+                    .await
+            },
+        )
         .await
     }
 
@@ -573,9 +628,10 @@ impl FlightService for QuiverFlight {
         };
         let rid = request_id(&request);
         if let Err(e) = self.core.auth.check(request.metadata(), Caller::Reader) {
-            return Err(status(&self.core.metrics, &rid, e));
+            return Err(status(&self.core, &rid, e));
         }
-        let outcome = sql.do_put(request).await;
+        let span = sql_span("sql_do_put", &rid, request.metadata());
+        let outcome = sql.do_put(request).instrument(span).await;
         self.tag_sql(&rid, outcome)
     }
 
@@ -589,6 +645,7 @@ impl FlightService for QuiverFlight {
                 return self
                     .sql_call(
                         &rid,
+                        "sql_do_action",
                         &request,
                         sql.do_action(clone_request(&request, request.get_ref().clone())),
                     )
@@ -597,7 +654,9 @@ impl FlightService for QuiverFlight {
         }
         let core = self.core.clone();
         let stream_rid = rid.clone();
-        self.run(&rid, "do_action", async move {
+        let span = request_span("do_action", &rid, request.metadata());
+        span.record("action", request.get_ref().r#type.as_str());
+        self.run(&rid, span, async move {
             core.auth.check(request.metadata(), Caller::Reader)?;
             let action = request.get_ref();
             let kind = ActionType::parse(&action.r#type).ok_or_else(|| {
@@ -626,7 +685,7 @@ impl FlightService for QuiverFlight {
             Ok(results
                 .map(move |r| match r {
                     Ok(body) => Ok(arrow_flight::Result { body }),
-                    Err(e) => Err(status(&core.metrics, &stream_rid, e)),
+                    Err(e) => Err(status(&core, &stream_rid, e)),
                 })
                 .boxed() as Self::DoActionStream)
         })
@@ -638,39 +697,43 @@ impl FlightService for QuiverFlight {
         request: Request<Empty>,
     ) -> std::result::Result<Response<Self::ListActionsStream>, Status> {
         let rid = request_id(&request);
-        self.run(&rid, "list_actions", async {
-            self.core.auth.check(request.metadata(), Caller::Reader)?;
-            let mut kinds: Vec<std::result::Result<FlightActionType, Status>> = ActionType::ALL
-                .iter()
-                .map(|a| {
-                    Ok(FlightActionType {
-                        r#type: a.name().to_string(),
-                        description: a.description().to_string(),
+        self.run(
+            &rid,
+            request_span("list_actions", &rid, request.metadata()),
+            async {
+                self.core.auth.check(request.metadata(), Caller::Reader)?;
+                let mut kinds: Vec<std::result::Result<FlightActionType, Status>> = ActionType::ALL
+                    .iter()
+                    .map(|a| {
+                        Ok(FlightActionType {
+                            r#type: a.name().to_string(),
+                            description: a.description().to_string(),
+                        })
                     })
-                })
-                .collect();
-            if let Some(sql) = &self.core.sql {
-                let listed = sql
-                    .list_actions(Request::new(Empty {}))
-                    .await
-                    .map_err(|s| QuiverError::Internal(s.message().to_string()))?;
-                // Only what Quiver's Flight SQL answers: no transactions,
-                // savepoints, Substrait or cancellation.
-                let supported = ["CreatePreparedStatement", "ClosePreparedStatement"];
-                kinds.extend(
-                    listed
-                        .into_inner()
-                        .collect::<Vec<_>>()
+                    .collect();
+                if let Some(sql) = &self.core.sql {
+                    let listed = sql
+                        .list_actions(Request::new(Empty {}))
                         .await
-                        .into_iter()
-                        .filter(|a| {
-                            a.as_ref()
-                                .is_ok_and(|a| supported.contains(&a.r#type.as_str()))
-                        }),
-                );
-            }
-            Ok(futures::stream::iter(kinds).boxed() as Self::ListActionsStream)
-        })
+                        .map_err(|s| QuiverError::Internal(s.message().to_string()))?;
+                    // Only what Quiver's Flight SQL answers: no transactions,
+                    // savepoints, Substrait or cancellation.
+                    let supported = ["CreatePreparedStatement", "ClosePreparedStatement"];
+                    kinds.extend(
+                        listed
+                            .into_inner()
+                            .collect::<Vec<_>>()
+                            .await
+                            .into_iter()
+                            .filter(|a| {
+                                a.as_ref()
+                                    .is_ok_and(|a| supported.contains(&a.r#type.as_str()))
+                            }),
+                    );
+                }
+                Ok(futures::stream::iter(kinds).boxed() as Self::ListActionsStream)
+            },
+        )
         .await
     }
 

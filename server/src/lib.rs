@@ -7,6 +7,7 @@
 
 pub mod access_log;
 pub mod actions;
+pub mod activity;
 pub mod admin;
 pub mod auth;
 pub mod cache;
@@ -22,6 +23,7 @@ pub mod node_core;
 pub mod panics;
 pub mod scan;
 pub mod source;
+pub mod telemetry;
 
 pub use config::Config;
 pub use error::QuiverError;

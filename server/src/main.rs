@@ -3,18 +3,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use quiver_sample as sample;
 use quiver_server::config::{Config, Flags, SourceConfig};
+use quiver_server::telemetry::Telemetry;
 use quiver_server::RunningNode;
-use tracing_subscriber::EnvFilter;
-
-fn init_logs(format: &str) {
-    let filter = EnvFilter::try_from_env("QUIVER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
 
 /// With no source configured, serve the data directory as source `local`,
 /// writing a TPC-H sample there first if it holds no Parquet.
@@ -81,9 +71,15 @@ fn main() -> ExitCode {
 
 async fn run() -> ExitCode {
     let flags = Flags::parse();
-    init_logs(&flags.log_format);
     let mut config = match Config::load(&flags) {
         Ok(c) => c,
+        Err(e) => {
+            eprintln!("quiver-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let telemetry = match Telemetry::init(&flags.log_format, &config) {
+        Ok(t) => t,
         Err(e) => {
             eprintln!("quiver-server: {e}");
             return ExitCode::from(2);
@@ -127,7 +123,10 @@ async fn run() -> ExitCode {
     );
     wait_for_signal().await;
     tracing::info!("shutting down: letting running scans finish and flushing the cache");
-    match node.shutdown().await {
+    let stopped = node.shutdown().await;
+    // After the node: the spans of the requests it let finish go too.
+    telemetry.shutdown().await;
+    match stopped {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("quiver-server: {e}");

@@ -2,10 +2,13 @@
 //! `/metrics` page and the `stats` action read the same numbers, and so that
 //! several nodes can live in one test process without sharing counters.
 
+use std::time::Duration;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
+use quiver_sql::{Outcome, StatementObserver};
 
 /// Which tier answered a chunk lookup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,13 +62,18 @@ pub struct Metrics {
     pub warm_bytes: IntCounter,
     pub scans: IntCounter,
     pub active_scans: IntGauge,
+    /// Scans waiting in line for a scan slot.
+    pub queued_scans: IntGauge,
     /// Scans stopped because the client read nothing for `stall_timeout`.
     pub stalled_scans: IntCounter,
     pub scan_seconds: Histogram,
+    /// Time of each ranged GET to the origin, its body read included.
+    pub origin_request_seconds: Histogram,
     pub errors: IntCounterVec,
     pub memory_usage: IntGauge,
     pub memory_capacity: IntGauge,
     pub disk_usage: IntGauge,
+    pub disk_allocated: IntGauge,
     pub disk_capacity: IntGauge,
     /// Scans answered from the hot tier's decoded arrays.
     pub hot_hits: IntCounter,
@@ -83,6 +91,19 @@ pub struct Metrics {
     pub origin_circuit_open: IntGaugeVec,
     /// Origin calls answered at once by an open circuit, by source.
     pub origin_fast_failures: IntCounterVec,
+    /// 1 for the state the latest hand-off is in, 0 for the others.
+    pub handoff_state: IntGaugeVec,
+    /// The latest hand-off's epoch and progress; each starts again at 0
+    /// when a new hand-off starts, so they are gauges.
+    pub handoff_epoch: IntGauge,
+    pub handoff_objects: IntGauge,
+    pub handoff_objects_done: IntGauge,
+    pub handoff_objects_refused: IntGauge,
+    pub handoff_bytes: IntGauge,
+    /// Flight SQL statements run, by how they ended.
+    sql_statements: IntCounterVec,
+    sql_running: IntGauge,
+    sql_seconds: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -125,6 +146,37 @@ fn gauge_vec(registry: &Registry, name: &str, help: &str, label: &str) -> IntGau
     g
 }
 
+/// A latency histogram with buckets from 1 ms doubling to about 65 s, which
+/// covers a cached scan through a request that ran into its timeout.
+fn seconds(registry: &Registry, name: &str, help: &str) -> Histogram {
+    let buckets = prometheus::exponential_buckets(0.001, 2.0, 17)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry
+        .register(Box::new(h.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    h
+}
+
+/// Holds one unit of a gauge for as long as it lives, so a waiter that
+/// gives up or whose request is dropped leaves the gauge as it found it.
+#[derive(Debug)]
+pub struct GaugeHold(IntGauge);
+
+impl GaugeHold {
+    pub fn new(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        GaugeHold(gauge.clone())
+    }
+}
+
+impl Drop for GaugeHold {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 impl Metrics {
     /// Metric names are fixed at compile time, so registration can only fail
     /// on a programming error; that is caught by every test that builds a node.
@@ -139,6 +191,26 @@ impl Metrics {
         registry
             .register(Box::new(scan_seconds.clone()))
             .unwrap_or_else(|e| panic!("metric scan_seconds: {e}"));
+        let hits = counter_vec(
+            &registry,
+            "cache_hits_total",
+            "Chunk lookups answered by a cache tier",
+            "tier",
+        );
+        // Both tiers' series exist from the start, so a hit ratio per tier
+        // reads 0 rather than nothing before the first hit.
+        for tier in [Tier::Memory, Tier::Disk] {
+            hits.with_label_values(&[tier.label()]);
+        }
+        let sql_statements = counter_vec(
+            &registry,
+            "sql_statements_total",
+            "Flight SQL statements by outcome: ok, error (refused, did not plan, or failed), cancelled",
+            "outcome",
+        );
+        for outcome in Outcome::ALL {
+            sql_statements.with_label_values(&[outcome.label()]);
+        }
         #[cfg(target_os = "linux")]
         registry
             .register(Box::new(
@@ -146,12 +218,7 @@ impl Metrics {
             ))
             .unwrap_or_else(|e| panic!("process metrics: {e}"));
         Metrics {
-            hits: counter_vec(
-                &registry,
-                "cache_hits_total",
-                "Chunk lookups answered by a cache tier",
-                "tier",
-            ),
+            hits,
             misses: counter(
                 &registry,
                 "cache_misses_total",
@@ -232,6 +299,16 @@ impl Metrics {
             ),
             scans: counter(&registry, "scans_total", "Scans started"),
             active_scans: gauge(&registry, "active_scans", "Scans running now"),
+            queued_scans: gauge(
+                &registry,
+                "queued_scans",
+                "Scans waiting in line for a scan slot",
+            ),
+            origin_request_seconds: seconds(
+                &registry,
+                "origin_request_seconds",
+                "Time of each ranged GET to the origin, its body read included",
+            ),
             stalled_scans: counter(
                 &registry,
                 "stalled_scans_total",
@@ -256,7 +333,12 @@ impl Metrics {
             disk_usage: gauge(
                 &registry,
                 "cache_disk_bytes",
-                "Bytes allocated by the disk tier",
+                "Bytes of chunks held by the disk tier",
+            ),
+            disk_allocated: gauge(
+                &registry,
+                "cache_disk_allocated_bytes",
+                "Space the disk tier's files take on disk (allocated in full at start-up)",
             ),
             disk_capacity: gauge(
                 &registry,
@@ -311,6 +393,48 @@ impl Metrics {
                 "Origin calls refused at once because the source's circuit was open",
                 "source",
             ),
+            handoff_state: gauge_vec(
+                &registry,
+                "handoff_state",
+                "1 for the state of the latest hand-off (idle, running, done, failed, stopped)",
+                "state",
+            ),
+            handoff_epoch: gauge(
+                &registry,
+                "handoff_epoch",
+                "Topology epoch of the latest hand-off",
+            ),
+            handoff_objects: gauge(
+                &registry,
+                "handoff_objects",
+                "Objects the latest hand-off's donors offered so far",
+            ),
+            handoff_objects_done: gauge(
+                &registry,
+                "handoff_objects_done",
+                "Objects the latest hand-off has copied",
+            ),
+            handoff_objects_refused: gauge(
+                &registry,
+                "handoff_objects_refused",
+                "Objects the latest hand-off refused to import",
+            ),
+            handoff_bytes: gauge(
+                &registry,
+                "handoff_bytes",
+                "Bytes the latest hand-off received from peers",
+            ),
+            sql_statements,
+            sql_running: gauge(
+                &registry,
+                "sql_statements_running",
+                "Flight SQL statements running now",
+            ),
+            sql_seconds: seconds(
+                &registry,
+                "sql_statement_seconds",
+                "Time from a Flight SQL statement's DoGet to the end of its answer",
+            ),
             scan_seconds,
             registry,
         }
@@ -351,6 +475,27 @@ impl Metrics {
         // Encoding into a Vec cannot fail for well-formed metric families.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Flight SQL statements count in the node's registry like its scans.
+impl StatementObserver for Metrics {
+    fn started(&self) {
+        self.sql_running.inc();
+    }
+
+    fn finished(&self, outcome: Outcome, elapsed: Duration) {
+        self.sql_running.dec();
+        self.sql_statements
+            .with_label_values(&[outcome.label()])
+            .inc();
+        self.sql_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    fn refused(&self) {
+        self.sql_statements
+            .with_label_values(&[Outcome::Error.label()])
+            .inc();
     }
 }
 

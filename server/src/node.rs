@@ -17,6 +17,7 @@ use quiver_client::{ClientConfig, Connector, Credentials, Tls};
 use quiver_sql::{DeclaredTable, QuiverSql, SqlOptions};
 
 use crate::access_log::AccessLog;
+use crate::activity::Activity;
 use crate::admin;
 use crate::auth::Auth;
 use crate::cache::{CachingObjectStore, ChunkCache, DecodedCache, DiskHealth, FooterCache};
@@ -42,7 +43,12 @@ pub const MAX_REQUEST_BYTES: usize = 4 << 20;
 /// The Flight SQL service of a node. Its scans go through a client of the
 /// cluster that reaches this node at its advertised URL, with its own
 /// credentials, so they are routed to the owners like any client's.
-fn sql_service(config: &Config, advertise: &str, auth: &Auth) -> Result<QuiverSql> {
+fn sql_service(
+    config: &Config,
+    advertise: &str,
+    auth: &Auth,
+    metrics: Arc<Metrics>,
+) -> Result<QuiverSql> {
     let mut client = ClientConfig::new(vec![advertise.to_string()]);
     client.connector = Connector {
         tls: Tls {
@@ -72,6 +78,7 @@ fn sql_service(config: &Config, advertise: &str, auth: &Auth) -> Result<QuiverSq
         max_prepared: config.sql.max_prepared,
         refresh: config.sql.refresh.0,
         client,
+        observer: Some(metrics),
     })
     .map_err(|s| QuiverError::invalid(s.message().to_string()))
 }
@@ -157,7 +164,12 @@ impl RunningNode {
             .await?,
         );
         let sql = if config.sql.enabled {
-            Some(Arc::new(sql_service(&config, &advertise, &auth)?))
+            Some(Arc::new(sql_service(
+                &config,
+                &advertise,
+                &auth,
+                metrics.clone(),
+            )?))
         } else {
             None
         };
@@ -185,7 +197,7 @@ impl RunningNode {
             warmer,
             cluster: cluster.clone(),
             peers,
-            handoff: Arc::default(),
+            handoff: Arc::new(handoff::Progress::new(metrics.clone())),
             node_id,
             advertise,
             sources,
@@ -203,6 +215,7 @@ impl RunningNode {
             split_bytes: config.limits.split_bytes.0,
             request_timeout: config.limits.request_timeout.0,
             stall_timeout: config.limits.stall_timeout.0,
+            activity: Activity::default(),
             ready: AtomicBool::new(false),
         });
 
@@ -217,7 +230,13 @@ impl RunningNode {
                 std::fs::read(p)
                     .map_err(|e| QuiverError::invalid(format!("cannot read {}: {e}", p.display())))
             };
-            let identity = Identity::from_pem(read(cert)?, read(key)?);
+            let cert_pem = read(cert)?;
+            // Peers and Quiver's clients will refuse it; say so now, not
+            // at the first hand-off.
+            if let Some(problem) = quiver_client::tls::served_certificate_problem(&cert_pem) {
+                tracing::warn!(cert = %cert.display(), "{problem}");
+            }
+            let identity = Identity::from_pem(cert_pem, read(key)?);
             server = server
                 .tls_config(ServerTlsConfig::new().identity(identity))
                 .map_err(|e| {

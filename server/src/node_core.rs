@@ -13,12 +13,13 @@ use quiver_protocol::{slot_of, NodeInfo, Topology};
 use quiver_sql::QuiverSql;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::activity::Activity;
 use crate::auth::Auth;
 use crate::cache::{CachingObjectStore, ChunkCache, DiskHealth};
 use crate::cluster::peers::Peers;
 use crate::cluster::{handoff, Cluster};
 use crate::error::{QuiverError, Result};
-use crate::metrics::Metrics;
+use crate::metrics::{GaugeHold, Metrics};
 use crate::miss::{MissRules, Warmer};
 use crate::scan::Scanner;
 use crate::source::{ObjectId, Sources, Target};
@@ -60,6 +61,9 @@ pub struct NodeCore {
     /// Flight SQL, when enabled: the Flight adapter hands it every Flight
     /// SQL message.
     pub sql: Option<Arc<QuiverSql>>,
+    /// Recent failures and the most requested objects, for the admin
+    /// status page.
+    pub activity: Activity,
     pub ready: AtomicBool,
 }
 
@@ -116,6 +120,7 @@ impl NodeCore {
         let Ok(_place) = self.queue_slots.clone().try_acquire_owned() else {
             return Err(busy(" and its queue is full"));
         };
+        let _waiting = GaugeHold::new(&self.metrics.queued_scans);
         match tokio::time::timeout(
             self.scan_queue_timeout,
             self.scan_slots.clone().acquire_owned(),

@@ -12,10 +12,12 @@ pub mod catalog;
 pub mod error;
 mod exact_aggregates;
 pub mod metadata;
+pub mod observe;
 pub mod partitioned;
 pub mod prepared;
 pub mod service;
 pub mod session;
 
 pub use catalog::DeclaredTable;
+pub use observe::{Outcome, StatementObserver};
 pub use service::{QuiverSql, SqlOptions};

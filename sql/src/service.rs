@@ -38,6 +38,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::catalog::{self, DeclaredTable, Snapshot};
 use crate::error::{client_status, status};
+use crate::observe::{Outcome, StatementObserver, Watch};
 use crate::prepared::Registry;
 use crate::session::{plain, plan, session};
 
@@ -57,6 +58,8 @@ pub struct SqlOptions {
     pub refresh: Duration,
     /// How the engine reaches the cluster: the node's own URL, TLS, token.
     pub client: ClientConfig,
+    /// Told of every statement run and how it ended (the node's metrics).
+    pub observer: Option<Arc<dyn StatementObserver>>,
 }
 
 pub struct QuiverSql {
@@ -232,6 +235,7 @@ impl QuiverSql {
     }
 
     /// The plan of `sql` with `params` bound, and its session.
+    #[tracing::instrument(name = "sql_plan", skip_all)]
     async fn planned(
         &self,
         sql: &str,
@@ -253,12 +257,31 @@ impl QuiverSql {
     }
 
     /// Runs a statement and streams its answer as the client reads it,
-    /// holding one of `max_queries` slots until the stream ends.
+    /// reporting it to the observer when the answer ends.
     async fn execute(
         &self,
         sql: &str,
         params: Option<Vec<ScalarValue>>,
     ) -> Result<Response<DoGetStream>, Status> {
+        let mut watch = Watch::start(self.opts.observer.clone());
+        match self.answer(sql, params).await {
+            Ok(stream) => Ok(Response::new(watch.follow(stream))),
+            Err(e) => {
+                watch.finish(Outcome::Error);
+                Err(e)
+            }
+        }
+    }
+
+    /// A statement's answer, holding one of `max_queries` slots until the
+    /// stream ends. Its span lasts as long, and the stream is read inside
+    /// it, so the scans the statement sends to the nodes join its trace.
+    #[tracing::instrument(name = "sql_execute", skip_all)]
+    async fn answer(
+        &self,
+        sql: &str,
+        params: Option<Vec<ScalarValue>>,
+    ) -> Result<DoGetStream, Status> {
         let permit = self.queries.clone().try_acquire_owned().map_err(|_| {
             Status::resource_exhausted(format!(
                 "this node is already running its maximum of {} SQL queries; retry shortly",
@@ -277,20 +300,35 @@ impl QuiverSql {
                 Err(e) => Err(FlightError::Tonic(Box::new(status(e)))),
             }
         });
-        let stream = FlightDataEncoderBuilder::new()
+        let mut stream = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(batches)
             .map_err(Status::from);
-        Ok(Response::new(Box::pin(stream)))
+        let span = tracing::Span::current();
+        Ok(Box::pin(futures::stream::poll_fn(move |cx| {
+            let _in = span.enter();
+            stream.poll_next_unpin(cx)
+        })))
     }
 
+    /// The schema of a statement's answer, when a client asks before
+    /// running it.
     async fn statement_schema(
         &self,
         sql: &str,
         params: Option<Vec<ScalarValue>>,
     ) -> Result<SchemaRef, Status> {
-        let (_, p) = self.planned(sql, params).await?;
+        let (_, p) = self.refused_unless(self.planned(sql, params).await)?;
         Ok(plain(p.schema().as_arrow()))
+    }
+
+    /// `planned`, telling the observer of a statement that did not plan:
+    /// it never reaches DoGet, so it would not be counted otherwise.
+    fn refused_unless<T>(&self, planned: Result<T, Status>) -> Result<T, Status> {
+        if let (Err(_), Some(observer)) = (&planned, &self.opts.observer) {
+            observer.refused();
+        }
+        planned
     }
 
     /// Every table of the current catalog, with its Arrow schema.
@@ -385,7 +423,7 @@ impl FlightSqlService for QuiverSql {
         query: ActionCreatePreparedStatementRequest,
         _request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let (_, p) = self.planned(&query.query, None).await?;
+        let (_, p) = self.refused_unless(self.planned(&query.query, None).await)?;
         let mut params: Vec<(usize, Option<DataType>)> = p
             .get_parameter_types()
             .map_err(status)?

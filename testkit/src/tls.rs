@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-fn openssl(args: &[&str], dir: &Path) {
+/// Runs `openssl` with `args` in `dir`, failing the test with its stderr.
+pub fn openssl(args: &[&str], dir: &Path) {
     let out = std::process::Command::new("openssl")
         .args(args)
         .current_dir(dir)

@@ -64,13 +64,17 @@ pub async fn ls(client: &QuiverClient, spec: &str) -> Result<(), ClientError> {
 fn describe(s: &StatsReport) -> String {
     let lookups = s.memory.hits + s.disk.hits + s.misses;
     format!(
-        "node {}\n  memory   {} of {} used, {} hits\n  disk     {} of {} used, {} hits\n  misses   {} (hit ratio {})\n  origin   {} in {} requests\n  served   {} in {} rows, {} scans ({} running)\n",
+        "node {}\n  memory   {} of {} used, {} hits\n  disk     {} of {} used{}, {} hits\n  misses   {} (hit ratio {})\n  origin   {} in {} requests\n  served   {} in {} rows, {} scans ({} running)\n",
         s.node_id,
         size(s.memory.usage),
         size(s.memory.capacity),
         s.memory.hits,
         size(s.disk.usage),
         size(s.disk.capacity),
+        s.disk
+            .allocated
+            .map(|a| format!(" ({} allocated on disk)", size(a)))
+            .unwrap_or_default(),
         s.disk.hits,
         s.misses,
         percent(s.memory.hits + s.disk.hits, lookups),

@@ -22,8 +22,10 @@ use foyer::{
 use futures::future::{BoxFuture, FutureExt, Shared};
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use super::catalog::Catalog;
+use super::disk_budget;
 use crate::config::{CacheConfig, Eviction};
 use crate::error::{QuiverError, Result};
 use crate::metrics::{Metrics, Tier};
@@ -161,8 +163,22 @@ fn small_queue_ratio(capacity: u64, entry: u64) -> f64 {
     default.max(two).min(0.5)
 }
 
+/// Bytes held by the chunk tiers, as [`ChunkCache::usage`] reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierUsage {
+    /// Bytes of chunks in the memory tier.
+    pub memory: u64,
+    /// Bytes of chunks in the disk tier (an upper bound).
+    pub disk: u64,
+    /// Space the disk tier's files take: its whole capacity from the first
+    /// start, since they are allocated in full.
+    pub disk_allocated: u64,
+}
+
 impl ChunkCache {
     /// Opens the cache, recovering the disk tier left by a previous run.
+    /// The tier's size is `cache.disk`, or, when no setting gave one, what
+    /// its disk can spare (`disk_budget`).
     ///
     /// The disk tier's files are allocated in full before it is used, so a
     /// disk that fills up later cannot fail the tier's writes (foyer panics
@@ -172,9 +188,10 @@ impl ChunkCache {
     /// why.
     pub async fn open(cfg: &CacheConfig, metrics: Arc<Metrics>) -> Result<Self> {
         let chunk = cfg.chunk.0;
-        let block = (cfg.disk.0 / 16).clamp(chunk * 2, MAX_DISK_BLOCK.max(chunk * 2));
+        let disk = disk_budget::decide(cfg);
+        let block = (disk / 16).clamp(chunk * 2, MAX_DISK_BLOCK.max(chunk * 2));
         let mut disk_problem = None;
-        let (cache, disk_dir, lock_file) = if cfg.disk.0 == 0 {
+        let (cache, disk_dir, lock_file) = if disk == 0 {
             (memory_builder(cfg).build().await, None, None)
         } else {
             std::fs::create_dir_all(&cfg.disk_dir).map_err(|e| {
@@ -187,7 +204,7 @@ impl ChunkCache {
             // files would corrupt each other's entries.
             let lock_file = lock_dir(&cfg.disk_dir)?;
             let device = FsDeviceBuilder::new(&cfg.disk_dir)
-                .with_capacity(cfg.disk.0 as usize)
+                .with_capacity(disk as usize)
                 .build()
                 .map_err(|e| QuiverError::Internal(format!("cannot open the disk tier: {e}")))?;
             // The tombstone log records removals on disk: without it an
@@ -209,7 +226,7 @@ impl ChunkCache {
                 (Ok(cache), Err(e)) => {
                     let problem = format!(
                         "the disk tier's {} MiB cannot be reserved in {} ({e}); the node runs memory-only",
-                        cfg.disk.0 >> 20,
+                        disk >> 20,
                         cfg.disk_dir.display()
                     );
                     tracing::warn!(problem = %problem, "the disk tier is degraded");
@@ -228,11 +245,9 @@ impl ChunkCache {
             None => Catalog::memory(),
         };
         metrics.memory_capacity.set(cfg.memory.0 as i64);
-        metrics.disk_capacity.set(if disk_dir.is_some() {
-            cfg.disk.0 as i64
-        } else {
-            0
-        });
+        metrics
+            .disk_capacity
+            .set(if disk_dir.is_some() { disk as i64 } else { 0 });
         Ok(ChunkCache {
             inner: Arc::new(Inner {
                 cache,
@@ -243,7 +258,7 @@ impl ChunkCache {
                 peers: OnceLock::new(),
                 metrics,
                 disk_dir,
-                disk_capacity: cfg.disk.0,
+                disk_capacity: disk,
                 disk_problem,
                 lock: Mutex::new(lock_file),
             }),
@@ -304,6 +319,11 @@ impl ChunkCache {
     }
 
     /// Looks every chunk up, then fetches the missing ones in coalesced runs.
+    #[tracing::instrument(
+        name = "cache_lookup",
+        skip_all,
+        fields(source = %id.source, path = %id.path, chunks = indices.len(), missed = tracing::field::Empty)
+    )]
     async fn chunks(
         &self,
         id: &ObjectId,
@@ -357,6 +377,7 @@ impl ChunkCache {
                 None => missing.push(index),
             }
         }
+        tracing::Span::current().record("missed", missing.len());
         // A chunk that missed may have been filled by a fetch that finished
         // between the lookup and the claim: `claim` then says so, and it is
         // looked up again rather than fetched twice. The last round fetches
@@ -445,43 +466,48 @@ impl ChunkCache {
         let id = id.clone();
         let origin = origin.clone();
         let r = run.clone();
-        let task = tokio::spawn(async move {
-            let chunk = this.inner.chunk;
-            if let Some(parts) = this.peer_chunks(&id, r.clone()).await {
+        let task = tokio::spawn(
+            async move {
+                let chunk = this.inner.chunk;
+                if let Some(parts) = this.peer_chunks(&id, r.clone()).await {
+                    let mut inflight = lock(&this.inner.inflight);
+                    this.inner.metrics.miss(r.end - r.start);
+                    let mut run = BytesMut::new();
+                    for (index, part) in r.clone().zip(parts) {
+                        run.extend_from_slice(&part);
+                        this.store(&id, index, part);
+                        inflight.remove(&this.key(&id, index));
+                    }
+                    return Ok(run.freeze());
+                }
+                let bytes_range = r.start * chunk..(r.end * chunk).min(id.size);
+                let result = match this.inner.fetch_slots.acquire().await {
+                    Ok(_slot) => fetch_origin(&origin, &id, bytes_range, &this.inner.metrics).await,
+                    Err(_) => Err(QuiverError::Internal(
+                        "the origin fetch limiter was closed".into(),
+                    )),
+                };
                 let mut inflight = lock(&this.inner.inflight);
-                this.inner.metrics.miss(r.end - r.start);
-                let mut run = BytesMut::new();
-                for (index, part) in r.clone().zip(parts) {
-                    run.extend_from_slice(&part);
-                    this.store(&id, index, part);
+                if let Ok(bytes) = &result {
+                    this.inner.metrics.miss(r.end - r.start);
+                    for index in r.clone() {
+                        let start = ((index - r.start) * chunk) as usize;
+                        let len = this.chunk_len(&id, index) as usize;
+                        // Copy so that each entry owns exactly its bytes, not the
+                        // whole run's buffer.
+                        let value = Bytes::copy_from_slice(&bytes[start..start + len]);
+                        this.store(&id, index, value);
+                    }
+                }
+                for index in r {
                     inflight.remove(&this.key(&id, index));
                 }
-                return Ok(run.freeze());
+                result
             }
-            let bytes_range = r.start * chunk..(r.end * chunk).min(id.size);
-            let result = match this.inner.fetch_slots.acquire().await {
-                Ok(_slot) => fetch_origin(&origin, &id, bytes_range, &this.inner.metrics).await,
-                Err(_) => Err(QuiverError::Internal(
-                    "the origin fetch limiter was closed".into(),
-                )),
-            };
-            let mut inflight = lock(&this.inner.inflight);
-            if let Ok(bytes) = &result {
-                this.inner.metrics.miss(r.end - r.start);
-                for index in r.clone() {
-                    let start = ((index - r.start) * chunk) as usize;
-                    let len = this.chunk_len(&id, index) as usize;
-                    // Copy so that each entry owns exactly its bytes, not the
-                    // whole run's buffer.
-                    let value = Bytes::copy_from_slice(&bytes[start..start + len]);
-                    this.store(&id, index, value);
-                }
-            }
-            for index in r {
-                inflight.remove(&this.key(&id, index));
-            }
-            result
-        });
+            // Within the lookup that started it: its peer fill or origin GET
+            // shows up in that request's trace.
+            .in_current_span(),
+        );
         let fut: Pending = async move {
             task.await.unwrap_or_else(|e| {
                 Err(QuiverError::Internal(format!(
@@ -626,18 +652,46 @@ impl ChunkCache {
         bytes
     }
 
-    /// Memory used by the memory tier, and space the disk tier's files take.
-    pub fn usage(&self) -> (u64, u64) {
-        let memory = self.inner.cache.memory().usage() as u64;
-        let disk = self
-            .inner
-            .disk_dir
-            .as_ref()
-            .map(|d| allocated_bytes(d).min(self.inner.disk_capacity))
-            .unwrap_or(0);
-        self.inner.metrics.memory_usage.set(memory as i64);
-        self.inner.metrics.disk_usage.set(disk as i64);
-        (memory, disk)
+    /// Bytes of chunks the disk tier holds, found by probing its index for
+    /// every chunk of the objects in the catalog (one lookup each, no disk
+    /// read). An upper bound, as for [`ChunkCache::cached_bytes`].
+    fn disk_cached_bytes(&self) -> u64 {
+        if self.inner.disk_dir.is_none() {
+            return 0;
+        }
+        let storage = self.inner.cache.storage();
+        let mut total = 0u64;
+        for id in self.objects() {
+            let mut key = self.key(&id, 0);
+            for index in 0..self.chunk_count(&id) {
+                key.index = index;
+                if storage.may_contains(&key) {
+                    total = total.saturating_add(self.chunk_len(&id, index));
+                }
+            }
+        }
+        total
+    }
+
+    /// What each tier holds, and the space the disk tier's files take, also
+    /// set into the node's gauges.
+    pub fn usage(&self) -> TierUsage {
+        let usage = TierUsage {
+            memory: self.inner.cache.memory().usage() as u64,
+            disk: self.disk_cached_bytes(),
+            disk_allocated: self
+                .inner
+                .disk_dir
+                .as_ref()
+                .map(|d| disk_budget::allocated_bytes(d).min(self.inner.disk_capacity))
+                .unwrap_or(0),
+        };
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let m = &self.inner.metrics;
+        m.memory_usage.set(gauge(usage.memory));
+        m.disk_usage.set(gauge(usage.disk));
+        m.disk_allocated.set(gauge(usage.disk_allocated));
+        usage
     }
 
     /// Waits for queued disk writes and closes the cache, so that a restart
@@ -746,19 +800,6 @@ fn lock_dir(dir: &Path) -> Result<File> {
     Ok(file)
 }
 
-/// Blocks actually allocated by the disk tier's (sparse) files.
-fn allocated_bytes(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.metadata().ok())
-                .map(|m| m.blocks() * 512)
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 fn run_start(run: &Range<u64>) -> u64 {
     run.start
 }
@@ -803,6 +844,11 @@ fn assemble(chunks: &BTreeMap<u64, Bytes>, chunk: u64, range: Range<u64>) -> Byt
 
 /// One ranged GET, pinned to the ETag the cache key names. Stores that
 /// ignore `If-Match` are caught by comparing the ETag they answer with.
+#[tracing::instrument(
+    name = "origin_get",
+    skip_all,
+    fields(source = %id.source, path = %id.path, start = range.start, end = range.end, otel.kind = "client")
+)]
 async fn fetch_origin(
     origin: &Arc<dyn ObjectStore>,
     id: &ObjectId,
@@ -817,6 +863,7 @@ async fn fetch_origin(
         ..Default::default()
     };
     metrics.origin_requests.inc();
+    let _timer = metrics.origin_request_seconds.start_timer();
     let result = match origin.get_opts(&id.path, options).await {
         Ok(r) => r,
         Err(object_store::Error::Precondition { .. }) => {

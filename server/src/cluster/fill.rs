@@ -22,6 +22,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, TryStreamExt};
 use quiver_protocol::{slot_of, HandoffObject, HandoffRead};
+use tracing::Instrument;
 
 use super::handoff::unframe;
 use super::peers::Peers;
@@ -132,6 +133,13 @@ impl PeerChunks for PeerFill {
             .cluster
             .previous_owners(slot_of(&id.source, id.path.as_ref()));
         let this = self.clone();
+        let span = tracing::info_span!(
+            "peer_fill",
+            source = %id.source,
+            path = %id.path,
+            chunks = run.end - run.start,
+            otel.kind = "client"
+        );
         async move {
             if owners.is_empty() {
                 return None;
@@ -161,6 +169,7 @@ impl PeerChunks for PeerFill {
             }
             None
         }
+        .instrument(span)
         .boxed()
     }
 }

@@ -29,6 +29,7 @@ use tokio::sync::watch;
 
 use super::peers::bounded;
 use crate::error::{QuiverError, Result};
+use crate::metrics::Metrics;
 use crate::node_core::NodeCore;
 use crate::source::ObjectId;
 
@@ -59,21 +60,56 @@ pub struct HandoffStatus {
     pub errors: Vec<String>,
 }
 
-/// Shared progress of the hand-off task.
-#[derive(Debug, Default)]
-pub struct Progress(Mutex<HandoffStatus>);
+/// The states a hand-off reports, `idle` until the first one starts.
+const STATES: [&str; 5] = ["idle", "running", "done", "failed", "stopped"];
+
+/// Shared progress of the hand-off task, mirrored into the node's metrics
+/// on every change so dashboards see what `health` says.
+#[derive(Debug)]
+pub struct Progress {
+    status: Mutex<HandoffStatus>,
+    metrics: Arc<Metrics>,
+}
 
 impl Progress {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        let progress = Progress {
+            status: Mutex::default(),
+            metrics,
+        };
+        progress.update(|_| {});
+        progress
+    }
+
     pub fn get(&self) -> HandoffStatus {
-        let s = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        HandoffStatus {
-            state: if s.state.is_empty() { "idle" } else { s.state },
-            ..s
-        }
+        shown(&self.status.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn update(&self, f: impl FnOnce(&mut HandoffStatus)) {
-        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut status);
+        let s = shown(&status);
+        drop(status);
+        let m = &self.metrics;
+        for state in STATES {
+            m.handoff_state
+                .with_label_values(&[state])
+                .set(i64::from(state == s.state));
+        }
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        m.handoff_epoch.set(gauge(s.epoch));
+        m.handoff_objects.set(gauge(s.objects));
+        m.handoff_objects_done.set(gauge(s.objects_done));
+        m.handoff_objects_refused.set(gauge(s.objects_refused));
+        m.handoff_bytes.set(gauge(s.bytes));
+    }
+}
+
+/// The status as reported: `idle` before any hand-off has run.
+fn shown(s: &HandoffStatus) -> HandoffStatus {
+    HandoffStatus {
+        state: if s.state.is_empty() { "idle" } else { s.state },
+        ..s.clone()
     }
 }
 

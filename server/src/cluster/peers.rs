@@ -83,8 +83,8 @@ impl Peers {
         }
     }
 
-    /// A Flight client of the peer at `url` carrying the peer credential.
-    /// The connection opens on first use, within the client's connect
+    /// A Flight client of the peer at `url` carrying the peer credential and
+    /// the current trace context. The connection opens on first use, within the client's connect
     /// timeout; callers bound each call with [`PEER_CALL_TIMEOUT`].
     pub async fn client(&self, url: &str) -> Result<FlightClient> {
         let secure = url.starts_with("grpc+tls://") || url.starts_with("https://");
@@ -112,6 +112,9 @@ impl Peers {
         // chunk size allows, plus its header: above gRPC's default 4 MiB.
         let inner = FlightServiceClient::new(channel).max_decoding_message_size(PEER_MAX_MESSAGE);
         let mut client = FlightClient::new_from_inner(inner);
+        // A client is made per call, so the peer's request span continues
+        // the span this call is made from (a peer fill, a warm-up).
+        quiver_client::trace_context::inject(client.metadata_mut());
         let token = self
             .connector
             .token(url)

@@ -285,6 +285,7 @@ impl Scanner {
         })
     }
 
+    #[tracing::instrument(name = "scan_plan", skip_all, fields(source = %id.source, path = %id.path))]
     async fn plan(
         &self,
         store: &Arc<CachingObjectStore>,

@@ -16,6 +16,7 @@ use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::file::metadata::{ColumnChunkMetaData, ParquetMetaData};
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use crate::access_log::AccessLog;
 use crate::cache::footers::to_parquet_error;
@@ -223,11 +224,15 @@ impl PinnedReader {
         };
         self.ahead.extend(pairs);
         let (store, id) = (self.store.clone(), self.id.clone());
-        // Errors are left for the decoder's own read to report.
-        tokio::spawn(async move {
-            let _ = store.read_pinned(&id, &wanted).await;
-            drop(permit);
-        });
+        // Errors are left for the decoder's own read to report; the read
+        // stays in the scan's trace.
+        tokio::spawn(
+            async move {
+                let _ = store.read_pinned(&id, &wanted).await;
+                drop(permit);
+            }
+            .in_current_span(),
+        );
     }
 }
 

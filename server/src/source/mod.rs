@@ -17,6 +17,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use quiver_protocol::ScanRequest;
+use tracing::Instrument;
 use url::Url;
 
 use crate::config::SourceConfig;
@@ -123,7 +124,17 @@ impl Source {
                 "object {} does not exist",
                 self.describe(path)
             ))),
-            Known::Unknown => match self.origin.head(path).await {
+            Known::Unknown => match self
+                .origin
+                .head(path)
+                .instrument(tracing::info_span!(
+                    "origin_head",
+                    source = %self.name,
+                    path = %path,
+                    otel.kind = "client"
+                ))
+                .await
+            {
                 Ok(meta) => {
                     // The id names the path asked for: object_store's
                     // `PrefixStore` answers `head` with the location under

@@ -9,7 +9,6 @@ use quiver_protocol::{slot_of, ClusterUpdate, NodeInfo, Topology};
 use quiver_server::RunningNode;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use tonic::transport::Channel;
 
 use crate::common::*;
 
@@ -22,17 +21,6 @@ struct Cluster {
 
 fn url(node: &RunningNode) -> String {
     format!("grpc://{}", node.flight_addr)
-}
-
-async fn client_at(url: &str) -> FlightClient {
-    let endpoint = quiver_protocol::dial_url(url).unwrap();
-    FlightClient::new(
-        Channel::from_shared(endpoint)
-            .unwrap()
-            .connect()
-            .await
-            .unwrap(),
-    )
 }
 
 async fn topology(client: &mut FlightClient) -> Topology {

@@ -95,6 +95,18 @@ pub async fn client(node: &RunningNode) -> FlightClient {
     FlightClient::new(channel)
 }
 
+/// A Flight client of the node at `url` (`grpc://host:port`).
+pub async fn client_at(url: &str) -> FlightClient {
+    let endpoint = quiver_protocol::dial_url(url).unwrap();
+    FlightClient::new(
+        Channel::from_shared(endpoint)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    )
+}
+
 pub fn ticket(req: &ScanRequest) -> Ticket {
     Ticket::new(req.to_bytes())
 }

@@ -16,3 +16,5 @@ mod rewrite;
 mod schemas;
 mod semantics;
 mod sources;
+mod status_page;
+mod tracing;
