@@ -1,4 +1,4 @@
-//! Reads from the cluster the way DESIGN §4 asks of a client: plan with any
+//! Reads from the cluster as protocol.md §5 ("Clients") describes: plan with any
 //! node, send each DoGet straight to a node that owns the object's slot,
 //! chosen by a score; fail over to the next owner on an error; follow
 //! `MOVED` by refreshing the slot map; and when every owner fails, read the

@@ -1,8 +1,23 @@
-//! The node's one error type. Each variant is a protocol error class (§3 of
-//! the design), so the Flight adapter never has to guess a status code, and
-//! each message is a single sentence a user can act on.
+//! The node's one error type. Each variant is a protocol error class
+//! (docs/protocol.md §4), so the Flight adapter never has to guess a status
+//! code, and each message is a single sentence a user can act on.
+
+use std::sync::Arc;
 
 use quiver_protocol::ErrorCode;
+
+/// Why a source's circuit breaker did not let an origin call through. It
+/// travels inside an `object_store::Error`, where [`QuiverError::from_store`]
+/// finds it by type.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the origin of source `{name}` failed {failures} times in a row, so uncached reads fail at once for now (the next attempt in {retry_in_ms} ms)"
+)]
+pub struct CircuitOpen {
+    pub name: Arc<str>,
+    pub failures: u32,
+    pub retry_in_ms: u128,
+}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum QuiverError {
@@ -72,7 +87,7 @@ impl QuiverError {
             ),
             // The source's circuit is open: say so, and that cached data is
             // still served.
-            E::Generic { store, source } if *store == crate::source::OPEN_STORE => {
+            E::Generic { source, .. } if source.is::<CircuitOpen>() => {
                 QuiverError::Unavailable(format!("{what} is not cached and {source}"))
             }
             // The store's error names its endpoint and request; that is for

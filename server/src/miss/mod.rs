@@ -2,10 +2,10 @@
 //! pre-signed URLs instead of reading them through the node, and the
 //! background warming that follows each URL.
 //!
-//! `presign` signs the URLs, `warm` loads what the client was sent away for.
-//! This module only decides; planning (`flight_info`) assembles endpoints.
+//! The source signs the URLs (`source::presign`); `warm` loads what the
+//! client was sent away for. This module only decides; planning
+//! (`flight_info`) assembles endpoints.
 
-pub mod presign;
 pub mod warm;
 
 use std::time::Duration;
@@ -14,7 +14,6 @@ use quiver_protocol::{Accept, ScanRequest};
 
 use crate::config::{MissConfig, MissPolicy};
 
-pub use presign::Presigner;
 pub use warm::{WarmContext, WarmJob, Warmer};
 
 /// The rules of `[miss]`, fixed at start-up.

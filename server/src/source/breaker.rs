@@ -28,9 +28,12 @@ use object_store::{
 };
 use prometheus::{IntCounter, IntGauge};
 
-/// The `store` name of the error an open circuit answers with, by which
+use crate::error::CircuitOpen;
+
+/// The `store` name of the error an open circuit answers with; its source
+/// is a [`CircuitOpen`], by which
 /// [`crate::error::QuiverError::from_store`] recognises it.
-pub const OPEN_STORE: &str = "quiver-circuit";
+const OPEN_STORE: &str = "quiver-circuit";
 
 /// Where a breaker reports its state.
 #[derive(Debug, Clone)]
@@ -55,17 +58,6 @@ pub struct Breaker {
     cooldown: Duration,
     state: Mutex<State>,
     metrics: BreakerMetrics,
-}
-
-/// Why a call was not let through.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "the origin of source `{name}` failed {failures} times in a row, so uncached reads fail at once for now (the next attempt in {retry_in_ms} ms)"
-)]
-pub struct CircuitOpen {
-    pub name: Arc<str>,
-    pub failures: u32,
-    pub retry_in_ms: u128,
 }
 
 /// A call let through; it must report how it went. A call dropped without a

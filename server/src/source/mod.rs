@@ -3,13 +3,15 @@
 //! each object's identity.
 //!
 //! Clients never name buckets; they name a configured source, and every path
-//! is checked here before any I/O happens.
+//! is checked here before any I/O happens. An S3 source also signs URLs to
+//! its objects (`presign`) for clients sent to read a cold object directly.
 
 mod breaker;
 mod identity;
 mod local;
 mod origin;
 mod paths;
+mod presign;
 
 use std::sync::Arc;
 
@@ -23,11 +25,11 @@ use url::Url;
 use crate::config::SourceConfig;
 use crate::error::{QuiverError, Result};
 use crate::metrics::Metrics;
-use crate::miss::Presigner;
 
-pub use breaker::{Breaker, CircuitOpen, OPEN_STORE};
+pub use breaker::Breaker;
 pub use identity::ObjectId;
 pub use origin::s3_store;
+pub use presign::Presigner;
 
 use breaker::{BreakerMetrics, Guarded};
 use identity::{Identities, Known, Ttls};

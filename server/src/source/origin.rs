@@ -11,9 +11,9 @@ use object_store::{BackoffConfig, ClientConfigKey, ClientOptions, ObjectStore, R
 use url::Url;
 
 use super::local::LocalOrigin;
+use super::presign::Presigner;
 use crate::config::SourceConfig;
 use crate::error::{QuiverError, Result};
-use crate::miss::Presigner;
 
 /// An S3 client for `bucket` with a source's region, endpoint and keys,
 /// falling back to the `AWS_*` environment and instance credentials.

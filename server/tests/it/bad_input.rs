@@ -1,5 +1,5 @@
 //! Every request path with malformed input: the answer carries the status
-//! code of the protocol (§3), a request id, and the node keeps serving.
+//! code of the protocol (protocol.md §4), a request id, and the node keeps serving.
 
 use crate::common::*;
 use arrow_flight::{Criteria, FlightDescriptor};

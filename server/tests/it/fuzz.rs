@@ -5,7 +5,7 @@
 //! Each target is a property run by proptest: bytes and structured values
 //! (JSON that is nearly right, numbers at their limits, filters from a
 //! grammar of valid and invalid expressions) go in, and the node must answer
-//! with a §3 code that blames the caller, never `Internal` or a dropped
+//! with a protocol.md §4 code that blames the caller, never `Internal` or a dropped
 //! connection, and must still serve afterwards. `cargo-fuzz` needs a nightly
 //! toolchain and sanitizer builds of the whole dependency set, which CI does
 //! not have, so the same properties run for a chosen time instead:
