@@ -270,9 +270,3 @@ pub struct HandoffDone {
     pub node: String,
     pub slots: Vec<(u16, u16)>,
 }
-
-/// The CRC-32C (Castagnoli) a checksummed `handoff-read` frame carries.
-pub fn handoff_checksum(bytes: &[u8]) -> u32 {
-    const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
-    CRC32C.checksum(bytes)
-}

@@ -7,17 +7,19 @@
 mod action;
 mod error;
 mod filter;
+mod handoff;
 mod scan;
 mod slot;
 mod topology;
 
 pub use action::{
-    handoff_checksum, ActionType, CacheTierStats, Caller, ClusterUpdate, EvictRequest, HandoffDone,
-    HandoffList, HandoffObject, HandoffRead, HotStats, ListCriteria, ObjectListing,
-    PrefetchProgress, PrefetchSummary, StatsReport, WarmAnswer, WarmStats, HANDOFF_PAGE,
+    ActionType, CacheTierStats, Caller, ClusterUpdate, EvictRequest, HandoffDone, HandoffList,
+    HandoffObject, HandoffRead, HotStats, ListCriteria, ObjectListing, PrefetchProgress,
+    PrefetchSummary, StatsReport, WarmAnswer, WarmStats, HANDOFF_PAGE,
 };
 pub use error::{ErrorCode, Moved, REQUEST_ID_HEADER};
 pub use filter::{FILTER_FUNCTIONS, MAX_FILTER_DEPTH, MAX_FILTER_OPERATORS};
+pub use handoff::{frame_chunk, handoff_checksum, unframe_chunk, FrameError};
 pub use scan::{Accept, PresignedEndpoint, ScanRequest, ScanRequestError};
 pub use slot::{hash_tag, key_slot, slot_of, SLOT_COUNT};
 pub use topology::{dial_url, NodeInfo, SlotRange, Topology, TopologyError, MAX_EPOCH};

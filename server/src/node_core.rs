@@ -16,8 +16,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::activity::Activity;
 use crate::auth::Auth;
 use crate::cache::{CachingObjectStore, ChunkCache, DiskHealth};
+use crate::cluster::handoff::progress::Progress;
 use crate::cluster::peers::Peers;
-use crate::cluster::{handoff, Cluster};
+use crate::cluster::Cluster;
 use crate::error::{QuiverError, Result};
 use crate::metrics::{GaugeHold, Metrics};
 use crate::miss::{MissRules, Warmer};
@@ -51,7 +52,7 @@ pub struct NodeCore {
     pub cluster: Arc<Cluster>,
     /// How this node calls the other nodes: TLS trust and peer credential.
     pub peers: Peers,
-    pub handoff: Arc<handoff::Progress>,
+    pub handoff: Arc<Progress>,
     /// Whether the disk tier still works.
     pub disk_health: Arc<DiskHealth>,
     /// Which cold objects go out as pre-signed URLs.

@@ -21,10 +21,9 @@ use arrow_flight::Action;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, TryStreamExt};
-use quiver_protocol::{slot_of, HandoffObject, HandoffRead};
+use quiver_protocol::{slot_of, unframe_chunk, HandoffObject, HandoffRead};
 use tracing::Instrument;
 
-use super::handoff::unframe;
 use super::peers::Peers;
 use super::Cluster;
 use crate::cache::PeerChunks;
@@ -105,7 +104,7 @@ impl PeerFill {
             .map_err(|e| QuiverError::Unavailable(format!("peer {url}: {e}")))?;
         let mut got = BTreeMap::new();
         for framed in frames {
-            let (index, bytes) = unframe(framed).map_err(|reason| {
+            let (index, bytes) = unframe_chunk(framed).map_err(|reason| {
                 QuiverError::DataLoss(format!("peer {url} sent a bad chunk: {reason}"))
             })?;
             if !run.contains(&index) {

@@ -1,247 +1,27 @@
-//! Warm slot hand-off: when a topology change gives this node slots another
-//! node owned, it copies that node's cached chunks of those slots instead of
-//! reading them again from S3, while the previous owner keeps serving them
-//! for the hand-off grace period.
-//!
-//! The donor side answers `handoff-list` (a page of the cached objects that
-//! fall in the slots, and which of their chunks it holds, taken from the
-//! cache's own catalog so a restarted donor offers its recovered disk tier)
-//! and `handoff-read` (those chunks, from cache only, each with its
-//! checksum). The importer runs in the background on every adopted change,
-//! tries a slot's previous owners in order (its primary, then its
-//! replicas) and leaves what none of them could give to the origin; it
-//! reports its progress through `health`.
+//! The importing side of a hand-off: on every adopted topology change,
+//! the slots this node gained are asked of their previous owners in order,
+//! each offered object is checked against the origin, and the chunks this
+//! node lacks are copied into its cache; what no previous owner could give
+//! is left to the origin.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arrow_flight::{Action, FlightClient};
-use bytes::{Bytes, BytesMut};
-use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
-use object_store::path::Path;
+use bytes::Bytes;
+use futures::TryStreamExt;
 use quiver_protocol::{
-    handoff_checksum, slot_of, HandoffDone, HandoffList, HandoffObject, HandoffRead, Topology,
-    HANDOFF_PAGE, SLOT_COUNT,
+    slot_of, unframe_chunk, HandoffDone, HandoffList, HandoffObject, HandoffRead, Topology,
+    HANDOFF_PAGE,
 };
-use serde::Serialize;
 use tokio::sync::watch;
 
-use super::peers::bounded;
+use super::progress::{HandoffStatus, Progress};
+use super::READ_BATCH;
+use crate::cluster::peers::bounded;
 use crate::error::{QuiverError, Result};
-use crate::metrics::Metrics;
 use crate::node_core::NodeCore;
 use crate::source::ObjectId;
-
-/// Chunks asked for in one `handoff-read`, so one stream stays bounded.
-const READ_BATCH: usize = 16;
-
-/// Bytes before a checksummed chunk: its index and its CRC-32C.
-const FRAME_HEADER: usize = 12;
-
-/// What `health` reports about the last hand-off.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct HandoffStatus {
-    /// `idle`, `running`, `done`, `failed` (some slots' chunks will come
-    /// from the origin instead) or `stopped` (the node shut down).
-    pub state: &'static str,
-    pub epoch: u64,
-    pub objects: u64,
-    pub objects_done: u64,
-    /// Objects the donor offered that this node would not import: not in a
-    /// configured source or in the slots handed off, or not the version the
-    /// origin has now.
-    pub objects_refused: u64,
-    /// Bytes received from peers.
-    pub bytes: u64,
-    /// Chunks a peer sent that failed their checksum or length check; none
-    /// of them entered the cache.
-    pub chunks_rejected: u64,
-    pub errors: Vec<String>,
-}
-
-/// The states a hand-off reports, `idle` until the first one starts.
-const STATES: [&str; 5] = ["idle", "running", "done", "failed", "stopped"];
-
-/// Shared progress of the hand-off task, mirrored into the node's metrics
-/// on every change so dashboards see what `health` says.
-#[derive(Debug)]
-pub struct Progress {
-    status: Mutex<HandoffStatus>,
-    metrics: Arc<Metrics>,
-}
-
-impl Progress {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        let progress = Progress {
-            status: Mutex::default(),
-            metrics,
-        };
-        progress.update(|_| {});
-        progress
-    }
-
-    pub fn get(&self) -> HandoffStatus {
-        shown(&self.status.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    fn update(&self, f: impl FnOnce(&mut HandoffStatus)) {
-        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut status);
-        let s = shown(&status);
-        drop(status);
-        let m = &self.metrics;
-        for state in STATES {
-            m.handoff_state
-                .with_label_values(&[state])
-                .set(i64::from(state == s.state));
-        }
-        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        m.handoff_epoch.set(gauge(s.epoch));
-        m.handoff_objects.set(gauge(s.objects));
-        m.handoff_objects_done.set(gauge(s.objects_done));
-        m.handoff_objects_refused.set(gauge(s.objects_refused));
-        m.handoff_bytes.set(gauge(s.bytes));
-    }
-}
-
-/// The status as reported: `idle` before any hand-off has run.
-fn shown(s: &HandoffStatus) -> HandoffStatus {
-    HandoffStatus {
-        state: if s.state.is_empty() { "idle" } else { s.state },
-        ..s.clone()
-    }
-}
-
-fn object_id(o: &HandoffObject) -> ObjectId {
-    ObjectId {
-        source: Arc::from(o.source.as_str()),
-        path: Path::from(o.path.as_str()),
-        etag: o.etag.clone(),
-        size: o.size,
-        last_modified: chrono::DateTime::from_timestamp_millis(o.last_modified_ms)
-            .unwrap_or_default(),
-    }
-}
-
-/// Donor: one page of the cached objects whose slots fall in the requested
-/// ranges, in (source, path) order after `after`.
-pub fn list(core: &NodeCore, body: &[u8]) -> Result<Bytes> {
-    let req: HandoffList = serde_json::from_slice(body).map_err(|e| {
-        QuiverError::invalid(format!(
-            "handoff-list takes {{\"slots\": [[start, end], ...], \"after\": [source, path], \"limit\": n}}: {e}"
-        ))
-    })?;
-    let mut wanted = vec![false; usize::from(SLOT_COUNT)];
-    for &(start, end) in &req.slots {
-        if start > end || end >= SLOT_COUNT {
-            return Err(QuiverError::invalid(format!(
-                "slot range [{start}, {end}] is not within 0..={}",
-                SLOT_COUNT - 1
-            )));
-        }
-        wanted[usize::from(start)..=usize::from(end)].fill(true);
-    }
-    let limit = req.limit.unwrap_or(HANDOFF_PAGE).clamp(1, HANDOFF_PAGE);
-    let chunk_size = core.chunks.chunk_size();
-    let mut out = Vec::new();
-    for id in core.chunks.objects() {
-        if let Some((source, path)) = &req.after {
-            if (&*id.source, id.path.as_ref()) <= (source.as_str(), path.as_str()) {
-                continue;
-            }
-        }
-        if !wanted[usize::from(slot_of(&id.source, id.path.as_ref()))] {
-            continue;
-        }
-        let chunks = core.chunks.cached_indices(&id);
-        if chunks.is_empty() {
-            continue;
-        }
-        out.push(HandoffObject {
-            source: id.source.to_string(),
-            path: id.path.to_string(),
-            etag: id.etag.clone(),
-            size: id.size,
-            last_modified_ms: id.last_modified.timestamp_millis(),
-            chunk_size,
-            chunks,
-        });
-        if out.len() == limit {
-            break;
-        }
-    }
-    serde_json::to_vec(&out)
-        .map(Bytes::from)
-        .map_err(|e| QuiverError::Internal(format!("cannot encode the hand-off list: {e}")))
-}
-
-/// Donor: the requested chunks that are cached, each as an 8-byte index,
-/// with `checksum` its 4-byte CRC-32C, then its bytes. Chunks that are gone
-/// are skipped; the importer simply does without them.
-pub fn read(core: Arc<NodeCore>, body: &[u8]) -> Result<BoxStream<'static, Result<Bytes>>> {
-    let req: HandoffRead = serde_json::from_slice(body).map_err(|e| {
-        QuiverError::invalid(format!(
-            "handoff-read takes {{\"object\", \"chunks\", \"checksum\"}}: {e}"
-        ))
-    })?;
-    if req.object.chunk_size != core.chunks.chunk_size() {
-        return Err(QuiverError::invalid(format!(
-            "this node caches chunks of {} bytes, not {}",
-            core.chunks.chunk_size(),
-            req.object.chunk_size
-        )));
-    }
-    if req.chunks.len() > 4 * READ_BATCH {
-        return Err(QuiverError::ResourceExhausted(format!(
-            "handoff-read takes at most {} chunks at a time",
-            4 * READ_BATCH
-        )));
-    }
-    // Only objects of a configured source, in slots this node owns or gave
-    // up recently, are handed out. The slot and the cache key both come
-    // from the resolved name, so a path spelled another way ("/t/a", "t//a")
-    // cannot pass the slot check as one object and read another.
-    let (source, path) = match core
-        .sources
-        .resolve_named(&req.object.source, &req.object.path)?
-    {
-        crate::source::Target::Object { source, path } => (source, path),
-        crate::source::Target::Prefix { .. } => {
-            return Err(QuiverError::invalid(
-                "handoff-read names a prefix, not an object",
-            ))
-        }
-    };
-    let slot = slot_of(&source.name, path.as_ref());
-    if !core.cluster.holds(slot) {
-        return Err(QuiverError::invalid(format!(
-            "slot {slot} is neither owned nor being handed off by this node"
-        )));
-    }
-    let id = ObjectId {
-        source: source.name.clone(),
-        path,
-        ..object_id(&req.object)
-    };
-    let checksum = req.checksum;
-    Ok(futures::stream::iter(req.chunks)
-        .filter_map(move |index| {
-            let core = core.clone();
-            let id = id.clone();
-            async move {
-                let bytes = core.chunks.cached_chunk(&id, index).await?;
-                let mut framed = BytesMut::with_capacity(FRAME_HEADER + bytes.len());
-                framed.extend_from_slice(&index.to_be_bytes());
-                if checksum {
-                    framed.extend_from_slice(&handoff_checksum(&bytes).to_be_bytes());
-                }
-                framed.extend_from_slice(&bytes);
-                Some(Ok(framed.freeze()))
-            }
-        })
-        .boxed())
-}
 
 /// Slot ranges this node gained in `new` compared with `old`, grouped by
 /// the nodes that owned them before: primary first, then replicas, the
@@ -269,18 +49,6 @@ fn gained(old: &Topology, new: &Topology, me: &str) -> BTreeMap<Vec<String>, Vec
         }
     }
     by_donors
-}
-
-/// Donor: a new owner reports that it imported slots; this node stops
-/// serving them (`Cluster::serves_during_handoff`).
-pub async fn done(core: &NodeCore, body: &[u8]) -> Result<Bytes> {
-    let req: HandoffDone = serde_json::from_slice(body).map_err(|e| {
-        QuiverError::invalid(format!(
-            "handoff-done takes {{\"epoch\", \"node\", \"slots\": [[start, end], ...]}}: {e}"
-        ))
-    })?;
-    let kept = core.cluster.record_imported(req).await?;
-    Ok(Bytes::from(format!("{{\"kept\":{kept}}}")))
 }
 
 /// Tells every previous owner of `slots` that this node imported them at
@@ -353,24 +121,6 @@ async fn list_page(
     Ok(page)
 }
 
-/// Splits a checksummed `handoff-read` frame into its chunk index and
-/// bytes, after checking the bytes against the checksum.
-pub(super) fn unframe(framed: Bytes) -> std::result::Result<(u64, Bytes), String> {
-    if framed.len() < FRAME_HEADER {
-        return Err("a chunk frame is shorter than its header".into());
-    }
-    let mut index = [0u8; 8];
-    index.copy_from_slice(&framed[..8]);
-    let mut crc = [0u8; 4];
-    crc.copy_from_slice(&framed[8..FRAME_HEADER]);
-    let bytes = framed.slice(FRAME_HEADER..);
-    let index = u64::from_be_bytes(index);
-    if handoff_checksum(&bytes) != u32::from_be_bytes(crc) {
-        return Err(format!("chunk {index} does not match its checksum"));
-    }
-    Ok((index, bytes))
-}
-
 /// Copies the chunks of one offered object that this node lacks.
 async fn import_object(
     core: &NodeCore,
@@ -406,16 +156,19 @@ async fn import_object(
         })
         .await?
         {
-            let received = unframe(framed).and_then(|(index, bytes)| {
-                if !batch.contains(&index) {
-                    return Err(format!("chunk {index} was not asked for"));
-                }
-                let len = bytes.len() as u64;
-                core.chunks
-                    .insert_chunk(id, index, bytes)
-                    .map(|()| len)
+            let received =
+                unframe_chunk(framed)
                     .map_err(|e| e.to_string())
-            });
+                    .and_then(|(index, bytes)| {
+                        if !batch.contains(&index) {
+                            return Err(format!("chunk {index} was not asked for"));
+                        }
+                        let len = bytes.len() as u64;
+                        core.chunks
+                            .insert_chunk(id, index, bytes)
+                            .map(|()| len)
+                            .map_err(|e| e.to_string())
+                    });
             match received {
                 Ok(len) => progress.update(|s| s.bytes += len),
                 Err(reason) => {
@@ -493,6 +246,7 @@ async fn import(
         after = Some(next);
     }
 }
+
 /// The identity under which an offered object's chunks may be imported.
 ///
 /// Nothing in the offer is trusted: the object must name a configured
@@ -629,82 +383,9 @@ pub async fn run(core: Arc<NodeCore>, progress: Arc<Progress>, mut stop: watch::
 
 #[cfg(test)]
 mod tests {
-    use super::{checked_offer, gained, list, unframe};
-    use bytes::Bytes;
-    use quiver_protocol::{handoff_checksum, slot_of, HandoffObject, NodeInfo, Topology};
-
-    /// A memory-only node serving `dir` as source `local`.
-    async fn local_node(dir: &std::path::Path) -> crate::node::RunningNode {
-        let mut config = crate::config::Config::default();
-        config.server.listen = "127.0.0.1:0".parse().unwrap();
-        config.server.admin_listen = "127.0.0.1:0".parse().unwrap();
-        config.cache.disk = crate::config::ByteSize(0);
-        let url = url::Url::from_directory_path(dir).unwrap();
-        config.sources = vec![crate::config::SourceConfig::new("local", url.as_str())];
-        crate::node::RunningNode::start(config).await.unwrap()
-    }
-
-    fn frame(index: u64, crc: u32, bytes: &[u8]) -> Bytes {
-        let mut f = index.to_be_bytes().to_vec();
-        f.extend_from_slice(&crc.to_be_bytes());
-        f.extend_from_slice(bytes);
-        Bytes::from(f)
-    }
-
-    #[test]
-    fn a_chunk_that_fails_its_checksum_is_refused() {
-        let bytes = b"some chunk bytes";
-        let good = frame(7, handoff_checksum(bytes), bytes);
-        assert_eq!(unframe(good).unwrap(), (7, Bytes::from_static(bytes)));
-        let mut flipped = bytes.to_vec();
-        flipped[3] ^= 1;
-        assert!(unframe(frame(7, handoff_checksum(bytes), &flipped)).is_err());
-        assert!(unframe(Bytes::from_static(b"short")).is_err());
-        // An empty chunk still carries its header.
-        assert!(unframe(frame(0, handoff_checksum(b""), b"")).is_ok());
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_object_list_comes_in_pages_in_path_order() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("t")).unwrap();
-        let names = ["t/a.parquet", "t/b.parquet", "t/c.parquet"];
-        for n in names {
-            std::fs::write(dir.path().join(n), vec![1u8; 10_000]).unwrap();
-        }
-        let node = local_node(dir.path()).await;
-        let core = &node.core;
-        let source = core.sources.get("local").unwrap();
-        // Cached in reverse order: the pages still come in path order.
-        for n in names.iter().rev() {
-            let id = source.identity(&(*n).into()).await.unwrap();
-            core.chunks
-                .insert_chunk(&id, 0, Bytes::from(vec![1u8; 10_000]))
-                .unwrap();
-        }
-        let page = |body: &str| -> Vec<String> {
-            let out: Vec<HandoffObject> =
-                serde_json::from_slice(&list(core, body.as_bytes()).unwrap()).unwrap();
-            out.into_iter().map(|o| o.path).collect()
-        };
-        let all = r#""slots": [[0, 16383]]"#;
-        assert_eq!(page(&format!("{{{all}, \"limit\": 2}}")), names[..2]);
-        assert_eq!(
-            page(&format!(
-                "{{{all}, \"limit\": 2, \"after\": [\"local\", \"t/b.parquet\"]}}"
-            )),
-            names[2..]
-        );
-        assert!(page(&format!(
-            "{{{all}, \"after\": [\"local\", \"t/c.parquet\"]}}"
-        ))
-        .is_empty());
-        assert_eq!(page(&format!("{{{all}}}")), names);
-        // Slot ranges outside the slot space are refused, not clamped.
-        assert!(list(core, br#"{"slots": [[0, 16384]]}"#).is_err());
-        assert!(list(core, br#"{"slots": [[5, 4]]}"#).is_err());
-        node.shutdown().await.unwrap();
-    }
+    use super::super::test_support::local_node;
+    use super::{checked_offer, gained};
+    use quiver_protocol::{slot_of, HandoffObject, NodeInfo, Topology};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn offers_from_a_peer_are_checked_against_the_origin() {
