@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Runs every test: formatting and lints, the Rust unit and integration tests
-# (against an in-process s3s-fs S3 server), the Python interop tests that
-# drive the built quiver-server binary with real clients, and a tiny run of
-# the benchmark suite that checks it still produces well-formed reports and
-# plots, the Prometheus rules and dashboard queries (promtool), the
-# container and Helm deployment checks, and the Terraform static checks.
+# Runs every test: import cycles between modules, formatting and lints, the
+# Rust unit and integration tests (against an in-process s3s-fs S3 server),
+# the Python interop tests that drive the built quiver-server binary with
+# real clients, and a tiny run of the benchmark suite that checks it still
+# produces well-formed reports and plots, the Prometheus rules and dashboard
+# queries (promtool), the container and Helm deployment checks, and the
+# Terraform static checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,9 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+
+echo "==> import cycles between modules"
+python3 infra/check_cycles.py
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
