@@ -1,4 +1,5 @@
-//! A lake for the client's tests: TPC-H written as Parquet, uploaded to an
+//! A lake for the client's tests (and the command line's and Flight SQL's,
+//! which include this file by path): TPC-H written as Parquet, uploaded to an
 //! s3s-fs server that checks SigV4, served by an in-process Quiver node; and
 //! the independent reference, DataFusion reading the same files from local
 //! disk with every pruning and pushdown switched off.

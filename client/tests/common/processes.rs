@@ -4,8 +4,10 @@
 //! oracle's answers for random scans of them.
 //!
 //! Declared by the tests that use it with
-//! `#[path = "common/processes.rs"] mod processes;` (beside `mod common;`),
-//! so the other crates that share `common` need none of its dependencies.
+//! `#[path = "common/processes.rs"] mod processes;` (beside `mod common;`;
+//! the `quiver` command line's tests in `cli/tests` reach both through
+//! `../../client/tests/common/`), so the other crates that share `common`
+//! need none of its dependencies.
 
 #![allow(dead_code)]
 

@@ -5,8 +5,9 @@
 //! one-liner (a CA certificate) is refused with a message that says what to
 //! do, and the openssl variant that message suggests works.
 
+#[path = "../../client/tests/common/mod.rs"]
 mod common;
-#[path = "common/processes.rs"]
+#[path = "../../client/tests/common/processes.rs"]
 mod processes;
 
 use std::path::{Path, PathBuf};

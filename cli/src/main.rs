@@ -3,17 +3,26 @@
 //! Every subcommand reaches the cluster through one node (`--endpoint`),
 //! learns the slot map from it, and reads each object straight from a node
 //! that owns it.
+//!
+//! One module per group of subcommands; the client library
+//! (`quiver-client`) does the reading.
 
-mod cli;
+mod cache;
+mod cert;
+mod cluster;
+mod data;
+mod output;
+mod secret_file;
+mod target;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use cert::CertOp;
 use clap::{Parser, Subcommand};
-use cli::cert::CertOp;
-use cli::cluster::ClusterOp;
-use cli::output::Format;
+use cluster::ClusterOp;
+use output::Format;
 use quiver_client::{ClientConfig, ClientError, Connector, Credentials, QuiverClient, Tls};
 
 const ABOUT: &str = "Query and operate a Quiver cache cluster: Parquet from object storage, \
@@ -208,7 +217,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             format,
             output,
         } => {
-            let args = cli::data::QueryArgs {
+            let args = data::QueryArgs {
                 target: target.clone(),
                 columns: columns.clone(),
                 filter: filter.clone(),
@@ -216,7 +225,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 format: *format,
                 output: output.clone(),
             };
-            cli::data::query(&client(&cli, false).await?, args).await
+            data::query(&client(&cli, false).await?, args).await
         }
         Command::Sql {
             statement,
@@ -225,19 +234,19 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             output,
         } => {
             let c = client(&cli, false).await?;
-            cli::data::sql(&c, statement, tables, *format, output.clone()).await
+            data::sql(&c, statement, tables, *format, output.clone()).await
         }
-        Command::Ls { target } => cli::cache::ls(&client(&cli, false).await?, target).await,
-        Command::Stats { json } => cli::cache::stats(&client(&cli, false).await?, *json).await,
+        Command::Ls { target } => cache::ls(&client(&cli, false).await?, target).await,
+        Command::Stats { json } => cache::stats(&client(&cli, false).await?, *json).await,
         Command::Prefetch { target, columns } => {
-            cli::cache::prefetch(&client(&cli, true).await?, target, columns.clone()).await
+            cache::prefetch(&client(&cli, true).await?, target, columns.clone()).await
         }
-        Command::Evict { target } => cli::cache::evict(&client(&cli, true).await?, target).await,
+        Command::Evict { target } => cache::evict(&client(&cli, true).await?, target).await,
         Command::Cluster { op } => {
             let connector = connector(&cli, true)?;
-            cli::cluster::run(&cli.endpoint, &connector, op.clone()).await
+            cluster::run(&cli.endpoint, &connector, op.clone()).await
         }
-        Command::Cert { op } => cli::cert::run(op.clone()),
+        Command::Cert { op } => cert::run(op.clone()),
     }
 }
 

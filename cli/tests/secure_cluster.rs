@@ -5,8 +5,9 @@
 //! the peer token, and hand-off actions refuse every credential but the
 //! peer's.
 
+#[path = "../../client/tests/common/mod.rs"]
 mod common;
-#[path = "common/processes.rs"]
+#[path = "../../client/tests/common/processes.rs"]
 mod processes;
 
 use std::path::Path;

@@ -2,6 +2,7 @@
 //! CLI trust a CA file, refuse a node they cannot verify, and never send a
 //! token to a plain URL when TLS was asked for.
 
+#[path = "../../client/tests/common/mod.rs"]
 mod common;
 
 use common::tpch_lake;

@@ -3,6 +3,7 @@
 //! and every error a user can make answered with one readable line and a
 //! non-zero exit code.
 
+#[path = "../../client/tests/common/mod.rs"]
 mod common;
 
 use std::process::Output;
