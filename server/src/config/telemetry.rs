@@ -1,0 +1,32 @@
+//! The `[telemetry]` section: where traces are exported, if anywhere.
+
+use serde::Deserialize;
+
+use super::error::{invalid, ConfigError};
+
+/// Trace export (docs/operations.md, "Tracing"): off unless an endpoint
+/// is set, so a node never dials a collector nobody asked for.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// An OpenTelemetry collector's OTLP/gRPC endpoint, e.g.
+    /// `http://127.0.0.1:4317` (`https://` for TLS with the system's roots).
+    pub otlp_endpoint: Option<String>,
+}
+
+impl TelemetryConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(endpoint) = &self.otlp_endpoint {
+            let url = url::Url::parse(endpoint)
+                .map_err(|e| invalid("telemetry.otlp_endpoint", format!("`{endpoint}`: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty)
+            {
+                return Err(invalid(
+                    "telemetry.otlp_endpoint",
+                    format!("`{endpoint}` is not an OTLP/gRPC endpoint; use http://host:4317 or https://host:4317"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
