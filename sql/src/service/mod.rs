@@ -1,16 +1,21 @@
 //! The Flight SQL service: statements, prepared statements and the metadata
 //! calls SQL tools browse with. The node's Flight adapter authenticates each
 //! call and tags it with a request id before it arrives here.
+//!
+//! This module holds the service and its catalog; its calls are answered by
+//! `statement` (running statements), `prepare` (prepared statements and
+//! their parameters) and `browse` (the metadata commands), with the
+//! Flight messages they share built by `encode`.
+
+mod browse;
+mod encode;
+mod prepare;
+mod statement;
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use arrow::ipc::writer::IpcWriteOptions;
-use arrow_flight::decode::FlightRecordBatchStream;
-use arrow_flight::encode::FlightDataEncoderBuilder;
-use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::metadata::{SqlInfoData, XdbcTypeInfoData};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
@@ -21,26 +26,21 @@ use arrow_flight::sql::{
     CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
     CommandGetXdbcTypeInfo, CommandPreparedStatementQuery, CommandPreparedStatementUpdate,
     CommandStatementIngest, CommandStatementQuery, CommandStatementUpdate,
-    DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TicketStatementQuery,
+    DoPutPreparedStatementResult, SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
-    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
-    IpcMessage, SchemaAsIpc, Ticket,
+    Action, FlightDescriptor, FlightInfo, HandshakeRequest, HandshakeResponse, Ticket,
 };
-use datafusion::common::ScalarValue;
-use datafusion::prelude::SessionContext;
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
-use prost::Message;
 use quiver_client::{ClientConfig, QuiverClient};
 use tokio::sync::{Mutex, OnceCell, Semaphore};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::catalog::{self, DeclaredTable, Snapshot};
-use crate::error::{client_status, status};
-use crate::observe::{Outcome, StatementObserver, Watch};
+use crate::error::client_status;
+use crate::observe::StatementObserver;
 use crate::prepared::Registry;
-use crate::session::{plain, plan, session};
+use browse::{answer, batch_stream, primary_keys_schema};
 
 /// How the SQL service is set up by its node.
 #[derive(Debug, Clone)]
@@ -83,65 +83,6 @@ impl std::fmt::Debug for QuiverSql {
 }
 
 type DoGetStream = <QuiverSql as FlightService>::DoGetStream;
-
-fn any_bytes(message: impl ProstMessageExt) -> bytes::Bytes {
-    message.as_any().encode_to_vec().into()
-}
-
-fn schema_bytes(schema: &Schema) -> Result<bytes::Bytes, Status> {
-    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
-        .try_into()
-        .map_err(|e: arrow::error::ArrowError| {
-            Status::internal(format!("cannot encode a schema: {e}"))
-        })?;
-    Ok(bytes)
-}
-
-fn info(
-    schema: &Schema,
-    ticket: bytes::Bytes,
-    descriptor: FlightDescriptor,
-) -> Result<FlightInfo, Status> {
-    Ok(FlightInfo::new()
-        .try_with_schema(schema)
-        .map_err(|e| Status::internal(format!("cannot encode a schema: {e}")))?
-        .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
-        .with_descriptor(descriptor))
-}
-
-/// The FlightInfo of a metadata command: its schema, and one endpoint whose
-/// ticket is the command itself.
-fn answer(
-    schema: SchemaRef,
-    command: impl ProstMessageExt,
-    request: Request<FlightDescriptor>,
-) -> Result<Response<FlightInfo>, Status> {
-    Ok(Response::new(info(
-        &schema,
-        any_bytes(command),
-        request.into_inner(),
-    )?))
-}
-
-/// One batch as a stream of Flight messages.
-fn batch_stream(
-    batch: Result<RecordBatch, impl std::fmt::Display>,
-) -> Result<Response<DoGetStream>, Status> {
-    let batch = batch.map_err(|e| Status::internal(format!("cannot build the answer: {e}")))?;
-    let stream = FlightDataEncoderBuilder::new()
-        .with_schema(batch.schema())
-        .build(futures::stream::iter([Ok(batch)]))
-        .map_err(Status::from);
-    Ok(Response::new(Box::pin(stream)))
-}
-
-/// `batch` with its columns cast to the types of `schema` ([`plain`]).
-fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, FlightError> {
-    if batch.schema().fields() == schema.fields() {
-        return Ok(batch);
-    }
-    Ok(quiver_client::plan::to_wire(&batch, schema)?)
-}
 
 fn read_only() -> Status {
     Status::invalid_argument(
@@ -224,137 +165,6 @@ impl QuiverSql {
             None => self.refresh_now().await,
         }
     }
-
-    async fn context(&self) -> Result<SessionContext, Status> {
-        let snapshot = self.catalog().await?;
-        session(
-            snapshot.catalog_list(&self.opts.sources),
-            &self.opts.sources[0],
-            self.opts.query_memory,
-        )
-    }
-
-    /// The plan of `sql` with `params` bound, and its session.
-    #[tracing::instrument(name = "sql_plan", skip_all)]
-    async fn planned(
-        &self,
-        sql: &str,
-        params: Option<Vec<ScalarValue>>,
-    ) -> Result<(SessionContext, datafusion::logical_expr::LogicalPlan), Status> {
-        let ctx = self.context().await?;
-        let mut p = plan(&ctx, sql).await?;
-        if let Some(values) = params {
-            let wanted = p.get_parameter_types().map_err(status)?.len();
-            if values.len() != wanted {
-                return Err(Status::invalid_argument(format!(
-                    "the statement has {wanted} parameter(s) (`?` or $1, $2, ...) but {} value(s) were bound",
-                    values.len()
-                )));
-            }
-            p = p.with_param_values(values).map_err(status)?;
-        }
-        Ok((ctx, p))
-    }
-
-    /// Runs a statement and streams its answer as the client reads it,
-    /// reporting it to the observer when the answer ends.
-    async fn execute(
-        &self,
-        sql: &str,
-        params: Option<Vec<ScalarValue>>,
-    ) -> Result<Response<DoGetStream>, Status> {
-        let mut watch = Watch::start(self.opts.observer.clone());
-        match self.answer(sql, params).await {
-            Ok(stream) => Ok(Response::new(watch.follow(stream))),
-            Err(e) => {
-                watch.finish(Outcome::Error);
-                Err(e)
-            }
-        }
-    }
-
-    /// A statement's answer, holding one of `max_queries` slots until the
-    /// stream ends. Its span lasts as long, and the stream is read inside
-    /// it, so the scans the statement sends to the nodes join its trace.
-    #[tracing::instrument(name = "sql_execute", skip_all)]
-    async fn answer(
-        &self,
-        sql: &str,
-        params: Option<Vec<ScalarValue>>,
-    ) -> Result<DoGetStream, Status> {
-        let permit = self.queries.clone().try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted(format!(
-                "this node is already running its maximum of {} SQL queries; retry shortly",
-                self.opts.max_queries
-            ))
-        })?;
-        let (ctx, p) = self.planned(sql, params).await?;
-        let frame = ctx.execute_logical_plan(p).await.map_err(status)?;
-        let schema = plain(frame.schema().as_arrow());
-        let batches = frame.execute_stream().await.map_err(status)?;
-        let out = schema.clone();
-        let batches = batches.map(move |b| {
-            let _slot = &permit;
-            match b {
-                Ok(b) => conform(b, &out),
-                Err(e) => Err(FlightError::Tonic(Box::new(status(e)))),
-            }
-        });
-        let mut stream = FlightDataEncoderBuilder::new()
-            .with_schema(schema)
-            .build(batches)
-            .map_err(Status::from);
-        let span = tracing::Span::current();
-        Ok(Box::pin(futures::stream::poll_fn(move |cx| {
-            let _in = span.enter();
-            stream.poll_next_unpin(cx)
-        })))
-    }
-
-    /// The schema of a statement's answer, when a client asks before
-    /// running it.
-    async fn statement_schema(
-        &self,
-        sql: &str,
-        params: Option<Vec<ScalarValue>>,
-    ) -> Result<SchemaRef, Status> {
-        let (_, p) = self.refused_unless(self.planned(sql, params).await)?;
-        Ok(plain(p.schema().as_arrow()))
-    }
-
-    /// `planned`, telling the observer of a statement that did not plan:
-    /// it never reaches DoGet, so it would not be counted otherwise.
-    fn refused_unless<T>(&self, planned: Result<T, Status>) -> Result<T, Status> {
-        if let (Err(_), Some(observer)) = (&planned, &self.opts.observer) {
-            observer.refused();
-        }
-        planned
-    }
-
-    /// Every table of the current catalog, with its Arrow schema.
-    async fn tables(&self) -> Result<Vec<(catalog::TableName, SchemaRef)>, Status> {
-        let snapshot = self.catalog().await?;
-        Ok(snapshot
-            .names()
-            .filter_map(|n| snapshot.provider(n).map(|p| (n.clone(), p.schema())))
-            .collect())
-    }
-}
-
-fn primary_keys_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("catalog_name", DataType::Utf8, true),
-        Field::new("db_schema_name", DataType::Utf8, true),
-        Field::new("table_name", DataType::Utf8, false),
-        Field::new("column_name", DataType::Utf8, false),
-        Field::new("key_name", DataType::Utf8, true),
-        Field::new("key_sequence", DataType::Int32, false),
-    ]))
-}
-
-fn utf8(bytes: &[u8], what: &str) -> Result<String, Status> {
-    String::from_utf8(bytes.to_vec())
-        .map_err(|_| Status::invalid_argument(format!("{what} is not UTF-8")))
 }
 
 #[tonic::async_trait]
@@ -375,13 +185,7 @@ impl FlightSqlService for QuiverSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = self.statement_schema(&query.query, None).await?;
-        // The ticket is the statement itself: any node can run it, and
-        // nothing is kept between the two calls.
-        let ticket = any_bytes(TicketStatementQuery {
-            statement_handle: query.query.into_bytes().into(),
-        });
-        Ok(Response::new(info(&schema, ticket, request.into_inner())?))
+        self.statement_info(query, request).await
     }
 
     async fn do_get_statement(
@@ -389,8 +193,7 @@ impl FlightSqlService for QuiverSql {
         ticket: TicketStatementQuery,
         _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let sql = utf8(&ticket.statement_handle, "the statement")?;
-        self.execute(&sql, None).await
+        self.run_ticket(ticket).await
     }
 
     async fn get_flight_info_prepared_statement(
@@ -398,15 +201,7 @@ impl FlightSqlService for QuiverSql {
         cmd: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let prepared = self.prepared.get(&cmd.prepared_statement_handle)?;
-        let schema = self
-            .statement_schema(&prepared.sql, prepared.params)
-            .await?;
-        Ok(Response::new(info(
-            &schema,
-            any_bytes(cmd),
-            request.into_inner(),
-        )?))
+        self.prepared_info(cmd, request).await
     }
 
     async fn do_get_prepared_statement(
@@ -414,8 +209,7 @@ impl FlightSqlService for QuiverSql {
         cmd: CommandPreparedStatementQuery,
         _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let prepared = self.prepared.get(&cmd.prepared_statement_handle)?;
-        self.execute(&prepared.sql, prepared.params).await
+        self.run_prepared(cmd).await
     }
 
     async fn do_action_create_prepared_statement(
@@ -423,31 +217,7 @@ impl FlightSqlService for QuiverSql {
         query: ActionCreatePreparedStatementRequest,
         _request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let (_, p) = self.refused_unless(self.planned(&query.query, None).await)?;
-        let mut params: Vec<(usize, Option<DataType>)> = p
-            .get_parameter_types()
-            .map_err(status)?
-            .into_iter()
-            .filter_map(|(name, ty)| Some((name.strip_prefix('$')?.parse().ok()?, ty)))
-            .collect();
-        params.sort_by_key(|(n, _)| *n);
-        let parameter_schema = Schema::new(
-            params
-                .iter()
-                .map(|(n, ty)| {
-                    Field::new(format!("${n}"), ty.clone().unwrap_or(DataType::Null), true)
-                })
-                .collect::<Vec<_>>(),
-        );
-        // Without parameters the plan's schema is final; with them it is
-        // what DataFusion inferred, which binding may refine.
-        let dataset_schema = plain(p.schema().as_arrow());
-        let handle = self.prepared.create(query.query)?;
-        Ok(ActionCreatePreparedStatementResult {
-            prepared_statement_handle: handle.into(),
-            dataset_schema: schema_bytes(&dataset_schema)?,
-            parameter_schema: schema_bytes(&parameter_schema)?,
-        })
+        self.prepare(query).await
     }
 
     async fn do_put_prepared_statement_query(
@@ -455,16 +225,7 @@ impl FlightSqlService for QuiverSql {
         cmd: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        let flight_data = request.into_inner().map_err(FlightError::from);
-        let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(flight_data)
-            .try_collect()
-            .await
-            .map_err(|e| Status::invalid_argument(format!("cannot read the parameters: {e}")))?;
-        self.prepared
-            .bind(&cmd.prepared_statement_handle, &batches)?;
-        Ok(DoPutPreparedStatementResult {
-            prepared_statement_handle: Some(cmd.prepared_statement_handle),
-        })
+        self.bind(cmd, request).await
     }
 
     async fn do_action_close_prepared_statement(
@@ -542,19 +303,7 @@ impl FlightSqlService for QuiverSql {
         query: CommandGetDbSchemas,
         _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let tables = self.tables().await?;
-        let mut b = query.into_builder();
-        let mut seen = std::collections::BTreeSet::new();
-        for source in &self.opts.sources {
-            seen.insert((source.clone(), catalog::DEFAULT_SCHEMA.to_string()));
-        }
-        for ((c, s, _), _) in tables {
-            seen.insert((c, s));
-        }
-        for (c, s) in seen {
-            b.append(c, s);
-        }
-        batch_stream(b.build())
+        self.schemas(query).await
     }
 
     async fn get_flight_info_tables(
@@ -570,13 +319,7 @@ impl FlightSqlService for QuiverSql {
         query: CommandGetTables,
         _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let tables = self.tables().await?;
-        let mut b = query.into_builder();
-        for ((c, s, t), schema) in tables {
-            b.append(c, s, &t, "TABLE", &schema)
-                .map_err(|e| Status::internal(format!("cannot list table {t}: {e}")))?;
-        }
-        batch_stream(b.build())
+        self.table_list(query).await
     }
 
     async fn get_flight_info_table_types(

@@ -1,0 +1,100 @@
+//! The objects a table is made of: one listing of a source path, each
+//! object with the schema a node sends for it, and the statistics the
+//! listing gives (row counts from the footers, the Parquet size).
+
+use arrow::datatypes::SchemaRef;
+
+use super::schema_merge::{merge_schemas, SchemaConflict};
+use crate::error::ClientError;
+use crate::routing::{ObjectInfo, QuiverClient};
+
+/// One object of a table and the schema a node sends for it.
+#[derive(Debug, Clone)]
+pub(super) struct TableObject {
+    pub(super) path: String,
+    pub(super) schema: SchemaRef,
+}
+
+/// The objects under a source path, with their schemas, as one listing saw
+/// them: what a [`QuiverTable`] is built from.
+#[derive(Debug, Clone)]
+pub struct TableFiles {
+    pub(super) source: String,
+    pub(super) path: String,
+    pub(super) objects: Vec<TableObject>,
+    pub(super) rows: Option<u64>,
+    pub(super) bytes: Option<u64>,
+}
+
+impl TableFiles {
+    /// Lists `source`/`path` (one object, or every Parquet object under a
+    /// prefix ending in `/`) with one ListFlights call.
+    pub async fn list(
+        client: &QuiverClient,
+        source: &str,
+        path: &str,
+    ) -> Result<TableFiles, ClientError> {
+        let objects = client.list(source, path).await?;
+        TableFiles::new(source, path, objects)
+    }
+
+    /// The files of `source`/`path` from a listing the caller already has
+    /// (every entry must lie under `path`). Fails with NotFound when there
+    /// is none, as planning the path would.
+    pub fn new(
+        source: &str,
+        path: &str,
+        objects: Vec<ObjectInfo>,
+    ) -> Result<TableFiles, ClientError> {
+        if objects.is_empty() {
+            return Err(ClientError::Status {
+                code: tonic::Code::NotFound,
+                message: format!("there are no Parquet objects under {source}/{path}"),
+                request_id: None,
+            });
+        }
+        let rows = objects
+            .iter()
+            .map(|o| o.rows)
+            .try_fold(0u64, |sum, r| r.and_then(|r| sum.checked_add(r)));
+        let bytes = objects
+            .iter()
+            .try_fold(0u64, |sum, o| sum.checked_add(o.listing.size));
+        let objects = objects
+            .into_iter()
+            .map(|o| {
+                let schema = o.schema.ok_or_else(|| {
+                    ClientError::Decode(format!(
+                        "the listing of {source}/{} has no readable schema",
+                        o.listing.path
+                    ))
+                })?;
+                Ok(TableObject {
+                    path: o.listing.path,
+                    schema,
+                })
+            })
+            .collect::<Result<Vec<_>, ClientError>>()?;
+        Ok(TableFiles {
+            source: source.to_string(),
+            path: path.to_string(),
+            objects,
+            rows,
+            bytes,
+        })
+    }
+
+    /// The schema the objects of every one of `tables` are read with
+    /// together (see [`merge_schemas`]).
+    pub fn merged_schema(tables: &[&TableFiles]) -> Result<SchemaRef, Box<SchemaConflict>> {
+        let objects: Vec<(String, SchemaRef)> = tables
+            .iter()
+            .flat_map(|t| {
+                t.objects
+                    .iter()
+                    .map(|o| (format!("{}/{}", t.source, o.path), o.schema.clone()))
+            })
+            .collect();
+        merge_schemas(&objects)
+    }
+}
