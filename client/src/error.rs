@@ -97,6 +97,22 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// Errors that another owner would answer the same way: the request
+    /// itself is wrong, so failing over would only repeat it.
+    pub(crate) fn is_final(&self) -> bool {
+        use tonic::Code::*;
+        match self {
+            ClientError::Status { code, message, .. } => {
+                matches!(
+                    code,
+                    InvalidArgument | NotFound | DataLoss | Unauthenticated | PermissionDenied
+                ) || message.starts_with("CHANGED ")
+            }
+            ClientError::BadUrl { .. } | ClientError::Tls(_) | ClientError::Refused(_) => true,
+            _ => false,
+        }
+    }
 }
 
 impl From<tonic::Status> for ClientError {

@@ -1,9 +1,10 @@
 //! Quiver's Rust client.
 //!
 //! - [`QuiverClient`] (`routing`) plans scans with any node and reads each
-//!   endpoint straight from an owner of its slot, failing over between
-//!   replicas, following `MOVED`, and as a last resort reading the source
-//!   directly.
+//!   endpoint straight from an owner of its slot (`topology`, `health`),
+//!   failing over between replicas, following `MOVED`, and as a last resort
+//!   reading the source directly (`failover`); [`ClientConfig`] (`config`)
+//!   sets it up.
 //! - [`QuiverTable`] (`table`, `exec`, `pushdown`) is a DataFusion table over
 //!   a source path whose projection, filters and limit run on the nodes;
 //!   [`QuiverCodec`] ships its scans through `datafusion-proto`.
@@ -15,29 +16,36 @@
 
 pub mod admin;
 pub mod codec;
+pub mod config;
 pub mod connect;
 pub mod direct;
 pub mod error;
 pub mod exec;
+mod failover;
+mod health;
 pub mod literals;
 pub mod plan;
 pub mod presigned;
 pub mod pushdown;
+pub mod results;
 pub mod routing;
 pub mod stream;
 pub mod table;
 pub mod tls;
+mod topology;
 pub mod trace_context;
 
 pub use admin::AdminClient;
 pub use codec::QuiverCodec;
+pub use config::{ClientConfig, Weights};
 pub use connect::{Connector, Credentials, Tls};
 pub use direct::DirectSource;
 pub use error::ClientError;
 pub use exec::{QuiverScanExec, ScanSpec};
 pub use plan::{Endpoint, Plan};
 pub use presigned::Presigned;
-pub use routing::{ClientConfig, ObjectInfo, QuiverClient, Scan, Served, Table, Weights};
+pub use results::{ObjectInfo, Scan, Served, Table};
+pub use routing::QuiverClient;
 pub use stream::BatchStream;
 pub use table::QuiverTable;
 

@@ -6,7 +6,8 @@ use arrow::datatypes::SchemaRef;
 
 use super::schema_merge::{merge_schemas, SchemaConflict};
 use crate::error::ClientError;
-use crate::routing::{ObjectInfo, QuiverClient};
+use crate::results::ObjectInfo;
+use crate::routing::QuiverClient;
 
 /// One object of a table and the schema a node sends for it.
 #[derive(Debug, Clone)]
