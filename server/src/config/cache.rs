@@ -22,8 +22,9 @@ pub struct CacheConfig {
     pub disk_dir: PathBuf,
     /// No file, flag or variable gave `disk`: the node sizes its disk tier
     /// at start-up to a quarter of the space its disk can spare, at most
-    /// `disk` (`cache::disk_budget`). Set by [`Config::load`] and
-    /// [`Config::from_toml`]; a configuration built in code keeps `disk`.
+    /// `disk` (`cache::disk_budget`). Set by [`super::Config::load`] and
+    /// [`super::Config::from_toml`]; a configuration built in code keeps
+    /// `disk`.
     #[serde(skip)]
     pub disk_auto: bool,
     pub chunk: ByteSize,
