@@ -299,9 +299,32 @@ impl RunningNode {
         let _ = self.handoff_task.await;
         let _ = self.warm_task.await;
         let _ = self.disk_task.await;
+        settle(&self.core).await;
         self.core.chunks.close().await
     }
 }
+
+/// Waits, at most [`SETTLE`], for the work a finished request leaves
+/// behind: a scan whose client stopped reading still runs until it notices,
+/// and read-ahead runs on its own. Until they end they use the cache, which
+/// must not be closed under them, nor its runtime dropped while one is in a
+/// cache lookup (foyer spawns there, and a spawn on a runtime that is
+/// shutting down deadlocks the lookup: the process would never exit).
+async fn settle(core: &NodeCore) {
+    let idle = || core.metrics.active_scans.get() <= 0 && core.scanner.read_ahead_idle();
+    let waited = tokio::time::timeout(SETTLE, async {
+        while !idle() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    if waited.is_err() {
+        tracing::warn!("scans or read-ahead were still running when the node stopped");
+    }
+}
+
+/// How long a stopping node waits for scans and read-ahead to end.
+const SETTLE: Duration = Duration::from_secs(10);
 
 /// Accepted Flight connections, with Nagle's algorithm off. tonic leaves
 /// it on for a listener it is handed, and then a response's last small

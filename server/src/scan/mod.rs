@@ -148,6 +148,12 @@ impl Scanner {
         self.hot.tier()
     }
 
+    /// Whether no background read-ahead is running: each holds part of the
+    /// budget until its reads are done.
+    pub fn read_ahead_idle(&self) -> bool {
+        self.read_ahead.available_permits() == reader::READ_AHEAD_BUDGET_KIB
+    }
+
     /// Makes every scan record its reads in `log`.
     pub fn with_access_log(mut self, log: Arc<AccessLog>) -> Self {
         self.access_log = Some(log);
