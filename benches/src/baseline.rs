@@ -69,11 +69,12 @@ pub fn tuned_datafusion() -> SessionConfig {
     config
 }
 
-/// DataFusion as a skeptic would tune it to read S3 over a link: the
-/// configuration the `node` workload's trials found fastest at every latency
-/// of its sweep (5 to 30 ms, on 2 cores), 16 partitions with filter pushdown
-/// off. Many byte ranges in flight hide the link's latency, and that count
-/// is of requests, not cores; pushdown would add a round trip per row group.
+/// DataFusion as a skeptic would tune it to read S3 over a link: 16
+/// partitions with filter pushdown off, the configuration the `node`
+/// workload's trials pick over its sweep of link latencies
+/// (docs/benchmarks.md, "Single node"). Many byte ranges in flight hide
+/// the link's latency, and that count is of requests, not cores; pushdown
+/// would add a round trip per row group.
 /// The other workloads' S3 baselines use it, as the pre-signed client reads.
 pub fn link_datafusion() -> SessionConfig {
     let mut config = tuned_datafusion().with_target_partitions(16);

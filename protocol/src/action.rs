@@ -172,14 +172,18 @@ pub struct StatsReport {
     pub hot: HotStats,
 }
 
-/// The hot tier of a node. Hits and misses count scans: a hit is a scan
-/// answered from decoded arrays, a miss one that read Parquet instead.
+/// The hot tier of a node. Hits, partial hits and misses count scans: a hit
+/// is a scan answered from decoded arrays alone, a partial hit one that read
+/// some row groups from them and the rest from Parquet, a miss one that read
+/// Parquet only.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HotStats {
     pub capacity: u64,
     pub usage: u64,
     pub hits: u64,
     pub misses: u64,
+    #[serde(default)]
+    pub partial: u64,
     /// Decoded column chunks dropped to make room.
     pub evictions: u64,
     /// Row groups decoded into the tier after misses.

@@ -69,6 +69,7 @@ pub fn stats(core: &NodeCore) -> Bytes {
             usage: core.scanner.hot().usage(),
             hits: m.hot_hits.get(),
             misses: m.hot_misses.get(),
+            partial: m.hot_partial.get(),
             evictions: m.hot_evictions.get(),
             fills: m.hot_fills.get(),
         },

@@ -77,8 +77,11 @@ pub struct Metrics {
     pub disk_capacity: IntGauge,
     /// Scans answered from the hot tier's decoded arrays.
     pub hot_hits: IntCounter,
-    /// Scans the hot tier could not answer in full, read from Parquet.
+    /// Scans the hot tier held none of, read from Parquet.
     pub hot_misses: IntCounter,
+    /// Scans answered from the hot tier for some row groups and from
+    /// Parquet for the rest.
+    pub hot_partial: IntCounter,
     /// Decoded column chunks dropped to make room.
     pub hot_evictions: IntCounter,
     /// Row groups decoded into the hot tier after a miss.
@@ -353,7 +356,12 @@ impl Metrics {
             hot_misses: counter(
                 &registry,
                 "hot_misses_total",
-                "Scans the hot tier could not answer in full, read from Parquet instead",
+                "Scans the hot tier held no row group of, read from Parquet instead",
+            ),
+            hot_partial: counter(
+                &registry,
+                "hot_partial_hits_total",
+                "Scans answered from the hot tier for some row groups and from Parquet for the rest",
             ),
             hot_evictions: counter(
                 &registry,

@@ -311,7 +311,7 @@ impl RunningNode {
 /// cache lookup (foyer spawns there, and a spawn on a runtime that is
 /// shutting down deadlocks the lookup: the process would never exit).
 async fn settle(core: &NodeCore) {
-    let idle = || core.metrics.active_scans.get() <= 0 && core.scanner.read_ahead_idle();
+    let idle = || core.metrics.active_scans.get() <= 0 && core.scanner.background_idle();
     let waited = tokio::time::timeout(SETTLE, async {
         while !idle() {
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -76,11 +76,12 @@ def expected_ratios(server):
     misses = metric(text, "quiver_cache_misses_total")
     hot_hits = metric(text, "quiver_hot_hits_total")
     hot_misses = metric(text, "quiver_hot_misses_total")
+    hot_partial = metric(text, "quiver_hot_partial_hits_total")
     return {
         "memory": (memory, memory + disk + misses),
         "disk": (disk, disk + misses),
         "chunks": (memory + disk, memory + disk + misses),
-        "hot": (hot_hits, hot_hits + hot_misses),
+        "hot": (hot_hits, hot_hits + hot_partial + hot_misses),
     }
 
 

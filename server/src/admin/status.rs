@@ -158,6 +158,9 @@ fn tiers(core: &NodeCore) -> Tiers {
     let lookups = hits.saturating_add(misses);
     let hot = core.scanner.hot();
     let (hot_hits, hot_misses) = (m.hot_hits.get(), m.hot_misses.get());
+    let hot_lookups = hot_hits
+        .saturating_add(m.hot_partial.get())
+        .saturating_add(hot_misses);
     Tiers {
         memory: tier(usage.memory, m.memory_capacity.get(), memory_hits, lookups),
         disk: tier(
@@ -178,8 +181,8 @@ fn tiers(core: &NodeCore) -> Tiers {
                 usage: hot.usage(),
                 capacity: hot.capacity(),
                 hits: hot_hits,
-                lookups: hot_hits.saturating_add(hot_misses),
-                hit_ratio: ratio(hot_hits, hot_hits.saturating_add(hot_misses)),
+                lookups: hot_lookups,
+                hit_ratio: ratio(hot_hits, hot_lookups),
             },
         },
     }

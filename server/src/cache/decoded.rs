@@ -66,6 +66,17 @@ impl std::fmt::Debug for DecodedCache {
     }
 }
 
+/// What the tier held of one scan's row groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Every row group: no Parquet read.
+    Hit,
+    /// Some row groups; the rest were read from Parquet.
+    Partial,
+    /// None.
+    Miss,
+}
+
 impl DecodedCache {
     /// A tier of `capacity` bytes; `0` turns it off.
     pub fn new(capacity: u64, policy: Eviction, metrics: Arc<Metrics>) -> Self {
@@ -177,14 +188,13 @@ impl DecodedCache {
         freed
     }
 
-    /// Counts a scan answered from the tier (`true`) or one it could not
-    /// answer in full (`false`).
-    pub fn record(&self, hit: bool) {
+    /// Counts one scan's lookup.
+    pub fn record(&self, lookup: Lookup) {
         if let Some(inner) = &self.inner {
-            if hit {
-                inner.metrics.hot_hits.inc();
-            } else {
-                inner.metrics.hot_misses.inc();
+            match lookup {
+                Lookup::Hit => inner.metrics.hot_hits.inc(),
+                Lookup::Partial => inner.metrics.hot_partial.inc(),
+                Lookup::Miss => inner.metrics.hot_misses.inc(),
             }
         }
     }

@@ -12,7 +12,9 @@ use super::values::{ByteSize, Span};
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Scans running at once. Each holds about one row group of the
-    /// columns it reads in memory, so this bounds the node's scan memory;
+    /// columns it reads in memory (read-ahead and further row groups read
+    /// at once come from node-wide budgets), so this bounds the node's scan
+    /// memory;
     /// more would not run faster on the cores a node has.
     pub max_concurrent_scans: usize,
     /// Longest a scan waits for a free slot before it is answered

@@ -9,8 +9,10 @@
 //!
 //! Decoding runs in the background, after the scan that missed has been
 //! answered from Parquet, one fill at a time per node, so that filling never
-//! delays a client or takes more than one core. A fill larger than half the
-//! tier is not started: it would evict more than it could keep.
+//! delays a client or takes more than one core. A fill takes row groups in
+//! file order up to half the tier: more would evict what it just decoded.
+//! The rest stay remembered, so a later miss fills them, and meanwhile
+//! scans are answered from the tier for the row groups it holds.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -85,16 +87,19 @@ impl HotFill {
                 self.ghosts.insert(key, ());
             }
         }
+        let budget = self.tier.capacity() / 2;
+        let mut total = 0u64;
+        admitted.retain(|&row_group, columns| {
+            let estimate = decoded_estimate(metadata, row_group, columns);
+            match total.checked_add(estimate).filter(|&t| t <= budget) {
+                Some(t) => {
+                    total = t;
+                    true
+                }
+                None => false,
+            }
+        });
         if admitted.is_empty() {
-            return;
-        }
-        let estimate = decoded_estimate(metadata, &admitted);
-        if estimate > self.tier.capacity() / 2 {
-            tracing::debug!(
-                object = %object.path,
-                estimate,
-                "a hot-tier fill larger than half the tier is not started"
-            );
             return;
         }
         let Ok(permit) = self.running.clone().try_acquire_owned() else {
@@ -140,19 +145,17 @@ impl HotFill {
     }
 }
 
-/// The uncompressed bytes of the admitted column chunks, from the footer:
-/// close to what they take decoded.
-fn decoded_estimate(metadata: &ParquetMetaData, admitted: &BTreeMap<usize, Vec<usize>>) -> u64 {
+/// The uncompressed bytes of `columns`' chunks in one row group, from the
+/// footer: close to what they take decoded.
+fn decoded_estimate(metadata: &ParquetMetaData, row_group: usize, columns: &[usize]) -> u64 {
     let schema = metadata.file_metadata().schema_descr();
+    let Some(group) = metadata.row_groups().get(row_group) else {
+        return 0;
+    };
     let mut total = 0u64;
-    for (&row_group, columns) in admitted {
-        let Some(group) = metadata.row_groups().get(row_group) else {
-            continue;
-        };
-        for (leaf, chunk) in group.columns().iter().enumerate() {
-            if leaf < schema.num_columns() && columns.contains(&schema.get_column_root_idx(leaf)) {
-                total = total.saturating_add(u64::try_from(chunk.uncompressed_size()).unwrap_or(0));
-            }
+    for (leaf, chunk) in group.columns().iter().enumerate() {
+        if leaf < schema.num_columns() && columns.contains(&schema.get_column_root_idx(leaf)) {
+            total = total.saturating_add(u64::try_from(chunk.uncompressed_size()).unwrap_or(0));
         }
     }
     total

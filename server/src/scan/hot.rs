@@ -1,20 +1,15 @@
-//! Answering a scan from the hot tier's decoded arrays.
+//! Evaluating one row group from the hot tier's decoded arrays.
 //!
-//! A scan the tier can answer in full (every column it reads, in every row
-//! group its filter cannot rule out by statistics) never touches Parquet:
-//! each row group's arrays become one batch and the filter's conjuncts run
-//! over it with Arrow kernels, their masks combined. The rows a conjunct keeps
-//! are copied out for the next one only when it keeps few of them; otherwise
-//! the combined mask is applied once, at the end, to the projected columns
-//! alone, so a range split into `>=` and `<=` copies nothing twice and the
-//! columns the filter reads but the client does not are never copied. Row
-//! groups are evaluated on several cores at once and sent in file order.
-//! Should an expression fail on the arrays (it may now see rows an earlier
-//! conjunct ruled out), the rest of the scan, from that row group on, is
-//! read from Parquet, so a client sees what the Parquet path would have told
-//! it.
+//! A row group whose every column the scan reads is in the tier never
+//! touches Parquet: its arrays become one batch and the filter's conjuncts
+//! run over it with Arrow kernels, their masks combined. The rows a conjunct
+//! keeps are copied out for the next one only when it keeps few of them;
+//! otherwise the combined mask is applied once, at the end, to the projected
+//! columns alone, so a range split into `>=` and `<=` copies nothing twice
+//! and the columns the filter reads but the client does not are never
+//! copied. `row_groups` decides which row groups come from here and runs
+//! them beside the ones read from Parquet.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions};
@@ -22,176 +17,29 @@ use arrow::compute::{and, filter_record_batch};
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::SendableRecordBatchStream;
-use futures::future::BoxFuture;
-use futures::stream::{self, BoxStream, StreamExt};
-
-/// Reads the named row groups, with at most this many rows, from Parquet:
-/// where a hot scan goes when an expression fails on its arrays.
-pub type Fallback = Box<
-    dyn FnOnce(Vec<usize>, Option<u64>) -> BoxFuture<'static, DfResult<SendableRecordBatchStream>>
-        + Send,
->;
-
-/// A scan the hot tier answers: the arrays it reads, already in hand.
-pub struct HotScan {
-    /// The columns the scan reads (projection and filter), in this order.
-    pub input: SchemaRef,
-    /// Per row group the scan keeps: its index and its arrays of `input`.
-    pub row_groups: Vec<(usize, Vec<ArrayRef>, usize)>,
-    /// The filter's conjuncts, over `input`; applied in order.
-    pub conjuncts: Vec<Arc<dyn PhysicalExpr>>,
-    /// Which `input` columns the client gets, in its order.
-    pub projection: Vec<usize>,
-    pub output: SchemaRef,
-    pub limit: Option<usize>,
-    pub batch_rows: usize,
-    /// Row groups evaluated at once.
-    pub parallelism: usize,
-}
-
-/// The batches of one row group, or the reason it could not be evaluated.
-type Evaluated = DfResult<Vec<RecordBatch>>;
-
-enum State {
-    Hot {
-        pending: BoxStream<'static, Evaluated>,
-        /// Row groups not yet taken from `pending`, in order.
-        rest: VecDeque<usize>,
-        ready: VecDeque<RecordBatch>,
-        remaining: Option<usize>,
-        fallback: Fallback,
-    },
-    Parquet(SendableRecordBatchStream),
-    Done,
-}
-
-impl HotScan {
-    /// The scan's batches, in file order.
-    pub fn stream(self, fallback: Fallback) -> SendableRecordBatchStream {
-        let output = self.output.clone();
-        let rest: VecDeque<usize> = self.row_groups.iter().map(|(g, _, _)| *g).collect();
-        let remaining = self.limit;
-        let parallelism = self.parallelism.max(1);
-        let job = Arc::new(Job {
-            input: self.input,
-            conjuncts: self.conjuncts,
-            projection: self.projection,
-            output: self.output,
-            batch_rows: self.batch_rows.max(1),
-        });
-        let pending = stream::iter(self.row_groups)
-            .map(move |(_, arrays, rows)| {
-                let job = job.clone();
-                async move {
-                    tokio::task::spawn_blocking(move || job.evaluate(arrays, rows))
-                        .await
-                        .unwrap_or_else(|e| {
-                            Err(DataFusionError::Execution(format!(
-                                "evaluating a row group failed: {e}"
-                            )))
-                        })
-                }
-            })
-            .buffered(parallelism)
-            .boxed();
-        let state = State::Hot {
-            pending,
-            rest,
-            ready: VecDeque::new(),
-            remaining,
-            fallback,
-        };
-        let batches = stream::unfold(state, next).boxed();
-        Box::pin(RecordBatchStreamAdapter::new(output, batches))
-    }
-}
-
-async fn next(mut state: State) -> Option<(DfResult<RecordBatch>, State)> {
-    loop {
-        match state {
-            State::Done => return None,
-            State::Parquet(mut stream) => {
-                let item = stream.next().await?;
-                return Some((item, State::Parquet(stream)));
-            }
-            State::Hot {
-                mut pending,
-                mut rest,
-                mut ready,
-                mut remaining,
-                fallback,
-            } => {
-                if remaining == Some(0) {
-                    return None;
-                }
-                if let Some(batch) = ready.pop_front() {
-                    let batch = match remaining {
-                        Some(left) if batch.num_rows() >= left => {
-                            remaining = Some(0);
-                            batch.slice(0, left)
-                        }
-                        Some(left) => {
-                            remaining = Some(left - batch.num_rows());
-                            batch
-                        }
-                        None => batch,
-                    };
-                    let state = State::Hot {
-                        pending,
-                        rest,
-                        ready,
-                        remaining,
-                        fallback,
-                    };
-                    return Some((Ok(batch), state));
-                }
-                let result = pending.next().await?;
-                match result {
-                    Ok(batches) => {
-                        rest.pop_front();
-                        ready.extend(batches);
-                        state = State::Hot {
-                            pending,
-                            rest,
-                            ready,
-                            remaining,
-                            fallback,
-                        };
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "the filter failed on hot arrays; the rest of the scan reads Parquet");
-                        let limit = remaining.map(|r| r as u64);
-                        match fallback(rest.into_iter().collect(), limit).await {
-                            Ok(stream) => state = State::Parquet(stream),
-                            Err(e) => return Some((Err(e), State::Done)),
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
 
 /// How much a conjunct must narrow a row group before the rows it keeps are
 /// copied out for the next one: copying every column costs more than running
 /// the next conjunct over rows already ruled out, unless few rows survive.
 const NARROW: usize = 8;
 
-/// What evaluating any row group of one scan needs.
-struct Job {
-    input: SchemaRef,
-    conjuncts: Vec<Arc<dyn PhysicalExpr>>,
-    projection: Vec<usize>,
-    output: SchemaRef,
-    batch_rows: usize,
+/// What evaluating any hot row group of one scan needs.
+pub struct Job {
+    /// The columns the scan reads (projection and filter), in this order.
+    pub input: SchemaRef,
+    /// The filter's conjuncts, over `input`; applied in order.
+    pub conjuncts: Vec<Arc<dyn PhysicalExpr>>,
+    /// Which `input` columns the client gets, in its order.
+    pub projection: Vec<usize>,
+    pub output: SchemaRef,
+    /// At least one.
+    pub batch_rows: usize,
 }
 
 impl Job {
     /// Filters and projects one row group of `rows` rows into batches of at
     /// most `batch_rows`.
-    fn evaluate(&self, arrays: Vec<ArrayRef>, rows: usize) -> DfResult<Vec<RecordBatch>> {
+    pub fn evaluate(&self, arrays: Vec<ArrayRef>, rows: usize) -> DfResult<Vec<RecordBatch>> {
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
         let mut batch = RecordBatch::try_new_with_options(self.input.clone(), arrays, &options)?;
         // The rows of `batch` every conjunct so far keeps, when they have not

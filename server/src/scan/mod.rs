@@ -12,6 +12,7 @@ mod parquet_plan;
 mod predicate;
 mod reader;
 mod row_group_stats;
+mod row_groups;
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -26,19 +27,20 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::file::metadata::ParquetMetaData;
 use quiver_protocol::ScanRequest;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use errors::classify;
 use fill::HotFill;
-use hot::{Fallback, HotScan};
+use hot::Job;
 use parquet_plan::ParquetPlan;
 use predicate::Predicate;
 pub use reader::column_chunk_range;
 use reader::PinnedReaderFactory;
 use row_group_stats::RowGroupStats;
+use row_groups::{OpenParquet, Part, PartTasks, RowGroupScan};
 
 use crate::access_log::AccessLog;
-use crate::cache::{CachingObjectStore, DecodedCache, FooterCache};
+use crate::cache::{CachingObjectStore, DecodedCache, FooterCache, Lookup};
 use crate::error::{QuiverError, Result};
 use crate::metrics::Metrics;
 use crate::source::ObjectId;
@@ -61,13 +63,19 @@ pub struct Scanner {
     hot: Arc<HotFill>,
     /// Row groups a hot scan evaluates at once: the machine's cores.
     parallelism: usize,
+    /// Row groups being read from Parquet on tasks of their own.
+    parts: PartTasks,
+    /// What the row groups scans read at once may hold; see [`Scanner::window`].
+    parts_budget: Arc<Semaphore>,
 }
 
 /// A scan checked against its file and planned once: the Parquet path's
 /// plan, and what the hot tier needs to answer the same request.
 struct Planned {
-    /// The Parquet path.
+    /// The Parquet path, over every row group kept.
     plan: Arc<dyn ExecutionPlan>,
+    /// The same path, to be built for one row group at a time.
+    parquet: ParquetPlan,
     /// What the client receives.
     output: SchemaRef,
     metadata: Arc<ParquetMetaData>,
@@ -83,13 +91,6 @@ struct Planned {
     row_groups: Vec<usize>,
 }
 
-/// Where a scan the hot tier could not answer stands.
-enum HotOutcome {
-    Hit(HotScan),
-    /// These (row group, column) pairs are missing.
-    Miss(Vec<(usize, usize)>),
-}
-
 impl std::fmt::Debug for Scanner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scanner")
@@ -97,6 +98,15 @@ impl std::fmt::Debug for Scanner {
             .finish()
     }
 }
+
+/// Compressed bytes of column chunks that the row groups scans read at once
+/// may hold, node-wide, in KiB: like read-ahead, a fixed amount beyond the
+/// tiers however many scans run.
+const PARTS_BUDGET_KIB: usize = 128 * 1024;
+
+/// Row groups one scan reads at once, at most: enough to keep a slow
+/// origin's link busy.
+const MAX_PARTS: usize = 16;
 
 /// The object-store URL under which DataFusion finds a source's store.
 pub fn store_url(source: &str) -> Result<ObjectStoreUrl> {
@@ -141,6 +151,8 @@ impl Scanner {
             read_ahead: Arc::new(Semaphore::new(reader::READ_AHEAD_BUDGET_KIB)),
             hot: Arc::new(HotFill::new(hot, metrics)),
             parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            parts: PartTasks::default(),
+            parts_budget: Arc::new(Semaphore::new(PARTS_BUDGET_KIB)),
         })
     }
 
@@ -148,10 +160,11 @@ impl Scanner {
         self.hot.tier()
     }
 
-    /// Whether no background read-ahead is running: each holds part of the
-    /// budget until its reads are done.
-    pub fn read_ahead_idle(&self) -> bool {
-        self.read_ahead.available_permits() == reader::READ_AHEAD_BUDGET_KIB
+    /// Whether no background read is running: neither read-ahead (each
+    /// holds part of the budget until its reads are done) nor a row group
+    /// of a scan whose client has gone.
+    pub fn background_idle(&self) -> bool {
+        self.read_ahead.available_permits() == reader::READ_AHEAD_BUDGET_KIB && self.parts.idle()
     }
 
     /// Makes every scan record its reads in `log`.
@@ -193,30 +206,37 @@ impl Scanner {
     ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
         let planned = self.plan(store, id, req, Some(client)).await?;
         let schema = planned.output.clone();
-        if self.hot().is_enabled() {
-            let object = Arc::new(id.clone());
-            match self.hot_scan(&planned, &object, req) {
-                HotOutcome::Hit(scan) => {
-                    self.hot().record(true);
-                    return Ok((schema, scan.stream(self.fallback(store, id, req))));
-                }
-                HotOutcome::Miss(missing) => {
-                    self.hot().record(false);
-                    let factory = PinnedReaderFactory::new(
-                        store.clone(),
-                        self.footers.clone(),
-                        self.read_ahead.clone(),
-                        None,
-                    );
-                    self.hot
-                        .missed(&object, &planned.metadata, &missing, factory);
-                }
-            }
+        let parts = self.parts(&planned, store, id);
+        let all_parquet = parts.iter().all(|(_, p)| matches!(p, Part::Parquet));
+        let (window, budget) = self.window(&planned, req, !all_parquet);
+        if all_parquet && (window <= 1 || parts.len() <= 1) {
+            let what = format!("{}/{}", id.source, id.path);
+            let stream = execute_stream(planned.plan, self.ctx.task_ctx())
+                .map_err(|e| classify(e, &what, req.filter.is_some()))?;
+            return Ok((schema, stream));
         }
-        let what = format!("{}/{}", id.source, id.path);
-        let stream = execute_stream(planned.plan, self.ctx.task_ctx())
-            .map_err(|e| classify(e, &what, req.filter.is_some()))?;
-        Ok((schema, stream))
+        let conjuncts = planned
+            .predicate
+            .as_ref()
+            .map(|p| split_conjunction(p).into_iter().cloned().collect())
+            .unwrap_or_default();
+        let scan = RowGroupScan {
+            parts,
+            job: Arc::new(Job {
+                input: planned.input.clone(),
+                conjuncts,
+                projection: planned.projection.clone(),
+                output: planned.output.clone(),
+                batch_rows: self.limits.batch_rows.max(1),
+            }),
+            open: self.open_parquet(&planned, id),
+            output: planned.output,
+            limit: req.limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
+            window,
+            tasks: self.parts.clone(),
+            budget,
+        };
+        Ok((schema, scan.stream()))
     }
 
     /// The projected schema a scan would produce, without running it.
@@ -229,36 +249,42 @@ impl Scanner {
         Ok(self.plan(store, id, req, None).await?.output)
     }
 
-    /// Reads the rest of a hot scan from Parquet: the named row groups, with
-    /// at most the given rows.
-    fn fallback(
-        &self,
-        store: &Arc<CachingObjectStore>,
-        id: &ObjectId,
-        req: &ScanRequest,
-    ) -> Fallback {
-        let scanner = self.clone();
-        let store = store.clone();
+    /// Reads one row group of `planned` from Parquet.
+    fn open_parquet(&self, planned: &Planned, id: &ObjectId) -> OpenParquet {
+        let template = planned.parquet.clone();
+        let count = planned.metadata.num_row_groups();
+        let ctx = self.ctx.clone();
         let id = id.clone();
-        let mut req = req.clone();
-        Box::new(move |row_groups, limit| {
-            Box::pin(async move {
-                req.row_groups = Some(row_groups);
-                req.limit = limit;
-                let planned = scanner
-                    .plan(&store, &id, &req, None)
-                    .await
-                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
-                execute_stream(planned.plan, scanner.ctx.task_ctx())
-            })
+        Arc::new(move |group| {
+            let mut plan = template.clone();
+            plan.row_groups = vec![group];
+            let plan = plan
+                .build(&id, count)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            execute_stream(plan, ctx.task_ctx())
         })
     }
 
-    /// Whether the hot tier holds everything `planned` reads, in the row
-    /// groups its pruning kept.
-    fn hot_scan(&self, planned: &Planned, object: &Arc<ObjectId>, req: &ScanRequest) -> HotOutcome {
+    /// Where each row group `planned` keeps is read: from the hot tier when
+    /// it holds all the columns the scan reads there, else from Parquet.
+    /// Counts the scan as a hot hit, a partial hit or a miss, and lets the
+    /// tier fill what it lacked.
+    fn parts(
+        &self,
+        planned: &Planned,
+        store: &Arc<CachingObjectStore>,
+        id: &ObjectId,
+    ) -> Vec<(usize, Part)> {
+        if !self.hot().is_enabled() {
+            return planned
+                .row_groups
+                .iter()
+                .map(|&g| (g, Part::Parquet))
+                .collect();
+        }
+        let object = Arc::new(id.clone());
         let metadata = &planned.metadata;
-        let mut row_groups = Vec::with_capacity(planned.row_groups.len());
+        let mut parts = Vec::with_capacity(planned.row_groups.len());
         let mut missing = Vec::new();
         for &g in &planned.row_groups {
             let rows = metadata
@@ -266,29 +292,79 @@ impl Scanner {
                 .get(g)
                 .and_then(|rg| usize::try_from(rg.num_rows()).ok())
                 .unwrap_or(0);
-            match self.hot().row_group(object, g, &planned.read) {
-                Ok(arrays) => row_groups.push((g, arrays, rows)),
-                Err(absent) => missing.extend(absent.into_iter().map(|c| (g, c))),
+            match self.hot().row_group(&object, g, &planned.read) {
+                Ok(arrays) => parts.push((g, Part::Hot { arrays, rows })),
+                Err(absent) => {
+                    missing.extend(absent.into_iter().map(|c| (g, c)));
+                    parts.push((g, Part::Parquet));
+                }
             }
         }
+        let hot = parts
+            .iter()
+            .filter(|(_, p)| matches!(p, Part::Hot { .. }))
+            .count();
+        self.hot().record(if missing.is_empty() {
+            Lookup::Hit
+        } else if hot > 0 {
+            Lookup::Partial
+        } else {
+            Lookup::Miss
+        });
         if !missing.is_empty() {
-            return HotOutcome::Miss(missing);
+            let factory = PinnedReaderFactory::new(
+                store.clone(),
+                self.footers.clone(),
+                self.read_ahead.clone(),
+                None,
+            );
+            self.hot.missed(&object, metadata, &missing, factory);
         }
-        let conjuncts = planned
-            .predicate
-            .as_ref()
-            .map(|p| split_conjunction(p).into_iter().cloned().collect())
-            .unwrap_or_default();
-        HotOutcome::Hit(HotScan {
-            input: planned.input.clone(),
-            row_groups,
-            conjuncts,
-            projection: planned.projection.clone(),
-            output: planned.output.clone(),
-            limit: req.limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
-            batch_rows: self.limits.batch_rows,
-            parallelism: self.parallelism,
-        })
+        parts
+    }
+
+    /// Row groups a scan reads at once, and the share of the node's
+    /// [`PARTS_BUDGET_KIB`] it holds for them until it ends. A limit without
+    /// a filter is met by the first row groups, so they are read in order
+    /// and no further. Else as many as hide the origin's latency, up to
+    /// [`MAX_PARTS`], within what is left of the budget for their compressed
+    /// column chunks: when many scans run, each reads fewer at once, down
+    /// to one, which needs no budget. Hot row groups are evaluated on every
+    /// core whatever the budget, since their bytes are already in memory.
+    fn window(
+        &self,
+        planned: &Planned,
+        req: &ScanRequest,
+        any_hot: bool,
+    ) -> (usize, Option<OwnedSemaphorePermit>) {
+        let floor = if any_hot { self.parallelism } else { 1 };
+        if req.limit.is_some() && planned.predicate.is_none() {
+            return (floor, None);
+        }
+        let schema = planned.metadata.file_metadata().schema_descr();
+        let bytes: u64 = planned
+            .row_groups
+            .iter()
+            .filter_map(|&g| planned.metadata.row_groups().get(g))
+            .flat_map(|rg| rg.columns().iter().enumerate())
+            .filter(|(leaf, _)| planned.read.contains(&schema.get_column_root_idx(*leaf)))
+            .map(|(_, c)| u64::try_from(c.compressed_size()).unwrap_or(0))
+            .fold(0u64, u64::saturating_add);
+        let groups = planned.row_groups.len().max(1) as u64;
+        let per_group_kib = (bytes / groups).div_ceil(1024).max(1);
+        let mut window = planned.row_groups.len().min(MAX_PARTS);
+        while window > 1 {
+            let kib = per_group_kib.saturating_mul(window as u64);
+            if let Some(permit) = u32::try_from(kib)
+                .ok()
+                .filter(|&k| k as usize <= PARTS_BUDGET_KIB)
+                .and_then(|k| self.parts_budget.clone().try_acquire_many_owned(k).ok())
+            {
+                return (window.max(floor), Some(permit));
+            }
+            window /= 2;
+        }
+        (floor, None)
     }
 
     #[tracing::instrument(name = "scan_plan", skip_all, fields(source = %id.source, path = %id.path))]
@@ -387,7 +463,7 @@ impl Scanner {
             self.read_ahead.clone(),
             access,
         ));
-        let plan = ParquetPlan {
+        let parquet = ParquetPlan {
             schema: schema.clone(),
             store_url: store_url(&id.source)?,
             factory,
@@ -398,11 +474,12 @@ impl Scanner {
             projection: projection.clone(),
             limit: req.limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
             options: state.default_table_options().parquet,
-        }
-        .build(id, count)?;
+        };
+        let plan = parquet.clone().build(id, count)?;
         Ok(Planned {
             output: plan.schema(),
             plan,
+            parquet,
             metadata,
             read,
             input,

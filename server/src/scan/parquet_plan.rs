@@ -26,6 +26,7 @@ use crate::error::{QuiverError, Result};
 use crate::source::ObjectId;
 
 /// What the Parquet path reads and how it filters.
+#[derive(Clone)]
 pub struct ParquetPlan {
     /// The whole file's schema.
     pub schema: SchemaRef,

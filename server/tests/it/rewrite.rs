@@ -1,9 +1,9 @@
 //! A local file rewritten in place, to the same size, with its old access
 //! and modification times put back (what `os.utime(path, ns=...)` does after
 //! a rewrite) is a new version: the node must notice it, and no answer may
-//! mix rows of the old and the new bytes. Before local identities included
-//! the change time, such a rewrite kept its ETag, and a scan answered the
-//! columns it had cached from the old file and the rest from the new one.
+//! mix rows of the old and the new bytes. An identity without the change
+//! time would keep the ETag across such a rewrite, and a scan would answer
+//! the columns it had cached from the old file and the rest from the new one.
 
 use std::fs::{File, FileTimes};
 use std::os::unix::fs::MetadataExt;

@@ -107,7 +107,10 @@ async fn status_json_needs_the_admin_token_and_reports_the_node() {
     assert_eq!(s["tiers"]["disk"]["hits"], 0);
     let hot = &s["tiers"]["hot"];
     assert_eq!(hot["hits"], m.hot_hits.get());
-    assert_eq!(hot["lookups"], m.hot_hits.get() + m.hot_misses.get());
+    assert_eq!(
+        hot["lookups"],
+        m.hot_hits.get() + m.hot_partial.get() + m.hot_misses.get()
+    );
 
     // Alone, the node owns every slot.
     let nodes = s["cluster"]["nodes"].as_array().unwrap();

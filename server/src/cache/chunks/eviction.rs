@@ -27,11 +27,11 @@ const KEY_WEIGHT_ALLOWANCE: u64 = 2048;
 /// S3-FIFO's small queue is a tenth of each shard by default. In a shard of
 /// less than ten entries it holds none: each new entry is evicted by the
 /// next insert into its shard unless it was read again in between, and
-/// only a second miss, through the ghost queue, caches it. The live A/B of
-/// `quiver-bench policies` measured that, with 8 MiB shards of 1 MiB
-/// chunks, as 13 points of hit ratio below LRU. The small queue is
+/// only a second miss, through the ghost queue, caches it. With 8 MiB
+/// shards of 1 MiB chunks that costs S3-FIFO much of its hit ratio against
+/// LRU (docs/benchmarks.md, "Eviction policies"). The small queue is
 /// therefore widened to hold two entries where a tenth holds fewer, up to
-/// half the shard, which halved the gap.
+/// half the shard.
 pub fn eviction(policy: Eviction, capacity: u64, entry: u64) -> EvictionConfig {
     match policy {
         Eviction::Lru => LruConfig::default().into(),
