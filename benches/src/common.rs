@@ -64,6 +64,11 @@ pub struct Common {
     /// Disk tier of the local node, in MiB.
     #[arg(long, global = true, default_value_t = DEFAULT_DISK_MIB)]
     pub cache_disk_mib: u64,
+    /// Read Quiver by DoGet on a hand-made ticket, skipping GetFlightInfo
+    /// (no planning paid, no endpoint split); by default it is read as a
+    /// client does, GetFlightInfo and then its endpoints in parallel.
+    #[arg(long, global = true)]
+    pub ticket_only: bool,
 }
 
 impl Common {
@@ -126,7 +131,8 @@ impl Common {
             .source(self.source.clone())
             .memory_mib(self.cache_memory_mib)
             .disk_mib(self.cache_disk_mib)
-            .connector(self.connector()?))
+            .connector(self.connector()?)
+            .ticket_only(self.ticket_only))
     }
 
     /// Refuses `--nodes` and `--s3` for a workload that starts its own

@@ -14,6 +14,9 @@ use crate::readers::{Mode, Query, Readers, Reply};
 /// Latency distribution of one case, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Latency {
+    /// The fastest request: with `max`, the spread of the runs.
+    #[serde(default)]
+    pub min: f64,
     pub mean: f64,
     pub p50: f64,
     pub p95: f64,
@@ -35,6 +38,7 @@ impl Latency {
             v[i.clamp(1, v.len()) - 1]
         };
         Latency {
+            min: v[0],
             mean: v.iter().sum::<f64>() / v.len() as f64,
             p50: rank(50.0),
             p95: rank(95.0),
@@ -173,7 +177,9 @@ pub async fn run(
 
 /// Runs `queries` one at a time, each in every mode of `modes` in turn, so
 /// that no mode is timed in a quieter or a busier stretch of the run than
-/// another. Cold runs start from an evicted cache: before each of them with
+/// another; the order of the modes rotates from one query to the next, so
+/// none always follows the same one (Quiver cold still comes before warm,
+/// which it may warm). Cold runs start from an evicted cache: before each of them with
 /// `evict_each_cold` (and each warm run then follows untimed reads that
 /// bring its query into the hot tier, as re-reading it would), otherwise
 /// once, before the first, so that they warm the cache as the queries go,
@@ -192,8 +198,9 @@ pub async fn interleaved(
         rig.evict_all().await?;
     }
     let mut runs: Vec<Vec<(Measurement, Vec<Reply>)>> = modes.iter().map(|_| Vec::new()).collect();
-    for q in queries {
-        for (i, &mode) in modes.iter().enumerate() {
+    for (round, q) in queries.iter().enumerate() {
+        for i in rotation(modes, round) {
+            let mode = modes[i];
             if mode == Mode::QuiverCold && evict_each_cold {
                 rig.evict_all().await?;
             }
@@ -204,6 +211,21 @@ pub async fn interleaved(
         }
     }
     runs.into_iter().map(merge).collect()
+}
+
+/// The indices of `modes` in the order round `round` runs them: rotated by
+/// the round, with Quiver cold moved before Quiver warm when the rotation
+/// put it after.
+fn rotation(modes: &[Mode], round: usize) -> Vec<usize> {
+    let n = modes.len();
+    let mut order: Vec<usize> = (0..n).map(|k| (k + round) % n.max(1)).collect();
+    let at = |order: &[usize], mode| order.iter().position(|&i| modes[i] == mode);
+    if let (Some(cold), Some(warm)) = (at(&order, Mode::QuiverCold), at(&order, Mode::QuiverWarm)) {
+        if warm < cold {
+            order.swap(warm, cold);
+        }
+    }
+    order
 }
 
 /// Untimed reads of `q` that may bring it into the hot tier: the first
@@ -330,30 +352,54 @@ pub async fn check_content(
 }
 
 /// Fills in each measurement's speed-up against DataFusion over S3 in the
-/// same case.
+/// same case, by median latency: one slow request on a noisy machine moves
+/// a mean, not a median.
 pub fn fill_speedups(measurements: &mut [Measurement]) {
     let baseline: Vec<(String, String, f64)> = measurements
         .iter()
         .filter(|m| m.mode == Mode::Datafusion)
-        .map(|m| (m.workload.clone(), m.case.clone(), m.latency_ms.mean))
+        .map(|m| (m.workload.clone(), m.case.clone(), m.latency_ms.p50))
         .collect();
     for m in measurements.iter_mut() {
         m.speedup_vs_datafusion = baseline
             .iter()
             .find(|(w, c, _)| *w == m.workload && *c == m.case)
-            .map(|(_, _, d)| d / m.latency_ms.mean);
+            .map(|(_, _, d)| d / m.latency_ms.p50);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Latency;
+    use super::{rotation, Latency, Mode};
+
+    /// Every round runs each mode once; over as many rounds as modes, each
+    /// mode runs first once; cold always precedes warm.
+    #[test]
+    fn modes_rotate_and_cold_precedes_warm() {
+        let modes = Mode::ALL;
+        let mut first = Vec::new();
+        for round in 0..modes.len() {
+            let order = rotation(&modes, round);
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, vec![0, 1, 2, 3]);
+            let pos = |m| order.iter().position(|&i| modes[i] == m).unwrap();
+            assert!(pos(Mode::QuiverCold) < pos(Mode::QuiverWarm), "{order:?}");
+            first.push(order[0]);
+        }
+        first.sort_unstable();
+        first.dedup();
+        assert!(first.len() >= 3, "{first:?}");
+    }
 
     #[test]
     fn nearest_rank_percentiles() {
         let samples: Vec<f64> = (1..=100).map(f64::from).collect();
         let l = Latency::of(&samples);
-        assert_eq!((l.p50, l.p95, l.p99, l.max), (50.0, 95.0, 99.0, 100.0));
+        assert_eq!(
+            (l.min, l.p50, l.p95, l.p99, l.max),
+            (1.0, 50.0, 95.0, 99.0, 100.0)
+        );
         assert_eq!(l.mean, 50.5);
         let l = Latency::of(&[3.0, 1.0, 2.0]);
         assert_eq!((l.p50, l.p99), (2.0, 3.0));

@@ -11,6 +11,8 @@ use arrow::compute::kernels::cmp;
 use arrow::error::ArrowError;
 use arrow_flight::Ticket;
 use bytes::Bytes;
+use datafusion::datasource::file_format::options::ReadOptions;
+use datafusion::datasource::listing::{ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -24,9 +26,10 @@ use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use quiver_client::QuiverClient;
 use quiver_protocol::ScanRequest;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OnceCell};
 
 use crate::baseline::link_datafusion;
 use crate::compare::Digest;
@@ -214,14 +217,17 @@ type Batches = BoxStream<'static, Result<RecordBatch, BoxError>>;
 /// Answers queries in every mode against one rig, each baseline in its best
 /// honest configuration. DataFusion keeps one session, tuned for reading S3
 /// over a link, for the whole run, as a long-lived query engine would, so
-/// it benefits from its own metadata cache; the direct reader keeps its
-/// footers too.
+/// it benefits from its own metadata and file-list caches; the direct
+/// reader keeps its footers too. Quiver is read as a client reads it:
+/// GetFlightInfo, then the endpoints it returns, in parallel (or by ticket
+/// alone, with [`Rig::ticket_only`]).
 pub struct Readers<'a> {
     rig: &'a Rig,
     ctx: SessionContext,
     tables: Mutex<HashMap<String, String>>,
     /// The direct reader's footers, by object name.
     footers: Mutex<HashMap<String, (u64, ArrowReaderMetadata)>>,
+    client: OnceCell<QuiverClient>,
 }
 
 /// Row groups the direct reader fetches at once: enough to hide the link's
@@ -237,6 +243,7 @@ impl<'a> Readers<'a> {
             ctx,
             tables: Mutex::default(),
             footers: Mutex::default(),
+            client: OnceCell::new(),
         }
     }
 
@@ -342,14 +349,15 @@ impl<'a> Readers<'a> {
             return Ok(t.clone());
         }
         let table = format!("t{}", tables.len());
-        let url = format!(
-            "{}/{}",
-            self.rig.bucket_url().as_str().trim_end_matches('/'),
-            self.rig.object_path(name)
-        );
-        self.ctx
-            .register_parquet(&table, url, ParquetReadOptions::default())
+        let url = listing_url(self.rig.bucket_url(), &self.rig.object_path(name))?;
+        let options = ParquetReadOptions::default()
+            .to_listing_options(&self.ctx.copied_config(), self.ctx.copied_table_options());
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .infer_schema(&self.ctx.state())
             .await?;
+        self.ctx
+            .register_table(&table, Arc::new(ListingTable::try_new(config)?))?;
         tables.insert(name.to_string(), table.clone());
         Ok(table)
     }
@@ -384,16 +392,71 @@ impl<'a> Readers<'a> {
             filter: q.filter.as_ref().map(Pred::sql),
             ..Default::default()
         };
-        let mut client = self.rig.client_for(&q.name);
-        let stream = client.do_get(Ticket::new(req.to_bytes())).await?;
+        if self.rig.ticket_only() {
+            let mut client = self.rig.client_for(&q.name);
+            let stream = client.do_get(Ticket::new(req.to_bytes())).await?;
+            return Ok(stream.map_err(BoxError::from).boxed());
+        }
+        let client = self
+            .client
+            .get_or_try_init(|| QuiverClient::connect(self.rig.client_config()))
+            .await?;
+        let (_, stream) = client.read(&req).await?;
         Ok(stream.map_err(BoxError::from).boxed())
     }
+}
+
+/// The listing DataFusion registers object `path` under: its directory,
+/// with a glob that matches its name alone, so the table is listed like a
+/// directory, through the session's file-list cache, rather than by a HEAD
+/// of the object on every query as a single-file URL is.
+fn listing_url(bucket: &url::Url, path: &Path) -> Result<ListingTableUrl, BoxError> {
+    let text = path.as_ref();
+    let (dir, file) = text.rsplit_once('/').unwrap_or(("", text));
+    let base = bucket.as_str().trim_end_matches('/');
+    let dir = if dir.is_empty() {
+        format!("{base}/")
+    } else {
+        format!("{base}/{dir}/")
+    };
+    let glob = glob::Pattern::new(&glob::Pattern::escape(file))?;
+    Ok(ListingTableUrl::try_new(
+        url::Url::parse(&dir)?,
+        Some(glob),
+    )?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use arrow::array::ArrayRef;
+
+    /// The listing is the object's directory, and its glob matches the
+    /// object's name and no other, whatever characters the name holds.
+    #[test]
+    fn a_listing_matches_its_one_object() {
+        let bucket = url::Url::parse("s3://bench").unwrap();
+        for (path, others) in [
+            (
+                "root/data/zipf-00.parquet",
+                &[
+                    "root/data/zipf-001.parquet",
+                    "root/data/zipf-00.parquet.tmp",
+                ][..],
+            ),
+            ("x[1]*.parquet", &["x1a.parquet"][..]),
+        ] {
+            let url = listing_url(&bucket, &Path::from(path)).unwrap();
+            assert!(url.is_collection(), "{path}");
+            assert!(url.contains(&Path::from(path), true), "{path}");
+            for other in others {
+                assert!(
+                    !url.contains(&Path::from(*other), true),
+                    "{path} matched {other}"
+                );
+            }
+        }
+    }
     use arrow::datatypes::{DataType, Field, Schema};
 
     /// A stream of known size, through the same Flight encoding and

@@ -111,13 +111,15 @@ impl Suite {
         }
         md.push_str(
             "\nLatency is end to end, from request to record batches in client memory. \
-             `x DataFusion` is DataFusion over S3's mean latency over the mode's (higher is faster). \
+             `x DataFusion` is DataFusion over S3's median latency over the mode's (higher is faster); \
+             min–max is the spread of the requests. Modes run one request at a time, their order rotating \
+             from one request to the next. MiB columns are totals over the case's requests. \
              Bytes to client are the S3 responses for the baselines and the Flight stream for Quiver.\n",
         );
         for workload in self.workloads() {
             md.push_str(&format!(
                 "\n### {workload}\n\n\
-                 | case | mode | mean ms | p50 ms | p95 ms | p99 ms | x DataFusion | req/s | MB/s | hit ratio | origin MiB | S3 requests | to client MiB | node peak RSS MiB |\n\
+                 | case | mode | median ms | p95 ms | min–max ms | mean ms | x DataFusion | req/s | MB/s | hit ratio | origin MiB | S3 requests | to client MiB | node peak RSS MiB |\n\
                  | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
             ));
             for case in self.cases(&workload) {
@@ -126,12 +128,13 @@ impl Suite {
                         continue;
                     };
                     md.push_str(&format!(
-                        "| {case} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {} | {:.1} | {} | {:.2} | {} |\n",
+                        "| {case} | {} | {:.1} | {:.1} | {:.1}–{:.1} | {:.1} | {} | {:.1} | {:.1} | {} | {:.1} | {} | {:.2} | {} |\n",
                         mode.label(),
-                        m.latency_ms.mean,
                         m.latency_ms.p50,
                         m.latency_ms.p95,
-                        m.latency_ms.p99,
+                        m.latency_ms.min,
+                        m.latency_ms.max,
+                        m.latency_ms.mean,
                         opt(m.speedup_vs_datafusion, |x| format!("{x:.2}x")),
                         m.requests_per_s,
                         m.throughput_mb_s,

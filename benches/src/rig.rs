@@ -60,6 +60,7 @@ pub struct RigOptions {
     local_nodes: usize,
     sql_tables: Vec<(String, String)>,
     connector: Connector,
+    ticket_only: bool,
 }
 
 impl Default for RigOptions {
@@ -77,6 +78,7 @@ impl Default for RigOptions {
             max_scans: BENCH_MAX_SCANS,
             local_nodes: 1,
             sql_tables: Vec::new(),
+            ticket_only: false,
             connector: Connector::default(),
         }
     }
@@ -169,6 +171,14 @@ impl RigOptions {
         self.connector = connector;
         self
     }
+
+    /// Quiver is read by DoGet on a ticket made by hand, without
+    /// GetFlightInfo: the node's scan alone, with no planning and no
+    /// endpoint split.
+    pub fn ticket_only(mut self, yes: bool) -> Self {
+        self.ticket_only = yes;
+        self
+    }
 }
 
 /// The sum of `stats` over every node.
@@ -231,6 +241,7 @@ pub struct Rig {
     connector: Connector,
     /// The bearer token every call carries, when the nodes need one.
     token: Option<String>,
+    ticket_only: bool,
 }
 
 /// A client of the local S3 server's bucket at `endpoint`.
@@ -297,6 +308,7 @@ impl Rig {
             let token = opts.connector.token(&opts.nodes[0]).await?;
             let root = url.path().trim_matches('/').to_string();
             return Ok(Rig {
+                ticket_only: opts.ticket_only,
                 work,
                 net: Vec::new(),
                 baseline: Arc::new(CountingStore::new(store.clone())),
@@ -395,6 +407,7 @@ impl Rig {
             None
         };
         Ok(Rig {
+            ticket_only: opts.ticket_only,
             baseline: Arc::new(CountingStore::new(local_s3(&endpoint)?)),
             uploader: local_s3(&direct_endpoint)?,
             bucket_url: Url::parse(&format!("s3://{LOCAL_BUCKET}"))?,
@@ -450,6 +463,11 @@ impl Rig {
 
     /// A routing client's configuration for the nodes under test, with
     /// their TLS trust and credentials.
+    /// Whether Quiver is read by ticket alone; see [`RigOptions::ticket_only`].
+    pub fn ticket_only(&self) -> bool {
+        self.ticket_only
+    }
+
     pub fn client_config(&self) -> ClientConfig {
         let mut cfg = ClientConfig::new(self.urls.clone());
         cfg.connector = self.connector.clone();

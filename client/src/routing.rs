@@ -54,6 +54,13 @@ impl std::fmt::Debug for QuiverClient {
     }
 }
 
+/// Times a plan refused by a busy node is asked again.
+const PLAN_RETRIES: u32 = 6;
+
+/// The first pause before asking again; each retry doubles it (about 1.3 s
+/// over all of them).
+const PLAN_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
 impl QuiverClient {
     /// Authenticates with the first seed that answers and learns the
     /// topology from it.
@@ -150,19 +157,37 @@ impl QuiverClient {
     }
 
     /// Plans `req` (an object or a prefix): the projected schema and one
-    /// endpoint per object, each naming its owners.
+    /// endpoint per object, each naming its owners. A node planning its
+    /// maximum answers `ResourceExhausted` at once, asking to retry
+    /// shortly; the plan is asked again after a growing pause, up to
+    /// [`PLAN_RETRIES`] times, so a burst of clients is planned in turn.
     pub async fn plan(&self, req: &ScanRequest) -> Result<Plan, ClientError> {
         let mut req = req.clone();
         if self.inner.cfg.accept_presigned && req.accept.is_none() {
             req.accept = Some(vec![Accept::Flight, Accept::Presigned]);
         }
         let cmd = Bytes::from(req.to_bytes());
-        let info = self
-            .on_any_node(|mut c| {
-                let cmd = cmd.clone();
-                async move { Ok(c.get_flight_info(FlightDescriptor::new_cmd(cmd)).await?) }
-            })
-            .await?;
+        let mut pause = PLAN_RETRY_PAUSE;
+        let mut retries = 0;
+        let info = loop {
+            let answer = self
+                .on_any_node(|mut c| {
+                    let cmd = cmd.clone();
+                    async move { Ok(c.get_flight_info(FlightDescriptor::new_cmd(cmd)).await?) }
+                })
+                .await;
+            match answer {
+                Err(e)
+                    if e.code() == Some(tonic::Code::ResourceExhausted)
+                        && retries < PLAN_RETRIES =>
+                {
+                    retries += 1;
+                    tokio::time::sleep(pause).await;
+                    pause = pause.saturating_mul(2);
+                }
+                other => break other?,
+            }
+        };
         Plan::from_flight_info(info, req.limit)
     }
 

@@ -40,8 +40,10 @@ def check_suite(out: pathlib.Path) -> None:
             assert k in m, f"measurement lacks {k}: {m['workload']} {m['case']}"
         cases.setdefault((m["workload"], m["case"]), {})[m["mode"]] = m
         lat = m["latency_ms"]
-        assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"], lat
+        # The spread is reported with the median and p95.
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"], lat
         assert len(m["latencies_ms"]) == m["requests"] > 0
+        assert min(m["latencies_ms"]) == lat["min"] and max(m["latencies_ms"]) == lat["max"], lat
         assert m["rows"] > 0 or m["workload"] == "pushdown"
         if m["mode"].startswith("quiver"):
             assert m["hit_ratio"] is not None and m["peak_rss_bytes"] > 0
@@ -66,7 +68,7 @@ def check_suite(out: pathlib.Path) -> None:
             fetched = modes["direct"]["bytes_to_client"]
             assert sent < fetched, f"pushdown {sel} {cols}: Quiver sent {sent} B, direct fetched {fetched} B"
     md = (out / "results.md").read_text()
-    for needle in ["### trace", "### pushdown", "x DataFusion", "Reproduce:"] + PLOTS:
+    for needle in ["### trace", "### pushdown", "x DataFusion", "median ms", "min–max ms", "Reproduce:"] + PLOTS:
         assert needle in md, f"results.md lacks {needle!r}"
     for plot in PLOTS:
         check_png(out / plot)
