@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use quiver_client::{Connector, Credentials, Tls};
+use quiver_client::{Compression, Connector, Credentials, Tls};
+use quiver_protocol::IpcCompression;
 use quiver_testkit::link::LinkConfig;
 
 use crate::error::BoxError;
@@ -69,6 +70,22 @@ pub struct Common {
     /// client does, GetFlightInfo and then its endpoints in parallel.
     #[arg(long, global = true)]
     pub ticket_only: bool,
+    /// IPC compression Quiver's client asks for: auto (lz4_frame from nodes
+    /// off loopback, so none on this rig), none, lz4_frame or zstd. Use it
+    /// with a client hop (--client-bandwidth-mb-s) to measure compression.
+    #[arg(long, global = true, default_value = "auto", value_parser = parse_compression)]
+    pub ipc_compression: Compression,
+}
+
+/// A `--ipc-compression` value.
+fn parse_compression(value: &str) -> Result<Compression, String> {
+    if value == "auto" {
+        return Ok(Compression::Auto);
+    }
+    Ok(match IpcCompression::parse(value)? {
+        Some(codec) => Compression::Always(codec),
+        None => Compression::Off,
+    })
 }
 
 impl Common {
@@ -132,7 +149,8 @@ impl Common {
             .memory_mib(self.cache_memory_mib)
             .disk_mib(self.cache_disk_mib)
             .connector(self.connector()?)
-            .ticket_only(self.ticket_only))
+            .ticket_only(self.ticket_only)
+            .compression(self.ipc_compression))
     }
 
     /// Refuses `--nodes` and `--s3` for a workload that starts its own

@@ -393,6 +393,10 @@ impl<'a> Readers<'a> {
             ..Default::default()
         };
         if self.rig.ticket_only() {
+            let req = ScanRequest {
+                compression: self.rig.ticket_compression(),
+                ..req
+            };
             let mut client = self.rig.client_for(&q.name);
             let stream = client.do_get(Ticket::new(req.to_bytes())).await?;
             return Ok(stream.map_err(BoxError::from).boxed());

@@ -13,7 +13,7 @@ use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use quiver_client::{AdminClient, ClientConfig, Connector};
+use quiver_client::{AdminClient, ClientConfig, Compression, Connector};
 use quiver_protocol::{slot_of, EvictRequest, NodeInfo, StatsReport, Topology};
 use quiver_testkit::{ACCESS_KEY, SECRET_KEY};
 use tonic::transport::Channel;
@@ -61,6 +61,7 @@ pub struct RigOptions {
     sql_tables: Vec<(String, String)>,
     connector: Connector,
     ticket_only: bool,
+    compression: Compression,
 }
 
 impl Default for RigOptions {
@@ -79,6 +80,7 @@ impl Default for RigOptions {
             local_nodes: 1,
             sql_tables: Vec::new(),
             ticket_only: false,
+            compression: Compression::Auto,
             connector: Connector::default(),
         }
     }
@@ -179,6 +181,12 @@ impl RigOptions {
         self.ticket_only = yes;
         self
     }
+
+    /// The IPC compression the rig's Quiver clients ask for.
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
 }
 
 /// The sum of `stats` over every node.
@@ -242,6 +250,7 @@ pub struct Rig {
     /// The bearer token every call carries, when the nodes need one.
     token: Option<String>,
     ticket_only: bool,
+    compression: Compression,
 }
 
 /// A client of the local S3 server's bucket at `endpoint`.
@@ -309,6 +318,7 @@ impl Rig {
             let root = url.path().trim_matches('/').to_string();
             return Ok(Rig {
                 ticket_only: opts.ticket_only,
+                compression: opts.compression,
                 work,
                 net: Vec::new(),
                 baseline: Arc::new(CountingStore::new(store.clone())),
@@ -408,6 +418,7 @@ impl Rig {
         };
         Ok(Rig {
             ticket_only: opts.ticket_only,
+            compression: opts.compression,
             baseline: Arc::new(CountingStore::new(local_s3(&endpoint)?)),
             uploader: local_s3(&direct_endpoint)?,
             bucket_url: Url::parse(&format!("s3://{LOCAL_BUCKET}"))?,
@@ -463,6 +474,14 @@ impl Rig {
 
     /// A routing client's configuration for the nodes under test, with
     /// their TLS trust and credentials.
+    /// What a ticket made by hand asks the nodes to compress with: what
+    /// the rig's clients would ask of its first node (all of a rig's nodes
+    /// are local, or all remote).
+    pub fn ticket_compression(&self) -> Option<quiver_protocol::IpcCompression> {
+        self.compression
+            .for_node(self.urls.first().map_or("", String::as_str))
+    }
+
     /// Whether Quiver is read by ticket alone; see [`RigOptions::ticket_only`].
     pub fn ticket_only(&self) -> bool {
         self.ticket_only
@@ -471,6 +490,7 @@ impl Rig {
     pub fn client_config(&self) -> ClientConfig {
         let mut cfg = ClientConfig::new(self.urls.clone());
         cfg.connector = self.connector.clone();
+        cfg.compression = self.compression;
         cfg
     }
 

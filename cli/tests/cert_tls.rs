@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use processes::{start_node, write_file, Node, NodeOptions, NodeTls};
+use processes::{ok, start_node, write_file, Node, NodeOptions, NodeTls};
 use quiver_client::tls::CA_SERVED_AS_NODE;
 use quiver_client::{ClientConfig, QuiverClient};
 use quiver_protocol::{slot_of, StatsReport, Topology};
@@ -27,16 +27,6 @@ fn quiver(args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn stderr(out: &Output) -> String {

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use common::rows;
 use futures::TryStreamExt;
 use processes::{
-    random_request, reference, start_node, write_file, Node, NodeOptions, NodeTls, NodeTokens,
+    ok, random_request, reference, start_node, write_file, Node, NodeOptions, NodeTls, NodeTokens,
 };
 use quiver_client::{ClientConfig, Connector, Credentials, QuiverClient, Tls};
 use quiver_protocol::{slot_of, StatsReport, Topology};
@@ -66,16 +66,6 @@ fn cli(args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn ok(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Hits, misses and origin bytes summed over `nodes`.

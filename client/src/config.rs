@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use quiver_protocol::IpcCompression;
+
 use crate::connect::{Connector, Credentials};
 use crate::direct::DirectSource;
 
@@ -57,6 +59,51 @@ pub struct ClientConfig {
     /// node is asked for a URL before giving up. Needs a network path to the
     /// store.
     pub accept_presigned: bool,
+    /// The IPC compression asked of nodes for the batches they stream.
+    pub compression: Compression,
+}
+
+/// Which IPC body compression the client asks a node for
+/// (`docs/protocol.md`, "Compression").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// LZ4_FRAME from a node that is not on this machine's loopback; none
+    /// from one that is, where compressing costs more CPU than the bytes it
+    /// saves.
+    #[default]
+    Auto,
+    Off,
+    Always(IpcCompression),
+}
+
+impl Compression {
+    /// What to ask the node at `url` for.
+    pub fn for_node(self, url: &str) -> Option<IpcCompression> {
+        match self {
+            Compression::Off => None,
+            Compression::Always(c) => Some(c),
+            Compression::Auto => (!is_loopback(url)).then_some(IpcCompression::Lz4Frame),
+        }
+    }
+}
+
+/// Whether `url` names this machine's loopback; a URL that cannot be read
+/// counts as loopback, so nothing is compressed for it.
+fn is_loopback(url: &str) -> bool {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return true;
+    };
+    match parsed.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        // A `grpc://` URL is not one of the schemes whose host `url` reads
+        // as an address, so an IPv4 address arrives as a domain.
+        Some(url::Host::Domain(d)) => match d.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.is_loopback(),
+            Err(_) => d.eq_ignore_ascii_case("localhost"),
+        },
+        None => true,
+    }
 }
 
 impl ClientConfig {
@@ -70,6 +117,7 @@ impl ClientConfig {
             timeout: Duration::from_secs(60),
             parallelism: 8,
             accept_presigned: false,
+            compression: Compression::default(),
         }
     }
 
@@ -77,5 +125,36 @@ impl ClientConfig {
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.connector.credentials = Credentials::Bearer(token.into());
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_compresses_only_for_nodes_off_loopback() {
+        let auto = Compression::Auto;
+        for local in [
+            "grpc://127.0.0.1:32010",
+            "grpc://[::1]:1",
+            "grpc+tls://localhost:9",
+            "not a url",
+        ] {
+            assert_eq!(auto.for_node(local), None, "{local}");
+        }
+        for remote in ["grpc://10.0.0.7:32010", "grpc+tls://quiver-0.quiver:32010"] {
+            assert_eq!(
+                auto.for_node(remote),
+                Some(IpcCompression::Lz4Frame),
+                "{remote}"
+            );
+        }
+        assert_eq!(Compression::Off.for_node("grpc://10.0.0.7:1"), None);
+        let zstd = Compression::Always(IpcCompression::Zstd);
+        assert_eq!(
+            zstd.for_node("grpc://127.0.0.1:1"),
+            Some(IpcCompression::Zstd)
+        );
     }
 }

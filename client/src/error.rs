@@ -107,7 +107,7 @@ impl ClientError {
                 matches!(
                     code,
                     InvalidArgument | NotFound | DataLoss | Unauthenticated | PermissionDenied
-                ) || message.starts_with("CHANGED ")
+                ) || quiver_protocol::Changed::parse(message).is_some()
             }
             ClientError::BadUrl { .. } | ClientError::Tls(_) | ClientError::Refused(_) => true,
             _ => false,

@@ -9,7 +9,7 @@ use std::time::Instant;
 use arrow::array::RecordBatch;
 use arrow_flight::Ticket;
 use futures::StreamExt;
-use quiver_protocol::{slot_of, Accept, Moved, ScanRequest};
+use quiver_protocol::{slot_of, Accept, Changed, Moved, ScanRequest};
 
 use crate::direct::read_direct;
 use crate::error::ClientError;
@@ -134,9 +134,15 @@ impl QuiverClient {
     /// Opens a DoGet at `url` and waits for its first batch, so that a node
     /// that fails before sending anything can be replaced by another owner
     /// without duplicating rows.
+    /// The ticket asks for the compression the client's configuration
+    /// chooses for this node, unless it names one already.
     async fn open(&self, url: &str, ticket: &ScanRequest) -> Result<BatchStream, ClientError> {
         let mut client = self.flight(url)?;
         let timeout = self.inner.cfg.timeout;
+        let mut ticket = ticket.clone();
+        if ticket.compression.is_none() {
+            ticket.compression = self.inner.cfg.compression.for_node(url);
+        }
         let stream = self
             .timed(url, async {
                 Ok(client.do_get(Ticket::new(ticket.to_bytes())).await?)
@@ -253,9 +259,9 @@ impl QuiverClient {
             // The object was rewritten since it was planned, and nothing of
             // it was read yet: read the new version once, as a fresh plan
             // would.
-            if let Some(etag) = e.message().and_then(|m| m.strip_prefix("CHANGED ")) {
+            if let Some(changed) = e.message().and_then(Changed::parse) {
                 if attempts.take_change() {
-                    attempts.retry_at(node, etag);
+                    attempts.retry_at(node, &changed.etag);
                     continue;
                 }
             }

@@ -37,7 +37,7 @@ pub mod trace_context;
 
 pub use admin::AdminClient;
 pub use codec::QuiverCodec;
-pub use config::{ClientConfig, Weights};
+pub use config::{ClientConfig, Compression, Weights};
 pub use connect::{Connector, Credentials, Tls};
 pub use direct::DirectSource;
 pub use error::ClientError;

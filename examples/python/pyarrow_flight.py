@@ -47,6 +47,7 @@ def main(argv=None) -> None:
         table = quiver_flight.read_endpoints(
             clients, info.endpoints, info.schema, args.endpoint,
             token=args.token, limit=args.limit, max_workers=args.workers,
+            compression=args.compression,
         )
         elapsed = time.perf_counter() - started
     print(f"read {table.num_rows} rows, {table.nbytes} bytes in {elapsed:.3f}s")

@@ -21,8 +21,10 @@ Copy this file next to your own code; it needs only pyarrow.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import threading
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Optional, Sequence
 
@@ -54,11 +56,34 @@ def scan_request(
     return request
 
 
-def call_options(token: Optional[str] = None) -> fl.FlightCallOptions:
-    """Call options carrying ``authorization: Bearer <token>`` when a token is given."""
-    if not token:
-        return fl.FlightCallOptions()
-    return fl.FlightCallOptions(headers=[(b"authorization", b"Bearer " + token.encode())])
+# The header that asks a node to compress the IPC bodies it streams
+# (docs/protocol.md, "Compression").
+COMPRESSION_HEADER = b"x-quiver-ipc-compression"
+
+
+def compression_for(uri: str, choice: str = "auto") -> Optional[str]:
+    """The codec to ask the node at ``uri`` for: ``choice`` itself, or with
+    ``auto`` LZ4_FRAME from a node off this machine's loopback and none from
+    one on it, where compressing costs more CPU than the bytes it saves."""
+    if choice != "auto":
+        return None if choice == "none" else choice
+    host = urllib.parse.urlparse(uri).hostname or ""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host in ("", "localhost")
+    return None if loopback else "lz4_frame"
+
+
+def call_options(token: Optional[str] = None, compression: Optional[str] = None) -> fl.FlightCallOptions:
+    """Call options carrying ``authorization: Bearer <token>`` when a token is
+    given, and the compression header when a codec is."""
+    headers = []
+    if token:
+        headers.append((b"authorization", b"Bearer " + token.encode()))
+    if compression:
+        headers.append((COMPRESSION_HEADER, compression.encode()))
+    return fl.FlightCallOptions(headers=headers)
 
 
 def dial_uri(location: str, planner: str) -> str:
@@ -122,13 +147,20 @@ def endpoint_uris(ep: fl.FlightEndpoint, planner: str) -> list[str]:
     return uris or [planner]
 
 
-def read_endpoint(clients: Clients, ep: fl.FlightEndpoint, planner: str, token: Optional[str] = None) -> pa.Table:
-    """DoGet for one endpoint, trying its locations in order. When every
-    location fails, the first location's error is raised (with the others as
-    notes), since the primary's answer is the telling one."""
-    options = call_options(token)
+def read_endpoint(
+    clients: Clients,
+    ep: fl.FlightEndpoint,
+    planner: str,
+    token: Optional[str] = None,
+    compression: str = "auto",
+) -> pa.Table:
+    """DoGet for one endpoint, trying its locations in order, each asked for
+    the compression ``compression`` chooses for it. When every location
+    fails, the first location's error is raised (with the others as notes),
+    since the primary's answer is the telling one."""
     errors: list[tuple[str, BaseException]] = []
     for uri in endpoint_uris(ep, planner):
+        options = call_options(token, compression_for(uri, compression))
         try:
             return clients.get(uri).do_get(ep.ticket, options).read_all()
         except (pa.ArrowException, OSError) as e:
@@ -148,6 +180,7 @@ def read_endpoints(
     token: Optional[str] = None,
     limit: Optional[int] = None,
     max_workers: int = 8,
+    compression: str = "auto",
 ) -> pa.Table:
     """Reads every endpoint in parallel and joins the pieces in endpoint order
     into one table of ``schema``, cut to ``limit`` rows when one is given."""
@@ -156,7 +189,7 @@ def read_endpoints(
         return schema.empty_table()
     workers = max(1, min(max_workers, len(endpoints)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="quiver-doget") as pool:
-        futures = [pool.submit(read_endpoint, clients, ep, planner, token) for ep in endpoints]
+        futures = [pool.submit(read_endpoint, clients, ep, planner, token, compression) for ep in endpoints]
         pieces = [f.result() for f in futures]  # endpoint order, whatever finished first
     table = pa.concat_tables(pieces)
     if limit is not None and table.num_rows > limit:
@@ -192,6 +225,9 @@ def add_scan_arguments(parser: argparse.ArgumentParser, path: str = "tpch/lineit
     parser.add_argument("--tls-root-certs", default=None, metavar="PEM",
                         help="CA certificates to trust for grpc+tls:// endpoints")
     parser.add_argument("--workers", type=int, default=8, help="parallel DoGet calls (default: %(default)s)")
+    parser.add_argument("--compression", default="auto", choices=["auto", "none", "lz4_frame", "zstd"],
+                        help="IPC compression to ask nodes for; auto: lz4_frame from nodes off loopback "
+                             "(default: %(default)s)")
 
 
 def read_pem(path: Optional[str]) -> Optional[bytes]:

@@ -20,8 +20,10 @@ pub enum ErrorCode {
     Internal,
 }
 
-/// A `MOVED <slot> <epoch> <url>` redirect, parsed from a FailedPrecondition
-/// message: the node does not own `slot` at `epoch`; `url` is the primary.
+/// A `MOVED <slot> <epoch> <url>` redirect, the message of a
+/// FailedPrecondition: the node does not own `slot` at `epoch`; `url` is the
+/// primary. Its text is made (`Display`) and read ([`Moved::parse`]) only
+/// here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Moved {
     pub slot: u16,
@@ -40,9 +42,53 @@ impl Moved {
     }
 }
 
+impl std::fmt::Display for Moved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MOVED {} {} {}", self.slot, self.epoch, self.url)
+    }
+}
+
+/// A `CHANGED <etag>` answer, the message of a FailedPrecondition: the
+/// object is no longer the version the ticket was planned against; `etag`
+/// is its current one. Made and read only here, like [`Moved`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed {
+    pub etag: String,
+}
+
+impl Changed {
+    /// `None` when `message` is not a `CHANGED` answer.
+    pub fn parse(message: &str) -> Option<Changed> {
+        let etag = message.strip_prefix("CHANGED ")?;
+        (!etag.is_empty()).then(|| Changed { etag: etag.into() })
+    }
+}
+
+impl std::fmt::Display for Changed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CHANGED {}", self.etag)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Moved;
+    use super::{Changed, Moved};
+
+    #[test]
+    fn answers_read_back_what_they_print() {
+        let moved = Moved {
+            slot: 12,
+            epoch: 7,
+            url: "grpc+tls://n2:50051".into(),
+        };
+        assert_eq!(Moved::parse(&moved.to_string()), Some(moved));
+        let changed = Changed {
+            etag: "\"abc-1\"".into(),
+        };
+        assert_eq!(Changed::parse(&changed.to_string()), Some(changed));
+        assert_eq!(Changed::parse("CHANGED "), None);
+        assert_eq!(Changed::parse("MOVED 1 1 grpc://h:1"), None);
+    }
 
     #[test]
     fn redirects_parse_strictly() {

@@ -5,6 +5,7 @@
 //! normative description is `docs/protocol.md`; these types are its Rust form.
 
 mod action;
+mod compression;
 mod error;
 mod filter;
 mod handoff;
@@ -17,7 +18,8 @@ pub use action::{
     HandoffObject, HandoffRead, HotStats, ListCriteria, ObjectListing, PrefetchProgress,
     PrefetchSummary, StatsReport, WarmAnswer, WarmStats, HANDOFF_PAGE,
 };
-pub use error::{ErrorCode, Moved, REQUEST_ID_HEADER};
+pub use compression::{IpcCompression, COMPRESSION_HEADER};
+pub use error::{Changed, ErrorCode, Moved, REQUEST_ID_HEADER};
 pub use filter::{FILTER_FUNCTIONS, MAX_FILTER_DEPTH, MAX_FILTER_OPERATORS};
 pub use handoff::{frame_chunk, handoff_checksum, unframe_chunk, FrameError};
 pub use scan::{Accept, PresignedEndpoint, ScanRequest, ScanRequestError};

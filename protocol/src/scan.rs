@@ -1,5 +1,7 @@
 use serde::{Deserialize, Serialize};
 
+use crate::IpcCompression;
+
 /// What a client can follow when an object is cold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -39,6 +41,10 @@ pub struct ScanRequest {
     /// Set by the server in tickets that split one object by row groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_groups: Option<Vec<usize>>,
+    /// How the DoGet's IPC bodies are compressed; none when absent. Copied
+    /// from a descriptor into the tickets GetFlightInfo returns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<IpcCompression>,
 }
 
 /// The `app_metadata` of a pre-signed endpoint: which object version the URL
@@ -147,5 +153,8 @@ mod tests {
         ));
         assert!(ScanRequest::from_bytes(br#"{"accept":["carrier-pigeon"]}"#).is_err());
         assert!(ScanRequest::from_bytes(br#"{"limit":-1}"#).is_err());
+        assert!(ScanRequest::from_bytes(br#"{"compression":"gzip"}"#).is_err());
+        let zstd = ScanRequest::from_bytes(br#"{"compression":"zstd"}"#).unwrap();
+        assert_eq!(zstd.compression, Some(IpcCompression::Zstd));
     }
 }

@@ -30,10 +30,10 @@ pub enum QuiverError {
     #[error("{0}")]
     PermissionDenied(String),
     /// The object changed since the ticket was issued; carries the new ETag.
-    #[error("CHANGED {0}")]
+    #[error("{}", changed_message(.0))]
     Changed(String),
     /// This node does not own the slot; the client should go to `url`.
-    #[error("MOVED {slot} {epoch} {url}")]
+    #[error("{}", moved_message(.slot, .epoch, .url))]
     Moved { slot: u16, epoch: u64, url: String },
     /// The request cannot apply to the current state (e.g. a topology
     /// update against an epoch that has moved on).
@@ -50,6 +50,21 @@ pub enum QuiverError {
 }
 
 pub type Result<T, E = QuiverError> = std::result::Result<T, E>;
+
+/// A `CHANGED` answer's message, in the protocol's one spelling.
+fn changed_message(etag: &str) -> String {
+    quiver_protocol::Changed { etag: etag.into() }.to_string()
+}
+
+/// A `MOVED` redirect's message, in the protocol's one spelling.
+fn moved_message(slot: &u16, epoch: &u64, url: &str) -> String {
+    quiver_protocol::Moved {
+        slot: *slot,
+        epoch: *epoch,
+        url: url.into(),
+    }
+    .to_string()
+}
 
 impl QuiverError {
     pub fn code(&self) -> ErrorCode {

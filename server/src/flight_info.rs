@@ -203,6 +203,7 @@ pub async fn flight_info(
             filter: req.filter.clone(),
             limit,
             etag: Some(id.etag.clone()),
+            compression: req.compression,
             ..Default::default()
         };
         let whole = ticket.to_bytes();

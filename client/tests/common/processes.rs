@@ -12,7 +12,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -316,4 +316,16 @@ pub async fn reference(file: &Path, req: &ScanRequest) -> Vec<String> {
         req.filter.as_deref().unwrap_or("true")
     );
     crate::common::rows(&ctx.sql(&sql).await.unwrap().collect().await.unwrap())
+}
+
+/// The standard output of a command that must have succeeded; its output
+/// and errors are the failure message when it did not.
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -82,28 +82,12 @@ impl CachingObjectStore {
     /// The version an un-pinned read sees: the one named by `If-Match`, else
     /// the validated current identity.
     async fn version(&self, location: &Path, if_match: Option<&str>) -> OsResult<ObjectId> {
-        let id = self
-            .source
-            .identity(location)
-            .await
-            .map_err(to_store_error)?;
-        match if_match {
-            Some(etag) if etag != id.etag => {
-                let fresh = self
-                    .source
-                    .revalidate(location)
-                    .await
-                    .map_err(to_store_error)?;
-                if fresh.etag == etag {
-                    Ok(fresh)
-                } else {
-                    Err(object_store::Error::Precondition {
-                        path: location.to_string(),
-                        source: format!("the current ETag is {}", fresh.etag).into(),
-                    })
-                }
-            }
-            _ => Ok(id),
+        match self.source.version(location, if_match).await {
+            Err(QuiverError::Changed(current)) => Err(object_store::Error::Precondition {
+                path: location.to_string(),
+                source: format!("the current ETag is {current}").into(),
+            }),
+            other => other.map_err(to_store_error),
         }
     }
 }

@@ -33,7 +33,9 @@ use crate::access_log::client_id;
 use crate::error::QuiverError;
 use crate::flight_info::{self, descriptor_request};
 use crate::node_core::NodeCore;
-use request::{request_id, request_span, sql_span, status, tag, unsupported};
+use request::{
+    request_id, request_span, requested_compression, sql_span, status, tag, unsupported,
+};
 use sql::{clone_request, is_sql_action, sql_actions};
 
 pub struct QuiverFlight {
@@ -186,7 +188,8 @@ impl FlightService for QuiverFlight {
             async {
                 self.core.auth.check(request.metadata(), Caller::Reader)?;
                 let client = client_id(request.metadata(), request.remote_addr());
-                self.start_scan(&rid, &request.get_ref().ticket, deadline, &client)
+                let header = requested_compression(request.metadata())?;
+                self.start_scan(&rid, &request.get_ref().ticket, header, deadline, &client)
                     .await
             },
         )

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use quiver_protocol::REQUEST_ID_HEADER;
+use quiver_protocol::{IpcCompression, COMPRESSION_HEADER, REQUEST_ID_HEADER};
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
@@ -122,4 +122,18 @@ pub(super) fn unsupported<T>(what: &str, request: &Request<T>) -> Status {
         s.metadata_mut().insert(REQUEST_ID_HEADER, v);
     }
     s
+}
+/// The compression a request's [`COMPRESSION_HEADER`] asks for: `None`
+/// without the header, `Some(None)` for `none`. A value that is not text or
+/// names no codec is the request's error.
+pub fn requested_compression(metadata: &MetadataMap) -> Result<Option<Option<IpcCompression>>> {
+    let Some(value) = metadata.get(COMPRESSION_HEADER) else {
+        return Ok(None);
+    };
+    let text = value.to_str().map_err(|_| {
+        QuiverError::invalid(format!("the {COMPRESSION_HEADER} header is not text"))
+    })?;
+    IpcCompression::parse(text)
+        .map(Some)
+        .map_err(|e| QuiverError::invalid(format!("{COMPRESSION_HEADER}: {e}")))
 }

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow::ipc::CompressionType;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::FlightData;
@@ -14,6 +16,7 @@ use datafusion::error::DataFusionError;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use quiver_client::plan::{to_wire, wire_schema};
+use quiver_protocol::IpcCompression;
 use tonic::Status;
 
 use super::request::status;
@@ -28,15 +31,20 @@ use crate::source::Target;
 const MAX_FLIGHT_DATA: usize = 2 << 20;
 
 impl QuiverFlight {
+    /// `header` is the compression the request's
+    /// [`COMPRESSION_HEADER`](quiver_protocol::COMPRESSION_HEADER) asks for,
+    /// when it has one; it wins over the ticket's.
     pub(super) async fn start_scan(
         &self,
         rid: &str,
         ticket: &[u8],
+        header: Option<Option<IpcCompression>>,
         deadline: tokio::time::Instant,
         client: &str,
     ) -> Result<BoxStream<'static, std::result::Result<FlightData, Status>>> {
         let core = &self.core;
         let req = parse_request(ticket)?;
+        let options = write_options(header.unwrap_or(req.compression))?;
         let has_filter = req.filter.is_some();
         let (source, path) = match core.sources.resolve(&req)? {
             Target::Object { source, path } => (source, path),
@@ -46,17 +54,11 @@ impl QuiverFlight {
                 ))
             }
         };
-        let mut id = source.identity(&path).await?;
-        core.check_owner(&id)?;
+        // Ownership first: a node that does not own the object redirects
+        // without asking the origin about a version it would not serve.
+        core.check_owner(&source.identity(&path).await?)?;
+        let id = source.version(&path, req.etag.as_deref()).await?;
         core.activity.objects.record(&id.source, id.path.as_ref());
-        if let Some(etag) = &req.etag {
-            if etag != &id.etag {
-                id = source.revalidate(&path).await?;
-                if etag != &id.etag {
-                    return Err(QuiverError::Changed(id.etag));
-                }
-            }
-        }
         let permit = core.scan_permit().await?;
         let store = core.store(&source.name)?;
         let (schema, batches) = core.scanner.scan(store, &id, &req, client).await?;
@@ -102,6 +104,7 @@ impl QuiverFlight {
                 )))
             });
         let encoded = FlightDataEncoderBuilder::new()
+            .with_options(options)
             .with_schema(wire)
             .with_max_flight_data_size(MAX_FLIGHT_DATA)
             .build(batches)
@@ -109,4 +112,15 @@ impl QuiverFlight {
             .boxed();
         Ok(serve_scan(core, rid, encoded, permit, deadline))
     }
+}
+
+/// The IPC options that compress message bodies with `compression`.
+fn write_options(compression: Option<IpcCompression>) -> Result<IpcWriteOptions> {
+    let codec = compression.map(|c| match c {
+        IpcCompression::Lz4Frame => CompressionType::LZ4_FRAME,
+        IpcCompression::Zstd => CompressionType::ZSTD,
+    });
+    IpcWriteOptions::default()
+        .try_with_compression(codec)
+        .map_err(|e| QuiverError::Internal(format!("IPC compression is not available: {e}")))
 }

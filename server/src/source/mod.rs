@@ -119,6 +119,26 @@ impl Source {
         self.answer(path, known).await
     }
 
+    /// The version of `path` a read may use: its validated identity, or,
+    /// when the reader expects `etag` and the node knows another, the
+    /// origin's answer once revalidated; [`QuiverError::Changed`] with the
+    /// current ETag if that is not `etag` either. The one place a
+    /// planned version is checked, for tickets and for pinned store reads.
+    pub async fn version(&self, path: &Path, etag: Option<&str>) -> Result<ObjectId> {
+        let id = self.identity(path).await?;
+        match etag {
+            Some(expected) if expected != id.etag => {
+                let fresh = self.revalidate(path).await?;
+                if fresh.etag == expected {
+                    Ok(fresh)
+                } else {
+                    Err(QuiverError::Changed(fresh.etag))
+                }
+            }
+            _ => Ok(id),
+        }
+    }
+
     async fn answer(&self, path: &Path, known: Known) -> Result<ObjectId> {
         match known {
             Known::Found(id) => Ok(id),

@@ -6,6 +6,7 @@ mod bad_input;
 mod cache;
 mod cluster;
 mod common;
+mod compression;
 mod differential;
 mod disk;
 mod faults;
