@@ -11,198 +11,155 @@ use super::sources::SourceConfig;
 use super::values::{ByteSize, Eviction, MissPolicy, Span};
 use super::Config;
 
-/// Command-line flags; each also reads `QUIVER_<FLAG>` from the environment
-/// and, when given, wins over the config file.
-#[derive(Debug, Default, Parser)]
-#[command(
-    name = "quiver-server",
-    version,
-    about = "One Quiver cache node: Arrow Flight over a hybrid memory/NVMe cache of Parquet data"
-)]
-pub struct Flags {
+/// Declares the command line once. Each entry is a flag's help (its doc
+/// comment), its clap arguments (the flag and its `QUIVER_*` variable), its
+/// field and type, and, after `=>`, the setting it overrides. `Flags` and
+/// the writing of every given flag over its setting both come from the one
+/// list, so no flag is declared without being applied or applied under
+/// another name; the few flags with rules of their own have no `=>` and are
+/// applied in [`Config::apply`].
+macro_rules! flags {
+    ($(
+        $(#[doc = $doc:literal])*
+        [$($arg:tt)*] $field:ident: $ty:ty $(=> $($path:ident).+)?;
+    )*) => {
+        /// Command-line flags; each also reads `QUIVER_<FLAG>` from the
+        /// environment and, when given, wins over the config file.
+        #[derive(Debug, Default, Parser)]
+        #[command(
+            name = "quiver-server",
+            version,
+            about = "One Quiver cache node: Arrow Flight over a hybrid memory/NVMe cache of Parquet data"
+        )]
+        pub struct Flags {
+            $(
+                $(#[doc = $doc])*
+                #[arg($($arg)*)]
+                pub $field: $ty,
+            )*
+        }
+
+        impl Flags {
+            /// Writes every given flag that names a setting over it.
+            fn override_settings(&self, config: &mut Config) {
+                $($(Override::write(&self.$field, &mut config.$($path).+);)?)*
+            }
+        }
+    };
+}
+
+/// How a given flag writes the setting it names: a setting with a default
+/// takes the value, an optional one becomes set.
+trait Override<T> {
+    fn write(&self, setting: &mut T);
+}
+
+impl<T: Clone> Override<T> for Option<T> {
+    fn write(&self, setting: &mut T) {
+        if let Some(v) = self {
+            *setting = v.clone();
+        }
+    }
+}
+
+impl<T: Clone> Override<Option<T>> for Option<T> {
+    fn write(&self, setting: &mut Option<T>) {
+        if let Some(v) = self {
+            *setting = Some(v.clone());
+        }
+    }
+}
+
+flags! {
     /// TOML configuration file.
-    #[arg(long, env = "QUIVER_CONFIG")]
-    pub config: Option<PathBuf>,
+    [long, env = "QUIVER_CONFIG"] config: Option<PathBuf>;
     /// Flight (and Flight SQL) listen address.
-    #[arg(long, env = "QUIVER_LISTEN")]
-    pub listen: Option<SocketAddr>,
+    [long, env = "QUIVER_LISTEN"] listen: Option<SocketAddr> => server.listen;
     /// Admin HTTP listen address (/metrics, /health, /ready, the status page).
-    #[arg(long, env = "QUIVER_ADMIN_LISTEN")]
-    pub admin_listen: Option<SocketAddr>,
+    [long, env = "QUIVER_ADMIN_LISTEN"] admin_listen: Option<SocketAddr> => server.admin_listen;
     /// URL that clients use to reach this node.
-    #[arg(long, env = "QUIVER_ADVERTISE")]
-    pub advertise: Option<String>,
+    [long, env = "QUIVER_ADVERTISE"] advertise: Option<String> => server.advertise;
     /// Listen beyond loopback although no tokens are configured (a trusted
     /// network only).
-    #[arg(long, env = "QUIVER_INSECURE")]
-    pub insecure: bool,
+    [long, env = "QUIVER_INSECURE"] insecure: bool;
     /// Memory tier capacity, e.g. 1GiB.
-    #[arg(long, env = "QUIVER_CACHE_MEMORY")]
-    pub cache_memory: Option<ByteSize>,
+    [long, env = "QUIVER_CACHE_MEMORY"] cache_memory: Option<ByteSize> => cache.memory;
     /// Disk tier capacity, e.g. 10GiB; 0 for memory only (default: a
     /// quarter of the disk's free space, at most 10GiB).
-    #[arg(long, env = "QUIVER_CACHE_DISK")]
-    pub cache_disk: Option<ByteSize>,
+    [long, env = "QUIVER_CACHE_DISK"] cache_disk: Option<ByteSize> => cache.disk;
     /// Directory of the disk tier.
-    #[arg(long, env = "QUIVER_CACHE_DISK_DIR")]
-    pub cache_disk_dir: Option<PathBuf>,
+    [long, env = "QUIVER_CACHE_DISK_DIR"] cache_disk_dir: Option<PathBuf> => cache.disk_dir;
     /// Chunk size of cached byte ranges, e.g. 1MiB.
-    #[arg(long, env = "QUIVER_CACHE_CHUNK")]
-    pub cache_chunk: Option<ByteSize>,
+    [long, env = "QUIVER_CACHE_CHUNK"] cache_chunk: Option<ByteSize> => cache.chunk;
     /// Eviction policy: lru, lfu, s3fifo, fifo or sieve.
-    #[arg(long, env = "QUIVER_CACHE_EVICTION")]
-    pub cache_eviction: Option<Eviction>,
+    [long, env = "QUIVER_CACHE_EVICTION"] cache_eviction: Option<Eviction> => cache.eviction;
     /// Memory for parsed Parquet footers and page indexes.
-    #[arg(long, env = "QUIVER_CACHE_METADATA")]
-    pub cache_metadata: Option<ByteSize>,
+    [long, env = "QUIVER_CACHE_METADATA"] cache_metadata: Option<ByteSize> => cache.metadata;
     /// Hot tier of decoded Arrow arrays, e.g. 1GiB; 0 turns it off.
-    #[arg(long, env = "QUIVER_CACHE_HOT")]
-    pub cache_hot: Option<ByteSize>,
+    [long, env = "QUIVER_CACHE_HOT"] cache_hot: Option<ByteSize> => cache.hot;
     /// Append one JSON line per scan read to this file (a trace for
     /// `quiver-bench policies`).
-    #[arg(long, env = "QUIVER_CACHE_ACCESS_LOG")]
-    pub cache_access_log: Option<PathBuf>,
+    [long, env = "QUIVER_CACHE_ACCESS_LOG"] cache_access_log: Option<PathBuf> => cache.access_log;
     /// A source as NAME=URL (repeatable; replaces the file's sources).
-    #[arg(long = "source", env = "QUIVER_SOURCE", value_delimiter = ',')]
-    pub sources: Vec<String>,
+    [long = "source", env = "QUIVER_SOURCE", value_delimiter = ','] sources: Vec<String>;
     /// This node's id in the cluster topology.
-    #[arg(long, env = "QUIVER_NODE_ID")]
-    pub node_id: Option<String>,
+    [long, env = "QUIVER_NODE_ID"] node_id: Option<String> => cluster.node_id;
     /// The topology document: s3://bucket/key or a local path.
-    #[arg(long, env = "QUIVER_TOPOLOGY")]
-    pub topology: Option<String>,
+    [long, env = "QUIVER_TOPOLOGY"] topology: Option<String> => cluster.topology;
     /// How often the topology is re-read (e.g. 2s).
-    #[arg(long, env = "QUIVER_TOPOLOGY_RELOAD")]
-    pub topology_reload: Option<Span>,
+    [long, env = "QUIVER_TOPOLOGY_RELOAD"] topology_reload: Option<Span> => cluster.reload;
     /// File of bearer tokens, one per line; enables auth.
-    #[arg(long, env = "QUIVER_TOKENS_FILE")]
-    pub tokens_file: Option<PathBuf>,
+    [long, env = "QUIVER_TOKENS_FILE"] tokens_file: Option<PathBuf> => auth.tokens_file;
     /// File holding the admin token for prefetch and evict.
-    #[arg(long, env = "QUIVER_ADMIN_TOKEN_FILE")]
-    pub admin_token_file: Option<PathBuf>,
+    [long, env = "QUIVER_ADMIN_TOKEN_FILE"] admin_token_file: Option<PathBuf> => auth.admin_token_file;
     /// File holding the token nodes present to each other (hand-off).
-    #[arg(long, env = "QUIVER_PEER_TOKEN_FILE")]
-    pub peer_token_file: Option<PathBuf>,
+    [long, env = "QUIVER_PEER_TOKEN_FILE"] peer_token_file: Option<PathBuf> => auth.peer_token_file;
     /// PEM certificate chain; with --tls-key, serves TLS.
-    #[arg(long, env = "QUIVER_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
+    [long, env = "QUIVER_TLS_CERT"] tls_cert: Option<PathBuf> => auth.tls_cert;
     /// PEM private key.
-    #[arg(long, env = "QUIVER_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
+    [long, env = "QUIVER_TLS_KEY"] tls_key: Option<PathBuf> => auth.tls_key;
     /// PEM CA certificates trusted when calling TLS nodes (default: those of --tls-cert).
-    #[arg(long, env = "QUIVER_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
+    [long, env = "QUIVER_TLS_CA"] tls_ca: Option<PathBuf> => auth.tls_ca;
     /// Scans running at once; more wait for a slot.
-    #[arg(long, env = "QUIVER_MAX_CONCURRENT_SCANS")]
-    pub max_concurrent_scans: Option<usize>,
+    [long, env = "QUIVER_MAX_CONCURRENT_SCANS"] max_concurrent_scans: Option<usize> => limits.max_concurrent_scans;
     /// Longest a scan waits for a slot before ResourceExhausted, e.g. 30s.
-    #[arg(long, env = "QUIVER_SCAN_QUEUE_TIMEOUT")]
-    pub scan_queue_timeout: Option<Span>,
+    [long, env = "QUIVER_SCAN_QUEUE_TIMEOUT"] scan_queue_timeout: Option<Span> => limits.scan_queue_timeout;
     /// Longest a single request may run, e.g. 10m.
-    #[arg(long, env = "QUIVER_REQUEST_TIMEOUT")]
-    pub request_timeout: Option<Span>,
+    [long, env = "QUIVER_REQUEST_TIMEOUT"] request_timeout: Option<Span> => limits.request_timeout;
     /// Longest a scan waits for a client that stopped reading, e.g. 30s.
-    #[arg(long, env = "QUIVER_STALL_TIMEOUT")]
-    pub stall_timeout: Option<Span>,
+    [long, env = "QUIVER_STALL_TIMEOUT"] stall_timeout: Option<Span> => limits.stall_timeout;
     /// Longest filter accepted, in bytes.
-    #[arg(long, env = "QUIVER_MAX_FILTER_LEN")]
-    pub max_filter_len: Option<usize>,
+    [long, env = "QUIVER_MAX_FILTER_LEN"] max_filter_len: Option<usize> => limits.max_filter_len;
     /// Rows per record batch sent to clients.
-    #[arg(long, env = "QUIVER_BATCH_ROWS")]
-    pub batch_rows: Option<usize>,
+    [long, env = "QUIVER_BATCH_ROWS"] batch_rows: Option<usize> => limits.batch_rows;
     /// Most objects one request may name through a prefix.
-    #[arg(long, env = "QUIVER_MAX_OBJECTS")]
-    pub max_objects: Option<usize>,
+    [long, env = "QUIVER_MAX_OBJECTS"] max_objects: Option<usize> => limits.max_objects;
     /// Planning calls running at once before ResourceExhausted.
-    #[arg(long, env = "QUIVER_MAX_CONCURRENT_PLANS")]
-    pub max_concurrent_plans: Option<usize>,
+    [long, env = "QUIVER_MAX_CONCURRENT_PLANS"] max_concurrent_plans: Option<usize> => limits.max_concurrent_plans;
     /// What a cold scan does: read-through, presign or auto.
-    #[arg(long, env = "QUIVER_MISS_POLICY")]
-    pub miss_policy: Option<MissPolicy>,
+    [long, env = "QUIVER_MISS_POLICY"] miss_policy: Option<MissPolicy> => miss.policy;
     /// How long a pre-signed URL works, e.g. 15m (at most 7 days).
-    #[arg(long, env = "QUIVER_PRESIGN_EXPIRY")]
-    pub presign_expiry: Option<Span>,
+    [long, env = "QUIVER_PRESIGN_EXPIRY"] presign_expiry: Option<Span> => miss.presign_expiry;
     /// With `auto`, the smallest cold object handed out as a URL, e.g. 8MiB.
-    #[arg(long, env = "QUIVER_PRESIGN_MIN_BYTES")]
-    pub presign_min_bytes: Option<ByteSize>,
+    [long, env = "QUIVER_PRESIGN_MIN_BYTES"] presign_min_bytes: Option<ByteSize> => miss.presign_min_bytes;
     /// With no source configured: the directory served as source `local`.
-    #[arg(long, env = "QUIVER_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
+    [long, env = "QUIVER_DATA_DIR", default_value = "./data"] data_dir: PathBuf;
     /// TPC-H scale factor of the sample written to an empty data directory.
-    #[arg(long, env = "QUIVER_SAMPLE_SCALE", default_value_t = 0.01)]
-    pub sample_scale: f64,
+    [long, env = "QUIVER_SAMPLE_SCALE", default_value_t = 0.01] sample_scale: f64;
     /// Log format: text or json.
-    #[arg(long, env = "QUIVER_LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
+    [long, env = "QUIVER_LOG_FORMAT", default_value = "text"] log_format: String;
     /// Export traces to this OTLP/gRPC collector, e.g. http://127.0.0.1:4317.
-    #[arg(long, env = "QUIVER_OTLP_ENDPOINT")]
-    pub otlp_endpoint: Option<String>,
+    [long, env = "QUIVER_OTLP_ENDPOINT"] otlp_endpoint: Option<String> => telemetry.otlp_endpoint;
 }
 
 impl Config {
-    /// Writes every flag or variable that was given over the setting it names.
+    /// Writes every flag or variable that was given over the setting it
+    /// names, then the flags with rules of their own.
     pub(super) fn apply(&mut self, f: &Flags) -> Result<(), ConfigError> {
-        fn set<T: Clone>(slot: &mut T, value: &Option<T>) {
-            if let Some(v) = value {
-                *slot = v.clone();
-            }
-        }
-        set(&mut self.server.listen, &f.listen);
-        set(&mut self.server.admin_listen, &f.admin_listen);
-        if f.advertise.is_some() {
-            self.server.advertise = f.advertise.clone();
-        }
+        f.override_settings(self);
         self.server.insecure |= f.insecure;
-        set(&mut self.cache.memory, &f.cache_memory);
-        set(&mut self.cache.disk, &f.cache_disk);
+        // A disk tier sized by a flag is no longer sized automatically.
         self.cache.disk_auto &= f.cache_disk.is_none();
-        set(&mut self.cache.disk_dir, &f.cache_disk_dir);
-        set(&mut self.cache.chunk, &f.cache_chunk);
-        set(&mut self.cache.eviction, &f.cache_eviction);
-        set(&mut self.cache.metadata, &f.cache_metadata);
-        set(&mut self.cache.hot, &f.cache_hot);
-        if f.cache_access_log.is_some() {
-            self.cache.access_log = f.cache_access_log.clone();
-        }
-        if f.node_id.is_some() {
-            self.cluster.node_id = f.node_id.clone();
-        }
-        if f.topology.is_some() {
-            self.cluster.topology = f.topology.clone();
-        }
-        set(&mut self.cluster.reload, &f.topology_reload);
-        for (slot, value) in [
-            (&mut self.auth.tokens_file, &f.tokens_file),
-            (&mut self.auth.admin_token_file, &f.admin_token_file),
-            (&mut self.auth.peer_token_file, &f.peer_token_file),
-            (&mut self.auth.tls_cert, &f.tls_cert),
-            (&mut self.auth.tls_key, &f.tls_key),
-            (&mut self.auth.tls_ca, &f.tls_ca),
-        ] {
-            if value.is_some() {
-                *slot = value.clone();
-            }
-        }
-        set(
-            &mut self.limits.max_concurrent_scans,
-            &f.max_concurrent_scans,
-        );
-        set(&mut self.limits.scan_queue_timeout, &f.scan_queue_timeout);
-        set(&mut self.limits.request_timeout, &f.request_timeout);
-        set(&mut self.limits.stall_timeout, &f.stall_timeout);
-        set(&mut self.limits.max_filter_len, &f.max_filter_len);
-        set(&mut self.limits.batch_rows, &f.batch_rows);
-        set(&mut self.limits.max_objects, &f.max_objects);
-        set(
-            &mut self.limits.max_concurrent_plans,
-            &f.max_concurrent_plans,
-        );
-        set(&mut self.miss.policy, &f.miss_policy);
-        set(&mut self.miss.presign_expiry, &f.presign_expiry);
-        set(&mut self.miss.presign_min_bytes, &f.presign_min_bytes);
-        if f.otlp_endpoint.is_some() {
-            self.telemetry.otlp_endpoint = f.otlp_endpoint.clone();
-        }
         if !f.sources.is_empty() {
             self.sources = f
                 .sources
@@ -245,5 +202,107 @@ mod tests {
         assert_eq!(c.advertise_url(), "grpc://127.0.0.1:6000");
         let bad = Flags::parse_from(["quiver-server", "--source", "no-equals-sign"]);
         assert!(Config::load(&bad).is_err());
+    }
+
+    /// Every flag that names a setting writes that one: given all at once,
+    /// each setting holds its flag's value.
+    #[test]
+    fn each_flag_writes_its_own_setting() {
+        let flags = Flags::parse_from([
+            "quiver-server",
+            "--admin-listen=127.0.0.1:6001",
+            "--advertise=grpc://n1:6000",
+            "--cache-disk=2GiB",
+            "--cache-disk-dir=/d",
+            "--cache-chunk=2MiB",
+            "--cache-eviction=sieve",
+            "--cache-metadata=3MiB",
+            "--cache-hot=4MiB",
+            "--cache-access-log=/log",
+            "--node-id=n1",
+            "--topology=/t.json",
+            "--topology-reload=3s",
+            "--tokens-file=/tok",
+            "--admin-token-file=/adm",
+            "--peer-token-file=/peer",
+            "--tls-cert=/c",
+            "--tls-key=/k",
+            "--tls-ca=/ca",
+            "--max-concurrent-scans=5",
+            "--scan-queue-timeout=6s",
+            "--request-timeout=7s",
+            "--max-filter-len=99",
+            "--batch-rows=123",
+            "--max-objects=11",
+            "--max-concurrent-plans=12",
+            "--miss-policy=presign",
+            "--presign-expiry=9m",
+            "--presign-min-bytes=1MiB",
+            "--otlp-endpoint=http://h:4317",
+        ]);
+        let mut c = Config::default();
+        c.apply(&flags).unwrap();
+        let secs = |n| Span(Duration::from_secs(n));
+        let path = |p: &str| Some(PathBuf::from(p));
+        assert_eq!(c.server.admin_listen, "127.0.0.1:6001".parse().unwrap());
+        assert_eq!(c.server.advertise.as_deref(), Some("grpc://n1:6000"));
+        assert_eq!(
+            (c.cache.disk, c.cache.disk_auto),
+            (ByteSize(2 << 30), false)
+        );
+        assert_eq!(c.cache.disk_dir, PathBuf::from("/d"));
+        assert_eq!(c.cache.chunk, ByteSize(2 << 20));
+        assert_eq!(c.cache.eviction, Eviction::Sieve);
+        assert_eq!(
+            (c.cache.metadata, c.cache.hot),
+            (ByteSize(3 << 20), ByteSize(4 << 20))
+        );
+        assert_eq!(c.cache.access_log, path("/log"));
+        assert_eq!(c.cluster.node_id.as_deref(), Some("n1"));
+        assert_eq!(c.cluster.topology.as_deref(), Some("/t.json"));
+        assert_eq!(c.cluster.reload, secs(3));
+        let a = &c.auth;
+        assert_eq!(
+            [
+                &a.tokens_file,
+                &a.admin_token_file,
+                &a.peer_token_file,
+                &a.tls_cert,
+                &a.tls_key,
+                &a.tls_ca
+            ],
+            [
+                &path("/tok"),
+                &path("/adm"),
+                &path("/peer"),
+                &path("/c"),
+                &path("/k"),
+                &path("/ca")
+            ]
+        );
+        let l = &c.limits;
+        assert_eq!(
+            (
+                l.max_concurrent_scans,
+                l.scan_queue_timeout,
+                l.request_timeout
+            ),
+            (5, secs(6), secs(7))
+        );
+        assert_eq!(
+            (
+                l.max_filter_len,
+                l.batch_rows,
+                l.max_objects,
+                l.max_concurrent_plans
+            ),
+            (99, 123, 11, 12)
+        );
+        assert_eq!(c.miss.policy, MissPolicy::Presign);
+        assert_eq!(
+            (c.miss.presign_expiry, c.miss.presign_min_bytes),
+            (secs(540), ByteSize(1 << 20))
+        );
+        assert_eq!(c.telemetry.otlp_endpoint.as_deref(), Some("http://h:4317"));
     }
 }
