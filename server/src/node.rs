@@ -124,7 +124,25 @@ impl RunningNode {
         let metrics = Arc::new(Metrics::new());
         let auth = Auth::load(&config.auth).map_err(|e| QuiverError::invalid(e.to_string()))?;
         let sources = Sources::new(&config.sources, config.limits.max_objects, &metrics)?;
-        let chunks = ChunkCache::open(&config.cache, metrics.clone()).await?;
+        let node_id = config.node_id();
+        let advertise = config.advertise_url();
+        let cluster = Arc::new(
+            Cluster::open(
+                &config.cluster,
+                &config.sources,
+                &node_id,
+                &advertise,
+                metrics.clone(),
+            )
+            .await?,
+        );
+        let peers = Peers::new(&config.auth, &auth);
+        // During a hand-off, misses in gained slots ask the previous owner
+        // before the origin.
+        let chunks = ChunkCache::builder(&config.cache, metrics.clone())
+            .with_peers(Arc::new(PeerFill::new(cluster.clone(), peers.clone())))
+            .open()
+            .await?;
         let stores: HashMap<Arc<str>, Arc<CachingObjectStore>> = sources
             .all()
             .iter()
@@ -151,18 +169,6 @@ impl RunningNode {
             }
             None => scanner,
         };
-        let node_id = config.node_id();
-        let advertise = config.advertise_url();
-        let cluster = Arc::new(
-            Cluster::open(
-                &config.cluster,
-                &config.sources,
-                &node_id,
-                &advertise,
-                metrics.clone(),
-            )
-            .await?,
-        );
         let sql = if config.sql.enabled {
             Some(Arc::new(sql_service(
                 &config,
@@ -186,10 +192,6 @@ impl RunningNode {
             chunks.disk_problem(),
             metrics.clone(),
         ));
-        let peers = Peers::new(&config.auth, &auth);
-        // During a hand-off, misses in gained slots ask the previous owner
-        // before the origin.
-        chunks.set_peers(Arc::new(PeerFill::new(cluster.clone(), peers.clone())));
         let core = Arc::new(NodeCore {
             sql,
             disk_health,

@@ -19,7 +19,8 @@ mod store;
 
 pub use catalog::CATALOG_FILE;
 pub use chunks::{
-    eviction, ChunkCache, PeerChunks, TierUsage, MAX_ORIGIN_FETCHES, MAX_RUN_CHUNKS, MEMORY_SHARDS,
+    eviction, ChunkCache, ChunkCacheBuilder, PeerChunks, TierUsage, MAX_ORIGIN_FETCHES,
+    MAX_RUN_CHUNKS, MEMORY_SHARDS,
 };
 pub use decoded::{DecodedCache, DecodedKey, Lookup};
 pub use disk_health::{DiskHealth, DiskState, PROBE_EVERY};

@@ -5,12 +5,12 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use foyer::{BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, PsyncIoEngineConfig, RecoverMode};
 
 use super::eviction::memory_builder;
-use super::{holds_any, ChunkCache, Inner, MAX_ORIGIN_FETCHES};
+use super::{holds_any, ChunkCache, Inner, PeerChunks, MAX_ORIGIN_FETCHES};
 use crate::cache::catalog::Catalog;
 use crate::cache::disk_budget;
 use crate::config::CacheConfig;
@@ -35,7 +35,13 @@ impl ChunkCache {
     /// the whole tier is a warning and a memory-only node, not a failed
     /// start: the node serves from memory and the origin, and `health` says
     /// why.
-    pub async fn open(cfg: &CacheConfig, metrics: Arc<Metrics>) -> Result<Self> {
+    ///
+    /// `peers`, when given, is asked for missing chunks before the origin.
+    pub(super) async fn open_with(
+        cfg: &CacheConfig,
+        metrics: Arc<Metrics>,
+        peers: Option<Arc<dyn PeerChunks>>,
+    ) -> Result<Self> {
         let chunk = cfg.chunk.0;
         let disk = disk_budget::decide(cfg);
         let block = (disk / 16).clamp(chunk * 2, MAX_DISK_BLOCK.max(chunk * 2));
@@ -104,7 +110,7 @@ impl ChunkCache {
                 catalog,
                 inflight: Mutex::default(),
                 fetch_slots: tokio::sync::Semaphore::new(MAX_ORIGIN_FETCHES),
-                peers: OnceLock::new(),
+                peers,
                 metrics,
                 disk_dir,
                 disk_capacity: disk,

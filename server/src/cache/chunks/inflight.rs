@@ -133,7 +133,7 @@ impl ChunkCache {
     /// Chunks `run` from a peer, when one is set and has every one of them
     /// at its right length; anything less and the origin is read instead.
     async fn peer_chunks(&self, id: &ObjectId, run: Range<u64>) -> Option<Vec<Bytes>> {
-        let peers = self.inner.peers.get()?;
+        let peers = self.inner.peers.as_ref()?;
         let parts = peers
             .fetch(id.clone(), self.inner.chunk, run.clone())
             .await?;

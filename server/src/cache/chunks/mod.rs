@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use foyer::{HybridCache, Source as HitSource};
@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::catalog::Catalog;
 use super::disk_budget;
+use crate::config::CacheConfig;
 use crate::error::{QuiverError, Result};
 use crate::metrics::{Metrics, Tier};
 use crate::source::ObjectId;
@@ -86,8 +87,9 @@ struct Inner {
     catalog: Catalog,
     inflight: Mutex<HashMap<ChunkKey, Pending>>,
     fetch_slots: tokio::sync::Semaphore,
-    /// Asked for missing chunks before the origin; set once by the node.
-    peers: OnceLock<Arc<dyn PeerChunks>>,
+    /// Asked for missing chunks before the origin, when the node is in a
+    /// cluster; given when the cache is built.
+    peers: Option<Arc<dyn PeerChunks>>,
     metrics: Arc<Metrics>,
     disk_dir: Option<PathBuf>,
     disk_capacity: u64,
@@ -124,16 +126,44 @@ pub struct TierUsage {
     pub disk_allocated: u64,
 }
 
+/// How a [`ChunkCache`] is opened: its configuration, and where its misses
+/// are filled from besides the origin.
+pub struct ChunkCacheBuilder<'a> {
+    cfg: &'a CacheConfig,
+    metrics: Arc<Metrics>,
+    peers: Option<Arc<dyn PeerChunks>>,
+}
+
+impl ChunkCacheBuilder<'_> {
+    /// Misses ask `peers` before the origin (during a hand-off, the
+    /// previous owner of a slot).
+    pub fn with_peers(mut self, peers: Arc<dyn PeerChunks>) -> Self {
+        self.peers = Some(peers);
+        self
+    }
+
+    pub async fn open(self) -> Result<ChunkCache> {
+        ChunkCache::open_with(self.cfg, self.metrics, self.peers).await
+    }
+}
+
 impl ChunkCache {
     pub fn chunk_size(&self) -> u64 {
         self.inner.chunk
     }
 
-    /// Makes misses ask `peers` before the origin. Only the first call
-    /// counts: the node sets it once while it starts.
-    pub fn set_peers(&self, peers: Arc<dyn PeerChunks>) {
-        // A second call is a wiring mistake with no effect on reads.
-        let _ = self.inner.peers.set(peers);
+    /// Opens the cache of `cfg` with no peers: every miss goes to the
+    /// origin. [`ChunkCache::builder`] gives the other choices.
+    pub async fn open(cfg: &CacheConfig, metrics: Arc<Metrics>) -> Result<Self> {
+        ChunkCache::builder(cfg, metrics).open().await
+    }
+
+    pub fn builder(cfg: &CacheConfig, metrics: Arc<Metrics>) -> ChunkCacheBuilder<'_> {
+        ChunkCacheBuilder {
+            cfg,
+            metrics,
+            peers: None,
+        }
     }
 
     /// The disk tier's directory; `None` when memory only.
