@@ -61,6 +61,12 @@ impl CachingObjectStore {
         &self.source
     }
 
+    /// Whether the cache holds every byte of `ranges` of `id`.
+    pub fn holds(&self, id: &ObjectId, ranges: &[Range<u64>]) -> bool {
+        let (needed, cached) = self.chunks.coverage(id, ranges);
+        cached >= needed
+    }
+
     /// Reads `ranges` of exactly the version `id` names.
     pub async fn read_pinned(
         &self,

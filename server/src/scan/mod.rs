@@ -347,7 +347,10 @@ impl Scanner {
             .iter()
             .filter_map(|&g| planned.metadata.row_groups().get(g))
             .flat_map(|rg| rg.columns().iter().enumerate())
-            .filter(|(leaf, _)| planned.read.contains(&schema.get_column_root_idx(*leaf)))
+            .filter(|(leaf, _)| {
+                *leaf < schema.num_columns()
+                    && planned.read.contains(&schema.get_column_root_idx(*leaf))
+            })
             .map(|(_, c)| u64::try_from(c.compressed_size()).unwrap_or(0))
             .fold(0u64, u64::saturating_add);
         let groups = planned.row_groups.len().max(1) as u64;
@@ -463,6 +466,18 @@ impl Scanner {
             self.read_ahead.clone(),
             access,
         ));
+        let mut options = state.default_table_options().parquet;
+        if predicate.is_some() && !holds_columns(store, id, &metadata, &row_groups, &read) {
+            // A cold object is read in one round trip per row group: every
+            // column the scan reads at once, filtered after decoding. With
+            // the filter pushed into the decoder it would fetch the filter's
+            // columns first and the rest's selected pages after them, two
+            // trips to the origin for bytes it mostly has to fetch anyway.
+            // Once the bytes are cached, pushing the filter down saves
+            // decoding the rows it rules out.
+            options.global.pushdown_filters = false;
+            options.global.reorder_filters = false;
+        }
         let parquet = ParquetPlan {
             schema: schema.clone(),
             store_url: store_url(&id.source)?,
@@ -473,7 +488,7 @@ impl Scanner {
             read_predicate: read_predicate.clone(),
             projection: projection.clone(),
             limit: req.limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
-            options: state.default_table_options().parquet,
+            options,
         };
         let plan = parquet.clone().build(id, count)?;
         Ok(Planned {
@@ -551,6 +566,30 @@ pub fn column_ranges(
         }
     }
     Ok(ranges)
+}
+
+/// Whether the cache holds the column chunks of `columns` (top-level
+/// indices) in `row_groups` of `id`.
+fn holds_columns(
+    store: &CachingObjectStore,
+    id: &ObjectId,
+    metadata: &ParquetMetaData,
+    row_groups: &[usize],
+    columns: &[usize],
+) -> bool {
+    let schema = metadata.file_metadata().schema_descr();
+    let ranges: Vec<Range<u64>> = row_groups
+        .iter()
+        .filter_map(|&g| metadata.row_groups().get(g))
+        .flat_map(|rg| rg.columns().iter().enumerate())
+        // A footer whose row groups list more chunks than the schema has
+        // leaves names columns the scan cannot read; skip them.
+        .filter(|(leaf, _)| {
+            *leaf < schema.num_columns() && columns.contains(&schema.get_column_root_idx(*leaf))
+        })
+        .filter_map(|(_, c)| column_chunk_range(c, id.size))
+        .collect();
+    store.holds(id, &ranges)
 }
 
 fn arrow_schema(metadata: Arc<ParquetMetaData>, id: &ObjectId) -> Result<SchemaRef> {
