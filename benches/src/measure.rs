@@ -233,15 +233,18 @@ fn rotation(modes: &[Mode], round: usize) -> Vec<usize> {
 /// background.
 const WARM_UP_READS: usize = 5;
 
-/// Reads `q` through Quiver, untimed, until the hot tier answers it or
+/// Reads `q` through Quiver, untimed, until the hot tier answers all of it
+/// (every endpoint's scan a whole hit) or
 /// [`WARM_UP_READS`] reads were not enough (as when the tier cannot hold
 /// what the query reads).
 async fn warm_up(readers: &Readers<'_>, q: &Query) -> Result<(), BoxError> {
     let rig = readers.rig();
     for _ in 0..WARM_UP_READS {
-        let before = rig.stats().await?.hot_hits;
+        let before = rig.stats().await?;
         readers.read(Mode::QuiverWarm, q).await?;
-        if rig.stats().await?.hot_hits > before {
+        let read = rig.stats().await? - before;
+        // Every scan of the read (one per endpoint) answered from the tier.
+        if read.hot_hits > 0 && read.hot_short == 0 {
             return Ok(());
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;

@@ -203,7 +203,7 @@ pub fn arrow_bytes(batches: &[RecordBatch]) -> u64 {
 /// The bytes of Arrow data in one batch, counted the same way whoever made
 /// it. Not `get_array_memory_size`: the columns of a batch decoded from
 /// Flight are slices of one message body, and that method counts the whole
-/// body once per column, so a 16-column answer was counted 16 times.
+/// body once per column, so a 16-column answer would be counted 16 times.
 fn batch_bytes(batch: &RecordBatch) -> u64 {
     batch
         .columns()
@@ -434,6 +434,7 @@ fn listing_url(bucket: &url::Url, path: &Path) -> Result<ListingTableUrl, BoxErr
 mod tests {
     use super::*;
     use arrow::array::ArrayRef;
+    use arrow::datatypes::{DataType, Field, Schema};
 
     /// The listing is the object's directory, and its glob matches the
     /// object's name and no other, whatever characters the name holds.
@@ -461,12 +462,11 @@ mod tests {
             }
         }
     }
-    use arrow::datatypes::{DataType, Field, Schema};
 
     /// A stream of known size, through the same Flight encoding and
     /// decoding a node's answer takes: `drain` counts each column's bytes
-    /// once. Counting with `get_array_memory_size` gave every column the
-    /// whole decoded message body.
+    /// once. Counting with `get_array_memory_size` would give every column
+    /// the whole decoded message body.
     #[tokio::test]
     async fn drain_counts_each_columns_bytes_once_after_flight_decoding() {
         use arrow_flight::decode::FlightRecordBatchStream;

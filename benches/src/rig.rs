@@ -199,6 +199,8 @@ pub struct NodeStats {
     pub bytes_served: u64,
     /// Scans the hot tier answered from decoded arrays, without lookups.
     pub hot_hits: u64,
+    /// Scans the hot tier answered in part or not at all.
+    pub hot_short: u64,
 }
 
 impl std::ops::Sub for NodeStats {
@@ -211,6 +213,7 @@ impl std::ops::Sub for NodeStats {
             origin_requests: self.origin_requests.saturating_sub(rhs.origin_requests),
             bytes_served: self.bytes_served.saturating_sub(rhs.bytes_served),
             hot_hits: self.hot_hits.saturating_sub(rhs.hot_hits),
+            hot_short: self.hot_short.saturating_sub(rhs.hot_short),
         }
     }
 }
@@ -551,6 +554,7 @@ impl Rig {
             sum.origin_requests += report.origin_requests;
             sum.bytes_served += report.bytes_served;
             sum.hot_hits += report.hot.hits;
+            sum.hot_short += report.hot.partial + report.hot.misses;
         }
         Ok(sum)
     }

@@ -60,9 +60,10 @@ fn plain_names(text: &str) -> String {
 
 /// Byte ranges of one object read at once when the whole answer is wanted:
 /// over a link with tens of milliseconds per request, concurrency is what
-/// reading fast means. `quiver-bench node` tried 2 to 32 over links of 5 to
-/// 30 ms on a 2-core machine, and 16 was fastest on each; the count is of
-/// requests in flight, not of cores, so it is not scaled by them.
+/// reading fast means. 16 is what `quiver-bench node`'s trials pick over
+/// its sweep of link latencies (docs/benchmarks.md, "Single node"); the
+/// count is of requests in flight, not of cores, so it is not scaled by
+/// them.
 const READ_PARTITIONS: usize = 16;
 
 /// The Parquet object at `url` in `store`, read with DataFusion applying the
@@ -88,7 +89,8 @@ pub(crate) async fn read_object(
         .with_round_robin_repartition(false);
     // Filter pushdown stays off: it reads the filter columns of a row group
     // before its other pages, a round trip more per row group, which over
-    // S3 cost more than the bytes it saved in every trial of the sweep.
+    // a link with tens of milliseconds per request costs more than the
+    // bytes it saves.
     let ctx = SessionContext::new_with_config(config);
     let mut base = url.clone();
     base.set_path("/");

@@ -330,8 +330,8 @@ const SETTLE: Duration = Duration::from_secs(10);
 
 /// Accepted Flight connections, with Nagle's algorithm off. tonic leaves
 /// it on for a listener it is handed, and then a response's last small
-/// frame waits for the client's delayed ACK: every small answer took 40 ms
-/// more on Linux.
+/// frame waits for the client's delayed ACK, which adds about 40 ms to
+/// every small answer on Linux.
 fn flight_incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }

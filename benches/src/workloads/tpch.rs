@@ -4,8 +4,8 @@
 //! link.
 //!
 //! The baseline gets its best honest configuration: one long-lived session
-//! (so its metadata cache stays warm), filter pushdown and filter reordering
-//! on, and the default parallelism. Runs of the two modes are interleaved,
+//! (so its metadata cache stays warm) configured for the link
+//! (`baseline::link_datafusion`: 16 partitions, filter pushdown off). Runs of the two modes are interleaved,
 //! and every answer of both modes must be identical.
 
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! ISTZIIO-style trace replay: whole-file reads of random float64 Parquet
-//! files, as the ISTZIIO rig measured them, so our numbers line up with the
-//! results we set out to beat.
+//! files, as the ISTZIIO rig measured them, so the figures are comparable
+//! with ISTZIIO's.
 //!
 //! Four traces, each replayed identically in every mode:
 //! - `zipf-small`: Zipf (skew 1.5) over the small files, one at a time;

@@ -98,8 +98,8 @@ mod tests {
 
     /// `(NOT x) IS NOT DISTINCT FROM true`, as DataFusion's simplifier
     /// writes a `CASE WHEN NOT x`, is unparsed without the parentheses SQL
-    /// needs; pushed, the node read `NOT (x IS NOT DISTINCT FROM true)` and
-    /// kept the NULL rows the query excludes.
+    /// needs; pushed, the node would read `NOT (x IS NOT DISTINCT FROM
+    /// true)` and keep the NULL rows the query excludes.
     #[test]
     fn a_filter_whose_text_reads_back_otherwise_is_not_pushed() {
         let s = schema();
