@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
-use parquet::file::metadata::ParquetMetaData;
+use parquet::file::metadata::{ColumnChunkMetaData, ParquetMetaData};
 
 use super::reader::column_chunk_range;
 use crate::cache::CachingObjectStore;
@@ -59,19 +59,29 @@ pub(super) fn holds_columns(
     row_groups: &[usize],
     columns: &[usize],
 ) -> bool {
+    let ranges: Vec<Range<u64>> = chunks_of(metadata, row_groups, columns)
+        .filter_map(|c| column_chunk_range(c, id.size))
+        .collect();
+    store.holds(id, &ranges)
+}
+
+/// The column chunks of `columns` (top-level indices) in `row_groups`, in
+/// file order. A footer whose row groups list more chunks than the schema
+/// has leaves names columns no scan can read; those are skipped.
+pub(super) fn chunks_of<'a>(
+    metadata: &'a ParquetMetaData,
+    row_groups: &'a [usize],
+    columns: &'a [usize],
+) -> impl Iterator<Item = &'a ColumnChunkMetaData> + 'a {
     let schema = metadata.file_metadata().schema_descr();
-    let ranges: Vec<Range<u64>> = row_groups
+    row_groups
         .iter()
         .filter_map(|&g| metadata.row_groups().get(g))
         .flat_map(|rg| rg.columns().iter().enumerate())
-        // A footer whose row groups list more chunks than the schema has
-        // leaves names columns the scan cannot read; skip them.
-        .filter(|(leaf, _)| {
+        .filter(move |(leaf, _)| {
             *leaf < schema.num_columns() && columns.contains(&schema.get_column_root_idx(*leaf))
         })
-        .filter_map(|(_, c)| column_chunk_range(c, id.size))
-        .collect();
-    store.holds(id, &ranges)
+        .map(|(_, chunk)| chunk)
 }
 
 pub(super) fn arrow_schema(metadata: Arc<ParquetMetaData>, id: &ObjectId) -> Result<SchemaRef> {

@@ -26,6 +26,7 @@ use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::file::metadata::ParquetMetaData;
 use tokio::sync::Semaphore;
 
+use super::columns::chunks_of;
 use super::reader::PinnedReaderFactory;
 use crate::cache::{DecodedCache, DecodedKey};
 use crate::metrics::Metrics;
@@ -148,17 +149,9 @@ impl HotFill {
 /// The uncompressed bytes of `columns`' chunks in one row group, from the
 /// footer: close to what they take decoded.
 fn decoded_estimate(metadata: &ParquetMetaData, row_group: usize, columns: &[usize]) -> u64 {
-    let schema = metadata.file_metadata().schema_descr();
-    let Some(group) = metadata.row_groups().get(row_group) else {
-        return 0;
-    };
-    let mut total = 0u64;
-    for (leaf, chunk) in group.columns().iter().enumerate() {
-        if leaf < schema.num_columns() && columns.contains(&schema.get_column_root_idx(leaf)) {
-            total = total.saturating_add(u64::try_from(chunk.uncompressed_size()).unwrap_or(0));
-        }
-    }
-    total
+    chunks_of(metadata, &[row_group], columns)
+        .map(|c| u64::try_from(c.uncompressed_size()).unwrap_or(0))
+        .fold(0, u64::saturating_add)
 }
 
 /// One array per column of `columns` (ascending) in one row group.

@@ -29,7 +29,7 @@ use quiver_protocol::ScanRequest;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use columns::column_ranges;
-use columns::{arrow_schema, check_columns, holds_columns};
+use columns::{arrow_schema, check_columns, chunks_of, holds_columns};
 pub use errors::classify;
 use fill::HotFill;
 use hot::Job;
@@ -342,18 +342,9 @@ impl Scanner {
         if req.limit.is_some() && planned.predicate.is_none() {
             return (floor, None);
         }
-        let schema = planned.metadata.file_metadata().schema_descr();
-        let bytes: u64 = planned
-            .row_groups
-            .iter()
-            .filter_map(|&g| planned.metadata.row_groups().get(g))
-            .flat_map(|rg| rg.columns().iter().enumerate())
-            .filter(|(leaf, _)| {
-                *leaf < schema.num_columns()
-                    && planned.read.contains(&schema.get_column_root_idx(*leaf))
-            })
-            .map(|(_, c)| u64::try_from(c.compressed_size()).unwrap_or(0))
-            .fold(0u64, u64::saturating_add);
+        let bytes: u64 = chunks_of(&planned.metadata, &planned.row_groups, &planned.read)
+            .map(|c| u64::try_from(c.compressed_size()).unwrap_or(0))
+            .fold(0, u64::saturating_add);
         let groups = planned.row_groups.len().max(1) as u64;
         let per_group_kib = (bytes / groups).div_ceil(1024).max(1);
         let mut window = planned.row_groups.len().min(MAX_PARTS);
