@@ -102,6 +102,7 @@ enum Workload {
 /// status as its code and message, not its debug form) with exit code 1.
 #[tokio::main]
 async fn main() {
+    quiver_client::tls::use_ring_provider();
     if let Err(e) = run(Cli::parse()).await {
         let status = e.downcast_ref::<tonic::Status>().or_else(|| {
             match e.downcast_ref::<arrow_flight::error::FlightError>() {

@@ -252,6 +252,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    quiver_client::tls::use_ring_provider();
     // A bug must still end in one line, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
         eprintln!("quiver: internal error: {info}");

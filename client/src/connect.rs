@@ -94,6 +94,7 @@ impl Connector {
     /// asks for it. A CA file given for a plain `grpc://` URL is an error,
     /// so a typo never silently sends tokens in clear text.
     pub fn channel(&self, url: &str) -> Result<Channel, ClientError> {
+        crate::tls::use_ring_provider();
         let mut endpoint = Endpoint::from_shared(endpoint_url(url)?)
             .map_err(|e| ClientError::BadUrl {
                 url: url.to_string(),

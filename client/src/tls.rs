@@ -135,6 +135,16 @@ impl ServerCertVerifier for CaFileVerifier {
     }
 }
 
+/// Makes ring, tonic's TLS backend, the process's rustls provider unless
+/// one is set already. A process that also links aws-lc-rs (the node does:
+/// `deltalake-core`'s HTTP client enables it) has two, and rustls then
+/// refuses to choose, so every TLS configuration built without a provider
+/// of its own (tonic's, object_store's) would panic. Cheap and idempotent:
+/// called wherever a process may first use TLS.
+pub fn use_ring_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Why the first certificate of `cert_pem` (a node's `tls_cert`) will be
 /// refused by clients and peers, when it is because it is a CA
 /// certificate. A node logs it at start-up, before any peer tries.

@@ -101,6 +101,7 @@ impl RunningNode {
     /// Binds the listeners, opens (and recovers) the cache and starts
     /// serving. Port 0 picks a free port; `advertise` then names it.
     pub async fn start(config: Config) -> Result<RunningNode> {
+        quiver_client::tls::use_ring_provider();
         let flight_listener = TcpListener::bind(config.server.listen).await.map_err(|e| {
             QuiverError::Internal(format!("cannot listen on {}: {e}", config.server.listen))
         })?;

@@ -199,6 +199,26 @@ impl Guarded {
     pub fn new(inner: Arc<dyn ObjectStore>, breaker: Arc<Breaker>) -> Self {
         Guarded { inner, breaker }
     }
+
+    /// A listing behind the breaker. Pages arrive after this returns, so
+    /// a listing only counts its failures; its successes are counted by
+    /// the calls around it.
+    fn guard_listing(
+        &self,
+        list: impl FnOnce(&dyn ObjectStore) -> BoxStream<'static, OsResult<ObjectMeta>>,
+    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
+        if let Err(e) = self.breaker.admit() {
+            return futures::stream::once(async { Err(e) }).boxed();
+        }
+        let breaker = self.breaker.clone();
+        list(self.inner.as_ref())
+            .inspect(move |item| {
+                if let Err(e) = item {
+                    breaker.record(Some(e), false);
+                }
+            })
+            .boxed()
+    }
 }
 
 impl fmt::Display for Guarded {
@@ -261,20 +281,18 @@ impl ObjectStore for Guarded {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        // Pages arrive after this returns, so a listing only counts its
-        // failures; its successes are counted by the calls around it.
-        if let Err(e) = self.breaker.admit() {
-            return futures::stream::once(async { Err(e) }).boxed();
-        }
-        let breaker = self.breaker.clone();
-        self.inner
-            .list(prefix)
-            .inspect(move |item| {
-                if let Err(e) = item {
-                    breaker.record(Some(e), false);
-                }
-            })
-            .boxed()
+        self.guard_listing(|inner| inner.list(prefix))
+    }
+
+    /// Forwarded rather than left to the default (a full listing, then
+    /// filtered): S3 starts after the offset itself, and a Delta log is
+    /// read page by page this way.
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
+        self.guard_listing(|inner| inner.list_with_offset(prefix, offset))
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {

@@ -18,6 +18,7 @@ use crate::error::{QuiverError, Result};
 /// An S3 client for `bucket` with a source's region, endpoint and keys,
 /// falling back to the `AWS_*` environment and instance credentials.
 pub fn s3_store(cfg: &SourceConfig, bucket: &str) -> Result<AmazonS3> {
+    quiver_client::tls::use_ring_provider();
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
     if let Some(region) = &cfg.region {
         builder = builder.with_region(region);
