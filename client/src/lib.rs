@@ -31,6 +31,7 @@ pub mod results;
 pub mod routing;
 pub mod stream;
 pub mod table;
+pub mod table_log;
 pub mod tls;
 mod topology;
 pub mod trace_context;
@@ -48,6 +49,7 @@ pub use results::{ObjectInfo, Scan, Served, Table};
 pub use routing::QuiverClient;
 pub use stream::BatchStream;
 pub use table::QuiverTable;
+pub use table_log::Snapshot;
 
 /// A DataFusion session config that reads strings as the nodes send them
 /// (plain Utf8, not DataFusion's view types), so answers read directly and

@@ -139,7 +139,7 @@ impl QuiverClient {
     }
     /// Runs a planning call on the first node that can be reached; an
     /// answer from a node, even an error, is final.
-    async fn on_any_node<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    pub(crate) async fn on_any_node<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
     where
         F: Fn(FlightClient) -> Fut,
         Fut: std::future::Future<Output = Result<T, ClientError>>,

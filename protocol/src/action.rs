@@ -14,10 +14,12 @@ pub enum ActionType {
     Health,
     RefreshCatalog,
     Warm,
+    Tables,
+    TableSnapshot,
 }
 
 impl ActionType {
-    pub const ALL: [ActionType; 11] = [
+    pub const ALL: [ActionType; 13] = [
         ActionType::Stats,
         ActionType::Prefetch,
         ActionType::Evict,
@@ -29,6 +31,8 @@ impl ActionType {
         ActionType::Health,
         ActionType::RefreshCatalog,
         ActionType::Warm,
+        ActionType::Tables,
+        ActionType::TableSnapshot,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,6 +48,8 @@ impl ActionType {
             ActionType::Health => "health",
             ActionType::RefreshCatalog => "refresh-catalog",
             ActionType::Warm => "warm",
+            ActionType::Tables => "tables",
+            ActionType::TableSnapshot => "table-snapshot",
         }
     }
 
@@ -64,6 +70,8 @@ impl ActionType {
             ActionType::HandoffDone => "Node to node. Body: {\"epoch\", \"node\", \"slots\": [[start, end], ...]}. The new owner of those slots at that epoch has finished importing them, so this node stops serving them before its grace period ends. Peer token required when auth is on.",
             ActionType::Health => "Liveness: {\"status\":\"ok\", ...}.",
             ActionType::RefreshCatalog => "Lists the lake again for Flight SQL's catalog now, instead of at the next refresh interval; returns {\"tables\", \"errors\"}.",
+            ActionType::Tables => "Body: {\"source\", \"path\"}. The tables with a log (Delta Lake) under a prefix of the source: {\"tables\": [{\"path\", \"format\"}]}.",
+            ActionType::TableSnapshot => "Body: {\"source\", \"path\", \"version\"?, \"timestamp\"?}. One version of a Delta table: its schema, partition columns and live files, read from its log.",
             ActionType::Warm => "Node to node. Body: a ScanRequest for one object with its etag. Queues a background warm-up of the columns it needs (dropped when the queue is full); returns {\"queued\": bool}. Peer token required when auth is on.",
         }
     }
@@ -79,7 +87,9 @@ impl ActionType {
             ActionType::Stats
             | ActionType::ClusterShards
             | ActionType::Health
-            | ActionType::RefreshCatalog => Caller::Reader,
+            | ActionType::RefreshCatalog
+            | ActionType::Tables
+            | ActionType::TableSnapshot => Caller::Reader,
         }
     }
 }

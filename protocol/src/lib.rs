@@ -11,6 +11,7 @@ mod filter;
 mod handoff;
 mod scan;
 mod slot;
+mod table;
 mod topology;
 
 pub use action::{
@@ -24,4 +25,7 @@ pub use filter::{FILTER_FUNCTIONS, MAX_FILTER_DEPTH, MAX_FILTER_OPERATORS};
 pub use handoff::{frame_chunk, handoff_checksum, unframe_chunk, FrameError};
 pub use scan::{Accept, PresignedEndpoint, ScanRequest, ScanRequestError};
 pub use slot::{hash_tag, key_slot, slot_of, SLOT_COUNT};
+pub use table::{
+    SnapshotRequest, TableFile, TableFormat, TableList, TableRoot, TableSnapshot, TablesRequest,
+};
 pub use topology::{dial_url, NodeInfo, SlotRange, Topology, TopologyError, MAX_EPOCH};

@@ -23,6 +23,7 @@ pub mod node_core;
 pub mod panics;
 pub mod scan;
 pub mod source;
+pub mod table_format;
 pub mod telemetry;
 
 pub use config::Config;

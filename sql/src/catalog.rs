@@ -2,11 +2,13 @@
 //! catalog = source, and every directory of Parquet files is a table named
 //! by its path, `<schema>/<table>/` or, at the source root, `default`.
 //! Hive-style `key=value/` directories below a table are its partitions.
+//! A directory holding `_delta_log/` is a Delta table, read from its log's
+//! latest version (`crate::delta`), never also as plain Parquet.
 //!
 //! The catalog is rebuilt from listings on an interval and on demand. A
-//! table whose objects (paths and ETags) did not change keeps its provider;
-//! one whose files changed is read again, so its schema and statistics are
-//! never stale for longer than one refresh. A table's files may differ in
+//! table whose objects (paths and ETags) or Delta version did not change
+//! keeps its provider; one whose files changed is read again, so its schema
+//! and statistics are never stale for longer than one refresh. A table's files may differ in
 //! schema: they are read with their schemas merged, and a table whose files
 //! cannot be merged is still listed, failing with the reason when queried.
 
@@ -19,13 +21,15 @@ use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
     MemorySchemaProvider, SchemaProvider, Session, TableProvider,
 };
-use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use quiver_client::table::{SchemaConflict, TableFiles};
 use quiver_client::{ClientError, ObjectInfo, QuiverClient, QuiverTable};
+use quiver_protocol::SnapshotRequest;
 
-use crate::partitioned::{HiveTable, Partition};
+use crate::delta;
+use crate::partitioned::{Partition, PartitionedTable};
 
 /// The schema name of tables directly under a source's root.
 pub const DEFAULT_SCHEMA: &str = "default";
@@ -53,6 +57,9 @@ struct TableSource {
     /// `(path, etag)` of every object: the version the provider was built
     /// from.
     objects: BTreeSet<(String, String)>,
+    /// A Delta table's version the provider was built from (its files are
+    /// immutable, so the version says it all).
+    version: Option<u64>,
 }
 
 struct Entry {
@@ -137,6 +144,18 @@ fn hive(segment: &str) -> Option<(&str, &str)> {
     (!k.is_empty()).then_some((k, v))
 }
 
+/// The `(schema, table)` of the table directory `segments` (its path's
+/// segments); `None` at the source root, which holds no table.
+fn table_name(segments: &[&str]) -> Option<(String, String)> {
+    let (table, parents) = segments.split_last()?;
+    let schema = if parents.is_empty() {
+        DEFAULT_SCHEMA.to_string()
+    } else {
+        parents.join("/")
+    };
+    Some((schema, table.to_string()))
+}
+
 /// Groups a source's listing into tables: `(schema, table) -> found`.
 fn group(paths: &[(String, String)]) -> BTreeMap<(String, String), (String, Found)> {
     let mut out: BTreeMap<(String, String), (String, Found)> = BTreeMap::new();
@@ -149,17 +168,12 @@ fn group(paths: &[(String, String)]) -> BTreeMap<(String, String), (String, Foun
             segments.pop();
         }
         // Objects at the source root belong to no table directory.
-        let Some((table, parents)) = segments.split_last() else {
+        let Some(name) = table_name(&segments) else {
             continue;
-        };
-        let schema = if parents.is_empty() {
-            DEFAULT_SCHEMA.to_string()
-        } else {
-            parents.join("/")
         };
         let root = format!("{}/", segments.join("/"));
         let (_, found) = out
-            .entry((schema, table.to_string()))
+            .entry(name)
             .or_insert_with(|| (root.clone(), Found::default()));
         let columns: Vec<String> = partition.iter().map(|(k, _)| k.clone()).collect();
         if found.objects.is_empty() {
@@ -283,7 +297,11 @@ pub async fn refresh(
 ) -> Snapshot {
     let mut next = Snapshot::default();
     for source in sources {
-        let mut listing = match client.list(source, "").await {
+        let listed = match client.list(source, "").await {
+            Ok(listing) => client.tables(source, "").await.map(|t| (listing, t)),
+            Err(e) => Err(e),
+        };
+        let (mut listing, delta_roots) = match listed {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(source = %source, error = %e, "cannot list the source for the SQL catalog; keeping its tables");
@@ -304,8 +322,12 @@ pub async fn refresh(
             }
         };
         listing.sort_by(|a, b| a.listing.path.cmp(&b.listing.path));
+        // A Delta table's directory is read through its log only, never
+        // also as plain Parquet (it holds removed files).
+        let in_delta = |path: &str| delta_roots.iter().any(|t| path.starts_with(&t.path));
         let paths: Vec<(String, String)> = listing
             .iter()
+            .filter(|o| !in_delta(&o.listing.path))
             .map(|o| (o.listing.path.clone(), o.listing.etag.clone()))
             .collect();
         for ((schema, table), (root, found)) in group(&paths) {
@@ -315,6 +337,7 @@ pub async fn refresh(
                 root: root.clone(),
                 partition_columns: found.partition_columns.clone(),
                 objects: found.objects.clone(),
+                version: None,
             };
             let (provider, problem) = match previous.tables.get(&name) {
                 Some(p) if p.source == wanted => (p.provider.clone(), p.problem.clone()),
@@ -336,6 +359,30 @@ pub async fn refresh(
                 },
             );
         }
+        for root in &delta_roots {
+            let segments: Vec<&str> = root.path.trim_end_matches('/').split('/').collect();
+            let Some((schema, table)) = table_name(&segments) else {
+                continue;
+            };
+            let name = (source.clone(), schema, table);
+            let (entry_source, provider, problem) = delta_table(
+                client,
+                source,
+                &root.path,
+                &listing,
+                previous.tables.get(&name),
+            )
+            .await;
+            next.errors.extend(problem.clone());
+            next.tables.insert(
+                name,
+                Entry {
+                    source: entry_source,
+                    provider,
+                    problem,
+                },
+            );
+        }
     }
     for d in declared {
         let name = (d.source.clone(), d.schema.clone(), d.name.clone());
@@ -344,6 +391,7 @@ pub async fn refresh(
             root: d.path.clone(),
             partition_columns: Vec::new(),
             objects: BTreeSet::new(),
+            version: None,
         };
         let (provider, problem): (Arc<dyn TableProvider>, _) = match declared_table(client, d).await
         {
@@ -367,6 +415,53 @@ pub async fn refresh(
         );
     }
     next
+}
+
+/// The latest snapshot of the Delta table at `root`, as a provider: the
+/// previous one while the version is the same, a new one otherwise, or an
+/// [`Unreadable`] saying why the log cannot be served.
+async fn delta_table(
+    client: &QuiverClient,
+    source: &str,
+    root: &str,
+    listing: &[ObjectInfo],
+    previous: Option<&Entry>,
+) -> (TableSource, Arc<dyn TableProvider>, Option<String>) {
+    let mut wanted = TableSource {
+        source: source.to_string(),
+        root: root.to_string(),
+        partition_columns: Vec::new(),
+        objects: BTreeSet::new(),
+        version: None,
+    };
+    let request = SnapshotRequest {
+        source: source.to_string(),
+        path: root.to_string(),
+        ..Default::default()
+    };
+    let built =
+        match client.table_snapshot(&request).await {
+            Ok(snapshot) => {
+                wanted.version = Some(snapshot.wire.version);
+                wanted.partition_columns = snapshot.wire.partition_columns.clone();
+                match previous {
+                    Some(p) if p.source == wanted => {
+                        return (wanted, p.provider.clone(), p.problem.clone());
+                    }
+                    _ => delta::provider(client, source, &snapshot, listing).map_err(
+                        |(code, reason)| Unreadable::new(Arc::new(Schema::empty()), code, reason),
+                    ),
+                }
+            }
+            Err(e) => Err(Unreadable::failed(&e)),
+        };
+    match built {
+        Ok(provider) => (wanted, provider, None),
+        Err(unreadable) => {
+            let problem = Some(format!("{source}/{root}: {}", unreadable.reason));
+            (wanted, Arc::new(unreadable), problem)
+        }
+    }
 }
 
 /// A declared table, listed and merged now.
@@ -421,7 +516,10 @@ fn build(
     let partitions = parts
         .into_iter()
         .map(|(values, files)| Partition {
-            values,
+            values: values
+                .into_iter()
+                .map(|v| ScalarValue::Utf8(Some(v)))
+                .collect(),
             table: Arc::new(QuiverTable::from_files(
                 client.clone(),
                 files,
@@ -429,7 +527,12 @@ fn build(
             )),
         })
         .collect();
-    let table = HiveTable::try_new(wanted.partition_columns.clone(), partitions).map_err(|e| {
+    let fields = wanted
+        .partition_columns
+        .iter()
+        .map(|c| Field::new(c, DataType::Utf8, false))
+        .collect();
+    let table = PartitionedTable::try_new(fields, partitions).map_err(|e| {
         Unreadable::new(
             Arc::new(Schema::empty()),
             tonic::Code::InvalidArgument,

@@ -9,6 +9,7 @@
 //! data while joins and aggregates run on the node that received the query.
 
 pub mod catalog;
+mod delta;
 pub mod error;
 mod exact_aggregates;
 pub mod metadata;

@@ -1,12 +1,13 @@
-//! A table of hive-style partitions (`year=2024/month=1/...`): one
-//! [`QuiverTable`] per partition directory, the partition values as extra
-//! string columns, and filters on them answered by pruning whole
-//! partitions before any node is asked for data.
+//! A partitioned table: one [`QuiverTable`] per partition, the partition
+//! values as extra columns, and filters on them answered by pruning whole
+//! partitions before any node is asked for data. Hive-style directories
+//! (`year=2024/month=1/...`) give string values; a Delta table's log gives
+//! typed ones, null included.
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DFSchema, DataFusionError, Result as DfResult, ScalarValue};
@@ -19,30 +20,31 @@ use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::ExecutionPlan;
 use quiver_client::{ClientError, QuiverTable};
 
-/// One partition directory: its values, in partition-column order.
+/// One partition: its values, in partition-column order and of the
+/// partition columns' types.
 #[derive(Debug)]
 pub struct Partition {
-    pub values: Vec<String>,
+    pub values: Vec<ScalarValue>,
     pub table: Arc<QuiverTable>,
 }
 
 #[derive(Debug)]
-pub struct HiveTable {
+pub struct PartitionedTable {
     schema: SchemaRef,
     /// The files' own columns come first in `schema`; this many of them.
     file_columns: usize,
-    partition_columns: Vec<String>,
+    partition_fields: Vec<Field>,
     partitions: Vec<Partition>,
 }
 
-impl HiveTable {
+impl PartitionedTable {
     /// Every partition must be read with the same file schema (the merged
     /// schema of all their files, `TableFiles::merged_schema`), and no
     /// partition column may share a name with a file column.
     pub fn try_new(
-        partition_columns: Vec<String>,
+        partition_fields: Vec<Field>,
         partitions: Vec<Partition>,
-    ) -> Result<HiveTable, ClientError> {
+    ) -> Result<PartitionedTable, ClientError> {
         let Some(first) = partitions.first() else {
             return Err(ClientError::Refused(
                 "a partitioned table has no partitions".into(),
@@ -63,24 +65,38 @@ impl HiveTable {
             .iter()
             .map(|f| f.as_ref().clone())
             .collect();
-        for c in &partition_columns {
-            if file_schema.field_with_name(c).is_ok() {
+        for f in &partition_fields {
+            if file_schema.field_with_name(f.name()).is_ok() {
                 return Err(ClientError::Refused(format!(
-                    "partition column `{c}` is also a column of the files"
+                    "partition column `{}` is also a column of the files",
+                    f.name()
                 )));
             }
-            fields.push(Field::new(c, DataType::Utf8, false));
+            fields.push(f.clone());
         }
-        Ok(HiveTable {
+        for p in &partitions {
+            let typed = p.values.len() == partition_fields.len()
+                && p.values
+                    .iter()
+                    .zip(&partition_fields)
+                    .all(|(v, f)| &v.data_type() == f.data_type());
+            if !typed {
+                return Err(ClientError::Refused(format!(
+                    "partition {} has values that do not match the partition columns",
+                    p.table.path()
+                )));
+            }
+        }
+        Ok(PartitionedTable {
             schema: Arc::new(Schema::new(fields)),
             file_columns: file_schema.fields().len(),
-            partition_columns,
+            partition_fields,
             partitions,
         })
     }
 
     fn is_partition_column(&self, name: &str) -> bool {
-        self.partition_columns.iter().any(|c| c == name)
+        self.partition_fields.iter().any(|f| f.name() == name)
     }
 
     /// Which columns `expr` reads: (any partition column, any file column).
@@ -96,17 +112,12 @@ impl HiveTable {
         if filters.is_empty() {
             return Ok(true);
         }
-        let schema = Arc::new(Schema::new(
-            self.partition_columns
-                .iter()
-                .map(|c| Field::new(c, DataType::Utf8, false))
-                .collect::<Vec<_>>(),
-        ));
+        let schema = Arc::new(Schema::new(self.partition_fields.clone()));
         let columns: Vec<ArrayRef> = p
             .values
             .iter()
-            .map(|v| Arc::new(StringArray::from(vec![v.as_str()])) as ArrayRef)
-            .collect();
+            .map(ScalarValue::to_array)
+            .collect::<DfResult<_>>()?;
         let row = RecordBatch::try_new(schema.clone(), columns)?;
         let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
         for f in filters {
@@ -138,7 +149,7 @@ fn strip(expr: Expr) -> Expr {
 }
 
 #[async_trait]
-impl TableProvider for HiveTable {
+impl TableProvider for PartitionedTable {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
@@ -230,7 +241,7 @@ impl TableProvider for HiveTable {
                         .ok_or_else(|| {
                             DataFusionError::Internal(format!("partition value of {name}"))
                         })?;
-                    exprs.push((Arc::new(Literal::new(ScalarValue::Utf8(Some(value)))), name));
+                    exprs.push((Arc::new(Literal::new(value)), name));
                 }
             }
             plans.push(Arc::new(ProjectionExec::try_new(exprs, inner)?) as Arc<dyn ExecutionPlan>);

@@ -25,6 +25,10 @@ pub struct TableFiles {
     pub(super) objects: Vec<TableObject>,
     pub(super) rows: Option<u64>,
     pub(super) bytes: Option<u64>,
+    /// The objects are every Parquet object under `path` (a listing), so a
+    /// scan may be planned as one request for the path. False for a set
+    /// named by a table's log, which holds only some of them.
+    pub(super) whole: bool,
 }
 
 impl TableFiles {
@@ -40,12 +44,33 @@ impl TableFiles {
     }
 
     /// The files of `source`/`path` from a listing the caller already has
-    /// (every entry must lie under `path`). Fails with NotFound when there
-    /// is none, as planning the path would.
+    /// (every entry must lie under `path`, and every Parquet object under
+    /// it must be there). Fails with NotFound when there is none, as
+    /// planning the path would.
     pub fn new(
         source: &str,
         path: &str,
         objects: Vec<ObjectInfo>,
+    ) -> Result<TableFiles, ClientError> {
+        TableFiles::build(source, path, objects, true)
+    }
+
+    /// Some of the objects under `source`/`path`: those a table's log names
+    /// (the others are removed files or another version's). A scan of them
+    /// is planned object by object, never as the whole path.
+    pub fn named(
+        source: &str,
+        path: &str,
+        objects: Vec<ObjectInfo>,
+    ) -> Result<TableFiles, ClientError> {
+        TableFiles::build(source, path, objects, false)
+    }
+
+    fn build(
+        source: &str,
+        path: &str,
+        objects: Vec<ObjectInfo>,
+        whole: bool,
     ) -> Result<TableFiles, ClientError> {
         if objects.is_empty() {
             return Err(ClientError::Status {
@@ -82,6 +107,7 @@ impl TableFiles {
             objects,
             rows,
             bytes,
+            whole,
         })
     }
 

@@ -36,6 +36,8 @@ pub struct QuiverTable {
     schema: SchemaRef,
     /// The objects as listed when the table was made, in key order.
     objects: Vec<TableObject>,
+    /// `objects` are all those under `path` (see [`TableFiles::named`]).
+    whole: bool,
     statistics: Statistics,
 }
 
@@ -76,6 +78,7 @@ impl QuiverTable {
             path: files.path,
             schema,
             objects: files.objects,
+            whole: files.whole,
             statistics,
         }
     }

@@ -73,9 +73,10 @@ impl QuiverTable {
         }
     }
 
-    /// Plans the scan: one GetFlightInfo of the table's path when every
-    /// object gets the same request (the node then checks they still agree),
-    /// else one per object, in key order.
+    /// Plans the scan: one GetFlightInfo of the table's path when the table
+    /// is every object under it and every object gets the same request (the
+    /// node then checks they still agree), else one per object, in key
+    /// order.
     pub(super) async fn plan(
         &self,
         requests: Vec<ObjectRequest>,
@@ -89,7 +90,7 @@ impl QuiverTable {
             limit,
             ..Default::default()
         };
-        if let Some(first) = requests.first() {
+        if let Some(first) = requests.first().filter(|_| self.whole) {
             if requests.iter().all(|r| r == first) {
                 let req = request(&self.path, first);
                 return self.client.plan(&req).await.map_err(to_datafusion);

@@ -14,6 +14,7 @@ use crate::actions;
 use crate::cluster::handoff;
 use crate::error::{QuiverError, Result};
 use crate::node_core::NodeCore;
+use crate::table_format;
 
 /// Runs the action of `request`, whose results fail with statuses tagged
 /// with `rid`.
@@ -46,6 +47,8 @@ pub(super) async fn run(
         ActionType::Prefetch => actions::prefetch(core.clone(), body).await?,
         ActionType::RefreshCatalog => one(actions::refresh_catalog(&core).await?),
         ActionType::Warm => one(actions::warm(&core, body).await?),
+        ActionType::Tables => one(table_format::tables(&core, body).await?),
+        ActionType::TableSnapshot => one(table_format::snapshot(&core, body).await?),
     };
     Ok(results
         .map(move |r| match r {

@@ -95,7 +95,16 @@ pub struct Identities {
     /// Each identity with when the origin last described it.
     found: Mutex<HashMap<Path, (ObjectId, Instant)>>,
     missing: Mutex<HashMap<Path, Instant>>,
-    listings: Mutex<HashMap<Path, (Vec<ObjectId>, Instant)>>,
+    listings: Mutex<HashMap<Path, (Listing, Instant)>>,
+}
+
+/// One listing of a prefix: its Parquet objects, sorted by path, and the
+/// roots of the Delta tables under it (directories holding `_delta_log/`),
+/// which the same walk of the keys finds.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub objects: Vec<ObjectId>,
+    pub delta_roots: Vec<String>,
 }
 
 impl Identities {
@@ -144,14 +153,14 @@ impl Identities {
         insert(&self.missing, path.clone(), Instant::now());
     }
 
-    pub fn listing(&self, prefix: &Path) -> Option<Vec<ObjectId>> {
+    pub fn listing(&self, prefix: &Path) -> Option<Listing> {
         let listings = lock(&self.listings);
-        let (ids, at) = listings.get(prefix)?;
-        (at.elapsed() < self.ttls.validate).then(|| ids.clone())
+        let (listing, at) = listings.get(prefix)?;
+        (at.elapsed() < self.ttls.validate).then(|| listing.clone())
     }
 
-    pub fn listed(&self, prefix: &Path, ids: Vec<ObjectId>) {
-        insert(&self.listings, prefix.clone(), (ids, Instant::now()));
+    pub fn listed(&self, prefix: &Path, listing: Listing) {
+        insert(&self.listings, prefix.clone(), (listing, Instant::now()));
     }
 
     /// Every identity remembered, fresh or not.

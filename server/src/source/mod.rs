@@ -32,8 +32,8 @@ pub use origin::s3_store;
 pub use presign::Presigner;
 
 use breaker::{BreakerMetrics, Guarded};
-use identity::{Identities, Known, Ttls};
-use paths::{checked_path, is_data_file, percent_decode};
+use identity::{Identities, Known, Listing, Ttls};
+use paths::{checked_path, delta_root, is_data_file, percent_decode};
 
 /// A request resolved against the allowlist.
 #[derive(Debug, Clone)]
@@ -182,14 +182,31 @@ impl Source {
     /// Every Parquet object under `prefix`, sorted by path. Files whose name
     /// starts with `.` or `_` are markers (`_SUCCESS`, `.quiver/`), not data.
     pub async fn list(&self, prefix: &Path) -> Result<Vec<ObjectId>> {
-        if let Some(ids) = self.ids.listing(prefix) {
-            return Ok(ids);
+        Ok(self.listing(prefix).await?.objects)
+    }
+
+    /// The roots of the Delta tables under `prefix` (directories holding a
+    /// `_delta_log/`, each ending in `/`), from the same listing as
+    /// [`Source::list`], so discovering tables costs no second LIST.
+    pub async fn delta_roots(&self, prefix: &Path) -> Result<Vec<String>> {
+        Ok(self.listing(prefix).await?.delta_roots)
+    }
+
+    async fn listing(&self, prefix: &Path) -> Result<Listing> {
+        if let Some(listing) = self.ids.listing(prefix) {
+            return Ok(listing);
         }
         let prefix_opt = (!prefix.as_ref().is_empty()).then_some(prefix);
+        let mut roots = std::collections::BTreeSet::new();
         let metas: Vec<ObjectMeta> = self
             .origin
             .list(prefix_opt)
-            .try_filter(|m| futures::future::ready(is_data_file(&m.location)))
+            .try_filter(|m| {
+                if let Some(root) = delta_root(&m.location) {
+                    roots.insert(root);
+                }
+                futures::future::ready(is_data_file(&m.location))
+            })
             .take(self.max_objects + 1)
             .try_collect()
             .await
@@ -217,8 +234,12 @@ impl Source {
             .try_collect()
             .await?;
         ids.sort_by(|a, b| a.path.cmp(&b.path));
-        self.ids.listed(prefix, ids.clone());
-        Ok(ids)
+        let listing = Listing {
+            objects: ids,
+            delta_roots: roots.into_iter().collect(),
+        };
+        self.ids.listed(prefix, listing.clone());
+        Ok(listing)
     }
 
     /// Objects whose identity this source has validated recently (up to

@@ -79,9 +79,39 @@ pub fn is_data_file(path: &Path) -> bool {
     !hidden && path.as_ref().ends_with(".parquet")
 }
 
+/// The directory of the Delta table `path` belongs to the log of (`t/` for
+/// `t/_delta_log/00000000000000000000.json`), ending in `/`. A log at the
+/// source root names no table directory, as Parquet objects there belong
+/// to none.
+pub fn delta_root(path: &Path) -> Option<String> {
+    let parts: Vec<_> = path.parts().collect();
+    let at = parts.iter().position(|p| p.as_ref() == "_delta_log")?;
+    (at > 0).then(|| {
+        let mut root = parts[..at]
+            .iter()
+            .map(|p| p.as_ref())
+            .collect::<Vec<_>>()
+            .join("/");
+        root.push('/');
+        root
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delta_logs_name_their_table() {
+        let root = |p: &str| delta_root(&Path::from(p));
+        assert_eq!(
+            root("s/t/_delta_log/00000000000000000000.json").as_deref(),
+            Some("s/t/")
+        );
+        assert_eq!(root("t/_delta_log/_last_checkpoint").as_deref(), Some("t/"));
+        assert_eq!(root("_delta_log/00000000000000000000.json"), None);
+        assert_eq!(root("t/part-0.parquet"), None);
+    }
 
     #[test]
     fn data_files_skip_markers() {

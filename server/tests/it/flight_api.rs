@@ -53,6 +53,8 @@ async fn every_call_answers() {
             "health",
             "refresh-catalog",
             "warm",
+            "tables",
+            "table-snapshot",
             "CreatePreparedStatement",
             "ClosePreparedStatement"
         ]

@@ -1,0 +1,103 @@
+//! Table formats on the wire: which directories of a source are tables with
+//! a log (Delta Lake today), and the snapshot of one at a version.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The table formats a node reads the log of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TableFormat {
+    Delta,
+}
+
+/// Body of `tables`: the source, and a prefix inside it (`""` for all).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TablesRequest {
+    pub source: String,
+    #[serde(default)]
+    pub path: String,
+}
+
+/// One table with a log under the prefix `tables` was asked about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableRoot {
+    /// The table's directory inside the source, ending in `/`.
+    pub path: String,
+    pub format: TableFormat,
+}
+
+/// Answer of `tables`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableList {
+    pub tables: Vec<TableRoot>,
+}
+
+/// Body of `table-snapshot`: a table's directory and, for time travel,
+/// the version or the time to read it at (at most one; neither reads the
+/// latest version).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotRequest {
+    pub source: String,
+    /// The table's directory, with or without its final `/`.
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// RFC 3339, e.g. `2026-12-01T00:00:00Z`: the latest version committed
+    /// at or before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+}
+
+/// Answer of `table-snapshot`: what one version of a table is made of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableSnapshot {
+    pub format: TableFormat,
+    /// The table's directory inside the source, ending in `/`.
+    pub path: String,
+    pub version: u64,
+    /// The table's schema, data columns then partition columns, as an
+    /// Arrow IPC schema message, base64 (standard alphabet, padded).
+    pub schema: String,
+    /// Partition columns, in the table's order; their values are in each
+    /// file's `partition_values`.
+    pub partition_columns: Vec<String>,
+    /// The live data files of this version, in path order.
+    pub files: Vec<TableFile>,
+}
+
+/// One live data file of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableFile {
+    /// The object's key inside the source.
+    pub path: String,
+    pub size: u64,
+    /// Row count from the log's statistics, when it has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// Each partition column's value as the log writes it (a string in
+    /// Delta's partition value format); `null` for a null value.
+    #[serde(default)]
+    pub partition_values: BTreeMap<String, Option<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_requests_refuse_unknown_fields() {
+        let ok: SnapshotRequest =
+            serde_json::from_str(r#"{"source":"s","path":"t/","version":3}"#).unwrap();
+        assert_eq!(ok.version, Some(3));
+        assert!(
+            serde_json::from_str::<SnapshotRequest>(r#"{"source":"s","path":"t/","v":3}"#).is_err()
+        );
+        let tables: TableList =
+            serde_json::from_str(r#"{"tables":[{"path":"t/","format":"delta"}]}"#).unwrap();
+        assert_eq!(tables.tables[0].format, TableFormat::Delta);
+    }
+}

@@ -1,0 +1,214 @@
+//! Delta Lake: a table's log read with `deltalake-core` over the source's
+//! own object store (the node's credentials, its circuit breaker), never a
+//! hand-written log reader.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use deltalake_core::kernel::engine::arrow_conversion::TryIntoArrow;
+use deltalake_core::logstore::{
+    default_logstore, logstore_factories, LogStore, LogStoreFactory, ObjectStoreRef, StorageConfig,
+};
+use deltalake_core::{DeltaResult, DeltaTableBuilder, DeltaTableError};
+use quiver_protocol::{TableFile, TableFormat, TableSnapshot};
+use url::Url;
+
+use super::{encode_schema, At};
+use crate::error::{QuiverError, Result};
+use crate::source::Source;
+
+/// The URL scheme under which a source's store is handed to
+/// `deltalake-core`: its own registry only knows `file://` and `memory://`
+/// without the cloud crates, and the node's store already is the right one.
+const SCHEME: &str = "quiver";
+
+/// Reader features a plain Parquet read of the live files honours, with
+/// the checks below for the two that depend on the table's state.
+const HONOURED: [&str; 5] = [
+    "timestampNtz",
+    "v2Checkpoint",
+    "vacuumProtocolCheck",
+    "deletionVectors",
+    "columnMapping",
+];
+
+/// Hands `deltalake-core` the store it is given, rooted at the table.
+struct SourceStores;
+
+impl LogStoreFactory for SourceStores {
+    fn with_options(
+        &self,
+        prefixed_store: ObjectStoreRef,
+        root_store: ObjectStoreRef,
+        location: &Url,
+        options: &StorageConfig,
+    ) -> DeltaResult<Arc<dyn LogStore>> {
+        Ok(default_logstore(
+            prefixed_store,
+            root_store,
+            location,
+            options,
+        ))
+    }
+}
+
+fn register_scheme() -> Result<()> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| match Url::parse(&format!("{SCHEME}://")) {
+        Ok(url) => {
+            logstore_factories().insert(url, Arc::new(SourceStores));
+            true
+        }
+        Err(_) => false,
+    });
+    ok.then_some(())
+        .ok_or_else(|| QuiverError::Internal("cannot register the Delta log store".into()))
+}
+
+/// The snapshot of the Delta table at `root` (a directory of `source`,
+/// ending in `/`) at `at`.
+pub async fn snapshot(source: &Source, root: &str, at: At) -> Result<TableSnapshot> {
+    register_scheme()?;
+    let table = source.describe(&object_store::path::Path::from(root));
+    let mut location = Url::parse(&format!("{SCHEME}:///"))
+        .map_err(|e| QuiverError::Internal(format!("cannot build the table URL: {e}")))?;
+    location.set_path(&format!("/{root}"));
+    let builder = DeltaTableBuilder::from_url(location.clone())
+        .map_err(|e| log_error(&table, e))?
+        .with_storage_backend(source.origin.clone(), location.clone());
+    let builder = match at {
+        At::Latest => builder,
+        At::Version(v) => {
+            // The kernel's own answer for a version past the end names its
+            // log segment; a reader wants to know what the latest is.
+            let latest = builder
+                .build()
+                .map_err(|e| log_error(&table, e))?
+                .get_latest_version()
+                .await
+                .map_err(|e| log_error(&table, e))?;
+            if v > latest {
+                return Err(QuiverError::NotFound(format!(
+                    "{table} has no version {v}; its latest is {latest}"
+                )));
+            }
+            DeltaTableBuilder::from_url(location.clone())
+                .map_err(|e| log_error(&table, e))?
+                .with_storage_backend(source.origin.clone(), location)
+                .with_version(v)
+        }
+        At::Time(t) => builder.with_timestamp(t),
+    };
+    let loaded = builder.load().await.map_err(|e| log_error(&table, e))?;
+    let state = loaded.snapshot().map_err(|e| log_error(&table, e))?;
+    check_features(&table, state)?;
+    let kernel_schema = state.schema();
+    let partition_columns: Vec<String> = state.metadata().partition_columns().to_vec();
+    let arrow: arrow::datatypes::Schema = kernel_schema.as_ref().try_into_arrow().map_err(|e| {
+        QuiverError::Internal(format!("{table}: cannot map its schema to Arrow: {e}"))
+    })?;
+    // Data columns first, then partition columns, as the table is read.
+    let (mut fields, partitions): (Vec<_>, Vec<_>) = arrow
+        .fields()
+        .iter()
+        .cloned()
+        .partition(|f| !partition_columns.contains(f.name()));
+    fields.extend(
+        partition_columns
+            .iter()
+            .filter_map(|c| partitions.iter().find(|f| f.name() == c).cloned()),
+    );
+    let schema = arrow::datatypes::Schema::new(fields);
+    let mut files = Vec::new();
+    for file in state.log_data().iter() {
+        if file.deletion_vector_descriptor().is_some() {
+            return Err(QuiverError::FailedPrecondition(format!(
+                "{table} has rows deleted by deletion vectors (reader feature `deletionVectors`), which this node cannot honour yet; it is never read without them"
+            )));
+        }
+        let relative = file.path().into_owned();
+        if relative.contains("://") || relative.starts_with('/') {
+            return Err(QuiverError::FailedPrecondition(format!(
+                "{table} names data file `{relative}` outside its directory (a shallow clone); only files inside the table are read"
+            )));
+        }
+        let size = u64::try_from(file.size()).map_err(|_| {
+            QuiverError::DataLoss(format!(
+                "{table}: the log gives `{relative}` a negative size"
+            ))
+        })?;
+        files.push(TableFile {
+            path: format!("{root}{relative}"),
+            size,
+            rows: file.num_records().and_then(|r| u64::try_from(r).ok()),
+            partition_values: file
+                .partition_values_map()
+                .into_iter()
+                .collect::<BTreeMap<_, _>>(),
+        });
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(TableSnapshot {
+        format: TableFormat::Delta,
+        path: root.to_string(),
+        version: state.version(),
+        schema: encode_schema(&schema)?,
+        partition_columns,
+        files,
+    })
+}
+
+/// Refuses a table that needs a reader feature a plain read of its live
+/// files would get wrong, naming it.
+fn check_features(
+    table: &str,
+    state: &deltalake_core::table::state::DeltaTableState,
+) -> Result<()> {
+    let protocol = state.protocol();
+    if protocol.min_reader_version() > 3 {
+        return Err(QuiverError::FailedPrecondition(format!(
+            "{table} needs Delta reader version {}, above the 3 this node reads",
+            protocol.min_reader_version()
+        )));
+    }
+    for feature in protocol.reader_features().unwrap_or_default() {
+        let name = feature.to_string();
+        if !HONOURED.contains(&name.as_str()) {
+            return Err(QuiverError::FailedPrecondition(format!(
+                "{table} uses Delta reader feature `{name}`, which this node cannot honour yet; it is never read naively"
+            )));
+        }
+    }
+    // The table property the Delta protocol defines for column mapping.
+    let mode = state
+        .metadata()
+        .configuration()
+        .get("delta.columnMapping.mode")
+        .map(String::as_str)
+        .unwrap_or("none");
+    if mode != "none" {
+        return Err(QuiverError::FailedPrecondition(format!(
+            "{table} maps columns (delta.columnMapping.mode = {mode}, reader feature `columnMapping`), which this node cannot honour yet; it is never read naively"
+        )));
+    }
+    Ok(())
+}
+
+/// A log that cannot be read: no log at all is NotFound, an origin that
+/// failed is Unavailable, a log that makes no sense is DataLoss.
+fn log_error(table: &str, e: DeltaTableError) -> QuiverError {
+    match e {
+        DeltaTableError::NotATable(_) | DeltaTableError::InvalidTableLocation(_) => {
+            QuiverError::NotFound(format!(
+                "{table} is not a Delta table: no readable _delta_log/"
+            ))
+        }
+        DeltaTableError::ObjectStore { source } => {
+            QuiverError::Unavailable(format!("{table}: reading its log failed: {source}"))
+        }
+        DeltaTableError::InvalidVersion(v) => {
+            QuiverError::NotFound(format!("{table} has no version {v}"))
+        }
+        other => QuiverError::InvalidArgument(format!("{table}: {other}")),
+    }
+}
