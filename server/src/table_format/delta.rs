@@ -23,13 +23,18 @@ use crate::source::Source;
 const SCHEME: &str = "quiver";
 
 /// Reader features a plain Parquet read of the live files honours, with
-/// the checks below for the two that depend on the table's state.
-const HONOURED: [&str; 5] = [
+/// the checks below for those that depend on the table's state: deletion
+/// vectors (none on a live file), column mapping (mode `none`) and variant
+/// columns (none in the schema; delta-rs lists the feature on every table
+/// it creates with deletion vectors enabled).
+const HONOURED: [&str; 7] = [
     "timestampNtz",
     "v2Checkpoint",
     "vacuumProtocolCheck",
     "deletionVectors",
     "columnMapping",
+    "variantType",
+    "variantType-preview",
 ];
 
 /// Hands `deltalake-core` the store it is given, rooted at the table.
@@ -178,6 +183,13 @@ fn check_features(
                 "{table} uses Delta reader feature `{name}`, which this node cannot honour yet; it is never read naively"
             )));
         }
+    }
+    // A variant column's type, as the log's schema writes it.
+    let schema = state.metadata().schema_string();
+    if schema.contains(r#""type":"variant""#) {
+        return Err(QuiverError::FailedPrecondition(format!(
+            "{table} has a variant column (reader feature `variantType`), which this node cannot read yet"
+        )));
     }
     // The table property the Delta protocol defines for column mapping.
     let mode = state
