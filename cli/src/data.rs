@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
+use quiver_client::table::AsOf;
 use quiver_client::{ClientError, QuiverClient, QuiverTable};
 use quiver_protocol::ScanRequest;
 
@@ -47,8 +48,20 @@ pub async fn sql(
     let ctx = SessionContext::new_with_config(quiver_client::session_config());
     for spec in tables {
         let (name, target) = parse_table(spec)?;
-        let table = QuiverTable::try_new(client.clone(), target.source, target.path).await?;
-        ctx.register_table(name.as_str(), Arc::new(table))?;
+        // `lake/shop/sales/@v3`: a Delta table at a version (or a time).
+        let table = match target.path.rsplit_once("/@") {
+            Some((dir, as_of)) => {
+                QuiverTable::delta(
+                    client.clone(),
+                    &target.source,
+                    &format!("{dir}/"),
+                    AsOf::parse(as_of),
+                )
+                .await?
+            }
+            None => QuiverTable::open(client.clone(), &target.source, &target.path).await?,
+        };
+        ctx.register_table(name.as_str(), table)?;
     }
     let frame = ctx.sql(statement).await?;
     let schema = Arc::new(frame.schema().as_arrow().clone());

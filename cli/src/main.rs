@@ -113,7 +113,10 @@ enum Command {
     Sql {
         /// The statement (one SELECT).
         statement: String,
-        /// NAME=SOURCE/PATH, once per table the statement uses.
+        /// NAME=SOURCE/PATH, once per table the statement uses. A
+        /// directory with a `_delta_log/` is read as a Delta table (its
+        /// latest version; `SOURCE/PATH/@v3` for version 3,
+        /// `SOURCE/PATH/@2026-12-01T00:00:00Z` for the version at a time).
         #[arg(long = "table", required = true)]
         tables: Vec<String>,
         #[arg(long, value_enum, default_value = "table")]

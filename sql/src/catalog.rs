@@ -3,7 +3,8 @@
 //! by its path, `<schema>/<table>/` or, at the source root, `default`.
 //! Hive-style `key=value/` directories below a table are its partitions.
 //! A directory holding `_delta_log/` is a Delta table, read from its log's
-//! latest version (`crate::delta`), never also as plain Parquet.
+//! latest version (`quiver_client::table::delta_provider`), never also as
+//! plain Parquet.
 //!
 //! The catalog is rebuilt from listings on an interval and on demand. A
 //! table whose objects (paths and ETags) or Delta version did not change
@@ -24,12 +25,13 @@ use datafusion::catalog::{
 use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
-use quiver_client::table::{SchemaConflict, TableFiles};
+use quiver_client::table::{
+    delta_provider, Partition, PartitionedTable, SchemaConflict, TableFiles,
+};
 use quiver_client::{ClientError, ObjectInfo, QuiverClient, QuiverTable};
 use quiver_protocol::SnapshotRequest;
 
-use crate::delta;
-use crate::partitioned::{Partition, PartitionedTable};
+use crate::versioned::DeltaTable;
 
 /// The schema name of tables directly under a source's root.
 pub const DEFAULT_SCHEMA: &str = "default";
@@ -439,22 +441,24 @@ async fn delta_table(
         path: root.to_string(),
         ..Default::default()
     };
-    let built =
-        match client.table_snapshot(&request).await {
-            Ok(snapshot) => {
-                wanted.version = Some(snapshot.wire.version);
-                wanted.partition_columns = snapshot.wire.partition_columns.clone();
-                match previous {
-                    Some(p) if p.source == wanted => {
-                        return (wanted, p.provider.clone(), p.problem.clone());
-                    }
-                    _ => delta::provider(client, source, &snapshot, listing).map_err(
-                        |(code, reason)| Unreadable::new(Arc::new(Schema::empty()), code, reason),
-                    ),
+    let built = match client.table_snapshot(&request).await {
+        Ok(snapshot) => {
+            wanted.version = Some(snapshot.wire.version);
+            wanted.partition_columns = snapshot.wire.partition_columns.clone();
+            match previous {
+                Some(p) if p.source == wanted => {
+                    return (wanted, p.provider.clone(), p.problem.clone());
                 }
+                _ => delta_provider(client, source, &snapshot, listing)
+                    .map(|latest| {
+                        Arc::new(DeltaTable::new(latest, client.clone(), source, root))
+                            as Arc<dyn TableProvider>
+                    })
+                    .map_err(|e| Unreadable::failed(&e)),
             }
-            Err(e) => Err(Unreadable::failed(&e)),
-        };
+        }
+        Err(e) => Err(Unreadable::failed(&e)),
+    };
     match built {
         Ok(provider) => (wanted, provider, None),
         Err(unreadable) => {

@@ -9,15 +9,14 @@
 //! data while joins and aggregates run on the node that received the query.
 
 pub mod catalog;
-mod delta;
 pub mod error;
 mod exact_aggregates;
 pub mod metadata;
 pub mod observe;
-pub mod partitioned;
 pub mod prepared;
 pub mod service;
 pub mod session;
+pub mod versioned;
 
 pub use catalog::DeclaredTable;
 pub use observe::{Outcome, StatementObserver};

@@ -196,7 +196,10 @@ pub async fn plan(ctx: &SessionContext, sql: &str) -> Result<LogicalPlan, Status
             .and_then(|c| c.schema(&resolved.schema))
             .is_some_and(|s| s.table_exist(&resolved.table));
         // information_schema is DataFusion's own.
-        if !exists && resolved.schema.as_ref() != "information_schema" {
+        if !exists
+            && resolved.schema.as_ref() != "information_schema"
+            && !crate::versioned::register_version(ctx, &resolved).await?
+        {
             return Err(Status::not_found(format!(
                 "table {table} does not exist (resolved as {}.{}.{}); list tables with GetTables or SHOW TABLES",
                 resolved.catalog, resolved.schema, resolved.table

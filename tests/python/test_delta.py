@@ -1,4 +1,4 @@
-"""Delta Lake tables through Flight SQL, against the `deltalake` package's
+"""Delta Lake tables through Flight SQL and the CLI, against the `deltalake` package's
 own reader of the same version (an independent implementation of the log).
 
 Tables are written at run time with `deltalake` (the delta-rs writer): a
@@ -10,18 +10,26 @@ oracle's table.
 """
 
 import datetime
+import decimal
 import json
 import random
+import re
+import subprocess
+import time
+from pathlib import Path
 
 import adbc_driver_flightsql.dbapi as flight_sql
 import adbc_driver_manager
 import datafusion
 import deltalake
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.flight as fl
+import pyarrow.parquet as pq
 import pytest
 
 from conftest import Server
+from test_presigned import ACCESS_KEY, SECRET_KEY, s3_binary
 
 
 def value(v):
@@ -127,7 +135,7 @@ def test_delta_tables_answer_as_the_log_says(lake):
     tables = sorted((sch["db_schema_name"], t["table_name"])
                     for cat in conn.adbc_get_objects(depth="tables").read_all().to_pylist()
                     for sch in cat["catalog_db_schemas"] for t in sch["db_schema_tables"])
-    assert tables == [("default", "plain"), ("shop", "sales")]
+    assert tables == [("default", "plain"), ("shop", "sales")], tables
     # Partition columns are typed as the table declares them.
     schema = conn.adbc_get_table_schema("sales", catalog_filter="lake", db_schema_filter="shop")
     assert schema.field("day").type == pa.date32()
@@ -140,9 +148,17 @@ def test_delta_tables_answer_as_the_log_says(lake):
     dt.delete("amount < 0")
     dt.update(predicate="region = 'us'", updates={"name": "'updated'"})
     deltalake.write_deltalake(str(plain), batch(rng, 1000, 50), mode="overwrite")
+    # Deletion vectors enabled (delta-rs still rewrites files; no live file
+    # carries a vector, so the table reads).
+    dv = root / "dv"
+    deltalake.write_deltalake(str(dv), batch(rng, 0, 60), configuration={"delta.enableDeletionVectors": "true"})
+    deltalake.DeltaTable(str(dv)).delete("id % 4 = 0")
+    assert "deletionVectors" in deltalake.DeltaTable(str(dv)).protocol().reader_features
     assert refresh(s)["errors"] == []
     check(conn, sales, "shop.sales")
     check(conn, plain, "plain")
+    got = sql(conn, "SELECT id FROM dv")
+    assert sorted(got.column("id").to_pylist()) == [i for i in range(60) if i % 4]
 
     # OPTIMIZE, an added column, many commits and a checkpoint.
     deltalake.DeltaTable(str(sales)).optimize.compact()
@@ -212,3 +228,177 @@ def test_snapshots_and_bad_requests(lake):
     refused("tables", [1, 2], bad, "tables takes")
     # The node still serves.
     assert action("tables", {"source": "lake"})["tables"][0]["path"] == "t/"
+
+
+def quiver_cli(s, *args) -> subprocess.CompletedProcess:
+    """The `quiver` command line, built beside the server binary."""
+    binary = Path(s.binary).parent / "quiver"
+    return subprocess.run([str(binary), "--endpoint", f"grpc://127.0.0.1:{s.port}", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_reads_delta_tables_and_their_versions(lake, tmp_path):
+    """`quiver sql --table` (QuiverTable::open and ::delta) follows the log,
+    at the latest version or at one named with `@v<n>` or `@<time>`."""
+    s, root = lake
+    rng = random.Random(5)
+    t = root / "shop" / "orders"
+    deltalake.write_deltalake(str(t), batch(rng, 0, 120), partition_by=["region"])
+    deltalake.write_deltalake(str(t), batch(rng, 120, 60), mode="append", partition_by=["region"])
+    deltalake.DeltaTable(str(t)).delete("amount < 0 OR name IS NULL")
+    committed = {h["version"]: h["timestamp"] for h in deltalake.DeltaTable(str(t)).history()}
+    at = datetime.datetime.fromtimestamp(committed[1] / 1000, datetime.timezone.utc).isoformat()
+    query = "SELECT id, amount, name, region, day FROM t WHERE id % 3 <> 1"
+    for spec, version in [("lake/shop/orders/", None), ("lake/shop/orders/@v0", 0), (f"lake/shop/orders/@{at}", 1)]:
+        out = tmp_path / "answer.parquet"
+        run = quiver_cli(s, "sql", query, "--table", f"t={spec}", "--format", "parquet", "--output", str(out))
+        assert run.returncode == 0, run.stderr
+        got = pq.read_table(out)
+        want = oracle(t, query, version)
+        assert rows(got) == rows(want), spec
+    # A version the log does not have, and a plain directory still reads.
+    run = quiver_cli(s, "sql", "SELECT 1 FROM t", "--table", "t=lake/shop/orders/@v99")
+    assert run.returncode != 0 and "no version 99" in run.stderr, run.stderr
+    pq.write_table(batch(rng, 0, 10), root / "flat.parquet")
+    (root / "plain").mkdir()
+    pq.write_table(batch(rng, 0, 10), root / "plain" / "a.parquet")
+    run = quiver_cli(s, "sql", "SELECT count(*) AS n FROM t", "--table", "t=lake/plain/", "--format", "csv")
+    assert run.returncode == 0 and run.stdout.splitlines()[1] == "10", run.stderr
+    # A live file gone from the store (a VACUUM gone wrong) is an error
+    # naming it, never a read of the directory as plain Parquet.
+    live = deltalake.DeltaTable(str(t)).get_add_actions(flatten=True).column("path").to_pylist()
+    (t / live[0]).unlink()
+    time.sleep(1.5)  # the source's listings are trusted for `validate` (1 s)
+    run = quiver_cli(s, "sql", "SELECT count(*) FROM t", "--table", "t=lake/shop/orders/")
+    assert run.returncode != 0 and "does not hold" in run.stderr, run.stderr
+
+
+def test_sql_time_travel(lake):
+    """`"t@v<n>"` and `"t@<time>"` read older versions through Flight SQL."""
+    s, root = lake
+    rng = random.Random(3)
+    t = root / "shop" / "hist"
+    deltalake.write_deltalake(str(t), batch(rng, 0, 50), partition_by=["day"])
+    deltalake.write_deltalake(str(t), batch(rng, 50, 50), mode="append", partition_by=["day"])
+    deltalake.DeltaTable(str(t)).delete("region = 'eu'")
+    (root / "flat").mkdir()
+    pq.write_table(batch(rng, 0, 5), root / "flat" / "a.parquet")
+    assert refresh(s)["errors"] == []
+    conn = flight_sql.connect(f"grpc://127.0.0.1:{s.port}", autocommit=True)
+    query = "SELECT id, amount, region, day FROM {t} WHERE id % 2 = 0"
+    for version in (0, 1, 2):
+        got = sql(conn, query.format(t=f'shop."hist@v{version}"'))
+        assert rows(got) == rows(oracle(t, query.format(t="t"), version)), version
+    committed = {h["version"]: h["timestamp"] for h in deltalake.DeltaTable(str(t)).history()}
+    at = datetime.datetime.fromtimestamp(committed[1] / 1000, datetime.timezone.utc).isoformat()
+    got = sql(conn, query.format(t=f'lake.shop."hist@{at}"'))
+    assert rows(got) == rows(oracle(t, query.format(t="t"), 1))
+    # A version joined with the latest one.
+    got = sql(conn, 'SELECT count(*) AS n FROM shop."hist@v1" o JOIN shop.hist n ON o.id = n.id')
+    assert got.to_pylist() == [{"n": oracle(t, "SELECT count(*) AS n FROM t").to_pylist()[0]["n"]}]
+    for table, text in [('shop."hist@v99"', "no version 99"), ('shop."hist@yesterday"', "RFC 3339"),
+                        ('"flat@v1"', "not a Delta table"), ('shop."nope@v1"', "does not exist")]:
+        with pytest.raises(adbc_driver_manager.Error) as e:
+            sql(conn, f"SELECT * FROM {table}")
+        assert text in str(e.value), str(e.value)
+    assert sql(conn, "SELECT count(*) AS n FROM shop.hist").num_rows == 1
+    conn.close()
+
+
+def test_delta_on_s3(tmp_path):
+    """The log read over S3 (s3s-fs, SigV4 checked) through the node's own
+    store: listings from an offset, checkpoints, removed files."""
+    root = tmp_path / "s3"
+    (root / "lake").mkdir(parents=True)
+    rng = random.Random(13)
+    t = root / "lake" / "shop" / "sales"
+    deltalake.write_deltalake(str(t), batch(rng, 0, 200), partition_by=["region"])
+    for i in range(11):
+        deltalake.write_deltalake(str(t), batch(rng, 200 + 20 * i, 20), mode="append", partition_by=["region"])
+    deltalake.DeltaTable(str(t)).create_checkpoint()
+    deltalake.DeltaTable(str(t)).delete("amount > 100")
+    s3 = subprocess.Popen([s3_binary(), str(root), "lake"], stdout=subprocess.PIPE, text=True)
+    try:
+        endpoint = s3.stdout.readline().strip()
+        assert endpoint.startswith("http://"), endpoint
+        config = tmp_path / "quiver.toml"
+        config.write_text(f"""
+[[source]]
+name = "lake"
+url = "s3://lake/"
+endpoint = "{endpoint}"
+region = "us-east-1"
+access_key_id = "{ACCESS_KEY}"
+secret_access_key = "{SECRET_KEY}"
+""")
+        s = Server(tmp_path / "node", "--config", str(config))
+        try:
+            assert refresh(s)["errors"] == []
+            conn = flight_sql.connect(f"grpc://127.0.0.1:{s.port}", autocommit=True)
+            check(conn, t, "shop.sales")
+            got = sql(conn, 'SELECT count(*) AS n FROM shop."sales@v5"')
+            assert got.to_pylist() == oracle(t, "SELECT count(*) AS n FROM t", 5).to_pylist()
+            conn.close()
+        finally:
+            assert s.stop() == 0, s.logs()
+    finally:
+        s3.kill()
+        s3.wait()
+
+
+def tpch_queries() -> list:
+    """Q1..Q22 as quiver-testkit holds them (testkit/src/tpch.rs): the one
+    copy every TPC-H test runs."""
+    text = (Path(__file__).parents[2] / "testkit" / "src" / "tpch.rs").read_text()
+    found = dict(re.findall(r'const (Q\d+): &str = "\\\n(.*?)";', text, re.S))
+    assert len(found) == 22, sorted(found)
+    return [(f"q{n}", found[f"Q{n}"]) for n in range(1, 23)]
+
+
+def number(v):
+    """Numbers by value to 9 significant digits: decimal scales and the
+    order of float sums differ between engines, the values do not."""
+    if isinstance(v, (float, decimal.Decimal)) and not isinstance(v, bool):
+        return float(f"{float(v):.9g}") + 0.0
+    return v
+
+
+def test_tpch_as_delta_tables(tmp_path):
+    """TPC-H SF 0.1 written as Delta tables (lineitem and orders over two
+    commits, with a DELETE that rewrites files and removes rows): the 22
+    queries through ADBC equal DataFusion over deltalake's own reader."""
+    sample = Server(tmp_path / "sample", "--sample-scale", "0.1")
+    assert sample.stop() == 0, sample.logs()
+    lake = tmp_path / "lake"
+    oracle_ctx = datafusion.SessionContext(
+        datafusion.SessionConfig().set("datafusion.sql_parser.parse_float_as_decimal", "true"))
+    for name in ["customer", "lineitem", "nation", "orders", "part", "partsupp", "region", "supplier"]:
+        table = ds.dataset(sample.data_dir / "tpch" / name, format="parquet").to_table()
+        path = str(lake / name)
+        if name in ("lineitem", "orders"):
+            half = table.num_rows // 2
+            deltalake.write_deltalake(path, table.slice(0, half))
+            deltalake.write_deltalake(path, table.slice(half), mode="append")
+            key = "l_orderkey" if name == "lineitem" else "o_orderkey"
+            deltalake.DeltaTable(path).delete(f"{key} % 97 = 5")
+        else:
+            deltalake.write_deltalake(path, table)
+        oracle_ctx.register_record_batches(name, [deltalake.DeltaTable(path).to_pyarrow_table().to_batches()])
+    config = tmp_path / "quiver.toml"
+    config.write_text(f"""
+[[source]]
+name = "lake"
+url = "file://{lake}/"
+""")
+    s = Server(tmp_path / "node", "--config", str(config))
+    try:
+        conn = flight_sql.connect(f"grpc://127.0.0.1:{s.port}", autocommit=True)
+        for name, query in tpch_queries():
+            want = oracle_ctx.sql(query).to_arrow_table()
+            got = sql(conn, query)
+            assert got.schema.names == want.schema.names, name
+            norm = lambda t: sorted((tuple(number(v) for v in r) for r in zip(*(c.to_pylist() for c in t.columns))), key=repr)
+            assert norm(got) == norm(want), name
+        conn.close()
+    finally:
+        assert s.stop() == 0, s.logs()

@@ -1,7 +1,9 @@
-//! A Delta table as SQL sees it: the live files of one snapshot (never the
-//! others under its directory), each partition's values typed by the
-//! table's schema, and the table's columns even where no file has them yet
-//! (read as NULL, as after an added column).
+//! A Delta table read through Quiver: the live files of one snapshot of its
+//! log (never the others under its directory, which the log removed), each
+//! partition's values typed by the table's schema, and the table's columns
+//! even where no file has them yet (read as NULL, as after an added
+//! column). The node reads the log (`table-snapshot`); this builds the
+//! DataFusion table from what it answers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -10,23 +12,126 @@ use arrow::datatypes::{Field, Schema};
 use datafusion::catalog::TableProvider;
 use datafusion::common::ScalarValue;
 use datafusion::datasource::empty::EmptyTable;
-use quiver_client::table::TableFiles;
-use quiver_client::{ObjectInfo, QuiverClient, QuiverTable, Snapshot};
+use quiver_protocol::SnapshotRequest;
 
-use crate::partitioned::{Partition, PartitionedTable};
+use super::files::TableFiles;
+use super::partitioned::{Partition, PartitionedTable};
+use super::QuiverTable;
+use crate::error::ClientError;
+use crate::results::ObjectInfo;
+use crate::routing::QuiverClient;
+use crate::table_log::Snapshot;
 
-/// Why a snapshot cannot be served as a table: a gRPC code and a sentence.
-pub type Problem = (tonic::Code, String);
+/// Which version of a Delta table to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AsOf {
+    #[default]
+    Latest,
+    Version(u64),
+    /// RFC 3339: the latest version committed at or before it.
+    Time(String),
+}
+
+impl AsOf {
+    /// `v3` is version 3; anything else is taken as an RFC 3339 time,
+    /// which the node checks.
+    pub fn parse(text: &str) -> AsOf {
+        match text.strip_prefix('v').map(str::parse::<u64>) {
+            Some(Ok(v)) => AsOf::Version(v),
+            _ => AsOf::Time(text.to_string()),
+        }
+    }
+}
+
+impl QuiverTable {
+    /// The Delta table whose directory is `source`/`path`, at `as_of`.
+    /// Fails with NotFound when the directory has no log, and with the
+    /// node's reason when the log needs what it cannot honour.
+    pub async fn delta(
+        client: QuiverClient,
+        source: &str,
+        path: &str,
+        as_of: AsOf,
+    ) -> Result<Arc<dyn TableProvider>, ClientError> {
+        let snapshot = snapshot(&client, source, path, as_of).await?;
+        from_snapshot(&client, source, &snapshot).await
+    }
+
+    /// What `source`/`path` names: the Delta table when it is a directory
+    /// with a log, else the Parquet objects under it (as [`try_new`]).
+    /// Only a directory without a log is read as Parquet: a Delta table
+    /// that cannot be served fails with the reason.
+    ///
+    /// [`try_new`]: QuiverTable::try_new
+    pub async fn open(
+        client: QuiverClient,
+        source: &str,
+        path: &str,
+    ) -> Result<Arc<dyn TableProvider>, ClientError> {
+        if path.ends_with('/') {
+            match snapshot(&client, source, path, AsOf::Latest).await {
+                Ok(snapshot) => return from_snapshot(&client, source, &snapshot).await,
+                Err(ClientError::Status {
+                    code: tonic::Code::NotFound,
+                    ..
+                }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Arc::new(QuiverTable::try_new(client, source, path).await?))
+    }
+}
+
+async fn snapshot(
+    client: &QuiverClient,
+    source: &str,
+    path: &str,
+    as_of: AsOf,
+) -> Result<Snapshot, ClientError> {
+    let (version, timestamp) = match as_of {
+        AsOf::Latest => (None, None),
+        AsOf::Version(v) => (Some(v), None),
+        AsOf::Time(t) => (None, Some(t)),
+    };
+    client
+        .table_snapshot(&SnapshotRequest {
+            source: source.to_string(),
+            path: path.to_string(),
+            version,
+            timestamp,
+        })
+        .await
+}
+
+/// The table of `snapshot`, with its files' schemas from a listing of its
+/// directory.
+async fn from_snapshot(
+    client: &QuiverClient,
+    source: &str,
+    snapshot: &Snapshot,
+) -> Result<Arc<dyn TableProvider>, ClientError> {
+    let listing = client.list(source, &snapshot.wire.path).await?;
+    delta_provider(client, source, snapshot, &listing)
+}
+
+fn refused(code: tonic::Code, message: String) -> ClientError {
+    ClientError::Status {
+        code,
+        message,
+        request_id: None,
+    }
+}
 
 /// The provider for `snapshot` of a table in `source`, whose objects'
-/// schemas come from `listing` (the source's listing, sorted by path).
-pub fn provider(
+/// schemas come from `listing` (a listing holding every live file).
+pub fn delta_provider(
     client: &QuiverClient,
     source: &str,
     snapshot: &Snapshot,
     listing: &[ObjectInfo],
-) -> Result<Arc<dyn TableProvider>, Problem> {
+) -> Result<Arc<dyn TableProvider>, ClientError> {
     let wire = &snapshot.wire;
+    let invalid = |message: String| refused(tonic::Code::InvalidArgument, message);
     let by_path: HashMap<&str, &ObjectInfo> = listing
         .iter()
         .map(|o| (o.listing.path.as_str(), o))
@@ -45,7 +150,7 @@ pub fn provider(
     let mut groups: BTreeMap<Vec<Option<String>>, Vec<ObjectInfo>> = BTreeMap::new();
     for file in &wire.files {
         let object = by_path.get(file.path.as_str()).ok_or_else(|| {
-            (
+            refused(
                 tonic::Code::NotFound,
                 format!(
                     "version {} of its log names `{}`, which the source does not hold (removed by VACUUM, or not yet visible)",
@@ -65,13 +170,10 @@ pub fn provider(
     }
     let mut parts = Vec::new();
     for (values, objects) in groups {
-        let files = TableFiles::named(source, &wire.path, objects)
-            .map_err(|e| (tonic::Code::Internal, e.to_string()))?;
-        parts.push((values, files));
+        parts.push((values, TableFiles::named(source, &wire.path, objects)?));
     }
     let all: Vec<&TableFiles> = parts.iter().map(|(_, f)| f).collect();
-    let merged = TableFiles::merged_schema(&all)
-        .map_err(|c| (tonic::Code::InvalidArgument, c.to_string()))?;
+    let merged = TableFiles::merged_schema(&all).map_err(|c| invalid(c.to_string()))?;
     // The table's data columns in its order: as the files hold them when
     // some do, else as the log declares them (no file has the column yet).
     let file_schema = Arc::new(Schema::new(
@@ -113,27 +215,42 @@ pub fn provider(
                 )),
             })
         })
-        .collect::<Result<Vec<_>, Problem>>()?;
-    let table = PartitionedTable::try_new(partition_fields, partitions)
-        .map_err(|e| invalid(e.to_string()))?;
-    Ok(Arc::new(table))
+        .collect::<Result<Vec<_>, ClientError>>()?;
+    Ok(Arc::new(PartitionedTable::try_new(
+        partition_fields,
+        partitions,
+    )?))
 }
 
 /// A partition value as the log writes it, typed as its column.
-fn typed(value: Option<String>, field: &Field) -> Result<ScalarValue, Problem> {
+fn typed(value: Option<String>, field: &Field) -> Result<ScalarValue, ClientError> {
     match value {
         None => ScalarValue::try_from(field.data_type()),
         Some(text) => ScalarValue::try_from_string(text, field.data_type()),
     }
     .map_err(|e| {
-        invalid(format!(
-            "a value of partition column `{}` is not a {}: {e}",
-            field.name(),
-            field.data_type()
-        ))
+        refused(
+            tonic::Code::InvalidArgument,
+            format!(
+                "a value of partition column `{}` is not a {}: {e}",
+                field.name(),
+                field.data_type()
+            ),
+        )
     })
 }
 
-fn invalid(message: String) -> Problem {
-    (tonic::Code::InvalidArgument, message)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_and_times() {
+        assert_eq!(AsOf::parse("v3"), AsOf::Version(3));
+        assert_eq!(
+            AsOf::parse("2026-12-01T00:00:00Z"),
+            AsOf::Time("2026-12-01T00:00:00Z".into())
+        );
+        assert_eq!(AsOf::parse("vx"), AsOf::Time("vx".into()));
+    }
 }

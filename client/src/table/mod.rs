@@ -10,9 +10,13 @@
 //! The table is listed by `files` and its schemas merged by
 //! `schema_merge`; `provider` is its DataFusion `TableProvider`, which
 //! plans each scan with `scan_plan` and streams it with
-//! [`QuiverScanExec`](crate::exec::QuiverScanExec).
+//! [`QuiverScanExec`](crate::exec::QuiverScanExec). `partitioned` puts
+//! tables of partitions together, and `delta` builds one from a Delta
+//! table's snapshot.
 
+mod delta;
 mod files;
+mod partitioned;
 mod provider;
 mod scan_plan;
 mod schema_merge;
@@ -25,7 +29,9 @@ use crate::error::ClientError;
 use crate::routing::QuiverClient;
 use files::TableObject;
 
+pub use delta::{delta_provider, AsOf};
 pub use files::TableFiles;
+pub use partitioned::{Partition, PartitionedTable};
 pub use schema_merge::{merge_schemas, SchemaConflict};
 
 #[derive(Debug)]

@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use super::QuiverTable;
+use crate::error::ClientError;
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use async_trait::async_trait;
@@ -18,7 +20,6 @@ use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::ExecutionPlan;
-use quiver_client::{ClientError, QuiverTable};
 
 /// One partition: its values, in partition-column order and of the
 /// partition columns' types.
