@@ -55,11 +55,14 @@ impl std::fmt::Debug for QuiverClient {
 }
 
 /// Times a plan refused by a busy node is asked again.
-const PLAN_RETRIES: u32 = 6;
+const PLAN_RETRIES: u32 = 8;
 
-/// The first pause before asking again; each retry doubles it (about 1.3 s
-/// over all of them).
+/// The first pause before asking again; each retry doubles it, up to
+/// [`PLAN_RETRY_MAX_PAUSE`] (about 5 s over all of them).
 const PLAN_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The longest pause between two asks.
+const PLAN_RETRY_MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl QuiverClient {
     /// Authenticates with the first seed that answers and learns the
@@ -182,8 +185,12 @@ impl QuiverClient {
                         && retries < PLAN_RETRIES =>
                 {
                     retries += 1;
-                    tokio::time::sleep(pause).await;
-                    pause = pause.saturating_mul(2);
+                    // A random half to all of the pause: clients refused
+                    // together must not all come back together, or each
+                    // round plans one of them and refuses the rest again.
+                    let jittered = pause.mul_f64(rand::random_range(0.5..=1.0));
+                    tokio::time::sleep(jittered).await;
+                    pause = pause.saturating_mul(2).min(PLAN_RETRY_MAX_PAUSE);
                 }
                 other => break other?,
             }
