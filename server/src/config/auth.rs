@@ -4,25 +4,38 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
-
 use super::error::{invalid, ConfigError};
+use super::section::section;
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    pub tokens_file: Option<PathBuf>,
-    pub admin_token_file: Option<PathBuf>,
-    /// The token every node of a cluster presents to the others for
-    /// hand-off and warm-ups, and the only one (with the admin token) those
-    /// actions accept. Reader tokens never pass for it.
-    pub peer_token_file: Option<PathBuf>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    /// CA certificates this node trusts when it calls a `grpc+tls://` node
-    /// (a peer, or itself for Flight SQL scans); default: the certificates of
-    /// `tls_cert` (its issuers, or itself when it is self-signed).
-    pub tls_ca: Option<PathBuf>,
+section! {
+    /// Who may call the node, and its TLS identity and trust.
+    pub struct AuthConfig / AuthFlags {
+        /// File of bearer tokens, one per line; enables auth.
+        tokens_file: Option<PathBuf> = None,
+            [long = "tokens-file", env = "QUIVER_TOKENS_FILE"];
+        /// File holding the admin token for prefetch and evict.
+        admin_token_file: Option<PathBuf> = None,
+            [long = "admin-token-file", env = "QUIVER_ADMIN_TOKEN_FILE"];
+        /// File holding the token nodes present to each other (hand-off).
+        ///
+        /// The only one (with the admin token) hand-off and warm-ups
+        /// accept; reader tokens never pass for it.
+        peer_token_file: Option<PathBuf> = None,
+            [long = "peer-token-file", env = "QUIVER_PEER_TOKEN_FILE"];
+        /// PEM certificate chain; with --tls-key, serves TLS.
+        tls_cert: Option<PathBuf> = None,
+            [long = "tls-cert", env = "QUIVER_TLS_CERT"];
+        /// PEM private key.
+        tls_key: Option<PathBuf> = None,
+            [long = "tls-key", env = "QUIVER_TLS_KEY"];
+        /// PEM CA certificates trusted when calling TLS nodes (default: those of --tls-cert).
+        ///
+        /// Used for peers, and for this node itself for Flight SQL scans:
+        /// the certificates of `tls_cert` are its issuers, or itself when
+        /// it is self-signed.
+        tls_ca: Option<PathBuf> = None,
+            [long = "tls-ca", env = "QUIVER_TLS_CA"];
+    }
 }
 
 impl AuthConfig {

@@ -3,58 +3,56 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
-
 use super::error::{invalid, ConfigError};
+use super::section::section;
 use super::values::{ByteSize, Eviction};
 
 /// The largest `cache.chunk`: disk entries must fit in one 16 MiB block of
 /// the disk tier, and peers size their messages by it.
 pub const MAX_CHUNK: u64 = 8 << 20;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CacheConfig {
-    pub memory: ByteSize,
-    /// Disk tier capacity; `0` runs memory-only. With `disk_auto`, the
-    /// most the automatic size may take.
-    pub disk: ByteSize,
-    pub disk_dir: PathBuf,
-    /// No file, flag or variable gave `disk`: the node sizes its disk tier
-    /// at start-up to a quarter of the space its disk can spare, at most
-    /// `disk` (`cache::disk_budget`). Set by [`super::Config::load`] and
-    /// [`super::Config::from_toml`]; a configuration built in code keeps
-    /// `disk`.
-    #[serde(skip)]
-    pub disk_auto: bool,
-    pub chunk: ByteSize,
-    pub eviction: Eviction,
-    /// Memory kept for parsed Parquet footers and page indexes.
-    pub metadata: ByteSize,
-    /// Capacity of the hot tier of decoded Arrow arrays, above the memory
-    /// tier; `0` turns it off.
-    pub hot: ByteSize,
-    /// Where to append one JSON line per read scans make (the trace
-    /// `quiver-bench policies` replays); absent: no log.
-    pub access_log: Option<PathBuf>,
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        CacheConfig {
-            memory: ByteSize(1 << 30),
-            disk: ByteSize(10 << 30),
-            disk_dir: PathBuf::from("./.quiver-cache"),
-            disk_auto: false,
-            chunk: ByteSize(1 << 20),
-            // The fewest origin bytes and the lowest latency of the live
-            // A/B of `quiver-bench policies` (docs/benchmarks.md,
-            // "Eviction policies").
-            eviction: Eviction::Lru,
-            metadata: ByteSize(128 << 20),
-            hot: ByteSize(1 << 30),
-            access_log: None,
-        }
+section! {
+    /// Sizes and policy of the memory, disk and hot tiers.
+    pub struct CacheConfig / CacheFlags {
+        /// Memory tier capacity, e.g. 1GiB.
+        memory: ByteSize = ByteSize(1 << 30),
+            [long = "cache-memory", env = "QUIVER_CACHE_MEMORY"];
+        /// Disk tier capacity, e.g. 10GiB; 0 for memory only (default: a
+        /// quarter of the disk's free space, at most 10GiB).
+        ///
+        /// When the size is automatic, the most it may take.
+        disk: ByteSize = ByteSize(10 << 30),
+            [long = "cache-disk", env = "QUIVER_CACHE_DISK"];
+        /// Directory of the disk tier.
+        disk_dir: PathBuf = PathBuf::from("./.quiver-cache"),
+            [long = "cache-disk-dir", env = "QUIVER_CACHE_DISK_DIR"];
+        /// No file, flag or variable gave `disk`: the node sizes its disk
+        /// tier at start-up to a quarter of the space its disk can spare,
+        /// at most `disk` (`cache::disk_budget`). Set by
+        /// [`super::Config::load`] and [`super::Config::from_toml`]; a
+        /// configuration built in code keeps `disk`.
+        #[serde(skip)]
+        disk_auto: bool = false, [skip];
+        /// Chunk size of cached byte ranges, e.g. 1MiB.
+        chunk: ByteSize = ByteSize(1 << 20),
+            [long = "cache-chunk", env = "QUIVER_CACHE_CHUNK"];
+        /// Eviction policy: lru, lfu, s3fifo, fifo or sieve.
+        ///
+        /// LRU by default: the fewest origin bytes and the lowest latency
+        /// of the live A/B of `quiver-bench policies` (docs/benchmarks.md,
+        /// "Eviction policies").
+        eviction: Eviction = Eviction::Lru,
+            [long = "cache-eviction", env = "QUIVER_CACHE_EVICTION"];
+        /// Memory for parsed Parquet footers and page indexes.
+        metadata: ByteSize = ByteSize(128 << 20),
+            [long = "cache-metadata", env = "QUIVER_CACHE_METADATA"];
+        /// Hot tier of decoded Arrow arrays, e.g. 1GiB; 0 turns it off.
+        hot: ByteSize = ByteSize(1 << 30),
+            [long = "cache-hot", env = "QUIVER_CACHE_HOT"];
+        /// Append one JSON line per scan read to this file (a trace for
+        /// `quiver-bench policies`).
+        access_log: Option<PathBuf> = None,
+            [long = "cache-access-log", env = "QUIVER_CACHE_ACCESS_LOG"];
     }
 }
 

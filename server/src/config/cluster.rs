@@ -3,39 +3,32 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use super::error::{invalid, ConfigError};
+use super::section::section;
 use super::sources::SourceConfig;
 use super::values::Span;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ClusterConfig {
-    pub node_id: Option<String>,
-    /// Where the topology document lives: `s3://bucket/key` or a local
-    /// path. Absent: the node runs alone and owns every slot.
-    pub topology: Option<String>,
-    /// The source whose endpoint, region and keys reach an `s3://`
-    /// topology; default: a source in the same bucket, else the AWS
-    /// environment.
-    pub topology_source: Option<String>,
-    /// How often the topology is re-read.
-    pub reload: Span,
-    /// How long a node keeps serving slots it gave up, while their new
-    /// owner warms from its cache.
-    pub handoff_grace: Span,
-}
-
-impl Default for ClusterConfig {
-    fn default() -> Self {
-        ClusterConfig {
-            node_id: None,
-            topology: None,
-            topology_source: None,
-            reload: Span(Duration::from_secs(2)),
-            handoff_grace: Span(Duration::from_secs(60)),
-        }
+section! {
+    /// This node's place in a cluster.
+    pub struct ClusterConfig / ClusterFlags {
+        /// This node's id in the cluster topology.
+        node_id: Option<String> = None,
+            [long = "node-id", env = "QUIVER_NODE_ID"];
+        /// The topology document: s3://bucket/key or a local path.
+        ///
+        /// Absent: the node runs alone and owns every slot.
+        topology: Option<String> = None,
+            [long = "topology", env = "QUIVER_TOPOLOGY"];
+        /// The source whose endpoint, region and keys reach an `s3://`
+        /// topology; default: a source in the same bucket, else the AWS
+        /// environment.
+        topology_source: Option<String> = None, [skip];
+        /// How often the topology is re-read (e.g. 2s).
+        reload: Span = Span(Duration::from_secs(2)),
+            [long = "topology-reload", env = "QUIVER_TOPOLOGY_RELOAD"];
+        /// How long a node keeps serving slots it gave up, while their new
+        /// owner warms from its cache.
+        handoff_grace: Span = Span(Duration::from_secs(60)), [skip];
     }
 }
 

@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use super::error::{invalid, ConfigError};
+use super::section::section;
 use super::values::{ByteSize, MissPolicy, Span};
 
 /// Most origin fetches warming may hold: half of the node's 32
@@ -15,33 +14,27 @@ pub const MAX_WARM_FETCHES: usize = 16;
 /// Longest life S3 allows a pre-signed URL (SigV4): seven days.
 pub const MAX_PRESIGN_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// The miss policy: pre-signed URLs for cold objects, and the background
-/// warming that follows each one.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MissConfig {
-    pub policy: MissPolicy,
-    /// How long a pre-signed URL works.
-    pub presign_expiry: Span,
-    /// With `auto`, objects up to this size are read through even when cold:
-    /// a small object costs less through the node than a second connection.
-    pub presign_min_bytes: ByteSize,
-    /// Warm-ups waiting at once; one more is dropped (and counted).
-    pub warm_queue: usize,
-    /// Origin fetches warming may hold at once, out of the node's 32: the
-    /// rest always stay for demand reads.
-    pub warm_fetches: usize,
-}
-
-impl Default for MissConfig {
-    fn default() -> Self {
-        MissConfig {
-            policy: MissPolicy::Auto,
-            presign_expiry: Span(Duration::from_secs(15 * 60)),
-            presign_min_bytes: ByteSize(8 << 20),
-            warm_queue: 256,
-            warm_fetches: 4,
-        }
+section! {
+    /// The miss policy: pre-signed URLs for cold objects, and the background
+    /// warming that follows each one.
+    pub struct MissConfig / MissFlags {
+        /// What a cold scan does: read-through, presign or auto.
+        policy: MissPolicy = MissPolicy::Auto,
+            [long = "miss-policy", env = "QUIVER_MISS_POLICY"];
+        /// How long a pre-signed URL works, e.g. 15m (at most 7 days).
+        presign_expiry: Span = Span(Duration::from_secs(15 * 60)),
+            [long = "presign-expiry", env = "QUIVER_PRESIGN_EXPIRY"];
+        /// With `auto`, the smallest cold object handed out as a URL, e.g. 8MiB.
+        ///
+        /// Smaller objects are read through even when cold: a small object
+        /// costs less through the node than a second connection.
+        presign_min_bytes: ByteSize = ByteSize(8 << 20),
+            [long = "presign-min-bytes", env = "QUIVER_PRESIGN_MIN_BYTES"];
+        /// Warm-ups waiting at once; one more is dropped (and counted).
+        warm_queue: usize = 256, [skip];
+        /// Origin fetches warming may hold at once, out of the node's 32: the
+        /// rest always stay for demand reads.
+        warm_fetches: usize = 4, [skip];
     }
 }
 

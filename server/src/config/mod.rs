@@ -6,8 +6,9 @@
 //! This module holds the whole file's shape and the order of start-up:
 //! read, override, validate. Each section (`server`, `cache`, `sources`,
 //! `cluster`, `auth`, `limits`, `sql`, `miss`, `telemetry`) is a file with
-//! its struct, defaults and checks; `values` holds the sizes, durations and
-//! policies they are written in, and `flags` the command line.
+//! its options, declared once each with `section!` (field, default, doc,
+//! flag and variable), and its checks; `values` holds the sizes, durations
+//! and policies they are written in, and `flags` the command line.
 
 mod auth;
 mod cache;
@@ -16,6 +17,7 @@ mod error;
 mod flags;
 mod limits;
 mod miss;
+mod section;
 mod server;
 mod sources;
 mod sql;
@@ -269,7 +271,10 @@ stall_timeout = "45s"
         let mut flagged = unset.clone();
         flagged
             .apply(&Flags {
-                cache_disk: Some(ByteSize(1 << 30)),
+                cache: cache::CacheFlags {
+                    disk: Some(ByteSize(1 << 30)),
+                    ..Default::default()
+                },
                 ..Flags::default()
             })
             .unwrap();
@@ -277,7 +282,10 @@ stall_timeout = "45s"
         let mut other_flag = unset;
         other_flag
             .apply(&Flags {
-                cache_memory: Some(ByteSize(1 << 30)),
+                cache: cache::CacheFlags {
+                    memory: Some(ByteSize(1 << 30)),
+                    ..Default::default()
+                },
                 ..Flags::default()
             })
             .unwrap();

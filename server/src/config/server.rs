@@ -4,29 +4,25 @@
 
 use std::net::SocketAddr;
 
-use serde::Deserialize;
+use super::section::section;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerConfig {
-    pub listen: SocketAddr,
-    pub admin_listen: SocketAddr,
-    /// The URL clients and peers use for this node; derived from `listen`
-    /// when absent.
-    pub advertise: Option<String>,
-    /// Serve Flight beyond loopback without tokens. Off by default, like
-    /// Redis's protected mode: a node without tokens on a public address
-    /// would let anyone read the lake with the node's credentials.
-    pub insecure: bool,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
-            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
-            advertise: None,
-            insecure: false,
-        }
+section! {
+    /// Where the node listens and what it tells clients and peers.
+    pub struct ServerConfig / ServerFlags {
+        /// Flight (and Flight SQL) listen address.
+        listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 50051)),
+            [long = "listen", env = "QUIVER_LISTEN"];
+        /// Admin HTTP listen address (/metrics, /health, /ready, the status page).
+        admin_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9090)),
+            [long = "admin-listen", env = "QUIVER_ADMIN_LISTEN"];
+        /// URL that clients and peers use to reach this node.
+        ///
+        /// Derived from `listen` when absent.
+        advertise: Option<String> = None,
+            [long = "advertise", env = "QUIVER_ADVERTISE"];
+        /// Serve Flight beyond loopback without tokens. Off by default, like
+        /// Redis's protected mode: a node without tokens on a public address
+        /// would let anyone read the lake with the node's credentials.
+        insecure: bool = false, [skip];
     }
 }

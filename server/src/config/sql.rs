@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::error::{invalid, ConfigError};
+use super::section::section;
 use super::sources::SourceConfig;
 use super::values::{ByteSize, Span};
 
@@ -27,35 +28,23 @@ fn default_sql_schema() -> String {
     "default".into()
 }
 
-/// Flight SQL on the Flight port.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SqlConfig {
-    /// Serve Flight SQL beside Quiver's own protocol.
-    pub enabled: bool,
-    /// Memory one query may use for joins, sorts and aggregates; a query
-    /// over it fails with ResourceExhausted.
-    pub query_memory: ByteSize,
-    /// SQL queries running at once.
-    pub max_queries: usize,
-    /// Prepared statements held at once.
-    pub max_prepared: usize,
-    /// How long a catalog listing is trusted before the lake is listed again.
-    pub refresh: Span,
-    #[serde(rename = "table")]
-    pub tables: Vec<SqlTableConfig>,
-}
-
-impl Default for SqlConfig {
-    fn default() -> Self {
-        SqlConfig {
-            enabled: true,
-            query_memory: ByteSize(1 << 30),
-            max_queries: 16,
-            max_prepared: 1024,
-            refresh: Span(Duration::from_secs(60)),
-            tables: Vec::new(),
-        }
+section! {
+    /// Flight SQL on the Flight port.
+    pub struct SqlConfig / SqlFlags {
+        /// Serve Flight SQL beside Quiver's own protocol.
+        enabled: bool = true, [skip];
+        /// Memory one query may use for joins, sorts and aggregates; a query
+        /// over it fails with ResourceExhausted.
+        query_memory: ByteSize = ByteSize(1 << 30), [skip];
+        /// SQL queries running at once.
+        max_queries: usize = 16, [skip];
+        /// Prepared statements held at once.
+        max_prepared: usize = 1024, [skip];
+        /// How long a catalog listing is trusted before the lake is listed again.
+        refresh: Span = Span(Duration::from_secs(60)), [skip];
+        /// Tables declared beside the discovered ones (`[[sql.table]]`).
+        #[serde(rename = "table")]
+        tables: Vec<SqlTableConfig> = Vec::new(), [skip];
     }
 }
 

@@ -1,17 +1,18 @@
 //! The `[telemetry]` section: where traces are exported, if anywhere.
 
-use serde::Deserialize;
-
 use super::error::{invalid, ConfigError};
+use super::section::section;
 
-/// Trace export (docs/operations.md, "Tracing"): off unless an endpoint
-/// is set, so a node never dials a collector nobody asked for.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TelemetryConfig {
-    /// An OpenTelemetry collector's OTLP/gRPC endpoint, e.g.
-    /// `http://127.0.0.1:4317` (`https://` for TLS with the system's roots).
-    pub otlp_endpoint: Option<String>,
+section! {
+    /// Trace export (docs/operations.md, "Tracing"): off unless an endpoint
+    /// is set, so a node never dials a collector nobody asked for.
+    pub struct TelemetryConfig / TelemetryFlags {
+        /// Export traces to this OTLP/gRPC collector, e.g. http://127.0.0.1:4317.
+        ///
+        /// `https://` for TLS with the system's roots.
+        otlp_endpoint: Option<String> = None,
+            [long = "otlp-endpoint", env = "QUIVER_OTLP_ENDPOINT"];
+    }
 }
 
 impl TelemetryConfig {
