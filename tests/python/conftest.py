@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,38 @@ def make_server(tmp_path):
     yield make
     for s in started:
         s.stop()
+
+
+# --- an S3 server (the testkit's s3s-fs, which checks SigV4) -------------------
+
+S3_ACCESS_KEY = "quiver-test-key"
+S3_SECRET_KEY = "quiver-test-secret-0123456789"
+
+
+def s3_binary() -> str:
+    if "QUIVER_TEST_S3_BIN" in os.environ:
+        return os.environ["QUIVER_TEST_S3_BIN"]
+    server = Path(os.environ.get("QUIVER_SERVER_BIN", "target/debug/quiver-server"))
+    return str(server.parent / "quiver-test-s3")
+
+
+@contextmanager
+def s3_serving(root: Path, bucket: str = "lake"):
+    """Serves `root/<bucket>` as S3 bucket `bucket`; yields the `[[source]]`
+    TOML of a source `lake` reading it with the test's keys."""
+    s3 = subprocess.Popen([s3_binary(), str(root), bucket], stdout=subprocess.PIPE, text=True)
+    try:
+        endpoint = s3.stdout.readline().strip()
+        assert endpoint.startswith("http://"), endpoint
+        yield f"""
+[[source]]
+name = "lake"
+url = "s3://{bucket}/"
+endpoint = "{endpoint}"
+region = "us-east-1"
+access_key_id = "{S3_ACCESS_KEY}"
+secret_access_key = "{S3_SECRET_KEY}"
+"""
+    finally:
+        s3.kill()
+        s3.wait()

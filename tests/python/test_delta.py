@@ -28,8 +28,7 @@ import pyarrow.flight as fl
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import Server
-from test_presigned import ACCESS_KEY, SECRET_KEY, s3_binary
+from conftest import Server, s3_serving
 
 
 def value(v):
@@ -317,20 +316,9 @@ def test_delta_on_s3(tmp_path):
         deltalake.write_deltalake(str(t), batch(rng, 200 + 20 * i, 20), mode="append", partition_by=["region"])
     deltalake.DeltaTable(str(t)).create_checkpoint()
     deltalake.DeltaTable(str(t)).delete("amount > 100")
-    s3 = subprocess.Popen([s3_binary(), str(root), "lake"], stdout=subprocess.PIPE, text=True)
-    try:
-        endpoint = s3.stdout.readline().strip()
-        assert endpoint.startswith("http://"), endpoint
+    with s3_serving(root) as source:
         config = tmp_path / "quiver.toml"
-        config.write_text(f"""
-[[source]]
-name = "lake"
-url = "s3://lake/"
-endpoint = "{endpoint}"
-region = "us-east-1"
-access_key_id = "{ACCESS_KEY}"
-secret_access_key = "{SECRET_KEY}"
-""")
+        config.write_text(source)
         s = Server(tmp_path / "node", "--config", str(config))
         try:
             assert refresh(s)["errors"] == []
@@ -341,9 +329,6 @@ secret_access_key = "{SECRET_KEY}"
             conn.close()
         finally:
             assert s.stop() == 0, s.logs()
-    finally:
-        s3.kill()
-        s3.wait()
 
 
 def tpch_queries() -> list:

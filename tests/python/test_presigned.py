@@ -28,18 +28,9 @@ sys.path.insert(0, str(EXAMPLES))
 import presigned_read  # noqa: E402
 import quiver_flight  # noqa: E402
 
-from conftest import Server  # noqa: E402
+from conftest import Server, s3_serving  # noqa: E402
 
-ACCESS_KEY = "quiver-test-key"
-SECRET_KEY = "quiver-test-secret-0123456789"
 KEY = "events/day.parquet"
-
-
-def s3_binary() -> str:
-    if "QUIVER_TEST_S3_BIN" in os.environ:
-        return os.environ["QUIVER_TEST_S3_BIN"]
-    server = Path(os.environ.get("QUIVER_SERVER_BIN", "target/debug/quiver-server"))
-    return str(server.parent / "quiver-test-s3")
 
 
 def events(rows: int = 200_000) -> pa.Table:
@@ -61,31 +52,19 @@ def lake(tmp_path_factory):
     (root / "lake" / "events").mkdir(parents=True)
     local = root / "lake" / KEY
     pq.write_table(events(), local, row_group_size=25_000)
-    s3 = subprocess.Popen([s3_binary(), str(root), "lake"], stdout=subprocess.PIPE, text=True)
-    endpoint = s3.stdout.readline().strip()
-    assert endpoint.startswith("http://"), endpoint
-    tmp = tmp_path_factory.mktemp("quiver")
-    config = tmp / "quiver.toml"
-    config.write_text(f"""
-[[source]]
-name = "lake"
-url = "s3://lake/"
-endpoint = "{endpoint}"
-region = "us-east-1"
-access_key_id = "{ACCESS_KEY}"
-secret_access_key = "{SECRET_KEY}"
-
+    with s3_serving(root) as source:
+        tmp = tmp_path_factory.mktemp("quiver")
+        config = tmp / "quiver.toml"
+        config.write_text(source + """
 [cache]
 chunk = "64KiB"
 
 [miss]
 policy = "presign"
 """)
-    server = Server(tmp / "node", "--config", str(config))
-    yield server, local
-    assert server.stop() == 0, server.logs()
-    s3.kill()
-    s3.wait()
+        server = Server(tmp / "node", "--config", str(config))
+        yield server, local
+        assert server.stop() == 0, server.logs()
 
 
 def direct(local: Path, columns, filter, limit=None) -> pa.Table:
