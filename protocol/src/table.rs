@@ -82,6 +82,11 @@ pub struct TableFile {
     /// Delta's partition value format); `null` for a null value.
     #[serde(default)]
     pub partition_values: BTreeMap<String, Option<String>>,
+    /// The log's statistics of the file as it writes them (for Delta,
+    /// `{"numRecords", "minValues", "maxValues", "nullCount"}`), when it
+    /// has them: what lets a reader skip the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<serde_json::Value>,
 }
 
 #[cfg(test)]

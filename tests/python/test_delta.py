@@ -75,6 +75,9 @@ QUERIES = [
     "SELECT id FROM {t} WHERE name IS NULL OR region <> 'us'",
     "SELECT count(*) AS n FROM {t}",
     "SELECT id, region FROM {t} WHERE id % 7 = 3",
+    "SELECT id, name FROM {t} WHERE id BETWEEN 120 AND 180",
+    "SELECT count(*) AS n FROM {t} WHERE id > 590 OR id < 5 OR id IS NULL",
+    "SELECT id FROM {t} WHERE day > DATE '2026-01-02' AND id >= 300",
 ]
 
 
@@ -387,3 +390,33 @@ url = "file://{lake}/"
         conn.close()
     finally:
         assert s.stop() == 0, s.logs()
+
+
+def test_files_are_skipped_by_their_statistics(lake):
+    """A file whose log statistics prove no row matches is never scanned;
+    statistics that do not bound values exactly (floats) skip nothing."""
+    s, root = lake
+    rng = random.Random(17)
+    t = root / "skip"
+    for i in range(6):
+        deltalake.write_deltalake(str(t), batch(rng, i * 100, 100), mode="append")
+    assert refresh(s)["errors"] == []
+    conn = flight_sql.connect(f"grpc://127.0.0.1:{s.port}", autocommit=True)
+    client = fl.connect(f"grpc://127.0.0.1:{s.port}")
+
+    def scans() -> int:
+        return json.loads(next(client.do_action(fl.Action("stats", b""))).body.to_pybytes())["scans"]
+
+    def scanned(query: str) -> tuple:
+        before = scans()
+        got = sql(conn, query)
+        return got, scans() - before
+
+    got, n = scanned("SELECT id FROM skip WHERE id >= 250 AND id < 310")
+    assert sorted(got.column("id").to_pylist()) == list(range(250, 310))
+    assert n == 2, n
+    got, n = scanned("SELECT id FROM skip WHERE id > 10000")
+    assert got.num_rows == 0 and n == 0, n
+    got, n = scanned("SELECT id FROM skip WHERE amount > 1e9")
+    assert got.num_rows == 0 and n == 6, n
+    conn.close()

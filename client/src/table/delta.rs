@@ -14,6 +14,7 @@ use datafusion::common::ScalarValue;
 use datafusion::datasource::empty::EmptyTable;
 use quiver_protocol::SnapshotRequest;
 
+use super::file_stats::FileStats;
 use super::files::TableFiles;
 use super::partitioned::{Partition, PartitionedTable};
 use super::QuiverTable;
@@ -188,6 +189,21 @@ pub fn delta_provider(
             })
             .collect::<Vec<_>>(),
     ));
+    let stats: HashMap<&str, FileStats> = wire
+        .files
+        .iter()
+        .filter_map(|f| {
+            Some((
+                f.path.as_str(),
+                FileStats::from_delta(f.stats.as_ref()?, &file_schema),
+            ))
+        })
+        .collect();
+    for (_, files) in &mut parts {
+        for object in &mut files.objects {
+            object.stats = stats.get(object.path.as_str()).cloned();
+        }
+    }
     if partition_fields.is_empty() {
         let Some((_, files)) = parts.pop() else {
             return Ok(Arc::new(EmptyTable::new(snapshot.schema.clone())));

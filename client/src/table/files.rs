@@ -4,6 +4,7 @@
 
 use arrow::datatypes::SchemaRef;
 
+use super::file_stats::FileStats;
 use super::schema_merge::{merge_schemas, SchemaConflict};
 use crate::error::ClientError;
 use crate::results::ObjectInfo;
@@ -14,6 +15,8 @@ use crate::routing::QuiverClient;
 pub(super) struct TableObject {
     pub(super) path: String,
     pub(super) schema: SchemaRef,
+    /// What a table's log says of its values, when it says anything.
+    pub(super) stats: Option<FileStats>,
 }
 
 /// The objects under a source path, with their schemas, as one listing saw
@@ -98,6 +101,7 @@ impl TableFiles {
                 Ok(TableObject {
                     path: o.listing.path,
                     schema,
+                    stats: None,
                 })
             })
             .collect::<Result<Vec<_>, ClientError>>()?;

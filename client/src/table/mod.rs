@@ -15,6 +15,7 @@
 //! table's snapshot.
 
 mod delta;
+mod file_stats;
 mod files;
 mod partitioned;
 mod provider;

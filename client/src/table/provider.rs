@@ -17,6 +17,8 @@ use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::ExecutionPlan;
 
+use super::file_stats::{self, FileStats};
+use super::files::TableObject;
 use super::scan_plan::ObjectRequest;
 use super::QuiverTable;
 use crate::exec::{QuiverScanExec, ScanSpec};
@@ -32,6 +34,39 @@ fn unqualified(expr: Expr) -> DfResult<Expr> {
             })
         })?
         .data)
+}
+
+impl QuiverTable {
+    /// The objects that may hold a row for which every filter holds: all
+    /// of them, but for those whose log statistics prove otherwise
+    /// (`file_stats`).
+    fn may_match(&self, state: &dyn Session, filters: &[Expr]) -> DfResult<Vec<&TableObject>> {
+        let all = || self.objects.iter().collect();
+        if self.objects.iter().all(|o| o.stats.is_none()) {
+            return Ok(all());
+        }
+        let filters = filters
+            .iter()
+            .cloned()
+            .map(unqualified)
+            .collect::<DfResult<Vec<_>>>()?;
+        let Some(predicate) = conjunction(filters) else {
+            return Ok(all());
+        };
+        let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
+        let Ok(predicate) = state.create_physical_expr(predicate, &df_schema) else {
+            return Ok(all());
+        };
+        let stats: Vec<Option<&FileStats>> =
+            self.objects.iter().map(|o| o.stats.as_ref()).collect();
+        let kept = file_stats::may_match(predicate, &self.schema, &stats);
+        Ok(self
+            .objects
+            .iter()
+            .zip(kept)
+            .filter_map(|(o, keep)| keep.then_some(o))
+            .collect())
+    }
 }
 
 #[async_trait]
@@ -76,15 +111,15 @@ impl TableProvider for QuiverTable {
             }
         }
         let schema = Arc::new(self.schema.project(&read)?);
-        let requests: Vec<ObjectRequest> = self
-            .objects
+        let objects = self.may_match(state, filters)?;
+        let requests: Vec<ObjectRequest> = objects
             .iter()
             .map(|o| self.object_request(o, schema.fields(), &texts))
             .collect();
         // A limit holds after every filter: with some applied here, the
         // nodes must not stop early.
         let limit = limit.filter(|_| rest.is_empty()).map(|l| l as u64);
-        let plan = self.plan(requests, limit).await?;
+        let plan = self.plan(&objects, requests, limit).await?;
         let spec = ScanSpec {
             count_only: schema.fields().is_empty(),
             schema: schema.clone(),

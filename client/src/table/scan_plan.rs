@@ -79,6 +79,7 @@ impl QuiverTable {
     /// order.
     pub(super) async fn plan(
         &self,
+        objects: &[&TableObject],
         requests: Vec<ObjectRequest>,
         limit: Option<u64>,
     ) -> DfResult<Plan> {
@@ -90,14 +91,15 @@ impl QuiverTable {
             limit,
             ..Default::default()
         };
-        if let Some(first) = requests.first().filter(|_| self.whole) {
+        // The whole path only while every object of it is scanned.
+        let whole = self.whole && objects.len() == self.objects.len();
+        if let Some(first) = requests.first().filter(|_| whole) {
             if requests.iter().all(|r| r == first) {
                 let req = request(&self.path, first);
                 return self.client.plan(&req).await.map_err(to_datafusion);
             }
         }
-        let reqs: Vec<ScanRequest> = self
-            .objects
+        let reqs: Vec<ScanRequest> = objects
             .iter()
             .zip(&requests)
             .map(|(o, r)| request(&o.path, r))

@@ -150,6 +150,7 @@ pub async fn snapshot(source: &Source, root: &str, at: At) -> Result<TableSnapsh
                 .partition_values_map()
                 .into_iter()
                 .collect::<BTreeMap<_, _>>(),
+            stats: file.stats().and_then(|s| serde_json::from_str(&s).ok()),
         });
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
