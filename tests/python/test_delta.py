@@ -228,8 +228,21 @@ def test_snapshots_and_bad_requests(lake):
     refused("table-snapshot", {"source": "nosuch", "path": "t"}, missing, "nosuch")
     refused("tables", {"source": "lake", "path": "t/x.parquet"}, bad, "prefix")
     refused("tables", [1, 2], bad, "tables takes")
+    # A log naming a file outside the table's directory is refused, never
+    # followed into the rest of the source.
+    escape = root / "escape"
+    deltalake.write_deltalake(str(escape), batch(rng, 0, 5))
+    first = escape / "_delta_log" / "00000000000000000000.json"
+    added = [json.loads(line) for line in first.read_text().splitlines()]
+    for action_line in added:
+        if "add" in action_line:
+            action_line["add"]["path"] = "../t/" + action_line["add"]["path"]
+    first.write_text("\n".join(json.dumps(a) for a in added) + "\n")
+    with pytest.raises(Exception) as e:  # noqa: B017 (pyarrow's class for FAILED_PRECONDITION varies)
+        action("table-snapshot", {"source": "lake", "path": "escape"})
+    assert "outside its directory" in str(e.value), str(e.value)
     # The node still serves.
-    assert action("tables", {"source": "lake"})["tables"][0]["path"] == "t/"
+    assert {"path": "t/", "format": "delta"} in action("tables", {"source": "lake"})["tables"]
 
 
 def quiver_cli(s, *args) -> subprocess.CompletedProcess:

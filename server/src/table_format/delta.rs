@@ -132,7 +132,8 @@ pub async fn snapshot(source: &Source, root: &str, at: At) -> Result<TableSnapsh
             )));
         }
         let relative = file.path().into_owned();
-        if relative.contains("://") || relative.starts_with('/') {
+        let escapes = relative.split('/').any(|part| part == ".." || part == ".");
+        if relative.contains("://") || relative.starts_with('/') || escapes {
             return Err(QuiverError::FailedPrecondition(format!(
                 "{table} names data file `{relative}` outside its directory (a shallow clone); only files inside the table are read"
             )));
