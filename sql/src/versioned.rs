@@ -6,13 +6,12 @@
 //! version gets that snapshot registered in its own session under the name
 //! it used.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{Constraints, ResolvedTableReference, Result as DfResult, Statistics};
+use datafusion::common::{ResolvedTableReference, Result as DfResult, Statistics};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
@@ -54,20 +53,8 @@ impl TableProvider for DeltaTable {
         self.latest.schema()
     }
 
-    fn constraints(&self) -> Option<&Constraints> {
-        self.latest.constraints()
-    }
-
     fn table_type(&self) -> TableType {
         self.latest.table_type()
-    }
-
-    fn get_table_definition(&self) -> Option<&str> {
-        self.latest.get_table_definition()
-    }
-
-    fn get_logical_plan(&self) -> Option<Cow<'_, datafusion::logical_expr::LogicalPlan>> {
-        self.latest.get_logical_plan()
     }
 
     async fn scan(

@@ -84,15 +84,15 @@ pub fn is_data_file(path: &Path) -> bool {
 /// source root names no table directory, as Parquet objects there belong
 /// to none.
 pub fn delta_root(path: &Path) -> Option<String> {
-    let parts: Vec<_> = path.parts().collect();
-    let at = parts.iter().position(|p| p.as_ref() == "_delta_log")?;
+    // Every listed key passes here: find the segment before building
+    // anything.
+    let at = path.parts().position(|p| p.as_ref() == "_delta_log")?;
     (at > 0).then(|| {
-        let mut root = parts[..at]
-            .iter()
-            .map(|p| p.as_ref())
-            .collect::<Vec<_>>()
-            .join("/");
-        root.push('/');
+        let mut root = String::new();
+        for part in path.parts().take(at) {
+            root.push_str(part.as_ref());
+            root.push('/');
+        }
         root
     })
 }

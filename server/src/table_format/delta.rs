@@ -78,17 +78,17 @@ pub async fn snapshot(source: &Source, root: &str, at: At) -> Result<TableSnapsh
     let mut location = Url::parse(&format!("{SCHEME}:///"))
         .map_err(|e| QuiverError::Internal(format!("cannot build the table URL: {e}")))?;
     location.set_path(&format!("/{root}"));
-    let builder = DeltaTableBuilder::from_url(location.clone())
+    let mut loaded = DeltaTableBuilder::from_url(location.clone())
         .map_err(|e| log_error(&table, e))?
-        .with_storage_backend(source.origin.clone(), location.clone());
-    let builder = match at {
-        At::Latest => builder,
+        .with_storage_backend(source.origin.clone(), location)
+        .build()
+        .map_err(|e| log_error(&table, e))?;
+    let read = match at {
+        At::Latest => loaded.load().await,
         At::Version(v) => {
             // The kernel's own answer for a version past the end names its
             // log segment; a reader wants to know what the latest is.
-            let latest = builder
-                .build()
-                .map_err(|e| log_error(&table, e))?
+            let latest = loaded
                 .get_latest_version()
                 .await
                 .map_err(|e| log_error(&table, e))?;
@@ -97,14 +97,11 @@ pub async fn snapshot(source: &Source, root: &str, at: At) -> Result<TableSnapsh
                     "{table} has no version {v}; its latest is {latest}"
                 )));
             }
-            DeltaTableBuilder::from_url(location.clone())
-                .map_err(|e| log_error(&table, e))?
-                .with_storage_backend(source.origin.clone(), location)
-                .with_version(v)
+            loaded.load_version(v).await
         }
-        At::Time(t) => builder.with_timestamp(t),
+        At::Time(t) => loaded.load_with_datetime(t).await,
     };
-    let loaded = builder.load().await.map_err(|e| log_error(&table, e))?;
+    read.map_err(|e| log_error(&table, e))?;
     let state = loaded.snapshot().map_err(|e| log_error(&table, e))?;
     check_features(&table, state)?;
     let kernel_schema = state.schema();
@@ -135,7 +132,7 @@ pub async fn snapshot(source: &Source, root: &str, at: At) -> Result<TableSnapsh
         let escapes = relative.split('/').any(|part| part == ".." || part == ".");
         if relative.contains("://") || relative.starts_with('/') || escapes {
             return Err(QuiverError::FailedPrecondition(format!(
-                "{table} names data file `{relative}` outside its directory (a shallow clone); only files inside the table are read"
+                "{table} names data file `{relative}` outside its directory (a shallow clone or a `..` path); only files inside the table are read"
             )));
         }
         let size = u64::try_from(file.size()).map_err(|_| {
