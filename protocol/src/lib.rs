@@ -26,6 +26,7 @@ pub use handoff::{frame_chunk, handoff_checksum, unframe_chunk, FrameError};
 pub use scan::{Accept, PresignedEndpoint, ScanRequest, ScanRequestError};
 pub use slot::{hash_tag, key_slot, slot_of, SLOT_COUNT};
 pub use table::{
-    SnapshotRequest, TableFile, TableFormat, TableList, TableRoot, TableSnapshot, TablesRequest,
+    DeletionVector, DeletionVectorStorage, SnapshotRequest, TableFile, TableFormat, TableList,
+    TableRoot, TableSnapshot, TablesRequest,
 };
 pub use topology::{dial_url, NodeInfo, SlotRange, Topology, TopologyError, MAX_EPOCH};

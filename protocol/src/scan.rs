@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::IpcCompression;
+use crate::{DeletionVector, IpcCompression};
 
 /// What a client can follow when an object is cold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -45,6 +45,10 @@ pub struct ScanRequest {
     /// from a descriptor into the tickets GetFlightInfo returns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<IpcCompression>,
+    /// Rows of the object a table's log deletes: they are never returned.
+    /// Only with a `path` naming one object; copied into its tickets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_vector: Option<DeletionVector>,
 }
 
 /// The `app_metadata` of a pre-signed endpoint: which object version the URL

@@ -87,6 +87,47 @@ pub struct TableFile {
     /// has them: what lets a reader skip the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<serde_json::Value>,
+    /// The rows of the file this version deletes, when a deletion vector
+    /// deletes some: a reader must drop them (`rows` and `stats` count
+    /// them still).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_vector: Option<DeletionVector>,
+}
+
+/// Where a Delta deletion vector keeps the rows it deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DeletionVectorStorage {
+    /// In a file of the table's directory, named from `path_or_inline_dv`
+    /// (Delta's storage type `u`).
+    #[serde(rename = "u")]
+    File,
+    /// In `path_or_inline_dv` itself, Z85-encoded (Delta's `i`).
+    #[serde(rename = "i")]
+    Inline,
+}
+
+/// The rows a Delta deletion vector deletes from one data file, as the
+/// table's log describes them (the Delta protocol's deletion vector
+/// descriptor): a reference the node that scans the file resolves, reads
+/// with the Delta kernel and keeps by its identity. Vectors stored at an
+/// absolute path (Delta's `p`) are refused when the snapshot is read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeletionVector {
+    /// The table's directory inside the source, ending in `/`: a stored
+    /// vector's file is inside it.
+    pub table: String,
+    pub storage_type: DeletionVectorStorage,
+    /// For a file, an optional prefix (its subdirectory) and the Z85 of
+    /// its UUID; for an inline vector, the vector in Z85.
+    pub path_or_inline_dv: String,
+    /// Where the vector starts in its file; absent for an inline one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u32>,
+    /// The serialized vector's size, before Z85.
+    pub size_in_bytes: u32,
+    /// How many rows it deletes.
+    pub cardinality: u64,
 }
 
 #[cfg(test)]
@@ -104,5 +145,26 @@ mod tests {
         let tables: TableList =
             serde_json::from_str(r#"{"tables":[{"path":"t/","format":"delta"}]}"#).unwrap();
         assert_eq!(tables.tables[0].format, TableFormat::Delta);
+    }
+
+    #[test]
+    fn deletion_vectors_use_delta_storage_letters() {
+        let dv: DeletionVector = serde_json::from_str(
+            r#"{"table":"t/","storage_type":"u","path_or_inline_dv":"ab^-aqEH.-t@S}K{vb[*k^","offset":1,"size_in_bytes":36,"cardinality":5}"#,
+        )
+        .unwrap();
+        assert_eq!(dv.storage_type, DeletionVectorStorage::File);
+        let inline = serde_json::to_string(&DeletionVector {
+            storage_type: DeletionVectorStorage::Inline,
+            offset: None,
+            ..dv
+        })
+        .unwrap();
+        assert!(inline.contains(r#""storage_type":"i""#), "{inline}");
+        assert!(!inline.contains("offset"), "{inline}");
+        let absolute = r#"{"table":"t/","storage_type":"p","path_or_inline_dv":"s3://b/x","size_in_bytes":1,"cardinality":1}"#;
+        assert!(serde_json::from_str::<DeletionVector>(absolute).is_err());
+        let negative = r#"{"table":"t/","storage_type":"i","path_or_inline_dv":"x","size_in_bytes":-1,"cardinality":1}"#;
+        assert!(serde_json::from_str::<DeletionVector>(negative).is_err());
     }
 }

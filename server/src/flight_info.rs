@@ -174,9 +174,12 @@ pub async fn flight_info(
         .buffered(PLAN_CONCURRENCY)
         .try_collect()
         .await?;
+    // Rows a deletion vector deletes are never sent; the scan checks the
+    // vector holds as many as it says.
+    let deleted = req.deletion_vector.as_ref().map_or(0, |dv| dv.cardinality);
     let rows = footers
         .iter()
-        .map(|m| m.file_metadata().num_rows().max(0) as u64);
+        .map(|m| (m.file_metadata().num_rows().max(0) as u64).saturating_sub(deleted));
     let exact_rows = req.filter.is_none();
     let mut remaining = req.limit;
     let mut total: u64 = 0;
@@ -204,6 +207,7 @@ pub async fn flight_info(
             limit,
             etag: Some(id.etag.clone()),
             compression: req.compression,
+            deletion_vector: req.deletion_vector.clone(),
             ..Default::default()
         };
         let whole = ticket.to_bytes();
@@ -272,6 +276,11 @@ async fn presigned(
     ticket: &[u8],
 ) -> Result<Option<FlightEndpoint>> {
     let source = core.sources.get(&id.source)?;
+    // A client reading the object itself would see the rows a deletion
+    // vector deletes.
+    if req.deletion_vector.is_some() {
+        return Ok(None);
+    }
     let offer = core.miss.offer(req, id.size, source.presigner.is_some());
     let Some(presigner) = source.presigner.as_ref().filter(|_| offer != Offer::Flight) else {
         return Ok(None);

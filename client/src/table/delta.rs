@@ -12,7 +12,7 @@ use arrow::datatypes::{Field, Schema};
 use datafusion::catalog::TableProvider;
 use datafusion::common::ScalarValue;
 use datafusion::datasource::empty::EmptyTable;
-use quiver_protocol::SnapshotRequest;
+use quiver_protocol::{DeletionVector, SnapshotRequest};
 
 use super::file_stats::FileStats;
 use super::files::TableFiles;
@@ -199,10 +199,25 @@ pub fn delta_provider(
             ))
         })
         .collect();
+    let vectors: HashMap<&str, &DeletionVector> = wire
+        .files
+        .iter()
+        .filter_map(|f| Some((f.path.as_str(), f.deletion_vector.as_ref()?)))
+        .collect();
     for (_, files) in &mut parts {
+        let mut deleted: u64 = 0;
         for object in &mut files.objects {
             object.stats = stats.get(object.path.as_str()).cloned();
+            object.deletion_vector = vectors.get(object.path.as_str()).map(|dv| (*dv).clone());
+            deleted = deleted.saturating_add(
+                object
+                    .deletion_vector
+                    .as_ref()
+                    .map_or(0, |dv| dv.cardinality),
+            );
         }
+        // The footers count the rows the log deletes.
+        files.rows = files.rows.map(|r| r.saturating_sub(deleted));
     }
     if partition_fields.is_empty() {
         let Some((_, files)) = parts.pop() else {

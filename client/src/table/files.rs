@@ -3,6 +3,7 @@
 //! listing gives (row counts from the footers, the Parquet size).
 
 use arrow::datatypes::SchemaRef;
+use quiver_protocol::DeletionVector;
 
 use super::file_stats::FileStats;
 use super::schema_merge::{merge_schemas, SchemaConflict};
@@ -17,6 +18,8 @@ pub(super) struct TableObject {
     pub(super) schema: SchemaRef,
     /// What a table's log says of its values, when it says anything.
     pub(super) stats: Option<FileStats>,
+    /// The rows of it a table's log deletes: sent with every scan of it.
+    pub(super) deletion_vector: Option<DeletionVector>,
 }
 
 /// The objects under a source path, with their schemas, as one listing saw
@@ -102,6 +105,7 @@ impl TableFiles {
                     path: o.listing.path,
                     schema,
                     stats: None,
+                    deletion_vector: None,
                 })
             })
             .collect::<Result<Vec<_>, ClientError>>()?;

@@ -102,7 +102,10 @@ impl QuiverTable {
         let reqs: Vec<ScanRequest> = objects
             .iter()
             .zip(&requests)
-            .map(|(o, r)| request(&o.path, r))
+            .map(|(o, r)| ScanRequest {
+                deletion_vector: o.deletion_vector.clone(),
+                ..request(&o.path, r)
+            })
             .collect();
         let plans: Vec<Plan> = futures::stream::iter(reqs)
             .map(|req| async move { self.client.plan(&req).await })

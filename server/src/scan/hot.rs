@@ -38,13 +38,35 @@ pub struct Job {
 
 impl Job {
     /// Filters and projects one row group of `rows` rows into batches of at
-    /// most `batch_rows`.
-    pub fn evaluate(&self, arrays: Vec<ArrayRef>, rows: usize) -> DfResult<Vec<RecordBatch>> {
+    /// most `batch_rows`. Rows `keep` leaves out (deleted by the table's
+    /// log) are dropped before any conjunct runs.
+    pub fn evaluate(
+        &self,
+        arrays: Vec<ArrayRef>,
+        rows: usize,
+        keep: Option<BooleanArray>,
+    ) -> DfResult<Vec<RecordBatch>> {
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
         let mut batch = RecordBatch::try_new_with_options(self.input.clone(), arrays, &options)?;
         // The rows of `batch` every conjunct so far keeps, when they have not
         // been taken out of it yet.
         let mut kept: Option<BooleanArray> = None;
+        if let Some(keep) = keep {
+            if keep.len() != rows {
+                return Err(DataFusionError::Execution(format!(
+                    "a row group of {rows} rows has a deletion mask of {}",
+                    keep.len()
+                )));
+            }
+            match keep.true_count() {
+                0 => return Ok(Vec::new()),
+                n if n == rows => {}
+                n if !self.conjuncts.is_empty() && n.saturating_mul(NARROW) <= rows => {
+                    batch = filter_record_batch(&batch, &keep)?;
+                }
+                _ => kept = Some(keep),
+            }
+        }
         for (i, conjunct) in self.conjuncts.iter().enumerate() {
             let mask = conjunct.evaluate(&batch)?.into_array(batch.num_rows())?;
             let mask = match mask.data_type() {
@@ -111,6 +133,14 @@ mod tests {
     /// Evaluates `k <op> value` conjuncts over `k = 0..ROWS` and `s = k` as
     /// text, projecting `(s, k)`, and returns the `k` of each row kept.
     fn kept(conjuncts: &[(Operator, i64)]) -> Vec<i64> {
+        kept_after(conjuncts, None)
+    }
+
+    /// As [`kept`], with the rows `deleted` says dropped first.
+    fn kept_after(
+        conjuncts: &[(Operator, i64)],
+        deleted: Option<&dyn Fn(i64) -> bool>,
+    ) -> Vec<i64> {
         let input = Arc::new(Schema::new(vec![
             Field::new("k", DataType::Int64, false),
             Field::new("s", DataType::Utf8, false),
@@ -136,7 +166,8 @@ mod tests {
                 (0..ROWS).map(|k| k.to_string()),
             )),
         ];
-        let batches = job.evaluate(arrays, ROWS as usize).unwrap();
+        let keep = deleted.map(|d| BooleanArray::from_iter((0..ROWS).map(|k| Some(!d(k)))));
+        let batches = job.evaluate(arrays, ROWS as usize, keep).unwrap();
         let mut ks = Vec::new();
         for b in &batches {
             assert!(b.num_rows() > 0 && b.num_rows() <= 64, "{}", b.num_rows());
@@ -173,6 +204,26 @@ mod tests {
         ];
         for (conjuncts, want) in cases {
             assert_eq!(kept(&conjuncts), want, "{conjuncts:?}");
+        }
+    }
+
+    /// Deleted rows are never kept, whether the deletion mask is applied
+    /// first (it rules out most rows), kept for the end, or is the only
+    /// mask (no filter).
+    #[test]
+    fn deleted_rows_are_never_kept() {
+        use Operator::*;
+        let few: &dyn Fn(i64) -> bool = &|k| k % 10 == 3;
+        let most: &dyn Fn(i64) -> bool = &|k| k % 100 != 7;
+        let all: &dyn Fn(i64) -> bool = &|_| true;
+        for deleted in [few, most, all] {
+            for conjuncts in [vec![], vec![(GtEq, 100), (Lt, 400)], vec![(Lt, 5)]] {
+                let want: Vec<i64> = kept(&conjuncts)
+                    .into_iter()
+                    .filter(|&k| !deleted(k))
+                    .collect();
+                assert_eq!(kept_after(&conjuncts, Some(deleted)), want, "{conjuncts:?}");
+            }
         }
     }
 }

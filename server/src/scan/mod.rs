@@ -4,6 +4,7 @@
 
 mod columns;
 mod decimal_fits;
+mod deleted_rows;
 mod errors;
 mod fill;
 pub mod filter;
@@ -30,6 +31,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use columns::column_ranges;
 use columns::{arrow_schema, check_columns, chunks_of, holds_columns};
+use deleted_rows::DeletedRows;
 pub use errors::classify;
 use fill::HotFill;
 use hot::Job;
@@ -45,6 +47,7 @@ use crate::cache::{CachingObjectStore, DecodedCache, FooterCache, Lookup};
 use crate::error::{QuiverError, Result};
 use crate::metrics::Metrics;
 use crate::source::ObjectId;
+use crate::table_format::deletion_vector::DeletionVectors;
 
 /// Limits that protect the node from expensive requests.
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +71,8 @@ pub struct Scanner {
     parts: PartTasks,
     /// What the row groups scans read at once may hold; see [`Scanner::window`].
     parts_budget: Arc<Semaphore>,
+    /// Deletion vectors read, by identity.
+    deletion_vectors: DeletionVectors,
 }
 
 /// A scan checked against its file and planned once: the Parquet path's
@@ -90,6 +95,8 @@ struct Planned {
     predicate: Option<Arc<dyn PhysicalExpr>>,
     /// The row groups statistics cannot rule out, in file order.
     row_groups: Vec<usize>,
+    /// Rows the table's log deletes.
+    deleted: Option<Arc<DeletedRows>>,
 }
 
 impl std::fmt::Debug for Scanner {
@@ -104,6 +111,10 @@ impl std::fmt::Debug for Scanner {
 /// may hold, node-wide, in KiB: like read-ahead, a fixed amount beyond the
 /// tiers however many scans run.
 const PARTS_BUDGET_KIB: usize = 128 * 1024;
+
+/// Memory for the deletion vectors scans have read: a vector is a
+/// compressed bitmap, a few bytes per deleted row at most.
+const DELETION_VECTOR_BYTES: u64 = 64 << 20;
 
 /// Row groups one scan reads at once, at most: enough to keep a slow
 /// origin's link busy.
@@ -154,6 +165,7 @@ impl Scanner {
             parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
             parts: PartTasks::default(),
             parts_budget: Arc::new(Semaphore::new(PARTS_BUDGET_KIB)),
+            deletion_vectors: DeletionVectors::new(DELETION_VECTOR_BYTES),
         })
     }
 
@@ -294,7 +306,10 @@ impl Scanner {
                 .and_then(|rg| usize::try_from(rg.num_rows()).ok())
                 .unwrap_or(0);
             match self.hot().row_group(&object, g, &planned.read) {
-                Ok(arrays) => parts.push((g, Part::Hot { arrays, rows })),
+                Ok(arrays) => {
+                    let keep = planned.deleted.as_ref().and_then(|d| d.keep(g, rows));
+                    parts.push((g, Part::Hot { arrays, rows, keep }))
+                }
                 Err(absent) => {
                     missing.extend(absent.into_iter().map(|c| (g, c)));
                     parts.push((g, Part::Parquet));
@@ -416,6 +431,13 @@ impl Scanner {
             .filter_map(|p| read.iter().position(|r| r == p))
             .collect();
         let count = metadata.num_row_groups();
+        let deleted = match &req.deletion_vector {
+            Some(dv) => {
+                let rows = self.deletion_vectors.rows(store, dv).await?;
+                Some(Arc::new(DeletedRows::new(rows, &metadata, &what)?))
+            }
+            None => None,
+        };
         let mut row_groups = match &req.row_groups {
             Some(groups) => {
                 if let Some(g) = groups.iter().find(|&&g| g >= count) {
@@ -427,6 +449,9 @@ impl Scanner {
             }
             None => (0..count).collect(),
         };
+        if let Some(deleted) = &deleted {
+            row_groups.retain(|&g| !deleted.all_deleted(g));
+        }
         let (read_predicate, file_predicate) = match &predicate {
             Some(p) => {
                 // A filter pruning cannot read keeps every row group.
@@ -480,6 +505,7 @@ impl Scanner {
             read_predicate: read_predicate.clone(),
             projection: projection.clone(),
             limit: req.limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
+            deleted: deleted.clone(),
             options,
         };
         let plan = parquet.clone().build(id, count)?;
@@ -493,6 +519,7 @@ impl Scanner {
             projection,
             predicate: read_predicate,
             row_groups,
+            deleted,
         })
     }
 }

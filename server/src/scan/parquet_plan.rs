@@ -21,6 +21,7 @@ use datafusion::physical_plan::limit::GlobalLimitExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::ExecutionPlan;
 
+use super::deleted_rows::DeletedRows;
 use super::reader::PinnedReaderFactory;
 use crate::error::{QuiverError, Result};
 use crate::source::ObjectId;
@@ -44,6 +45,8 @@ pub struct ParquetPlan {
     /// Which of the columns read the client gets, in its order.
     pub projection: Vec<usize>,
     pub limit: Option<usize>,
+    /// Rows the table's log deletes: never decoded.
+    pub deleted: Option<Arc<DeletedRows>>,
     /// The session's Parquet options.
     pub options: TableParquetOptions,
 }
@@ -65,6 +68,11 @@ impl ParquetPlan {
                 )));
             }
             access.scan(g);
+            // A selection narrows a row group that is scanned; on one
+            // skipped it would do nothing.
+            if let Some(selection) = self.deleted.as_ref().and_then(|d| d.selection(g)) {
+                access.scan_selection(g, selection);
+            }
         }
         let file = PartitionedFile::new_from_meta(id.meta()).with_extension(access);
         let mut options = self.options;

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use arrow::array::{ArrayRef, RecordBatch};
+use arrow::array::{ArrayRef, BooleanArray, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -41,6 +41,8 @@ pub enum Part {
     Hot {
         arrays: Vec<ArrayRef>,
         rows: usize,
+        /// The rows the table's log keeps, when it deletes some.
+        keep: Option<BooleanArray>,
     },
     Parquet,
 }
@@ -112,11 +114,11 @@ impl RowGroupScan {
                     Part::Parquet => {
                         futures::future::ready(spawn_part(open(group), &tasks, &span)).boxed()
                     }
-                    Part::Hot { arrays, rows } => {
+                    Part::Hot { arrays, rows, keep } => {
                         let span = span.clone();
                         async move {
                             let evaluated =
-                                tokio::task::spawn_blocking(move || job.evaluate(arrays, rows))
+                                tokio::task::spawn_blocking(move || job.evaluate(arrays, rows, keep))
                                     .await
                                     .unwrap_or_else(|e| {
                                         Err(DataFusionError::Execution(format!(
@@ -298,6 +300,7 @@ mod tests {
                     Part::Hot {
                         arrays: vec![Arc::new(Int64Array::from_iter_values(values))],
                         rows: 100,
+                        keep: None,
                     }
                 } else {
                     Part::Parquet

@@ -296,6 +296,17 @@ impl Sources {
     /// Resolves `source` + `path`, or `url`, to an object or a prefix inside
     /// a configured source.
     pub fn resolve(&self, req: &ScanRequest) -> Result<Target> {
+        let target = self.resolve_request(req)?;
+        // A deletion vector names rows of one file.
+        if req.deletion_vector.is_some() && matches!(target, Target::Prefix { .. }) {
+            return Err(QuiverError::invalid(
+                "a deletion vector deletes rows of one object; `path` names a prefix",
+            ));
+        }
+        Ok(target)
+    }
+
+    fn resolve_request(&self, req: &ScanRequest) -> Result<Target> {
         match (&req.source, &req.path, &req.url) {
             (Some(source), Some(path), None) => self.target(self.get(source)?, path),
             (Some(source), None, None) => self.target(self.get(source)?, ""),

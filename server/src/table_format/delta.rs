@@ -6,11 +6,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoArrow;
+use deltalake_core::kernel::{DeletionVectorDescriptor, StorageType};
 use deltalake_core::logstore::{
     default_logstore, logstore_factories, LogStore, LogStoreFactory, ObjectStoreRef, StorageConfig,
 };
 use deltalake_core::{DeltaResult, DeltaTableBuilder, DeltaTableError};
-use quiver_protocol::{TableFile, TableFormat, TableSnapshot};
+use quiver_protocol::{
+    DeletionVector, DeletionVectorStorage, TableFile, TableFormat, TableSnapshot,
+};
 use url::Url;
 
 use super::{encode_schema, At};
@@ -22,11 +25,12 @@ use crate::source::Source;
 /// without the cloud crates, and the node's store already is the right one.
 const SCHEME: &str = "quiver";
 
-/// Reader features a plain Parquet read of the live files honours, with
-/// the checks below for those that depend on the table's state: deletion
-/// vectors (none on a live file), column mapping (mode `none`) and variant
-/// columns (none in the schema; delta-rs lists the feature on every table
-/// it creates with deletion vectors enabled).
+/// Reader features a read of the live files honours: deletion vectors
+/// travel with their files to the scans, which drop the rows they delete;
+/// the others need the checks below, as they depend on the table's state:
+/// column mapping (mode `none`) and variant columns (none in the schema;
+/// delta-rs lists the feature on every table it creates with deletion
+/// vectors enabled).
 const HONOURED: [&str; 7] = [
     "timestampNtz",
     "v2Checkpoint",
@@ -123,11 +127,6 @@ pub async fn snapshot(source: &Source, root: &str, at: At) -> Result<TableSnapsh
     let schema = arrow::datatypes::Schema::new(fields);
     let mut files = Vec::new();
     for file in state.log_data().iter() {
-        if file.deletion_vector_descriptor().is_some() {
-            return Err(QuiverError::FailedPrecondition(format!(
-                "{table} has rows deleted by deletion vectors (reader feature `deletionVectors`), which this node cannot honour yet; it is never read without them"
-            )));
-        }
         let relative = file.path().into_owned();
         let escapes = relative.split('/').any(|part| part == ".." || part == ".");
         if relative.contains("://") || relative.starts_with('/') || escapes {
@@ -149,6 +148,10 @@ pub async fn snapshot(source: &Source, root: &str, at: At) -> Result<TableSnapsh
                 .into_iter()
                 .collect::<BTreeMap<_, _>>(),
             stats: file.stats().and_then(|s| serde_json::from_str(&s).ok()),
+            deletion_vector: file
+                .deletion_vector_descriptor()
+                .map(|dv| deletion_vector(&table, root, &relative, dv))
+                .transpose()?,
         });
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -159,6 +162,42 @@ pub async fn snapshot(source: &Source, root: &str, at: At) -> Result<TableSnapsh
         schema: encode_schema(&schema)?,
         partition_columns,
         files,
+    })
+}
+
+/// The wire form of the deletion vector of data file `relative`: one
+/// stored at an absolute path, which may lie outside the table (or the
+/// source), is refused as a data file there would be.
+fn deletion_vector(
+    table: &str,
+    root: &str,
+    relative: &str,
+    dv: DeletionVectorDescriptor,
+) -> Result<DeletionVector> {
+    let storage_type = match dv.storage_type {
+        StorageType::UuidRelativePath => DeletionVectorStorage::File,
+        StorageType::Inline => DeletionVectorStorage::Inline,
+        StorageType::AbsolutePath => {
+            return Err(QuiverError::FailedPrecondition(format!(
+                "{table} keeps the deletion vector of `{relative}` at an absolute path, outside its directory; only vectors inside the table are read"
+            )))
+        }
+    };
+    let malformed = |field: &str| {
+        QuiverError::DataLoss(format!(
+            "{table}: the deletion vector of `{relative}` has a negative {field}"
+        ))
+    };
+    Ok(DeletionVector {
+        table: root.to_string(),
+        storage_type,
+        path_or_inline_dv: dv.path_or_inline_dv,
+        offset: dv
+            .offset
+            .map(|o| u32::try_from(o).map_err(|_| malformed("offset")))
+            .transpose()?,
+        size_in_bytes: u32::try_from(dv.size_in_bytes).map_err(|_| malformed("size"))?,
+        cardinality: u64::try_from(dv.cardinality).map_err(|_| malformed("cardinality"))?,
     })
 }
 

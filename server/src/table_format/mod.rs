@@ -9,6 +9,7 @@
 //! once `iceberg` is released on arrow 59 (`docs/architecture.md`, "Table
 //! formats").
 
+pub mod deletion_vector;
 mod delta;
 
 use std::time::Duration;

@@ -45,7 +45,7 @@ pub struct Telemetry {
 
 impl Telemetry {
     /// Installs the global subscriber: log lines in `log_format` (`text` or
-    /// `json`) filtered by `QUIVER_LOG` (default `info`), and with an OTLP
+    /// `json`) filtered by `QUIVER_LOG` (default [`DEFAULT_LOG`]), and with an OTLP
     /// endpoint, the spans of Quiver's own crates at `info` and above,
     /// whatever `QUIVER_LOG` keeps in the log. Must run inside the Tokio
     /// runtime: the exporter's channel lives on it.
@@ -100,13 +100,19 @@ fn quiver_spans() -> Targets {
         .with_target("quiver_client", LevelFilter::INFO)
 }
 
+/// What the log keeps without `QUIVER_LOG`: `info`, but the Delta kernel
+/// and deltalake-core only from `warn`, as they log every snapshot they
+/// build (several lines per table at each catalog refresh).
+const DEFAULT_LOG: &str = "info,buoyant_kernel=warn,deltalake_core=warn";
+
 /// The log lines, filtered on their own so that a quieter `QUIVER_LOG`
 /// never thins out the exported spans.
 fn log_layer<S>(format: &str) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    let filter = EnvFilter::try_from_env("QUIVER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_env("QUIVER_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
     if format == "json" {
         tracing_subscriber::fmt::layer()
             .json()
