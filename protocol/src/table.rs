@@ -67,6 +67,11 @@ pub struct TableSnapshot {
     pub partition_columns: Vec<String>,
     /// The live data files of this version, in path order.
     pub files: Vec<TableFile>,
+    /// When the table maps columns (Delta's column mapping, mode `name`):
+    /// each column's physical name, by its name in `schema`. The data
+    /// files, `partition_values` and `stats` use the physical names.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub column_mapping: BTreeMap<String, String>,
 }
 
 /// One live data file of a snapshot.

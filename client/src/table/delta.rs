@@ -17,6 +17,7 @@ use quiver_protocol::{DeletionVector, SnapshotRequest};
 use super::file_stats::FileStats;
 use super::files::TableFiles;
 use super::partitioned::{Partition, PartitionedTable};
+use super::renamed::RenamedTable;
 use super::QuiverTable;
 use crate::error::ClientError;
 use crate::results::ObjectInfo;
@@ -124,8 +125,46 @@ fn refused(code: tonic::Code, message: String) -> ClientError {
 }
 
 /// The provider for `snapshot` of a table in `source`, whose objects'
-/// schemas come from `listing` (a listing holding every live file).
+/// schemas come from `listing` (a listing holding every live file). A
+/// table that maps columns is built over its files' physical names, then
+/// shown under the names its schema gives ([`RenamedTable`]).
 pub fn delta_provider(
+    client: &QuiverClient,
+    source: &str,
+    snapshot: &Snapshot,
+    listing: &[ObjectInfo],
+) -> Result<Arc<dyn TableProvider>, ClientError> {
+    let names = &snapshot.wire.column_mapping;
+    if names.is_empty() {
+        return files_provider(client, source, snapshot, listing);
+    }
+    let physical = |name: &String| names.get(name).cloned().unwrap_or_else(|| name.clone());
+    let schema = Schema::new(
+        snapshot
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_name(physical(f.name())))
+            .collect::<Vec<_>>(),
+    );
+    let mut wire = snapshot.wire.clone();
+    wire.partition_columns = wire.partition_columns.iter().map(physical).collect();
+    let inner = files_provider(
+        client,
+        source,
+        &Snapshot {
+            wire,
+            schema: Arc::new(schema),
+        },
+        listing,
+    )?;
+    let shown: HashMap<String, String> =
+        names.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    Ok(Arc::new(RenamedTable::try_new(inner, &shown)?))
+}
+
+/// The provider of `snapshot` whose column names are those of the files.
+fn files_provider(
     client: &QuiverClient,
     source: &str,
     snapshot: &Snapshot,

@@ -12,13 +12,15 @@
 //! plans each scan with `scan_plan` and streams it with
 //! [`QuiverScanExec`](crate::exec::QuiverScanExec). `partitioned` puts
 //! tables of partitions together, and `delta` builds one from a Delta
-//! table's snapshot.
+//! table's snapshot (`renamed` showing a table that maps columns under its
+//! own names).
 
 mod delta;
 mod file_stats;
 mod files;
 mod partitioned;
 mod provider;
+mod renamed;
 mod scan_plan;
 mod schema_merge;
 

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoArrow;
-use deltalake_core::kernel::{DeletionVectorDescriptor, StorageType};
+use deltalake_core::kernel::{
+    ColumnMetadataKey, DataType, DeletionVectorDescriptor, MetadataValue, StorageType, StructType,
+};
 use deltalake_core::logstore::{
     default_logstore, logstore_factories, LogStore, LogStoreFactory, ObjectStoreRef, StorageConfig,
 };
@@ -27,10 +29,11 @@ const SCHEME: &str = "quiver";
 
 /// Reader features a read of the live files honours: deletion vectors
 /// travel with their files to the scans, which drop the rows they delete;
-/// the others need the checks below, as they depend on the table's state:
-/// column mapping (mode `none`) and variant columns (none in the schema;
-/// delta-rs lists the feature on every table it creates with deletion
-/// vectors enabled).
+/// column mapping by name travels with the snapshot, whose readers rename
+/// the files' physical columns; the others need the checks below, as they
+/// depend on the table's state: column mapping (mode `none` or `name`) and
+/// variant columns (none in the schema; delta-rs lists the feature on
+/// every table it creates with deletion vectors enabled).
 const HONOURED: [&str; 7] = [
     "timestampNtz",
     "v2Checkpoint",
@@ -107,8 +110,13 @@ pub async fn snapshot(source: &Source, root: &str, at: At) -> Result<TableSnapsh
     };
     read.map_err(|e| log_error(&table, e))?;
     let state = loaded.snapshot().map_err(|e| log_error(&table, e))?;
-    check_features(&table, state)?;
+    let mapped = check_features(&table, state)?;
     let kernel_schema = state.schema();
+    let column_mapping = if mapped {
+        physical_names(&table, kernel_schema.as_ref())?
+    } else {
+        BTreeMap::new()
+    };
     let partition_columns: Vec<String> = state.metadata().partition_columns().to_vec();
     let arrow: arrow::datatypes::Schema = kernel_schema.as_ref().try_into_arrow().map_err(|e| {
         QuiverError::Internal(format!("{table}: cannot map its schema to Arrow: {e}"))
@@ -124,6 +132,16 @@ pub async fn snapshot(source: &Source, root: &str, at: At) -> Result<TableSnapsh
             .iter()
             .filter_map(|c| partitions.iter().find(|f| f.name() == c).cloned()),
     );
+    // Column mapping's annotations travel as `column_mapping`; left on the
+    // fields, they would make the table's columns differ from the files'.
+    let fields: Vec<_> = fields
+        .into_iter()
+        .map(|f| {
+            let mut metadata = f.metadata().clone();
+            metadata.retain(|k, _| !k.starts_with("delta.columnMapping."));
+            Arc::new(f.as_ref().clone().with_metadata(metadata))
+        })
+        .collect();
     let schema = arrow::datatypes::Schema::new(fields);
     let mut files = Vec::new();
     for file in state.log_data().iter() {
@@ -162,7 +180,36 @@ pub async fn snapshot(source: &Source, root: &str, at: At) -> Result<TableSnapsh
         schema: encode_schema(&schema)?,
         partition_columns,
         files,
+        column_mapping,
     })
+}
+
+/// Each top-level column's physical name, by its name, for a table that
+/// maps columns by name. A nested column's fields have physical names of
+/// their own, which the scans would have to map inside each value: such a
+/// table is refused.
+fn physical_names(table: &str, schema: &StructType) -> Result<BTreeMap<String, String>> {
+    let mut names = BTreeMap::new();
+    for field in schema.fields() {
+        if !matches!(field.data_type(), DataType::Primitive(_)) {
+            return Err(QuiverError::FailedPrecondition(format!(
+                "{table} maps columns and column `{}` is nested ({}), whose fields this node cannot map yet; it is never read naively",
+                field.name(),
+                field.data_type()
+            )));
+        }
+        let physical = match field.get_config_value(&ColumnMetadataKey::ColumnMappingPhysicalName) {
+            Some(MetadataValue::String(name)) => name.clone(),
+            _ => {
+                return Err(QuiverError::DataLoss(format!(
+                    "{table} maps columns but its log gives column `{}` no physical name",
+                    field.name()
+                )))
+            }
+        };
+        names.insert(field.name().clone(), physical);
+    }
+    Ok(names)
 }
 
 /// The wire form of the deletion vector of data file `relative`: one
@@ -202,11 +249,11 @@ fn deletion_vector(
 }
 
 /// Refuses a table that needs a reader feature a plain read of its live
-/// files would get wrong, naming it.
+/// files would get wrong, naming it; whether it maps columns by name.
 fn check_features(
     table: &str,
     state: &deltalake_core::table::state::DeltaTableState,
-) -> Result<()> {
+) -> Result<bool> {
     let protocol = state.protocol();
     if protocol.min_reader_version() > 3 {
         return Err(QuiverError::FailedPrecondition(format!(
@@ -229,19 +276,22 @@ fn check_features(
             "{table} has a variant column (reader feature `variantType`), which this node cannot read yet"
         )));
     }
-    // The table property the Delta protocol defines for column mapping.
+    // The table property the Delta protocol defines for column mapping:
+    // by name, the files hold each column under its physical name; by id,
+    // under a field id, which a read by name would not honour.
     let mode = state
         .metadata()
         .configuration()
         .get("delta.columnMapping.mode")
         .map(String::as_str)
         .unwrap_or("none");
-    if mode != "none" {
-        return Err(QuiverError::FailedPrecondition(format!(
-            "{table} maps columns (delta.columnMapping.mode = {mode}, reader feature `columnMapping`), which this node cannot honour yet; it is never read naively"
-        )));
+    match mode {
+        "none" => Ok(false),
+        "name" => Ok(true),
+        other => Err(QuiverError::FailedPrecondition(format!(
+            "{table} maps columns by {other} (delta.columnMapping.mode, reader feature `columnMapping`); this node reads only mode `name`, and never reads another naively"
+        ))),
     }
-    Ok(())
 }
 
 /// A log that cannot be read: no log at all is NotFound, an origin that
