@@ -169,6 +169,9 @@ pub struct StatsReport {
     pub misses: u64,
     pub origin_bytes: u64,
     pub origin_requests: u64,
+    /// HEAD requests that asked the origin what an object is now.
+    #[serde(default)]
+    pub origin_heads: u64,
     pub bytes_served: u64,
     pub rows_served: u64,
     pub presigned_urls: u64,

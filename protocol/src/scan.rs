@@ -49,6 +49,12 @@ pub struct ScanRequest {
     /// Only with a `path` naming one object; copied into its tickets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_vector: Option<DeletionVector>,
+    /// The object is never rewritten under its path (a data file a table's
+    /// log names): the node may use whatever identity it has for it,
+    /// however old, instead of asking the origin again. Only with a `path`
+    /// naming one object; copied into its tickets.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub immutable: bool,
 }
 
 /// The `app_metadata` of a pre-signed endpoint: which object version the URL

@@ -52,6 +52,7 @@ pub fn stats(core: &NodeCore) -> Bytes {
         misses: m.misses(),
         origin_bytes: m.origin_bytes.get(),
         origin_requests: m.origin_requests.get(),
+        origin_heads: m.origin_heads.get(),
         bytes_served: m.bytes_served.get(),
         rows_served: m.rows_served.get(),
         presigned_urls: m.presigned_total(),
@@ -153,7 +154,7 @@ pub async fn evict(core: &NodeCore, body: &[u8]) -> Result<Bytes> {
     let req: EvictRequest = serde_json::from_slice(body)
         .map_err(|e| QuiverError::invalid(format!("evict takes {{\"source\", \"path\"}}: {e}")))?;
     let target = core.sources.resolve_named(&req.source, &req.path)?;
-    let objects = core.objects(&target).await?;
+    let objects = core.objects(&target, false).await?;
     let mut summary = PrefetchSummary::default();
     for id in &objects {
         summary.objects += 1;
@@ -256,7 +257,7 @@ pub async fn prefetch(
 ) -> Result<BoxStream<'static, Result<Bytes>>> {
     let req = ScanRequest::from_bytes(body).map_err(|e| QuiverError::invalid(e.to_string()))?;
     let target = core.sources.resolve(&req)?;
-    let objects = core.objects(&target).await?;
+    let objects = core.objects(&target, req.immutable).await?;
     let total = objects.len() as u64;
     let state = (
         core,

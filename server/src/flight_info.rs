@@ -43,7 +43,7 @@ pub async fn schema(
     req: &ScanRequest,
 ) -> Result<(Target, Vec<ObjectId>, SchemaRef)> {
     let target = core.sources.resolve(req)?;
-    let objects = core.objects(&target).await?;
+    let objects = core.objects(&target, req.immutable).await?;
     let store = core.store(&target.source().name)?.clone();
     let schemas: Vec<Schema> = futures::stream::iter(objects.iter().cloned())
         .map(|id| {
@@ -208,6 +208,7 @@ pub async fn flight_info(
             etag: Some(id.etag.clone()),
             compression: req.compression,
             deletion_vector: req.deletion_vector.clone(),
+            immutable: req.immutable,
             ..Default::default()
         };
         let whole = ticket.to_bytes();

@@ -49,6 +49,7 @@ pub struct Metrics {
     pub access_log_dropped: IntCounter,
     pub origin_bytes: IntCounter,
     pub origin_requests: IntCounter,
+    pub origin_heads: IntCounter,
     pub bytes_served: IntCounter,
     pub rows_served: IntCounter,
     /// Pre-signed URLs handed out, by source.
@@ -266,6 +267,11 @@ impl Metrics {
                 &registry,
                 "origin_requests_total",
                 "Requests sent to the origin object store",
+            ),
+            origin_heads: counter(
+                &registry,
+                "origin_heads_total",
+                "HEAD requests asking the origin what an object is now (identity revalidation)",
             ),
             bytes_served: counter(
                 &registry,

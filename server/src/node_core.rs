@@ -85,9 +85,11 @@ impl NodeCore {
 
     /// The objects a target names: the one object (which must exist), or the
     /// Parquet objects under a prefix (at least one).
-    pub async fn objects(&self, target: &Target) -> Result<Vec<ObjectId>> {
+    pub async fn objects(&self, target: &Target, immutable: bool) -> Result<Vec<ObjectId>> {
         match target {
-            Target::Object { source, path } => Ok(vec![source.identity(path).await?]),
+            Target::Object { source, path } => {
+                Ok(vec![source.identity_for(path, immutable).await?])
+            }
             Target::Prefix { source, prefix } => {
                 let ids = source.list(prefix).await?;
                 if ids.is_empty() {

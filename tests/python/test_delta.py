@@ -669,3 +669,51 @@ def test_column_mapping(lake):
     with pytest.raises(pa.ArrowInvalid) as e:
         next(client.do_action(fl.Action("table-snapshot", json.dumps({"source": "lake", "path": "shop/by_id"}).encode())))
     assert "precondition failed error" in str(e.value) and "mode `name`" in str(e.value), str(e.value)
+
+
+def test_delta_files_are_not_revalidated(lake):
+    """A data file a Delta log names is never rewritten, so its scans are
+    marked `immutable` and the node asks the origin about it once, not
+    again after every `validate` window (1 s here): a repeated warm query
+    makes no origin request, where the same scans without the mark HEAD
+    every file again."""
+    s, root = lake
+    rng = random.Random(31)
+    t = root / "shop" / "still"
+    for i in range(6):
+        deltalake.write_deltalake(str(t), batch(rng, i * 50, 50), mode="append")
+    assert refresh(s)["errors"] == []
+    conn = flight_sql.connect(f"grpc://127.0.0.1:{s.port}", autocommit=True)
+    client = fl.connect(f"grpc://127.0.0.1:{s.port}")
+
+    def origin_requests() -> int:
+        stats = json.loads(next(client.do_action(fl.Action("stats", b""))).body.to_pybytes())
+        return stats["origin_requests"] + stats["origin_heads"]
+
+    query = "SELECT count(*) AS n, sum(id) AS s FROM shop.still WHERE id % 3 = 1"
+    want = oracle(t, query.replace("shop.still", "t")).to_pylist()
+    assert sql(conn, query).to_pylist() == want
+    for _ in range(2):
+        time.sleep(1.5)  # past the source's `validate`
+        before = origin_requests()
+        assert sql(conn, query).to_pylist() == want
+        assert origin_requests() == before, "a warm query of a Delta table asked the origin"
+    conn.close()
+
+    # The same scans without the mark revalidate each file; with it, none.
+    files = sorted(live_adds(t))
+    for immutable, expected in ((False, len(files)), (True, 0)):
+        time.sleep(1.5)
+        before = origin_requests()
+        for f in files:
+            req = {"source": "lake", "path": f"shop/still/{f}", "columns": ["id"]}
+            if immutable:
+                req["immutable"] = True
+            info = client.get_flight_info(fl.FlightDescriptor.for_command(json.dumps(req)))
+            assert json.loads(info.endpoints[0].ticket.ticket).get("immutable", False) == immutable
+            client.do_get(info.endpoints[0].ticket).read_all()
+        assert origin_requests() - before == expected, (immutable, origin_requests() - before)
+    with pytest.raises(pa.ArrowInvalid) as e:
+        client.get_flight_info(fl.FlightDescriptor.for_command(
+            json.dumps({"source": "lake", "path": "shop/still/", "immutable": True})))
+    assert "one object" in str(e.value), str(e.value)

@@ -248,6 +248,8 @@ fn files_provider(
         for object in &mut files.objects {
             object.stats = stats.get(object.path.as_str()).cloned();
             object.deletion_vector = vectors.get(object.path.as_str()).map(|dv| (*dv).clone());
+            // Delta never rewrites a data file under its path.
+            object.immutable = true;
             deleted = deleted.saturating_add(
                 object
                     .deletion_vector

@@ -20,6 +20,9 @@ pub(super) struct TableObject {
     pub(super) stats: Option<FileStats>,
     /// The rows of it a table's log deletes: sent with every scan of it.
     pub(super) deletion_vector: Option<DeletionVector>,
+    /// A table's log names it, so it is never rewritten under its path:
+    /// its scans tell the node not to ask the origin again.
+    pub(super) immutable: bool,
 }
 
 /// The objects under a source path, with their schemas, as one listing saw
@@ -106,6 +109,7 @@ impl TableFiles {
                     schema,
                     stats: None,
                     deletion_vector: None,
+                    immutable: false,
                 })
             })
             .collect::<Result<Vec<_>, ClientError>>()?;

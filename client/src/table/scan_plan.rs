@@ -104,6 +104,7 @@ impl QuiverTable {
             .zip(&requests)
             .map(|(o, r)| ScanRequest {
                 deletion_vector: o.deletion_vector.clone(),
+                immutable: o.immutable,
                 ..request(&o.path, r)
             })
             .collect();

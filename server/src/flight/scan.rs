@@ -56,8 +56,10 @@ impl QuiverFlight {
         };
         // Ownership first: a node that does not own the object redirects
         // without asking the origin about a version it would not serve.
-        core.check_owner(&source.identity(&path).await?)?;
-        let id = source.version(&path, req.etag.as_deref()).await?;
+        core.check_owner(&source.identity_for(&path, req.immutable).await?)?;
+        let id = source
+            .version_for(&path, req.etag.as_deref(), req.immutable)
+            .await?;
         core.activity.objects.record(&id.source, id.path.as_ref());
         let permit = core.scan_permit().await?;
         let store = core.store(&source.name)?;

@@ -122,6 +122,12 @@ impl Identities {
         self.known(path, self.ttls.validate)
     }
 
+    /// What the node knows of an object that is never rewritten: an
+    /// identity of any age stands.
+    pub fn lookup_immutable(&self, path: &Path) -> Known {
+        self.known(path, Duration::MAX)
+    }
+
     /// The answer for a read that asks the origin to look again: only an
     /// answer younger than `revalidate` stands in for a new HEAD.
     pub fn recheck(&self, path: &Path) -> Known {

@@ -63,6 +63,8 @@ pub struct Source {
     pub breaker: Arc<Breaker>,
     max_objects: usize,
     ids: Identities,
+    /// Counts the HEADs that learn an object's identity.
+    heads: prometheus::IntCounter,
 }
 
 impl Source {
@@ -96,6 +98,7 @@ impl Source {
             presigner,
             breaker,
             max_objects,
+            heads: metrics.origin_heads.clone(),
             ids: Identities::new(Ttls {
                 validate: cfg.validate.0,
                 missing: cfg.missing_ttl.0,
@@ -108,6 +111,18 @@ impl Source {
     /// is fresh, else from the origin.
     pub async fn identity(&self, path: &Path) -> Result<ObjectId> {
         let known = self.ids.lookup(path);
+        self.answer(path, known).await
+    }
+
+    /// [`Source::identity`], or for an object that is never rewritten (a
+    /// data file a table's log names: the log, not the origin, says what
+    /// it is) whatever identity the node has, however old. Such a read
+    /// asks the origin only the first time.
+    pub async fn identity_for(&self, path: &Path, immutable: bool) -> Result<ObjectId> {
+        if !immutable {
+            return self.identity(path).await;
+        }
+        let known = self.ids.lookup_immutable(path);
         self.answer(path, known).await
     }
 
@@ -125,7 +140,18 @@ impl Source {
     /// current ETag if that is not `etag` either. The one place a
     /// planned version is checked, for tickets and for pinned store reads.
     pub async fn version(&self, path: &Path, etag: Option<&str>) -> Result<ObjectId> {
-        let id = self.identity(path).await?;
+        self.version_for(path, etag, false).await
+    }
+
+    /// [`Source::version`] of an object that may be `immutable` (see
+    /// [`Source::identity_for`]).
+    pub async fn version_for(
+        &self,
+        path: &Path,
+        etag: Option<&str>,
+        immutable: bool,
+    ) -> Result<ObjectId> {
+        let id = self.identity_for(path, immutable).await?;
         match etag {
             Some(expected) if expected != id.etag => {
                 let fresh = self.revalidate(path).await?;
@@ -146,36 +172,42 @@ impl Source {
                 "object {} does not exist",
                 self.describe(path)
             ))),
-            Known::Unknown => match self
-                .origin
-                .head(path)
-                .instrument(tracing::info_span!(
-                    "origin_head",
-                    source = %self.name,
-                    path = %path,
-                    otel.kind = "client"
-                ))
-                .await
-            {
-                Ok(meta) => {
-                    // The id names the path asked for: object_store's
-                    // `PrefixStore` answers `head` with the location under
-                    // its prefix, which a later read would prefix again.
-                    let meta = ObjectMeta {
-                        location: path.clone(),
-                        ..meta
-                    };
-                    let id = ObjectId::from_meta(&self.name, &meta);
-                    self.ids.found(id.clone());
-                    Ok(id)
+            Known::Unknown => self.head(path).await,
+        }
+    }
+
+    /// Asks the origin what `path` is now, and remembers the answer.
+    async fn head(&self, path: &Path) -> Result<ObjectId> {
+        self.heads.inc();
+        match self
+            .origin
+            .head(path)
+            .instrument(tracing::info_span!(
+                "origin_head",
+                source = %self.name,
+                path = %path,
+                otel.kind = "client"
+            ))
+            .await
+        {
+            Ok(meta) => {
+                // The id names the path asked for: object_store's
+                // `PrefixStore` answers `head` with the location under
+                // its prefix, which a later read would prefix again.
+                let meta = ObjectMeta {
+                    location: path.clone(),
+                    ..meta
+                };
+                let id = ObjectId::from_meta(&self.name, &meta);
+                self.ids.found(id.clone());
+                Ok(id)
+            }
+            Err(e) => {
+                if let object_store::Error::NotFound { .. } = e {
+                    self.ids.not_found(path);
                 }
-                Err(e) => {
-                    if let object_store::Error::NotFound { .. } = e {
-                        self.ids.not_found(path);
-                    }
-                    Err(QuiverError::from_store(&self.describe(path), &e))
-                }
-            },
+                Err(QuiverError::from_store(&self.describe(path), &e))
+            }
         }
     }
 
@@ -297,11 +329,19 @@ impl Sources {
     /// a configured source.
     pub fn resolve(&self, req: &ScanRequest) -> Result<Target> {
         let target = self.resolve_request(req)?;
-        // A deletion vector names rows of one file.
-        if req.deletion_vector.is_some() && matches!(target, Target::Prefix { .. }) {
-            return Err(QuiverError::invalid(
-                "a deletion vector deletes rows of one object; `path` names a prefix",
-            ));
+        // A deletion vector names rows of one file; only one file is known
+        // never to be rewritten.
+        if let Target::Prefix { .. } = target {
+            if req.deletion_vector.is_some() {
+                return Err(QuiverError::invalid(
+                    "a deletion vector deletes rows of one object; `path` names a prefix",
+                ));
+            }
+            if req.immutable {
+                return Err(QuiverError::invalid(
+                    "`immutable` says one object is never rewritten; `path` names a prefix",
+                ));
+            }
         }
         Ok(target)
     }
