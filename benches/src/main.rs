@@ -29,6 +29,7 @@ use crate::common::Common;
 use crate::error::BoxError;
 use crate::origin::ServeLinkArgs;
 use crate::workloads::cluster::ClusterArgs;
+use crate::workloads::delta::DeltaArgs;
 use crate::workloads::hot::HotArgs;
 use crate::workloads::load::LoadArgs;
 use crate::workloads::node::NodeArgs;
@@ -96,6 +97,10 @@ enum Workload {
     /// Single node: warm Quiver vs DataFusion direct on one file, bytes to
     /// the client, and peak RSS under concurrent whole-file scans.
     Node(NodeArgs),
+    /// A Delta table through QuiverTable::delta, cold and warm, against
+    /// DataFusion over its live files, and what skipping revalidation saves
+    /// (writes delta.json and delta.md).
+    Delta(DeltaArgs),
 }
 
 /// Runs the workload; a failure is printed as one readable line (a gRPC
@@ -157,5 +162,6 @@ async fn run_workload(common: &Common, workload: Workload) -> Result<(), BoxErro
         Workload::Policies(args) => workloads::policies::main(common, args, command).await,
         Workload::Hot(args) => workloads::hot::main(common, args, command).await,
         Workload::Node(args) => workloads::node::main(common, args, command).await,
+        Workload::Delta(args) => workloads::delta::main(common, args, command).await,
     }
 }

@@ -62,6 +62,7 @@ pub struct RigOptions {
     connector: Connector,
     ticket_only: bool,
     compression: Compression,
+    validate_ms: Option<u64>,
 }
 
 impl Default for RigOptions {
@@ -82,6 +83,7 @@ impl Default for RigOptions {
             ticket_only: false,
             compression: Compression::Auto,
             connector: Connector::default(),
+            validate_ms: None,
         }
     }
 }
@@ -98,6 +100,13 @@ impl RigOptions {
     /// `None` connects them on raw loopback.
     pub fn client_link(mut self, link: Option<LinkConfig>) -> Self {
         self.client_link = link;
+        self
+    }
+
+    /// How long local nodes trust what they know of an object (the
+    /// source's `validate`) before asking the origin again.
+    pub fn validate_ms(mut self, ms: u64) -> Self {
+        self.validate_ms = Some(ms);
         self
     }
 
@@ -196,6 +205,8 @@ pub struct NodeStats {
     pub misses: u64,
     pub origin_bytes: u64,
     pub origin_requests: u64,
+    /// HEADs asking the origin what an object is now.
+    pub origin_heads: u64,
     pub bytes_served: u64,
     /// Scans the hot tier answered from decoded arrays, without lookups.
     pub hot_hits: u64,
@@ -211,6 +222,7 @@ impl std::ops::Sub for NodeStats {
             misses: self.misses.saturating_sub(rhs.misses),
             origin_bytes: self.origin_bytes.saturating_sub(rhs.origin_bytes),
             origin_requests: self.origin_requests.saturating_sub(rhs.origin_requests),
+            origin_heads: self.origin_heads.saturating_sub(rhs.origin_heads),
             bytes_served: self.bytes_served.saturating_sub(rhs.bytes_served),
             hot_hits: self.hot_hits.saturating_sub(rhs.hot_hits),
             hot_short: self.hot_short.saturating_sub(rhs.hot_short),
@@ -370,9 +382,13 @@ impl Rig {
                 .hot_mib
                 .map(|m| format!("hot = \"{m}MiB\"\n"))
                 .unwrap_or_default();
+            let validate = opts
+                .validate_ms
+                .map(|ms| format!("validate = \"{ms}ms\"\n"))
+                .unwrap_or_default();
             let config = format!(
                 "[cache]\nmemory = \"{}MiB\"\ndisk = \"{}MiB\"\ndisk_dir = \"{}\"\n{hot}\n\
-                 [[source]]\nname = \"{}\"\nurl = \"s3://{LOCAL_BUCKET}/\"\nendpoint = \"{endpoint}\"\n\
+                 [[source]]\nname = \"{}\"\nurl = \"s3://{LOCAL_BUCKET}/\"\nendpoint = \"{endpoint}\"\n{validate}\
                  region = \"us-east-1\"\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n\n\
                  {cluster}[limits]\nmax_concurrent_scans = {}\n{}",
                 opts.memory_mib,
@@ -552,6 +568,7 @@ impl Rig {
             sum.misses += report.misses;
             sum.origin_bytes += report.origin_bytes;
             sum.origin_requests += report.origin_requests;
+            sum.origin_heads += report.origin_heads;
             sum.bytes_served += report.bytes_served;
             sum.hot_hits += report.hot.hits;
             sum.hot_short += report.hot.partial + report.hot.misses;

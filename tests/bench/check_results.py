@@ -148,6 +148,24 @@ def check_presign(out: pathlib.Path) -> None:
     assert "Quiver pre-signed (cold)" in (out / "presign.md").read_text()
 
 
+def check_delta(out: pathlib.Path) -> None:
+    report = json.loads((out / "delta.json").read_text())
+    runs = report["runs"]
+    assert report["files"] > 0 and report["table_bytes"] > 0 and runs > 0
+    series = lambda s: len(s["ms"]) == runs and 0 < s["min_ms"] <= s["median_ms"] <= s["max_ms"]
+    assert len(report["queries"]) == 2
+    for q in report["queries"]:
+        for mode in ("datafusion", "quiver_cold", "quiver_warm", "quiver_warm_after_validate"):
+            assert series(q[mode]), (q["name"], mode, q[mode])
+        # A Delta file is never revalidated: a warm query past `validate`
+        # asks the origin nothing.
+        assert q["heads_after_validate"] == [0] * runs, (q["name"], q["heads_after_validate"])
+    assert series(report["scans_revalidated"]) and series(report["scans_immutable"])
+    assert report["heads_revalidated"] == [report["files"]] * runs, report["heads_revalidated"]
+    assert report["heads_immutable"] == [0] * runs, report["heads_immutable"]
+    assert "### Skipping revalidation" in (out / "delta.md").read_text()
+
+
 def check_load(out: pathlib.Path) -> None:
     report = json.loads((out / "load.json").read_text())
     levels = {l["clients"]: l for l in report["levels"]}
@@ -217,13 +235,14 @@ if __name__ == "__main__":
     out = pathlib.Path(sys.argv[1])
     # Every report infra/test.sh asks for must be there: a workload that
     # silently wrote nothing is a failure, not a skip.
-    for report in ("results.json", "node.json", "cluster.json", "tpch.json", "presign.json", "load.json", "policies.json"):
+    for report in ("results.json", "node.json", "cluster.json", "tpch.json", "presign.json", "load.json", "policies.json", "delta.json"):
         assert (out / report).exists(), f"{report} is missing from {out}"
     check_suite(out)
     check_node(out)
     check_cluster(out)
     check_tpch(out)
     check_presign(out)
+    check_delta(out)
     check_load(out)
     check_policies(out)
     check_hot(out)

@@ -3,6 +3,7 @@
 //! report.
 
 pub mod cluster;
+pub mod delta;
 pub mod hot;
 pub mod load;
 pub mod node;
