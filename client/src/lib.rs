@@ -7,7 +7,9 @@
 //!   sets it up.
 //! - [`QuiverTable`] (`table`, `exec`, `pushdown`) is a DataFusion table over
 //!   a source path whose projection, filters and limit run on the nodes;
-//!   [`QuiverCodec`] ships its scans through `datafusion-proto`.
+//!   [`QuiverCodec`] ships its scans through `datafusion-proto` physical
+//!   plans, and [`QuiverLogicalCodec`] (`logical_codec`) the table itself
+//!   through logical ones.
 //! - [`AdminClient`] (`admin`) changes the cluster's membership through a
 //!   node's `cluster-update` action, so the tool needs only the admin token,
 //!   never write access to the object store.
@@ -24,6 +26,7 @@ pub mod exec;
 mod failover;
 mod health;
 pub mod literals;
+pub mod logical_codec;
 pub mod plan;
 pub mod presigned;
 pub mod pushdown;
@@ -43,6 +46,7 @@ pub use connect::{Connector, Credentials, Tls};
 pub use direct::DirectSource;
 pub use error::ClientError;
 pub use exec::{QuiverScanExec, ScanSpec};
+pub use logical_codec::QuiverLogicalCodec;
 pub use plan::{Endpoint, Plan};
 pub use presigned::Presigned;
 pub use results::{ObjectInfo, Scan, Served, Table};

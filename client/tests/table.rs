@@ -12,10 +12,11 @@ use common::{quiver_ctx, row_count, rows, tpch_lake, Lake};
 use datafusion::physical_plan::{collect, ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::SessionContext;
 use datafusion_proto::bytes::{
+    logical_plan_from_bytes_with_extension_codec, logical_plan_to_bytes_with_extension_codec,
     physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
 };
 use quiver_client::exec::as_quiver_scan;
-use quiver_client::{QuiverClient, QuiverCodec, QuiverTable, ScanSpec};
+use quiver_client::{QuiverClient, QuiverCodec, QuiverLogicalCodec, QuiverTable, ScanSpec};
 use quiver_protocol::StatsReport;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -386,6 +387,78 @@ async fn scans_round_trip_through_datafusion_proto() {
     )
     .unwrap_err();
     assert!(bad.to_string().contains("Quiver scan"), "{bad}");
+}
+
+/// A logical plan over Quiver tables (as Ballista's scheduler ships one)
+/// decodes elsewhere, over the decoder's own client and without listing
+/// again, into a plan that answers the same; another provider, or bytes
+/// that are not a Quiver table, are refused with a reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_round_trip_through_logical_plans() {
+    let lake = tpch_lake(0.01, 2).await;
+    let client = common::client(&lake.node).await;
+    let ctx = quiver_ctx(&client).await;
+    let sql = "SELECT o_orderpriority, count(*) AS n FROM orders JOIN lineitem ON o_orderkey = l_orderkey \
+               WHERE l_shipdate >= DATE '1995-01-01' AND o_totalprice > 1000 \
+               GROUP BY o_orderpriority ORDER BY o_orderpriority";
+    let plan = ctx.sql(sql).await.unwrap().into_optimized_plan().unwrap();
+    let bytes =
+        logical_plan_to_bytes_with_extension_codec(&plan, &QuiverLogicalCodec::new(client.clone()))
+            .unwrap();
+    let worker = common::client(&lake.node).await;
+    let worker_ctx = SessionContext::new_with_config(quiver_client::session_config());
+    let decoded = logical_plan_from_bytes_with_extension_codec(
+        &bytes,
+        &worker_ctx.task_ctx(),
+        &QuiverLogicalCodec::new(worker.clone()),
+    )
+    .unwrap();
+    assert_eq!(
+        format!("{}", decoded.display_indent()),
+        format!("{}", plan.display_indent())
+    );
+    let expected = run(&ctx, sql).await;
+    let got = worker_ctx
+        .execute_logical_plan(decoded)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(rows(&got), rows(&expected));
+    assert!(row_count(&got) > 0);
+
+    // Another provider is not encoded as a Quiver table.
+    let other = SessionContext::new();
+    other
+        .register_batch(
+            "m",
+            arrow::array::RecordBatch::try_from_iter([(
+                "x",
+                Arc::new(arrow::array::Int64Array::from(vec![1])) as arrow::array::ArrayRef,
+            )])
+            .unwrap(),
+        )
+        .unwrap();
+    let mem = other
+        .sql("SELECT x FROM m")
+        .await
+        .unwrap()
+        .into_optimized_plan()
+        .unwrap();
+    let err =
+        logical_plan_to_bytes_with_extension_codec(&mem, &QuiverLogicalCodec::new(client.clone()))
+            .unwrap_err();
+    assert!(err.to_string().contains("QuiverTable only"), "{err}");
+    let bad = datafusion_proto::logical_plan::LogicalExtensionCodec::try_decode_table_provider(
+        &QuiverLogicalCodec::new(client.clone()),
+        b"{\"quiver_table\": 99}",
+        &datafusion::common::TableReference::bare("t"),
+        Arc::new(arrow::datatypes::Schema::empty()),
+        &worker_ctx.task_ctx(),
+    )
+    .unwrap_err();
+    assert!(bad.to_string().contains("Quiver table"), "{bad}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

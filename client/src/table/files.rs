@@ -75,6 +75,41 @@ impl TableFiles {
         TableFiles::build(source, path, objects, false)
     }
 
+    /// Files as a plan encoded them (`QuiverLogicalCodec`): each object's
+    /// path, schema, deletion vector and immutability, and the listing's
+    /// row and byte counts, without listing again.
+    pub fn decoded(
+        source: &str,
+        path: &str,
+        objects: Vec<(String, SchemaRef, Option<DeletionVector>, bool)>,
+        rows: Option<u64>,
+        bytes: Option<u64>,
+        whole: bool,
+    ) -> Result<TableFiles, ClientError> {
+        if objects.is_empty() {
+            return Err(ClientError::Decode(format!(
+                "the encoded table {source}/{path} has no objects"
+            )));
+        }
+        Ok(TableFiles {
+            source: source.to_string(),
+            path: path.to_string(),
+            objects: objects
+                .into_iter()
+                .map(|(path, schema, deletion_vector, immutable)| TableObject {
+                    path,
+                    schema,
+                    stats: None,
+                    deletion_vector,
+                    immutable,
+                })
+                .collect(),
+            rows,
+            bytes,
+            whole,
+        })
+    }
+
     fn build(
         source: &str,
         path: &str,

@@ -28,6 +28,8 @@ use arrow::datatypes::SchemaRef;
 use datafusion::common::stats::Precision;
 use datafusion::common::Statistics;
 
+use quiver_protocol::DeletionVector;
+
 use crate::error::ClientError;
 use crate::routing::QuiverClient;
 use files::TableObject;
@@ -98,5 +100,38 @@ impl QuiverTable {
 
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// Whether the table is every Parquet object under its path.
+    pub(crate) fn is_whole(&self) -> bool {
+        self.whole
+    }
+
+    /// The rows and Parquet bytes its listing counted, when it counted them.
+    pub(crate) fn listed_size(&self) -> (Option<u64>, Option<u64>) {
+        let rows = match self.statistics.num_rows {
+            Precision::Exact(n) => u64::try_from(n).ok(),
+            _ => None,
+        };
+        let bytes = match self.statistics.total_byte_size {
+            Precision::Exact(n) | Precision::Inexact(n) => u64::try_from(n).ok(),
+            Precision::Absent => None,
+        };
+        (rows, bytes)
+    }
+
+    /// Each object: its path, schema, deletion vector and whether it is
+    /// immutable.
+    pub(crate) fn encoded_objects(
+        &self,
+    ) -> impl Iterator<Item = (&str, &SchemaRef, Option<&DeletionVector>, bool)> {
+        self.objects.iter().map(|o| {
+            (
+                o.path.as_str(),
+                &o.schema,
+                o.deletion_vector.as_ref(),
+                o.immutable,
+            )
+        })
     }
 }
