@@ -38,6 +38,13 @@ pub async fn read_direct(
     path: &str,
     req: &ScanRequest,
 ) -> Result<Vec<RecordBatch>, ClientError> {
+    // Only a node applies a table's deletion vectors; read here, the rows
+    // they delete would come back.
+    if req.deletion_vector.is_some() {
+        return Err(ClientError::Refused(format!(
+            "{path} has rows deleted by a deletion vector, which only a node applies; it is not read directly"
+        )));
+    }
     let df = |e: datafusion::error::DataFusionError| {
         ClientError::DataFusion(format!("direct read of {path} failed: {}", e.message()))
     };
@@ -173,12 +180,33 @@ mod tests {
             filter: Some("l_orderkey > 1".into()),
             ..Default::default()
         };
-        let rows: usize = read_object(store, &url, &req)
+        let rows: usize = read_object(store.clone(), &url, &req)
             .await
             .unwrap()
             .iter()
             .map(RecordBatch::num_rows)
             .sum();
         assert_eq!(rows, 1);
+
+        // A file with rows a deletion vector deletes is never read here:
+        // the reader would return them.
+        let direct = DirectSource {
+            root: Url::from_directory_path(dir.path()).unwrap(),
+            store,
+        };
+        let req = ScanRequest {
+            deletion_vector: Some(quiver_protocol::DeletionVector {
+                table: "t/".into(),
+                storage_type: quiver_protocol::DeletionVectorStorage::Inline,
+                path_or_inline_dv: "00000".into(),
+                offset: None,
+                size_in_bytes: 4,
+                cardinality: 1,
+            }),
+            ..Default::default()
+        };
+        let err = read_direct(&direct, "t.parquet", &req).await.unwrap_err();
+        assert!(matches!(err, ClientError::Refused(_)), "{err}");
+        assert!(err.to_string().contains("deletion vector"), "{err}");
     }
 }

@@ -622,6 +622,13 @@ def test_deletion_vectors(lake, tmp_path):
          "invalid argument"),
         ({"storageType": "i", "pathOrInlineDv": "00000" * 4, "sizeInBytes": 16, "cardinality": 0}, pa.ArrowException,
          "data loss"),
+        # Z85 padding: three bytes, where the kernel reads a 4-byte magic.
+        ({"storageType": "i", "pathOrInlineDv": "#0000", "sizeInBytes": 3, "cardinality": 0}, pa.ArrowInvalid,
+         "invalid argument"),
+        # A prefix that makes the vector's URL name a data file instead.
+        (dict(good, pathOrInlineDv=big.split("/")[-1] + "?" + good["pathOrInlineDv"][-20:]), pa.ArrowInvalid,
+         "invalid argument"),
+        (dict(good, pathOrInlineDv="x#" + good["pathOrInlineDv"][-20:]), pa.ArrowInvalid, "invalid argument"),
     ]
     for dv, error, text in cases:
         with pytest.raises(error) as e:

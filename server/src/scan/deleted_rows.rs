@@ -68,7 +68,7 @@ impl DeletedRows {
     /// Whether every row of row group `g` is deleted.
     pub fn all_deleted(&self, g: usize) -> bool {
         let (start, end) = self.bounds(g);
-        self.deleted_in(g) == end - start
+        end > start && self.deleted_in(g) == end - start
     }
 
     /// The deleted rows of row group `g`, relative to its first row.

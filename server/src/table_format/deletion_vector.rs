@@ -6,10 +6,11 @@
 //!
 //! A scan request names the vector (`docs/protocol.md`, "Deletion
 //! vectors"): anyone may send one, so nothing of it is trusted. A stored
-//! vector must lie inside the table's directory and is read as two ranges
-//! of its file (the version byte, and the vector itself), never the whole
-//! object the request points at; its size is capped; the rows it holds
-//! must be as many as it claims.
+//! vector must be a `deletion_vector_<uuid>.bin` file inside the table's
+//! directory and is read as two ranges of it (the version byte, and the
+//! vector itself); its size, an inline vector's length and the table path
+//! are capped, and the cache weighs what it keeps of the request too; the
+//! rows it holds must be as many as it claims.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,9 +27,17 @@ use url::Url;
 use crate::cache::CachingObjectStore;
 use crate::error::{QuiverError, Result};
 
-/// The largest vector read: a Roaring bitmap of every row of a file of
-/// four billion rows, far beyond what a Parquet file of a table holds.
-const MAX_VECTOR_BYTES: u32 = 512 << 20;
+/// The largest vector read, the whole budget of the vector cache: a
+/// Roaring bitmap of hundreds of millions of deleted rows, far beyond
+/// what one data file of a table holds.
+const MAX_VECTOR_BYTES: u32 = 64 << 20;
+
+/// The longest inline vector accepted, in Z85 characters: writers inline
+/// only small vectors and store the rest in files.
+const MAX_INLINE_CHARS: usize = 1 << 20;
+
+/// The longest table path accepted: S3's longest key.
+const MAX_TABLE_CHARS: usize = 1024;
 
 /// The longest reading one vector may take, past the origin's own
 /// per-request timeouts: a stuck read fails the scan, never hangs it.
@@ -68,7 +77,13 @@ impl DeletionVectors {
     /// Keeps vectors up to `capacity` bytes (their serialized size).
     pub fn new(capacity: u64) -> Self {
         let cache = CacheBuilder::new(usize::try_from(capacity).unwrap_or(usize::MAX))
-            .with_weighter(|_: &VectorKey, rows: &Arc<RoaringTreemap>| rows.serialized_size())
+            .with_weighter(|key: &VectorKey, rows: &Arc<RoaringTreemap>| {
+                // What the request put in the key counts too: an inline
+                // vector's text can be far larger than the rows it holds.
+                rows.serialized_size()
+                    .saturating_add(key.table.len())
+                    .saturating_add(key.id.len())
+            })
             .build();
         DeletionVectors { cache }
     }
@@ -129,7 +144,10 @@ fn descriptor(dv: &DeletionVector, what: &str) -> Result<DeletionVectorDescripto
             dv.size_in_bytes
         )));
     }
-    if !dv.table.ends_with('/') || dv.table.split('/').any(|p| p == ".." || p == ".") {
+    if dv.table.len() > MAX_TABLE_CHARS
+        || !dv.table.ends_with('/')
+        || dv.table.split('/').any(|p| p == ".." || p == ".")
+    {
         return Err(QuiverError::invalid(format!(
             "a deletion vector's table must be a directory ending in `/` without `.` or `..`, not `{}`",
             dv.table
@@ -141,12 +159,20 @@ fn descriptor(dv: &DeletionVector, what: &str) -> Result<DeletionVectorDescripto
             Some(dv.offset.unwrap_or(1)),
         ),
         DeletionVectorStorage::Inline => {
-            // The kernel takes the first four bytes of the decoded vector
-            // as its magic without checking there are four: five Z85
-            // characters make four bytes.
-            if dv.offset.is_some() || dv.path_or_inline_dv.len() < 5 {
+            if dv.offset.is_some() || dv.path_or_inline_dv.len() > MAX_INLINE_CHARS {
                 return Err(QuiverError::invalid(format!(
-                    "{what} is inline, so it has no offset and at least 5 characters"
+                    "{what} is inline, so it has no offset and at most {MAX_INLINE_CHARS} characters"
+                )));
+            }
+            // The kernel takes the first four bytes of the decoded vector
+            // as its magic without checking there are four.
+            let decoded = z85::decode(&dv.path_or_inline_dv)
+                .map_err(|e| QuiverError::invalid(format!("{what} is not Z85: {e}")))?;
+            let size = usize::try_from(dv.size_in_bytes).unwrap_or(usize::MAX);
+            if decoded.len() < 4 || decoded.len() < size {
+                return Err(QuiverError::invalid(format!(
+                    "{what} decodes to {} bytes, not the {size} (and at least 4) it claims",
+                    decoded.len()
                 )));
             }
             (DeletionVectorStorageType::Inline, None)
@@ -190,9 +216,19 @@ async fn read(
     {
         None => FetchedVector::default(),
         Some(url) => {
-            if !url.path().starts_with(table.path()) {
+            // The kernel joins the prefix as a relative URL: a `?`, `#` or
+            // `..` in it would name another object than a vector's file.
+            let named = url
+                .path_segments()
+                .and_then(|mut segments| segments.next_back())
+                .is_some_and(|name| name.starts_with("deletion_vector_") && name.ends_with(".bin"));
+            if !url.path().starts_with(table.path())
+                || url.query().is_some()
+                || url.fragment().is_some()
+                || !named
+            {
                 return Err(QuiverError::invalid(format!(
-                    "{what} names a file outside its table"
+                    "{what} names another file than a deletion vector of its table"
                 )));
             }
             let path = Path::from_url_path(url.path())
@@ -203,7 +239,8 @@ async fn read(
                 .checked_add(u64::from(dv.size_in_bytes))
                 .and_then(|e| e.checked_add(8))
                 .ok_or_else(|| QuiverError::invalid(format!("{what}: offset and size overflow")))?;
-            let id = store.source().version(&path, None).await?;
+            // A vector's file is written once, as a data file is.
+            let id = store.source().version_for(&path, None, true).await?;
             if end > id.size {
                 return Err(QuiverError::DataLoss(format!(
                     "{what} runs to byte {end} of {path}, which has {}",
