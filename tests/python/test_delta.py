@@ -724,3 +724,42 @@ def test_delta_files_are_not_revalidated(lake):
         client.get_flight_info(fl.FlightDescriptor.for_command(
             json.dumps({"source": "lake", "path": "shop/still/", "immutable": True})))
     assert "one object" in str(e.value), str(e.value)
+
+
+def test_a_commit_between_plan_and_read(lake):
+    """Endpoints planned from one snapshot read that version even when a
+    DELETE (which rewrites files) and an append commit before they are
+    read: every object a ticket names is pinned to the ETag it was planned
+    at, and Delta leaves the removed files in place until VACUUM."""
+    s, root = lake
+    rng = random.Random(37)
+    t = root / "shop" / "moving"
+    deltalake.write_deltalake(str(t), batch(rng, 0, 120), partition_by=["region"])
+    deltalake.write_deltalake(str(t), batch(rng, 120, 80), mode="append", partition_by=["region"])
+    client = fl.connect(f"grpc://127.0.0.1:{s.port}")
+
+    def plan(version=None) -> list:
+        body = {"source": "lake", "path": "shop/moving/"}
+        if version is not None:
+            body["version"] = version
+        snap = json.loads(next(client.do_action(fl.Action("table-snapshot", json.dumps(body).encode()))).body.to_pybytes())
+        tickets = []
+        for f in snap["files"]:
+            req = {"source": "lake", "path": f["path"], "columns": ["id"], "immutable": True}
+            info = client.get_flight_info(fl.FlightDescriptor.for_command(json.dumps(req)))
+            tickets += [e.ticket for e in info.endpoints]
+        return tickets
+
+    def ids(tickets) -> list:
+        return sorted(i for tk in tickets for i in client.do_get(tk).read_all().column("id").to_pylist())
+
+    planned = plan()
+    deltalake.DeltaTable(str(t)).delete("id % 4 = 1")
+    deltalake.write_deltalake(str(t), batch(rng, 200, 40), mode="append", partition_by=["region"])
+    want_then = sorted(oracle(t, "SELECT id FROM t", 1).column("id").to_pylist())
+    want_now = sorted(oracle(t, "SELECT id FROM t").column("id").to_pylist())
+    assert want_then != want_now
+    # Read after the commits: the version it was planned at, whole.
+    assert ids(planned) == want_then
+    assert ids(plan()) == want_now
+    assert ids(plan(1)) == want_then
