@@ -36,6 +36,9 @@ struct Encoded {
     limit: Option<u64>,
     count_only: bool,
     total_rows: Option<u64>,
+    /// Absent from scans encoded before distributed plans: one per endpoint.
+    #[serde(default)]
+    partitions: usize,
 }
 
 /// Encodes and decodes [`QuiverScanExec`] nodes; decoded scans read through
@@ -85,6 +88,7 @@ impl PhysicalExtensionCodec for QuiverCodec {
             limit: encoded.limit,
             count_only: encoded.count_only,
             total_rows: encoded.total_rows,
+            partitions: encoded.partitions,
         };
         Ok(Arc::new(QuiverScanExec::new(self.client.clone(), spec)))
     }
@@ -111,6 +115,7 @@ impl PhysicalExtensionCodec for QuiverCodec {
             limit: spec.limit,
             count_only: spec.count_only,
             total_rows: spec.total_rows,
+            partitions: spec.partitions,
         };
         serde_json::to_writer(buf, &encoded)
             .map_err(|e| DataFusionError::Internal(format!("encoding a Quiver scan: {e}")))

@@ -61,6 +61,11 @@ pub struct ClientConfig {
     pub accept_presigned: bool,
     /// The IPC compression asked of nodes for the batches they stream.
     pub compression: Compression,
+    /// The URL of the node this client runs inside, if any: of a slot's
+    /// owners it is asked first, so the node's own scans (Flight SQL, and
+    /// the distributed stages it runs as a worker) read its cache with no
+    /// network hop, whatever the others' latency.
+    pub local: Option<String>,
 }
 
 /// Which IPC body compression the client asks a node for
@@ -118,6 +123,7 @@ impl ClientConfig {
             parallelism: 8,
             accept_presigned: false,
             compression: Compression::default(),
+            local: None,
         }
     }
 

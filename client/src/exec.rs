@@ -40,6 +40,17 @@ pub struct ScanSpec {
     pub count_only: bool,
     /// Exact rows over all endpoints, when known.
     pub total_rows: Option<u64>,
+    /// Output partitions: one per endpoint, and past the endpoints empty
+    /// ones up to this count (at least one). The parts a distributed plan
+    /// splits a scan into must all have as many partitions.
+    pub partitions: usize,
+}
+
+impl ScanSpec {
+    /// The partitions the node outputs.
+    pub fn partition_count(&self) -> usize {
+        self.endpoints.len().max(self.partitions).max(1)
+    }
 }
 
 pub struct QuiverScanExec {
@@ -60,7 +71,7 @@ impl QuiverScanExec {
     pub fn new(client: QuiverClient, spec: ScanSpec) -> Self {
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(spec.schema.clone()),
-            Partitioning::UnknownPartitioning(spec.endpoints.len().max(1)),
+            Partitioning::UnknownPartitioning(spec.partition_count()),
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
@@ -73,6 +84,21 @@ impl QuiverScanExec {
 
     pub fn spec(&self) -> &ScanSpec {
         &self.spec
+    }
+
+    /// The same scan over `endpoints` only, with `partitions` partitions:
+    /// the part of a scan one task of a distributed plan reads. Its row
+    /// count is not known.
+    pub fn part(&self, endpoints: Vec<Endpoint>, partitions: usize) -> QuiverScanExec {
+        QuiverScanExec::new(
+            self.client.clone(),
+            ScanSpec {
+                endpoints,
+                partitions,
+                total_rows: None,
+                ..self.spec.clone()
+            },
+        )
     }
 }
 
@@ -176,7 +202,7 @@ impl ExecutionPlan for QuiverScanExec {
         let schema = self.spec.schema.clone();
         let Some(endpoint) = self.spec.endpoints.get(partition).cloned() else {
             // A plan with no endpoints (a limit of 0) still has one empty
-            // partition.
+            // partition, and a part of a distributed scan may have more.
             return Ok(Box::pin(RecordBatchStreamAdapter::new(
                 schema,
                 futures::stream::empty(),

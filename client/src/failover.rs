@@ -115,6 +115,11 @@ impl QuiverClient {
         self.inner
             .health
             .rank(&mut owners, |c| c.id.as_deref(), &self.inner.cfg);
+        if let Some(local) = &self.inner.cfg.local {
+            if let Some(at) = owners.iter().position(|c| &c.url == local) {
+                owners[..=at].rotate_right(1);
+            }
+        }
         for url in &endpoint.locations {
             if !owners.iter().any(|c| &c.url == url) {
                 owners.push(Candidate {

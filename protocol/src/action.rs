@@ -183,6 +183,30 @@ pub struct StatsReport {
     /// The hot tier of decoded Arrow arrays.
     #[serde(default)]
     pub hot: HotStats,
+    /// Flight SQL's distributed statements on this node.
+    #[serde(default)]
+    pub sql: SqlStats,
+}
+
+/// A node's part in distributed Flight SQL statements, since start-up. A
+/// task is one stage of one statement run on this node as a worker; a leaf
+/// task is one that reads Quiver endpoints, a local one reads only
+/// endpoints whose slots this node owns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SqlStats {
+    /// Statements this node coordinated in distributed stages.
+    pub distributed_statements: u64,
+    /// Stage tasks this node ran as a worker.
+    pub tasks: u64,
+    /// Of `tasks`, those that read Quiver endpoints.
+    pub leaf_tasks: u64,
+    /// Of `leaf_tasks`, those that read only endpoints this node owns.
+    pub local_leaf_tasks: u64,
+    /// Bytes of stage output this node received as a coordinator.
+    pub coordinator_bytes: u64,
+    /// Bytes of stage output this node received as a worker, from the
+    /// tasks of the stage below.
+    pub worker_bytes: u64,
 }
 
 /// The hot tier of a node. Hits, partial hits and misses count scans: a hit

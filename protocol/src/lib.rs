@@ -17,7 +17,7 @@ mod topology;
 pub use action::{
     ActionType, CacheTierStats, Caller, ClusterUpdate, EvictRequest, HandoffDone, HandoffList,
     HandoffObject, HandoffRead, HotStats, ListCriteria, ObjectListing, PrefetchProgress,
-    PrefetchSummary, StatsReport, WarmAnswer, WarmStats, HANDOFF_PAGE,
+    PrefetchSummary, SqlStats, StatsReport, WarmAnswer, WarmStats, HANDOFF_PAGE,
 };
 pub use compression::{IpcCompression, COMPRESSION_HEADER};
 pub use error::{Changed, ErrorCode, Moved, REQUEST_ID_HEADER};

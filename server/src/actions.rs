@@ -9,11 +9,12 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use quiver_protocol::{
     CacheTierStats, ClusterUpdate, EvictRequest, HotStats, PrefetchProgress, PrefetchSummary,
-    ScanRequest, StatsReport, WarmAnswer, WarmStats,
+    ScanRequest, SqlStats, StatsReport, WarmAnswer, WarmStats,
 };
+use quiver_sql::Role;
 
 use crate::error::{QuiverError, Result};
-use crate::metrics::Tier;
+use crate::metrics::{TaskKind, Tier};
 use crate::miss::WarmJob;
 use crate::node_core::NodeCore;
 use crate::scan::column_ranges;
@@ -73,6 +74,14 @@ pub fn stats(core: &NodeCore) -> Bytes {
             partial: m.hot_partial.get(),
             evictions: m.hot_evictions.get(),
             fills: m.hot_fills.get(),
+        },
+        sql: SqlStats {
+            distributed_statements: m.sql_distributed.get(),
+            tasks: m.sql_tasks(TaskKind::ALL),
+            leaf_tasks: m.sql_tasks(&[TaskKind::LocalLeaf, TaskKind::RemoteLeaf]),
+            local_leaf_tasks: m.sql_tasks(&[TaskKind::LocalLeaf]),
+            coordinator_bytes: m.sql_exchanged(Role::Coordinator),
+            worker_bytes: m.sql_exchanged(Role::Worker),
         },
     })
 }

@@ -8,7 +8,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
-use quiver_sql::{Outcome, StatementObserver};
+use quiver_sql::{Outcome, Role, StatementObserver};
 
 /// Which tier answered a chunk lookup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +108,36 @@ pub struct Metrics {
     sql_statements: IntCounterVec,
     sql_running: IntGauge,
     sql_seconds: Histogram,
+    /// Statements this node coordinated in distributed stages.
+    pub sql_distributed: IntCounter,
+    /// Stage tasks run here as a worker, by [`TaskKind`].
+    sql_tasks: IntCounterVec,
+    /// Stage output received from workers, by [`Role`].
+    sql_exchange_bytes: IntCounterVec,
+}
+
+/// What a stage task this node ran read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    /// Only other stages' output.
+    Inner,
+    /// Quiver endpoints, all of slots this node owns.
+    LocalLeaf,
+    /// Quiver endpoints, some of slots other nodes own.
+    RemoteLeaf,
+}
+
+impl TaskKind {
+    pub const ALL: &'static [TaskKind] =
+        &[TaskKind::Inner, TaskKind::LocalLeaf, TaskKind::RemoteLeaf];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            TaskKind::Inner => "inner",
+            TaskKind::LocalLeaf => "local_leaf",
+            TaskKind::RemoteLeaf => "remote_leaf",
+        }
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -214,6 +244,24 @@ impl Metrics {
         );
         for outcome in Outcome::ALL {
             sql_statements.with_label_values(&[outcome.label()]);
+        }
+        let sql_tasks = counter_vec(
+            &registry,
+            "sql_tasks_total",
+            "Stage tasks of distributed Flight SQL statements run on this node, by what they read: inner (other stages), local_leaf (endpoints this node owns), remote_leaf",
+            "kind",
+        );
+        for kind in TaskKind::ALL {
+            sql_tasks.with_label_values(&[kind.label()]);
+        }
+        let sql_exchange_bytes = counter_vec(
+            &registry,
+            "sql_exchange_bytes_total",
+            "Bytes of stage output this node received from workers, as a statement's coordinator or as a worker",
+            "role",
+        );
+        for role in Role::ALL {
+            sql_exchange_bytes.with_label_values(&[role.label()]);
         }
         #[cfg(target_os = "linux")]
         registry
@@ -449,6 +497,13 @@ impl Metrics {
                 "sql_statement_seconds",
                 "Time from a Flight SQL statement's DoGet to the end of its answer",
             ),
+            sql_distributed: counter(
+                &registry,
+                "sql_distributed_statements_total",
+                "Flight SQL statements this node coordinated in distributed stages",
+            ),
+            sql_tasks,
+            sql_exchange_bytes,
             scan_seconds,
             registry,
         }
@@ -477,6 +532,21 @@ impl Metrics {
             .flat_map(|family| family.get_metric())
             .map(|m| m.get_counter().get_value() as u64)
             .sum()
+    }
+
+    /// Stage tasks run here of any of `kinds`.
+    pub fn sql_tasks(&self, kinds: &[TaskKind]) -> u64 {
+        kinds
+            .iter()
+            .map(|k| self.sql_tasks.with_label_values(&[k.label()]).get())
+            .sum()
+    }
+
+    /// Stage output received here as `role`.
+    pub fn sql_exchanged(&self, role: Role) -> u64 {
+        self.sql_exchange_bytes
+            .with_label_values(&[role.label()])
+            .get()
     }
 
     pub fn error(&self, code: tonic::Code) {
@@ -510,6 +580,25 @@ impl StatementObserver for Metrics {
         self.sql_statements
             .with_label_values(&[Outcome::Error.label()])
             .inc();
+    }
+
+    fn distributed(&self) {
+        self.sql_distributed.inc();
+    }
+
+    fn task(&self, scans: bool, local: bool) {
+        let kind = match (scans, local) {
+            (false, _) => TaskKind::Inner,
+            (true, true) => TaskKind::LocalLeaf,
+            (true, false) => TaskKind::RemoteLeaf,
+        };
+        self.sql_tasks.with_label_values(&[kind.label()]).inc();
+    }
+
+    fn exchanged(&self, role: Role, bytes: u64) {
+        self.sql_exchange_bytes
+            .with_label_values(&[role.label()])
+            .inc_by(bytes);
     }
 }
 

@@ -11,10 +11,11 @@ use arrow_flight::flight_service_server::FlightServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use quiver_client::{ClientConfig, Connector, Credentials, Tls};
-use quiver_sql::{DeclaredTable, QuiverSql, SqlOptions};
+use quiver_sql::{DeclaredTable, DistributedOptions, QuiverSql, SqlOptions};
 
 use crate::access_log::AccessLog;
 use crate::activity::Activity;
@@ -26,6 +27,7 @@ use crate::cluster::peers::{self, Peers};
 use crate::cluster::{handoff, Cluster};
 use crate::config::Config;
 use crate::error::{QuiverError, Result};
+use crate::flight::worker::{self, PeersOnly};
 use crate::flight::QuiverFlight;
 use crate::metrics::Metrics;
 use crate::miss::{warm, MissRules, WarmContext, Warmer};
@@ -50,6 +52,8 @@ fn sql_service(
     metrics: Arc<Metrics>,
 ) -> Result<QuiverSql> {
     let mut client = ClientConfig::new(vec![advertise.to_string()]);
+    // A distributed statement's tasks read their own node's cache first.
+    client.local = Some(advertise.to_string());
     client.connector = Connector {
         tls: Tls {
             ca_file: peers::trust(&config.auth),
@@ -79,6 +83,11 @@ fn sql_service(
         refresh: config.sql.refresh.0,
         client,
         observer: Some(metrics),
+        distributed: DistributedOptions {
+            mode: config.sql.distributed,
+            peer_token: auth.peer_credential(),
+            tokens_required: auth.enabled(),
+        },
     })
     .map_err(|s| QuiverError::invalid(s.message().to_string()))
 }
@@ -248,14 +257,22 @@ impl RunningNode {
         }
         let service = FlightServiceServer::new(QuiverFlight::new(core.clone()))
             .max_decoding_message_size(MAX_REQUEST_BYTES);
+        // Distributed statements' tasks run on every node that serves SQL,
+        // whatever its own `sql.distributed`.
+        let workers = core.sql.as_ref().map(|sql| {
+            InterceptedService::new(
+                worker::worker(sql)
+                    .into_worker_server()
+                    .max_decoding_message_size(worker::MAX_TASK_BYTES),
+                PeersOnly(core.clone()),
+            )
+        });
         let incoming = flight_incoming(flight_listener);
         let mut flight_stop = stopped.clone();
-        let flight_task = tokio::spawn(server.add_service(service).serve_with_incoming_shutdown(
-            incoming,
-            async move {
-                let _ = flight_stop.wait_for(|s| *s).await;
-            },
-        ));
+        let router = server.add_service(service).add_optional_service(workers);
+        let flight_task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+            let _ = flight_stop.wait_for(|s| *s).await;
+        }));
         let reload_task =
             tokio::spawn(cluster.reload_every(config.cluster.reload.0, stopped.clone()));
         let handoff_task = tokio::spawn(handoff::run(

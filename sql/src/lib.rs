@@ -6,9 +6,12 @@
 //! (protobuf `Any`) to [`QuiverSql`]. Statements are planned by DataFusion
 //! over the lake's tables ([`catalog`]), and every table scan goes through
 //! `quiver-client`, so projections and filters reach the nodes that own the
-//! data while joins and aggregates run on the node that received the query.
+//! data. In a cluster, joins and aggregates run in stages on the nodes
+//! themselves ([`distributed`]), only the final one on the node that
+//! received the query.
 
 pub mod catalog;
+pub mod distributed;
 pub mod error;
 mod exact_aggregates;
 pub mod metadata;
@@ -19,5 +22,6 @@ pub mod session;
 pub mod versioned;
 
 pub use catalog::DeclaredTable;
-pub use observe::{Outcome, StatementObserver};
-pub use service::{QuiverSql, SqlOptions};
+pub use distributed::{DistributedMode, DistributedOptions};
+pub use observe::{Outcome, Role, StatementObserver};
+pub use service::{QuiverSql, SqlOptions, WorkerSessions};

@@ -45,6 +45,35 @@ pub trait StatementObserver: Send + Sync + std::fmt::Debug {
     /// prepared it (GetFlightInfo, CreatePreparedStatement), so it never
     /// ran: an error with no running time.
     fn refused(&self);
+    /// A statement was planned in distributed stages (`crate::distributed`).
+    fn distributed(&self) {}
+    /// This node ran one stage task of a distributed statement as a worker:
+    /// `scans` when the task reads Quiver endpoints, `local` when this node
+    /// owns the slot of every endpoint it reads.
+    fn task(&self, _scans: bool, _local: bool) {}
+    /// Bytes of stage output this node received from workers, as a
+    /// statement's coordinator or as a worker reading another stage.
+    fn exchanged(&self, _role: Role, _bytes: u64) {}
+}
+
+/// Which side of a distributed statement received stage output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The node that planned the statement and answers its client.
+    Coordinator,
+    /// A node running a stage task that reads another stage's output.
+    Worker,
+}
+
+impl Role {
+    pub const ALL: [Role; 2] = [Role::Coordinator, Role::Worker];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Coordinator => "coordinator",
+            Role::Worker => "worker",
+        }
+    }
 }
 
 /// One statement, from the request that runs it until its outcome is

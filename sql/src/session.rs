@@ -9,9 +9,10 @@ use std::sync::Arc;
 use arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::CatalogProviderList;
 use datafusion::config::Dialect;
+use datafusion::error::DataFusionError;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{GreedyMemoryPool, TrackConsumersPool};
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -24,25 +25,30 @@ use tonic::Status;
 use crate::catalog::DEFAULT_SCHEMA;
 use crate::error::status;
 
-/// A session over `catalogs` whose queries may use `memory` bytes.
-pub fn session(
-    catalogs: Arc<dyn CatalogProviderList>,
-    default_catalog: &str,
-    memory: usize,
-) -> Result<SessionContext, Status> {
+/// The runtime of one query (or one task of a distributed query): a
+/// memory pool of its own of `memory` bytes, and no spilling.
+pub fn runtime(memory: usize) -> Result<Arc<RuntimeEnv>, DataFusionError> {
     let pool = TrackConsumersPool::new(
         GreedyMemoryPool::new(memory),
         std::num::NonZeroUsize::new(3).unwrap_or(std::num::NonZeroUsize::MIN),
     );
     // No spilling: a cache node's disk belongs to the cache tier, so a query
     // over its budget fails (ResourceExhausted) rather than filling it.
-    let runtime = RuntimeEnvBuilder::new()
+    RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(pool))
         .with_disk_manager_builder(
             DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
         )
         .build_arc()
-        .map_err(status)?;
+}
+
+/// A session over `catalogs` whose queries may use `memory` bytes.
+pub fn session(
+    catalogs: Arc<dyn CatalogProviderList>,
+    default_catalog: &str,
+    memory: usize,
+) -> Result<SessionContext, Status> {
+    let runtime = runtime(memory).map_err(status)?;
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(default_catalog, DEFAULT_SCHEMA)
         .with_create_default_catalog_and_schema(false)

@@ -24,9 +24,10 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, tmp: Path, *extra: str):
+    def __init__(self, tmp: Path, *extra: str, port: int | None = None):
+        """`port`: the Flight port, when a topology must name it first."""
         self.binary = os.environ.get("QUIVER_SERVER_BIN", "target/debug/quiver-server")
-        self.port = free_port()
+        self.port = port or free_port()
         self.admin_port = free_port()
         self.data_dir = tmp / "data"
         self.cache_dir = tmp / "cache"

@@ -126,6 +126,7 @@ impl TableProvider for QuiverTable {
             endpoints: plan.endpoints,
             limit,
             total_rows: plan.total_records,
+            partitions: 1,
         };
         let scan: Arc<dyn ExecutionPlan> = Arc::new(QuiverScanExec::new(self.client.clone(), spec));
         let rest = rest

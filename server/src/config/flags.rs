@@ -160,6 +160,7 @@ mod tests {
             "--presign-expiry=9m",
             "--presign-min-bytes=1MiB",
             "--otlp-endpoint=http://h:4317",
+            "--sql-distributed=on",
         ]);
         let mut c = Config::default();
         c.apply(&flags).unwrap();
@@ -225,5 +226,6 @@ mod tests {
             (secs(540), ByteSize(1 << 20))
         );
         assert_eq!(c.telemetry.otlp_endpoint.as_deref(), Some("http://h:4317"));
+        assert_eq!(c.sql.distributed, quiver_sql::DistributedMode::On);
     }
 }

@@ -165,6 +165,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+    use quiver_sql::DistributedMode;
 
     #[test]
     fn no_tokens_means_loopback_only_unless_insecure() {
@@ -310,6 +311,16 @@ stall_timeout = "45s"
         let shown = format!("{c:?}");
         assert!(shown.contains("AKIDEXAMPLE"), "{shown}");
         assert!(!shown.contains("very-secret"), "{shown}");
+    }
+
+    #[test]
+    fn sql_distributed_is_auto_unless_set() {
+        assert_eq!(Config::default().sql.distributed, DistributedMode::Auto);
+        let c = Config::from_toml("[sql]\ndistributed = \"off\"").unwrap();
+        assert_eq!(c.sql.distributed, DistributedMode::Off);
+        let err = Config::from_toml("[sql]\ndistributed = \"always\"").unwrap_err();
+        assert!(err.contains("always"), "{err}");
+        assert_eq!("ON".parse::<DistributedMode>(), Ok(DistributedMode::On));
     }
 
     #[test]

@@ -10,6 +10,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use quiver_sql::DistributedMode;
+
 use super::values::{ByteSize, Eviction, MissPolicy, Span};
 
 /// How a given flag writes the setting it names: the flag parses the
@@ -37,7 +39,17 @@ macro_rules! plain_flags {
     };
 }
 
-plain_flags!(ByteSize, Span, Eviction, MissPolicy, PathBuf, SocketAddr, usize, bool);
+plain_flags!(
+    ByteSize,
+    Span,
+    Eviction,
+    MissPolicy,
+    DistributedMode,
+    PathBuf,
+    SocketAddr,
+    usize,
+    bool
+);
 
 /// A list is only ever set by the file (its flag is `[skip]`).
 impl<T: Clone + Send + Sync + 'static> FlagOf for Vec<T> {

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use quiver_sql::DistributedMode;
 use serde::Deserialize;
 
 use super::error::{invalid, ConfigError};
@@ -33,6 +34,10 @@ section! {
     pub struct SqlConfig / SqlFlags {
         /// Serve Flight SQL beside Quiver's own protocol.
         enabled: bool = true, [skip];
+        /// Whether statements run in distributed stages on the cluster's
+        /// nodes: auto, on or off (docs/architecture.md "Distributed SQL").
+        distributed: DistributedMode = DistributedMode::Auto,
+            [long = "sql-distributed", env = "QUIVER_SQL_DISTRIBUTED"];
         /// Memory one query may use for joins, sorts and aggregates; a query
         /// over it fails with ResourceExhausted.
         query_memory: ByteSize = ByteSize(1 << 30), [skip];

@@ -5,13 +5,15 @@
 //! Each call's shared handling (request id, span, timeout, status) is in
 //! `request`; DoGet's scan is started by `scan` and streamed by
 //! `stream`; Quiver's actions are in `action`; Flight SQL messages are
-//! handed on by `sql`.
+//! handed on by `sql`; `worker` is the service distributed SQL statements'
+//! tasks run on.
 
 mod action;
 mod request;
 mod scan;
 mod sql;
 mod stream;
+pub mod worker;
 
 use std::sync::Arc;
 

@@ -754,3 +754,102 @@ async fn a_long_list_of_negative_numbers_is_served() {
     still_serves(c).await;
     f.node.shutdown().await.unwrap();
 }
+
+/// Calls `method` of the worker service distributed SQL statements run
+/// their tasks on (served on the Flight port) with an empty message and
+/// `token`, returning the first answer.
+async fn worker_call(
+    node: &RunningNode,
+    method: &'static str,
+    token: Option<&str>,
+) -> Result<(), tonic::Status> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", node.flight_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let mut request = tonic::Request::new(());
+    if let Some(t) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    let path = http::uri::PathAndQuery::from_static(method);
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    if method.ends_with("ExecuteTask") {
+        let mut answers = grpc
+            .server_streaming(request, path, codec)
+            .await?
+            .into_inner();
+        answers.message().await.map(|_| ())
+    } else {
+        grpc.unary(request, path, codec).await.map(|_| ())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_service_is_for_peers_only() {
+    let secrets = tempfile::tempdir().unwrap();
+    let (tokens, admin, peer) = (
+        secrets.path().join("tokens"),
+        secrets.path().join("admin"),
+        secrets.path().join("peer"),
+    );
+    std::fs::write(&tokens, "reader-token\n").unwrap();
+    std::fs::write(&admin, "admin-token\n").unwrap();
+    std::fs::write(&peer, "peer-token\n").unwrap();
+    let f = fixture(move |c| {
+        c.auth.tokens_file = Some(tokens);
+        c.auth.admin_token_file = Some(admin);
+        c.auth.peer_token_file = Some(peer);
+    })
+    .await;
+    let info = "/worker.WorkerService/GetWorkerInfo";
+    assert_code(
+        worker_call(&f.node, info, None).await,
+        Code::Unauthenticated,
+        "no token",
+    );
+    assert_code(
+        worker_call(&f.node, info, Some("guess")).await,
+        Code::Unauthenticated,
+        "a wrong token",
+    );
+    assert_code(
+        worker_call(&f.node, info, Some("reader-token")).await,
+        Code::PermissionDenied,
+        "a reader token",
+    );
+    assert_code(
+        worker_call(
+            &f.node,
+            "/worker.WorkerService/ExecuteTask",
+            Some("reader-token"),
+        )
+        .await,
+        Code::PermissionDenied,
+        "a reader running a task",
+    );
+    worker_call(&f.node, info, Some("peer-token"))
+        .await
+        .unwrap();
+    worker_call(&f.node, info, Some("admin-token"))
+        .await
+        .unwrap();
+    // A peer asking for a task no coordinator sent is refused, not served.
+    worker_call(
+        &f.node,
+        "/worker.WorkerService/ExecuteTask",
+        Some("peer-token"),
+    )
+    .await
+    .expect_err("a task that was never set");
+    let mut reader = client(&f.node).await;
+    reader
+        .add_header("authorization", "Bearer reader-token")
+        .unwrap();
+    still_serves(&mut reader).await;
+    f.node.shutdown().await.unwrap();
+}

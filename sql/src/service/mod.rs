@@ -11,6 +11,9 @@ mod browse;
 mod encode;
 mod prepare;
 mod statement;
+mod worker_sessions;
+
+pub use worker_sessions::WorkerSessions;
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -36,7 +39,10 @@ use quiver_client::{ClientConfig, QuiverClient};
 use tokio::sync::{Mutex, OnceCell, Semaphore};
 use tonic::{Request, Response, Status, Streaming};
 
+use datafusion::error::DataFusionError;
+
 use crate::catalog::{self, DeclaredTable, Snapshot};
+use crate::distributed::{DistributedOptions, Distribution};
 use crate::error::client_status;
 use crate::observe::StatementObserver;
 use crate::prepared::Registry;
@@ -60,10 +66,14 @@ pub struct SqlOptions {
     pub client: ClientConfig,
     /// Told of every statement run and how it ended (the node's metrics).
     pub observer: Option<Arc<dyn StatementObserver>>,
+    /// Whether statements run in stages on the cluster's nodes.
+    pub distributed: DistributedOptions,
 }
 
 pub struct QuiverSql {
     opts: SqlOptions,
+    /// Distributed statements: this node's coordinating and worker sides.
+    distribution: Distribution,
     client: OnceCell<QuiverClient>,
     snapshot: RwLock<(Option<Instant>, Arc<Snapshot>)>,
     /// Serialises refreshes, so a burst of queries lists the lake once.
@@ -95,7 +105,15 @@ impl QuiverSql {
         if opts.sources.is_empty() {
             return Err(Status::internal("Flight SQL needs at least one source"));
         }
+        let distribution = Distribution::new(
+            &opts.distributed,
+            &opts.client.connector,
+            opts.client.local.clone(),
+            opts.observer.clone(),
+        )
+        .map_err(Status::invalid_argument)?;
         Ok(QuiverSql {
+            distribution,
             prepared: Registry::new(opts.max_prepared),
             queries: Arc::new(Semaphore::new(opts.max_queries)),
             client: OnceCell::new(),
@@ -114,6 +132,20 @@ impl QuiverSql {
             .get_or_try_init(|| QuiverClient::connect(self.opts.client.clone()))
             .await
             .map_err(|e| client_status(&e))
+    }
+
+    /// The session of one task of a distributed statement this node runs
+    /// as a worker ([`WorkerSessions`]).
+    pub(crate) async fn worker_session(
+        &self,
+        builder: datafusion::execution::SessionStateBuilder,
+    ) -> Result<datafusion::execution::SessionState, DataFusionError> {
+        let client = self
+            .client()
+            .await
+            .map_err(|s| DataFusionError::External(Box::new(s)))?;
+        self.distribution
+            .worker_state(builder, client, self.opts.query_memory)
     }
 
     /// Reads the lake's listings again and swaps in the new catalog.

@@ -8,14 +8,18 @@ use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::sql::{CommandStatementQuery, TicketStatementQuery};
 use arrow_flight::{FlightDescriptor, FlightInfo};
+use datafusion::common::tree_node::TreeNode;
 use datafusion::common::ScalarValue;
+use datafusion::physical_plan::execute_stream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::SessionContext;
+use datafusion_distributed::DistributedExec;
 use futures::{StreamExt, TryStreamExt};
 use tonic::{Request, Response, Status};
 
 use super::encode::{any_bytes, info};
 use super::{DoGetStream, QuiverSql};
-use crate::error::status;
+use crate::error::{distributed_status, status};
 use crate::observe::{Outcome, Watch};
 use crate::session::{plain, plan, session};
 
@@ -35,11 +39,15 @@ fn utf8(bytes: &[u8], what: &str) -> Result<String, Status> {
 impl QuiverSql {
     async fn context(&self) -> Result<SessionContext, Status> {
         let snapshot = self.catalog().await?;
-        session(
+        let ctx = session(
             snapshot.catalog_list(&self.opts.sources),
             &self.opts.sources[0],
             self.opts.query_memory,
-        )
+        )?;
+        Ok(self
+            .distribution
+            .coordinate(ctx, self.client().await?)
+            .await)
     }
 
     /// The plan of `sql` with `params` bound, and its session.
@@ -99,12 +107,36 @@ impl QuiverSql {
         let (ctx, p) = self.planned(sql, params).await?;
         let frame = ctx.execute_logical_plan(p).await.map_err(status)?;
         let schema = plain(frame.schema().as_arrow());
-        let batches = frame.execute_stream().await.map_err(status)?;
+        let mut distributed = false;
+        let batches = match self
+            .distribution
+            .explain(&ctx, frame.logical_plan(), &schema)
+            .await
+            .map_err(status)?
+        {
+            Some(answer) => Box::pin(RecordBatchStreamAdapter::new(
+                schema.clone(),
+                futures::stream::once(async move { Ok(answer) }),
+            )),
+            None => {
+                let physical = frame.create_physical_plan().await.map_err(status)?;
+                distributed = physical
+                    .exists(|p| Ok(p.is::<DistributedExec>()))
+                    .map_err(status)?;
+                if distributed {
+                    if let Some(o) = self.distribution.observer() {
+                        o.distributed();
+                    }
+                }
+                execute_stream(physical, ctx.task_ctx()).map_err(status)?
+            }
+        };
         let out = schema.clone();
         let batches = batches.map(move |b| {
             let _slot = &permit;
             match b {
                 Ok(b) => conform(b, &out),
+                Err(e) if distributed => Err(FlightError::Tonic(Box::new(distributed_status(e)))),
                 Err(e) => Err(FlightError::Tonic(Box::new(status(e)))),
             }
         });
