@@ -74,6 +74,9 @@ locals {
     reader_token       = local.tokens.reader
     admin_token        = local.tokens.admin
     peer_token         = local.tokens.peer
+    # `quiver-bench tpch` compares statements sent to the first server (in
+    # distributed stages) with the second (one coordinator).
+    sql_distributed = i == 1 ? "off" : "on"
   })]
 
   # The benchmark evicts between runs, so the client holds the admin token

@@ -13,6 +13,9 @@ use crate::error::BoxError;
 use crate::rig::{RigOptions, DEFAULT_DISK_MIB, DEFAULT_MEMORY_MIB, DEFAULT_SOURCE};
 use crate::server::default_binary;
 
+/// The most local nodes `--nodes N` starts on one machine.
+const MAX_LOCAL_NODES: usize = 8;
+
 /// The global flags, flattened into the command line of every workload.
 #[derive(clap::Args)]
 pub struct Common {
@@ -42,7 +45,8 @@ pub struct Common {
     #[arg(long, global = true)]
     pub server_bin: Option<PathBuf>,
     /// Flight URLs of running Quiver nodes to measure instead of starting
-    /// one (comma-separated); needs --s3.
+    /// one (comma-separated; needs --s3), or a number of local nodes to
+    /// start as a cluster (e.g. `--nodes 3`).
     #[arg(long, global = true, value_delimiter = ',')]
     pub nodes: Vec<String>,
     /// Root URL (s3://bucket/prefix/) of the source the running nodes serve;
@@ -143,7 +147,8 @@ impl Common {
             .link(self.link())
             .client_link(self.client_link())
             .server_bin(self.server_bin())
-            .nodes(self.nodes.clone())
+            .nodes(self.remote_nodes())
+            .local_nodes(self.local_nodes()?)
             .s3(self.s3.clone())
             .source(self.source.clone())
             .memory_mib(self.cache_memory_mib)
@@ -153,10 +158,38 @@ impl Common {
             .compression(self.ipc_compression))
     }
 
-    /// Refuses `--nodes` and `--s3` for a workload that starts its own
-    /// nodes; `what` says so, as "the X workload starts its own node".
+    /// `--nodes N` (a number rather than URLs).
+    fn node_count(&self) -> Option<usize> {
+        match self.nodes.as_slice() {
+            [one] => one.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// How many local nodes to start: `--nodes N`, else 1.
+    pub fn local_nodes(&self) -> Result<usize, BoxError> {
+        match self.node_count() {
+            None => Ok(1),
+            Some(n @ 1..=MAX_LOCAL_NODES) => Ok(n),
+            Some(n) => Err(format!(
+                "--nodes {n}: start between 1 and {MAX_LOCAL_NODES} local nodes"
+            )
+            .into()),
+        }
+    }
+
+    /// The running nodes `--nodes URL,...` names (none for a count).
+    pub fn remote_nodes(&self) -> Vec<String> {
+        match self.node_count() {
+            Some(_) => Vec::new(),
+            None => self.nodes.clone(),
+        }
+    }
+
+    /// Refuses running `--nodes` and `--s3` for a workload that starts its
+    /// own nodes; `what` says so, as "the X workload starts its own node".
     pub fn no_remote_nodes(&self, what: &str) -> Result<(), BoxError> {
-        if !self.nodes.is_empty() || self.s3.is_some() {
+        if !self.remote_nodes().is_empty() || self.s3.is_some() {
             return Err(format!("{what}; it takes no --nodes or --s3").into());
         }
         Ok(())

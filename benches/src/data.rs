@@ -89,11 +89,24 @@ pub fn count_bar(total: u64, what: &str) -> ProgressBar {
 /// one zstd Parquet file in row groups of 128 Ki rows, as a lake writer
 /// would.
 pub fn lineitem(path: &Path, scale: f64, progress: &ProgressBar) -> std::io::Result<u64> {
+    lineitem_part(path, scale, 1, 1, progress)
+}
+
+/// Part `part` (from 1) of `parts` of TPC-H `lineitem` at `scale`, written
+/// like [`lineitem`]: the parts together are the whole table, as a lake
+/// holds a large table in many files.
+pub fn lineitem_part(
+    path: &Path,
+    scale: f64,
+    part: i32,
+    parts: i32,
+    progress: &ProgressBar,
+) -> std::io::Result<u64> {
     use tpchgen::generators::LineItemGenerator;
     use tpchgen_arrow::LineItemArrow;
     tpch_table(
         path,
-        LineItemArrow::new(LineItemGenerator::new(scale, 1, 1)),
+        LineItemArrow::new(LineItemGenerator::new(scale, part, parts)),
         progress,
     )
 }

@@ -59,6 +59,9 @@ pub struct RigOptions {
     max_scans: usize,
     local_nodes: usize,
     sql_tables: Vec<(String, String)>,
+    /// `sql.distributed` of each local node, by position; absent: the
+    /// node's default.
+    sql_distributed: Vec<String>,
     connector: Connector,
     ticket_only: bool,
     compression: Compression,
@@ -80,6 +83,7 @@ impl Default for RigOptions {
             max_scans: BENCH_MAX_SCANS,
             local_nodes: 1,
             sql_tables: Vec::new(),
+            sql_distributed: Vec::new(),
             ticket_only: false,
             compression: Compression::Auto,
             connector: Connector::default(),
@@ -176,6 +180,13 @@ impl RigOptions {
         self
     }
 
+    /// `sql.distributed` of the local nodes, the first node first (auto,
+    /// on or off); nodes past the list keep the default.
+    pub fn sql_distributed(mut self, modes: &[&str]) -> Self {
+        self.sql_distributed = modes.iter().map(|m| m.to_string()).collect();
+        self
+    }
+
     /// TLS trust and credentials for running `nodes` (`--tls-ca`,
     /// `--token-file`); local nodes take none.
     pub fn connector(mut self, connector: Connector) -> Self {
@@ -208,6 +219,14 @@ pub struct NodeStats {
     /// HEADs asking the origin what an object is now.
     pub origin_heads: u64,
     pub bytes_served: u64,
+    /// Stage output received from workers by distributed statements'
+    /// coordinators.
+    pub sql_coordinator_bytes: u64,
+    /// Stage output received by workers from the stage below.
+    pub sql_worker_bytes: u64,
+    /// Stage tasks run, and of them those reading only the node's slots.
+    pub sql_tasks: u64,
+    pub sql_local_leaf_tasks: u64,
     /// Scans the hot tier answered from decoded arrays, without lookups.
     pub hot_hits: u64,
     /// Scans the hot tier answered in part or not at all.
@@ -224,6 +243,14 @@ impl std::ops::Sub for NodeStats {
             origin_requests: self.origin_requests.saturating_sub(rhs.origin_requests),
             origin_heads: self.origin_heads.saturating_sub(rhs.origin_heads),
             bytes_served: self.bytes_served.saturating_sub(rhs.bytes_served),
+            sql_coordinator_bytes: self
+                .sql_coordinator_bytes
+                .saturating_sub(rhs.sql_coordinator_bytes),
+            sql_worker_bytes: self.sql_worker_bytes.saturating_sub(rhs.sql_worker_bytes),
+            sql_tasks: self.sql_tasks.saturating_sub(rhs.sql_tasks),
+            sql_local_leaf_tasks: self
+                .sql_local_leaf_tasks
+                .saturating_sub(rhs.sql_local_leaf_tasks),
             hot_hits: self.hot_hits.saturating_sub(rhs.hot_hits),
             hot_short: self.hot_short.saturating_sub(rhs.hot_short),
         }
@@ -382,6 +409,11 @@ impl Rig {
                 .hot_mib
                 .map(|m| format!("hot = \"{m}MiB\"\n"))
                 .unwrap_or_default();
+            let distributed = opts
+                .sql_distributed
+                .get(i - 1)
+                .map(|m| format!("\n[sql]\ndistributed = \"{m}\"\n"))
+                .unwrap_or_default();
             let validate = opts
                 .validate_ms
                 .map(|ms| format!("validate = \"{ms}ms\"\n"))
@@ -390,7 +422,7 @@ impl Rig {
                 "[cache]\nmemory = \"{}MiB\"\ndisk = \"{}MiB\"\ndisk_dir = \"{}\"\n{hot}\n\
                  [[source]]\nname = \"{}\"\nurl = \"s3://{LOCAL_BUCKET}/\"\nendpoint = \"{endpoint}\"\n{validate}\
                  region = \"us-east-1\"\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n\n\
-                 {cluster}[limits]\nmax_concurrent_scans = {}\n{}",
+                 {cluster}[limits]\nmax_concurrent_scans = {}\n{distributed}{}",
                 opts.memory_mib,
                 opts.disk_mib,
                 dir.join("cache").display(),
@@ -524,10 +556,13 @@ impl Rig {
         client
     }
 
-    /// The channel to the first node and the rig's token, for clients that
-    /// are not Flight clients (Flight SQL).
-    pub fn first_channel(&self) -> Result<(Channel, Option<String>), BoxError> {
-        let channel = self.channels.first().ok_or("the rig has no node")?;
+    /// The channel to node `index` (from 0) and the rig's token, for
+    /// clients that are not Flight clients (Flight SQL).
+    pub fn channel(&self, index: usize) -> Result<(Channel, Option<String>), BoxError> {
+        let channel = self
+            .channels
+            .get(index)
+            .ok_or_else(|| format!("the rig has no node {}", index + 1))?;
         Ok((channel.clone(), self.token.clone()))
     }
 
@@ -570,6 +605,10 @@ impl Rig {
             sum.origin_requests += report.origin_requests;
             sum.origin_heads += report.origin_heads;
             sum.bytes_served += report.bytes_served;
+            sum.sql_coordinator_bytes += report.sql.coordinator_bytes;
+            sum.sql_worker_bytes += report.sql.worker_bytes;
+            sum.sql_tasks += report.sql.tasks;
+            sum.sql_local_leaf_tasks += report.sql.local_leaf_tasks;
             sum.hot_hits += report.hot.hits;
             sum.hot_short += report.hot.partial + report.hot.misses;
         }

@@ -133,6 +133,24 @@ def check_tpch(out: pathlib.Path) -> None:
         assert len(q["flight_sql_ms"]) == report["runs"], name
         assert q["speedup_warm"] > 0 and q["speedup_flight_sql"] > 0, (name, q)
     assert "warm speedup" in (out / "tpch.md").read_text()
+    assert report["nodes"] == 1 and report["distributed"] == [], report["distributed"]
+
+
+def check_tpch_cluster(out: pathlib.Path) -> None:
+    """`tpch --nodes 3`: each query also ran distributed on node 1 and alone
+    on node 2; the distributed coordinator received less than the single
+    one's scans streamed to it, from tasks of which some read their own
+    node's slots."""
+    report = json.loads((out / "tpch.json").read_text())
+    assert report["nodes"] == 3 and report["lineitem_files"] == 12, report
+    runs = report["runs"]
+    assert sorted(d["query"] for d in report["distributed"]) == ["Q1", "Q14", "Q6"], report["distributed"]
+    for d in report["distributed"]:
+        assert len(d["single_ms"]) == runs == len(d["distributed_ms"]), d
+        assert 0 < d["distributed_coordinator_bytes"] < d["single_coordinator_bytes"], d
+        assert d["tasks"] >= d["local_leaf_tasks"] > 0, d
+        assert d["speedup"] > 0, d
+    assert "Distributed stages against one coordinator" in (out / "tpch.md").read_text()
 
 
 def check_presign(out: pathlib.Path) -> None:
@@ -241,6 +259,7 @@ if __name__ == "__main__":
     check_node(out)
     check_cluster(out)
     check_tpch(out)
+    check_tpch_cluster(out / "tpch-cluster")
     check_presign(out)
     check_delta(out)
     check_load(out)

@@ -3,6 +3,14 @@
 //! against DataFusion reading the same Parquet files over the emulated S3
 //! link.
 //!
+//! With `--nodes N` (N > 1) the nodes form a local cluster with the
+//! lineitem table in 4N files, and the same statements also run over Flight
+//! SQL to node 1, which plans them in distributed stages
+//! (`sql.distributed = on`), and to node 2, which coordinates alone
+//! (`off`): their times and the bytes each moved between nodes, from the
+//! nodes' `stats`. Running nodes (`--nodes URL,...`, the EC2 rig) must be
+//! configured so; the first statements check it.
+//!
 //! The baseline gets its best honest configuration: one long-lived session
 //! (so its metadata cache stays warm) configured for the link
 //! (`baseline::link_datafusion`: 16 partitions, filter pushdown off). Runs of the two modes are interleaved,
@@ -26,7 +34,7 @@ use crate::compare::content;
 use crate::data;
 use crate::error::BoxError;
 use crate::report::{self, describe_link};
-use crate::rig::Rig;
+use crate::rig::{NodeStats, Rig};
 use crate::timing::median;
 
 /// The tables local nodes declare for Flight SQL, so the queries name them
@@ -74,7 +82,13 @@ pub struct TpchSettings {
 /// Flight SQL, and writes `tpch.json` and `tpch.md`.
 pub async fn main(common: &Common, args: TpchArgs, command: String) -> Result<(), BoxError> {
     let settings = args.settings(common.quick);
-    let rig = Rig::start(&common.rig_options()?.sql_tables(sql_tables())).await?;
+    let rig = Rig::start(
+        &common
+            .rig_options()?
+            .sql_tables(sql_tables())
+            .sql_distributed(&["on", "off"]),
+    )
+    .await?;
     let result = run(&rig, &settings, command).await;
     rig.stop().await?;
     let mut report = result?;
@@ -98,15 +112,43 @@ pub struct QueryResult {
     pub speedup_flight_sql: f64,
 }
 
+/// One query over Flight SQL in a local cluster: node 1 running it in
+/// distributed stages against node 2 coordinating it alone. Bytes are per
+/// statement, averaged over the runs.
+#[derive(Debug, Serialize)]
+pub struct DistributedResult {
+    pub query: String,
+    pub single_ms: Vec<f64>,
+    pub distributed_ms: Vec<f64>,
+    /// Median single-coordinator time divided by median distributed time.
+    pub speedup: f64,
+    /// What the scans streamed to the single coordinator.
+    pub single_coordinator_bytes: u64,
+    /// What the distributed coordinator received from workers.
+    pub distributed_coordinator_bytes: u64,
+    /// What workers received from the stages below theirs.
+    pub distributed_worker_bytes: u64,
+    /// Stage tasks run, and those that read only their node's slots.
+    pub tasks: u64,
+    pub local_leaf_tasks: u64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct TpchReport {
     pub command: String,
     pub scale: f64,
     pub runs: usize,
+    /// Local nodes (1, or a cluster with `--nodes N`).
+    pub nodes: usize,
+    /// lineitem's files.
+    pub lineitem_files: usize,
     pub lineitem_rows: u64,
     pub data_bytes: u64,
     pub link: String,
     pub queries: Vec<QueryResult>,
+    /// Distributed against single-coordinator statements; empty on one
+    /// node.
+    pub distributed: Vec<DistributedResult>,
 }
 
 async fn timed(ctx: &SessionContext, sql: &str) -> Result<(f64, Vec<RecordBatch>), BoxError> {
@@ -115,9 +157,9 @@ async fn timed(ctx: &SessionContext, sql: &str) -> Result<(f64, Vec<RecordBatch>
     Ok((started.elapsed().as_secs_f64() * 1000.0, batches))
 }
 
-/// A Flight SQL client of the first node.
-async fn flight_sql(rig: &Rig) -> Result<FlightSqlServiceClient<Channel>, BoxError> {
-    let (channel, token) = rig.first_channel()?;
+/// A Flight SQL client of node `index` (from 0).
+async fn flight_sql(rig: &Rig, index: usize) -> Result<FlightSqlServiceClient<Channel>, BoxError> {
+    let (channel, token) = rig.channel(index)?;
     let mut client = FlightSqlServiceClient::new(channel);
     if let Some(token) = token {
         client.set_token(token);
@@ -141,31 +183,35 @@ async fn timed_flight_sql(
     Ok((started.elapsed().as_secs_f64() * 1000.0, batches))
 }
 
-/// Generates and uploads the two tables; returns lineitem's rows and the
-/// bytes uploaded.
-async fn upload(rig: &Rig, scale: f64) -> Result<(u64, u64), BoxError> {
+/// Generates and uploads the two tables, lineitem in `files` files;
+/// returns lineitem's rows and the bytes uploaded.
+async fn upload(rig: &Rig, scale: f64, files: usize) -> Result<(u64, u64), BoxError> {
     let mut rows = 0;
     let mut bytes = 0;
+    let parts = i32::try_from(files)?;
     for table in TABLES {
-        let name = format!("tpch/{table}/part-0.parquet");
-        let path = rig.scratch().join(&name);
         let expected = match table {
             "lineitem" => 6_000_000.0 * scale,
             _ => 200_000.0 * scale,
         };
         let bar = data::rows_bar(expected as u64, table);
-        let n = tokio::task::block_in_place(|| match table {
-            "lineitem" => data::lineitem(&path, scale, &bar),
-            _ => data::part(&path, scale, &bar),
-        })?;
-        bar.finish_and_clear();
-        if table == "lineitem" {
-            rows = n;
+        let count = if table == "lineitem" { parts } else { 1 };
+        for part in 1..=count {
+            let name = format!("tpch/{table}/part-{}.parquet", part - 1);
+            let path = rig.scratch().join(&name);
+            let n = tokio::task::block_in_place(|| match table {
+                "lineitem" => data::lineitem_part(&path, scale, part, parts, &bar),
+                _ => data::part(&path, scale, &bar),
+            })?;
+            if table == "lineitem" {
+                rows += n;
+            }
+            let file = std::fs::read(&path)?;
+            bytes += file.len() as u64;
+            rig.upload(&name, Bytes::from(file)).await?;
+            std::fs::remove_file(&path)?;
         }
-        let file = std::fs::read(&path)?;
-        bytes += file.len() as u64;
-        rig.upload(&name, Bytes::from(file)).await?;
-        std::fs::remove_file(&path)?;
+        bar.finish_and_clear();
     }
     Ok((rows, bytes))
 }
@@ -206,7 +252,9 @@ pub async fn run(rig: &Rig, args: &TpchSettings, command: String) -> Result<Tpch
     if args.runs == 0 {
         return Err("--runs must be at least 1".into());
     }
-    let (lineitem_rows, data_bytes) = upload(rig, args.scale).await?;
+    let nodes = rig.urls().len();
+    let lineitem_files = if nodes > 1 { 4 * nodes } else { 1 };
+    let (lineitem_rows, data_bytes) = upload(rig, args.scale, lineitem_files).await?;
     rig.evict_all().await?;
     let direct = datafusion_s3(rig).await?;
     // Flight SQL reads `100.00` in SQL text as an exact decimal where plain
@@ -214,7 +262,7 @@ pub async fn run(rig: &Rig, args: &TpchSettings, command: String) -> Result<Tpch
     // answers are checked against an untimed DataFusion with those semantics.
     let exact = quiver_sql::session::with_exact_numbers(datafusion_s3(rig).await?);
     let quiver = over_quiver(rig).await?;
-    let mut sql_client = flight_sql(rig).await?;
+    let mut sql_client = flight_sql(rig, 0).await?;
     let mut queries = Vec::new();
     for n in QUERIES {
         let sql = quiver_testkit::tpch::query(n);
@@ -266,15 +314,100 @@ pub async fn run(rig: &Rig, args: &TpchSettings, command: String) -> Result<Tpch
         result.speedup_flight_sql = direct_ms / median(&result.flight_sql_ms);
         queries.push(result);
     }
+    let distributed = if nodes > 1 {
+        distributed(rig, args.runs, &exact).await?
+    } else {
+        Vec::new()
+    };
     Ok(TpchReport {
         command,
         scale: args.scale,
         runs: args.runs,
+        nodes,
+        lineitem_files,
         lineitem_rows,
         data_bytes,
         link: String::new(),
         queries,
+        distributed,
     })
+}
+
+/// Each query over Flight SQL to node 1 (distributed stages) and node 2
+/// (one coordinator), `runs` times each in alternating order after an
+/// untimed first run of each, every answer checked against `exact`.
+async fn distributed(
+    rig: &Rig,
+    runs: usize,
+    exact: &SessionContext,
+) -> Result<Vec<DistributedResult>, BoxError> {
+    let mut staged = flight_sql(rig, 0).await?;
+    let mut alone = flight_sql(rig, 1).await?;
+    let mut results = Vec::new();
+    for n in QUERIES {
+        let sql = quiver_testkit::tpch::query(n);
+        let (_, expected) = timed(exact, sql).await?;
+        let expected = content(&expected)?;
+        let mut result = DistributedResult {
+            query: format!("Q{n}"),
+            single_ms: Vec::new(),
+            distributed_ms: Vec::new(),
+            speedup: f64::NAN,
+            single_coordinator_bytes: 0,
+            distributed_coordinator_bytes: 0,
+            distributed_worker_bytes: 0,
+            tasks: 0,
+            local_leaf_tasks: 0,
+        };
+        for (client, node, staged) in [(&mut staged, 1, true), (&mut alone, 2, false)] {
+            let before = rig.stats().await?;
+            let (_, got) = timed_flight_sql(client, sql).await?;
+            let moved = rig.stats().await? - before;
+            if content(&got)? != expected {
+                return Err(format!("Q{n} on node {node} differs from DataFusion over S3").into());
+            }
+            if (moved.sql_coordinator_bytes > 0) != staged {
+                let mode = if staged { "on" } else { "off" };
+                return Err(format!(
+                    "Q{n} on node {node} {} in distributed stages: the comparison needs sql.distributed = {mode} there",
+                    if staged { "did not run" } else { "ran" }
+                )
+                .into());
+            }
+        }
+        let mut single_bytes = 0u64;
+        let mut stages: Vec<NodeStats> = Vec::new();
+        for run in 0..runs {
+            for distributed in [run % 2 == 0, run % 2 == 1] {
+                let client = if distributed { &mut staged } else { &mut alone };
+                let before = rig.stats().await?;
+                let (ms, got) = timed_flight_sql(client, sql).await?;
+                let moved = rig.stats().await? - before;
+                if content(&got)? != expected {
+                    return Err(
+                        format!("Q{n} over the cluster differs from DataFusion over S3").into(),
+                    );
+                }
+                if distributed {
+                    result.distributed_ms.push(ms);
+                    stages.push(moved);
+                } else {
+                    result.single_ms.push(ms);
+                    single_bytes = single_bytes.saturating_add(moved.bytes_served);
+                }
+            }
+        }
+        let per_run = |total: u64| total / runs as u64;
+        let sum = |f: fn(&NodeStats) -> u64| per_run(stages.iter().map(f).sum());
+        result.single_coordinator_bytes = per_run(single_bytes);
+        result.distributed_coordinator_bytes = sum(|s| s.sql_coordinator_bytes);
+        result.distributed_worker_bytes = sum(|s| s.sql_worker_bytes);
+        result.tasks = sum(|s| s.sql_tasks);
+        result.local_leaf_tasks = sum(|s| s.sql_local_leaf_tasks);
+        result.speedup = median(&result.single_ms) / median(&result.distributed_ms);
+        results.push(result);
+    }
+    Ok(results)
 }
 
 impl TpchReport {
@@ -301,6 +434,30 @@ impl TpchReport {
                 median(&q.flight_sql_ms),
                 q.speedup_flight_sql
             ));
+        }
+        if !self.distributed.is_empty() {
+            out.push_str(&format!(
+                "\n### Distributed stages against one coordinator ({} local nodes, lineitem in {} files)\n\n\
+                 Flight SQL to node 1 (`sql.distributed = on`) and to node 2 (`off`), alternating, medians; bytes per statement from the nodes' `stats`: what reached the coordinator (the scans' streams for one coordinator, the workers' stage output for stages) and what workers sent each other.\n\n\
+                 | query | one coordinator ms | distributed ms | speedup | bytes to one coordinator | bytes to distributed coordinator | ratio | bytes between workers | tasks (local leaves) |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+                self.nodes, self.lineitem_files
+            ));
+            for d in &self.distributed {
+                out.push_str(&format!(
+                    "| {} | {:.1} | {:.1} | {:.2}x | {} | {} | {:.2}% | {} | {} ({}) |\n",
+                    d.query,
+                    median(&d.single_ms),
+                    median(&d.distributed_ms),
+                    d.speedup,
+                    d.single_coordinator_bytes,
+                    d.distributed_coordinator_bytes,
+                    100.0 * d.distributed_coordinator_bytes as f64
+                        / d.single_coordinator_bytes.max(1) as f64,
+                    d.distributed_worker_bytes,
+                    d.tasks,
+                    d.local_leaf_tasks
+                ));
+            }
         }
         out
     }

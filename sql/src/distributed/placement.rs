@@ -136,8 +136,9 @@ pub(crate) fn scale_up(
 }
 
 /// The worker that runs task `task` reading `part`: the one owning the most
-/// of its endpoints, or for an empty part one round the workers.
-fn reader(part: &Arc<dyn ExecutionPlan>, workers: &[Url], task: usize) -> Url {
+/// of its endpoints, or for an empty part one round the workers; `None`
+/// with no workers.
+fn reader(part: &Arc<dyn ExecutionPlan>, workers: &[Url], task: usize) -> Option<Url> {
     let mut held = vec![0usize; workers.len()];
     if let Some(scan) = as_quiver_scan(part.as_ref()) {
         for e in &scan.spec().endpoints {
@@ -155,7 +156,7 @@ fn reader(part: &Arc<dyn ExecutionPlan>, workers: &[Url], task: usize) -> Url {
         .max_by_key(|(i, n)| (**n, std::cmp::Reverse(*i)))
         .map(|(i, _)| i)
         .unwrap_or(task % workers.len().max(1));
-    workers[best].clone()
+    workers.get(best).cloned()
 }
 
 /// For EXPLAIN: each Quiver scan task of `plan` with the worker it is sent
@@ -170,11 +171,8 @@ pub(crate) fn readers(plan: &Arc<dyn ExecutionPlan>, config: &SessionConfig) -> 
                 for (task, part) in leaf.variants().iter().enumerate() {
                     let endpoints =
                         as_quiver_scan(part.as_ref()).map_or(0, |s| s.spec().endpoints.len());
-                    let at = if workers.is_empty() {
-                        "no worker".to_string()
-                    } else {
-                        reader(part, &workers, task).to_string()
-                    };
+                    let at = reader(part, &workers, task)
+                        .map_or_else(|| "no worker".to_string(), |u| u.to_string());
                     lines.push_str(&format!("  t{task}: {endpoints} endpoints on {at}\n"));
                 }
             }
@@ -210,7 +208,7 @@ pub(crate) fn route(ev: RouteTasksEvent) -> Option<DfResult<RouteTasksEventRespo
         .iter()
         .enumerate()
         .map(|(task, part)| reader(part, &workers, task))
-        .collect();
+        .collect::<Option<Vec<Url>>>()?;
     Some(Ok(RouteTasksEventResponse::new(urls)))
 }
 
