@@ -135,28 +135,50 @@ pub(crate) fn scale_up(
     )
 }
 
-/// The worker that runs task `task` reading `part`: the one owning the most
-/// of its endpoints, or for an empty part one round the workers; `None`
-/// with no workers.
-fn reader(part: &Arc<dyn ExecutionPlan>, workers: &[Url], task: usize) -> Option<Url> {
-    let mut held = vec![0usize; workers.len()];
-    if let Some(scan) = as_quiver_scan(part.as_ref()) {
-        for e in &scan.spec().endpoints {
+/// The worker each part is read on, by task: among the workers owning the
+/// most of the part's endpoints (normally all of them: its primary and
+/// replicas), the one given the fewest parts so far, so parts whose slots
+/// share owners still go to different nodes; an empty part goes round the
+/// workers. `None` with no workers.
+fn place(parts: &[Vec<Endpoint>], workers: &[Url]) -> Option<Vec<Url>> {
+    if workers.is_empty() {
+        return None;
+    }
+    let mut load = vec![0usize; workers.len()];
+    let mut placed = Vec::with_capacity(parts.len());
+    for (task, part) in parts.iter().enumerate() {
+        let mut held = vec![0usize; workers.len()];
+        for e in part {
             for i in owners(e, workers) {
                 if let Some(n) = held.get_mut(i) {
                     *n += 1;
                 }
             }
         }
+        let most = held.iter().copied().max().unwrap_or(0);
+        let best = if most == 0 {
+            task % workers.len()
+        } else {
+            held.iter()
+                .enumerate()
+                .filter(|(_, n)| **n == most)
+                .map(|(i, _)| i)
+                .min_by_key(|&i| (load.get(i).copied().unwrap_or(usize::MAX), i))?
+        };
+        if let Some(n) = load.get_mut(best) {
+            *n += 1;
+        }
+        placed.push(workers.get(best)?.clone());
     }
-    let best = held
+    Some(placed)
+}
+
+/// The endpoints each part of a scan reads.
+fn endpoints(parts: &[Arc<dyn ExecutionPlan>]) -> Vec<Vec<Endpoint>> {
+    parts
         .iter()
-        .enumerate()
-        .filter(|(_, n)| **n > 0)
-        .max_by_key(|(i, n)| (**n, std::cmp::Reverse(*i)))
-        .map(|(i, _)| i)
-        .unwrap_or(task % workers.len().max(1));
-    workers.get(best).cloned()
+        .map(|p| as_quiver_scan(p.as_ref()).map_or_else(Vec::new, |s| s.spec().endpoints.clone()))
+        .collect()
 }
 
 /// For EXPLAIN: each Quiver scan task of `plan` with the worker it is sent
@@ -168,12 +190,13 @@ pub(crate) fn readers(plan: &Arc<dyn ExecutionPlan>, config: &SessionConfig) -> 
         if let Some(leaf) = node.downcast_ref::<DistributedLeafExec>() {
             if as_quiver_scan(leaf.original().as_ref()).is_some() {
                 lines.push_str(&displayable(leaf.original().as_ref()).one_line().to_string());
-                for (task, part) in leaf.variants().iter().enumerate() {
-                    let endpoints =
-                        as_quiver_scan(part.as_ref()).map_or(0, |s| s.spec().endpoints.len());
-                    let at = reader(part, &workers, task)
+                let parts = endpoints(leaf.variants());
+                let placed = place(&parts, &workers).unwrap_or_default();
+                for (task, part) in parts.iter().enumerate() {
+                    let at = placed
+                        .get(task)
                         .map_or_else(|| "no worker".to_string(), |u| u.to_string());
-                    lines.push_str(&format!("  t{task}: {endpoints} endpoints on {at}\n"));
+                    lines.push_str(&format!("  t{task}: {} endpoints on {at}\n", part.len()));
                 }
             }
         }
@@ -182,9 +205,9 @@ pub(crate) fn readers(plan: &Arc<dyn ExecutionPlan>, config: &SessionConfig) -> 
     Ok(lines)
 }
 
-/// Sends each task of a stage that reads a Quiver scan to the reachable
-/// worker owning the most of its part's endpoints (an empty part anywhere,
-/// round the workers); stages without one are left to the default.
+/// Sends each task of a stage that reads a Quiver scan to a reachable owner
+/// of its part's endpoints ([`place`]); stages without one are left to the
+/// default.
 pub(crate) fn route(ev: RouteTasksEvent) -> Option<DfResult<RouteTasksEventResponse>> {
     let workers = workers(ev.task_ctx.session_config());
     if workers.is_empty() {
@@ -204,11 +227,7 @@ pub(crate) fn route(ev: RouteTasksEvent) -> Option<DfResult<RouteTasksEventRespo
         return Some(Err(e));
     }
     let parts = parts.filter(|p| p.len() == ev.task_count)?;
-    let urls = parts
-        .iter()
-        .enumerate()
-        .map(|(task, part)| reader(part, &workers, task))
-        .collect::<Option<Vec<Url>>>()?;
+    let urls = place(&endpoints(&parts), &workers)?;
     Some(Ok(RouteTasksEventResponse::new(urls)))
 }
 
@@ -275,5 +294,30 @@ mod tests {
         }
         assert_eq!(spread.len(), 3, "{spread:?}");
         assert!(assign(&endpoints, &[], true).is_empty());
+    }
+
+    #[test]
+    fn parts_sharing_owners_go_to_different_owners() {
+        let (a, b, c) = (
+            "grpc://10.0.0.1:1",
+            "grpc://10.0.0.2:1",
+            "grpc://10.0.0.3:1",
+        );
+        let workers: Vec<Url> = [a, b, c].iter().map(|u| Url::parse(u).unwrap()).collect();
+        // Each part's slots are owned by two nodes (replication 2); the
+        // first two parts share both owners.
+        let parts = vec![
+            vec![endpoint("p0", &[a, b]), endpoint("p1", &[a, b])],
+            vec![endpoint("p2", &[a, b])],
+            vec![endpoint("p3", &[c, a]), endpoint("p4", &[b, c])],
+            vec![],
+        ];
+        let placed = place(&parts, &workers).unwrap();
+        let at = |i: usize| placed[i].as_str().trim_end_matches('/').to_string();
+        assert_eq!((at(0), at(1)), (a.to_string(), b.to_string()));
+        // p3 and p4 share only c; an empty part goes round.
+        assert_eq!(at(2), c);
+        assert_eq!(at(3), workers[0].as_str().trim_end_matches('/'));
+        assert_eq!(place(&parts, &[]), None);
     }
 }
