@@ -161,7 +161,7 @@ def check_presign(out: pathlib.Path) -> None:
     assert report["rows"] > 0
     assert all(b == 0 for b in report["warm_origin_bytes"]), (
         f"scans after background warming read {report['warm_origin_bytes']} B from S3")
-    for key in ("direct_cached_vs_direct", "read_through_vs_direct", "presigned_vs_direct", "warm_vs_direct"):
+    for key in ("direct_vs_tuned", "read_through_vs_tuned", "presigned_vs_tuned", "warm_vs_tuned"):
         assert report[key] > 0, (key, report[key])
     assert "Quiver pre-signed (cold)" in (out / "presign.md").read_text()
 
