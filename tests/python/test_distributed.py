@@ -42,9 +42,10 @@ AGGREGATES = {
 
 
 class Cluster:
-    def __init__(self, tmp: Path, source_toml: str):
+    def __init__(self, tmp: Path, source_toml: str, sql_extra: str = ""):
+        self.tmp, self.source_toml = tmp, source_toml
         secrets = tmp / "secrets"
-        secrets.mkdir()
+        secrets.mkdir(parents=True)
         for name, token in [("tokens", READER), ("admin", ADMIN), ("peer", PEER)]:
             (secrets / name).write_text(token + "\n")
         self.ids = ["n1", "n2", "n3"]
@@ -76,6 +77,7 @@ reload = "200ms"
 
 [sql]
 distributed = "{mode}"
+{sql_extra}
 """)
             self.nodes[node_id] = Server(tmp / node_id, "--config", str(config), port=port)
 
@@ -219,6 +221,26 @@ def test_explain_shows_the_stages_and_where_scans_run(lake):
     assert plain == {"logical_plan", "physical_plan"}, plain
     conn.close()
     single.close()
+
+
+def test_the_memory_limit_holds_on_every_worker(lake):
+    """A cluster whose statements may use 16 MiB: a sort over lineitem that
+    needs more on each worker fails with ResourceExhausted from the stages,
+    one that fits answers, and the cluster still serves."""
+    cluster, oracle = lake
+    small = Cluster(cluster.tmp / "small", cluster.source_toml, 'query_memory = "16MiB"')
+    try:
+        conn = small.connect("n1")
+        with pytest.raises(Exception) as refused:
+            sql(conn, "SELECT * FROM lineitem ORDER BY l_comment, l_orderkey")
+        assert "(ResourceExhausted;" in str(refused.value), refused.value
+        stats = small.stats("n1")["sql"]
+        assert stats["distributed_statements"] >= 1, stats
+        query = AGGREGATES["q6"]
+        assert norm(sql(conn, query)) == norm(oracle.sql(query).to_arrow_table())
+        conn.close()
+    finally:
+        small.stop()
 
 
 def test_killing_a_worker_mid_statement(lake):
