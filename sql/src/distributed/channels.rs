@@ -22,7 +22,6 @@ use tonic::body::Body;
 use tower::ServiceBuilder;
 use url::Url;
 
-use super::workers::Workers;
 use crate::observe::{Role, StatementObserver};
 
 /// Opens (and keeps) one channel per worker for one side of statements.
@@ -31,7 +30,6 @@ pub(crate) struct PeerChannels {
     connector: Connector,
     /// `Bearer <peer credential>`, when the cluster uses tokens.
     authorization: Option<HeaderValue>,
-    workers: Arc<Workers>,
     observer: Option<Arc<dyn StatementObserver>>,
     role: Role,
     open: Arc<Mutex<HashMap<Url, BoxCloneSyncChannel>>>,
@@ -41,7 +39,6 @@ impl PeerChannels {
     pub(crate) fn new(
         connector: Connector,
         token: Option<&str>,
-        workers: Arc<Workers>,
         observer: Option<Arc<dyn StatementObserver>>,
         role: Role,
     ) -> Result<PeerChannels, String> {
@@ -52,7 +49,6 @@ impl PeerChannels {
         Ok(PeerChannels {
             connector,
             authorization,
-            workers,
             observer,
             role,
             open: Arc::default(),
@@ -70,13 +66,7 @@ impl PeerChannels {
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let authorization = self.authorization.clone();
         let (observer, role) = (self.observer.clone(), self.role);
-        let (workers, failed) = (self.workers.clone(), url.clone());
-        let (watched, worker) = (self.workers.clone(), url.clone());
         let service = ServiceBuilder::new()
-            .map_err(move |e: tonic::transport::Error| {
-                workers.failed(&failed);
-                e
-            })
             .map_request(move |mut req: http::Request<Body>| {
                 if let Some(a) = &authorization {
                     req.headers_mut().insert(AUTHORIZATION, a.clone());
@@ -84,14 +74,12 @@ impl PeerChannels {
                 req
             })
             .map_response(move |res: http::Response<Body>| {
-                let (observer, workers, url) = (observer.clone(), watched.clone(), worker.clone());
+                let observer = observer.clone();
                 res.map(|body| {
                     Body::new(Watched {
                         inner: body,
                         observer,
                         role,
-                        workers,
-                        url,
                     })
                 })
             })
@@ -112,15 +100,12 @@ impl ChannelResolver for PeerChannels {
     }
 }
 
-/// A worker's response body: reports the bytes of every data frame it
-/// passes, and a body cut off (the worker died mid-stream) takes the worker
-/// out of the next statements' plans until a probe finds it again.
+/// A worker's response body, reporting the bytes of every data frame it
+/// passes.
 struct Watched {
     inner: Body,
     observer: Option<Arc<dyn StatementObserver>>,
     role: Role,
-    workers: Arc<Workers>,
-    url: Url,
 }
 
 impl HttpBody for Watched {
@@ -132,14 +117,10 @@ impl HttpBody for Watched {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(data), Some(observer)) = (frame.data_ref(), &self.observer) {
-                    observer.exchanged(self.role, u64::try_from(data.len()).unwrap_or(u64::MAX));
-                }
+        if let (Poll::Ready(Some(Ok(frame))), Some(observer)) = (&polled, &self.observer) {
+            if let Some(data) = frame.data_ref() {
+                observer.exchanged(self.role, u64::try_from(data.len()).unwrap_or(u64::MAX));
             }
-            Poll::Ready(Some(Err(_))) => self.workers.failed(&self.url),
-            _ => {}
         }
         polled
     }

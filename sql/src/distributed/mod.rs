@@ -11,13 +11,16 @@
 //!
 //! Quiver's part is placement and the plumbing: a scan is split by
 //! endpoints among the nodes that own their slots and each part runs on
-//! its owner ([`placement`]); workers are the nodes that answer now
-//! ([`workers`]); calls between nodes carry the peer credential over the
+//! its owner ([`placement`]); workers are the nodes that answer when the
+//! statement is planned ([`workers`]); a worker runs only plans that read
+//! what a Quiver statement reads ([`admission`]); calls between nodes
+//! carry the peer credential over the
 //! cluster's TLS and are counted ([`channels`]); and a worker builds each
 //! task's session as the coordinator built the statement's, with the same
 //! aggregates, its own memory budget and a client that reads its own cache
 //! first ([`worker`]).
 
+mod admission;
 mod channels;
 mod explain;
 mod mode;
@@ -38,7 +41,7 @@ pub use mode::DistributedMode;
 
 use crate::observe::{Role, StatementObserver};
 use channels::PeerChannels;
-use workers::{Resolver, Workers};
+use workers::{probe, Resolver};
 
 /// How a node takes part in distributed statements.
 #[derive(Debug, Clone, Default)]
@@ -55,7 +58,6 @@ pub struct DistributedOptions {
 /// The coordinating side, shared by the statements of one node.
 pub(crate) struct Distribution {
     mode: DistributedMode,
-    workers: Arc<Workers>,
     coordinator: PeerChannels,
     worker: PeerChannels,
     /// This node's own URL.
@@ -81,12 +83,10 @@ impl Distribution {
             );
             mode = DistributedMode::Off;
         }
-        let workers = Arc::new(Workers::default());
         let channels = |role| {
             PeerChannels::new(
                 connector.clone(),
                 opts.peer_token.as_deref(),
-                workers.clone(),
                 observer.clone(),
                 role,
             )
@@ -95,7 +95,6 @@ impl Distribution {
             mode,
             coordinator: channels(Role::Coordinator)?,
             worker: channels(Role::Worker)?,
-            workers,
             local,
             observer,
         })
@@ -117,13 +116,14 @@ impl Distribution {
             .iter()
             .map(|n| n.url.clone())
             .collect();
-        if self.workers.refresh(&nodes).await.len() < 2 {
+        let workers = probe(&nodes).await;
+        if workers.len() < 2 {
             return ctx;
         }
         let mode = self.mode;
         let state = SessionStateBuilder::new_from_existing(ctx.state())
             .with_distributed_planner()
-            .with_distributed_worker_resolver(Resolver(self.workers.clone()))
+            .with_distributed_worker_resolver(Resolver(workers))
             .with_distributed_channel_resolver(self.coordinator.clone())
             .with_distributed_user_codec(QuiverCodec::new(client.clone()))
             .with_distributed_desired_task_count_handler(move |ev: DesiredTaskCountEvent<'_>| {

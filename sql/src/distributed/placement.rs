@@ -124,6 +124,15 @@ pub(crate) fn scale_up(
             part.extend(endpoints);
         }
     }
+    // With no worker to group by, one task reads every endpoint: an
+    // endpoint in no part would be a row never read.
+    let placed: usize = parts.iter().map(Vec::len).sum();
+    if placed != scan.spec().endpoints.len() {
+        parts = vec![Vec::new(); tasks];
+        if let Some(first) = parts.first_mut() {
+            first.clone_from(&scan.spec().endpoints);
+        }
+    }
     let partitions = parts.iter().map(Vec::len).max().unwrap_or(0).max(1);
     let variants: Vec<Arc<dyn ExecutionPlan>> = parts
         .into_iter()
@@ -138,8 +147,9 @@ pub(crate) fn scale_up(
 /// The worker each part is read on, by task: among the workers owning the
 /// most of the part's endpoints (normally all of them: its primary and
 /// replicas), the one given the fewest parts so far, so parts whose slots
-/// share owners still go to different nodes; an empty part goes round the
-/// workers. `None` with no workers.
+/// share owners still go to different nodes, and of those the primary of
+/// the most endpoints, whose cache holds them; an empty part goes round
+/// the workers. `None` with no workers.
 fn place(parts: &[Vec<Endpoint>], workers: &[Url]) -> Option<Vec<Url>> {
     if workers.is_empty() {
         return None;
@@ -148,8 +158,13 @@ fn place(parts: &[Vec<Endpoint>], workers: &[Url]) -> Option<Vec<Url>> {
     let mut placed = Vec::with_capacity(parts.len());
     for (task, part) in parts.iter().enumerate() {
         let mut held = vec![0usize; workers.len()];
+        let mut primary = vec![0usize; workers.len()];
         for e in part {
-            for i in owners(e, workers) {
+            let owners = owners(e, workers);
+            if let Some(n) = owners.first().and_then(|&i| primary.get_mut(i)) {
+                *n += 1;
+            }
+            for i in owners {
                 if let Some(n) = held.get_mut(i) {
                     *n += 1;
                 }
@@ -159,11 +174,15 @@ fn place(parts: &[Vec<Endpoint>], workers: &[Url]) -> Option<Vec<Url>> {
         let best = if most == 0 {
             task % workers.len()
         } else {
-            held.iter()
-                .enumerate()
-                .filter(|(_, n)| **n == most)
-                .map(|(i, _)| i)
-                .min_by_key(|&i| (load.get(i).copied().unwrap_or(usize::MAX), i))?
+            (0..workers.len())
+                .filter(|&i| held.get(i) == Some(&most))
+                .min_by_key(|&i| {
+                    (
+                        load.get(i).copied().unwrap_or(usize::MAX),
+                        std::cmp::Reverse(primary.get(i).copied().unwrap_or(0)),
+                        i,
+                    )
+                })?
         };
         if let Some(n) = load.get_mut(best) {
             *n += 1;
@@ -319,5 +338,18 @@ mod tests {
         assert_eq!(at(2), c);
         assert_eq!(at(3), workers[0].as_str().trim_end_matches('/'));
         assert_eq!(place(&parts, &[]), None);
+        // Parts grouped by primary (auto) go to their primaries, though
+        // each part's replica holds it too.
+        let by_primary = vec![
+            vec![endpoint("q0", &[b, c])],
+            vec![endpoint("q1", &[c, a])],
+            vec![endpoint("q2", &[a, b])],
+        ];
+        let placed = place(&by_primary, &workers).unwrap();
+        let hosts: Vec<&str> = placed
+            .iter()
+            .map(|u| u.as_str().trim_end_matches('/'))
+            .collect();
+        assert_eq!(hosts, vec![b, c, a]);
     }
 }

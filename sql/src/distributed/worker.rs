@@ -13,6 +13,7 @@ use datafusion_distributed::{
 use quiver_client::exec::as_quiver_scan;
 use quiver_client::{QuiverClient, QuiverCodec};
 
+use super::admission::admit;
 use super::workers::worker_url;
 use super::Distribution;
 
@@ -20,7 +21,8 @@ impl Distribution {
     /// A task's session: the engine's runtime with `memory` for this task
     /// alone, Quiver's scans (read through `client`, this node first) and
     /// exact aggregates, calls to other workers with the peer credential,
-    /// and every task counted.
+    /// only plans a Quiver statement could make ([`admit`]), and every task
+    /// counted.
     pub(crate) fn worker_state(
         &self,
         builder: datafusion::execution::SessionStateBuilder,
@@ -34,6 +36,7 @@ impl Distribution {
             .with_distributed_user_codec(QuiverCodec::new(client.clone()))
             .with_distributed_channel_resolver(self.worker.clone())
             .with_distributed_worker_plan_rewrite_handler(move |ev: WorkerPlanRewriteEvent| {
+                admit(&ev.plan)?;
                 if let Some(o) = &observer {
                     let (scans, local) = reads(&ev.plan, local.as_ref())?;
                     o.task(scans, local);
