@@ -151,6 +151,7 @@ role_vars = {
         "reader_token": "r3ader",
         "admin_token": "adm1n",
         "peer_token": "p33r",
+        "sql_distributed": "on",
     },
     "client": {
         "region": "us-east-1",
