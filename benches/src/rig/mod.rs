@@ -2,7 +2,9 @@
 //! this machine (s3s-fs behind the emulated link in a process of its own,
 //! plus one or more quiver-server processes sharing a topology, each
 //! optionally behind an emulated client hop), or a real S3 prefix and
-//! already running Quiver nodes, as on the EC2 rig.
+//! already running Quiver nodes, as on the EC2 rig. What it is made of is
+//! [`RigOptions`] (`options`); what its nodes report, [`NodeStats`]
+//! (`stats`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,253 +24,17 @@ use url::Url;
 use crate::counting::CountingStore;
 use crate::error::BoxError;
 use crate::origin::{s3_store, NetProcess, Upstream};
-use crate::server::{default_binary, ServerProcess};
-use quiver_testkit::link::LinkConfig;
+use crate::server::ServerProcess;
+
+mod options;
+mod stats;
+
+pub use options::{RigOptions, DEFAULT_DISK_MIB, DEFAULT_MEMORY_MIB, DEFAULT_SOURCE};
+pub use stats::NodeStats;
 
 const LOCAL_BUCKET: &str = "bench";
-/// The scan limit of local nodes in workloads that measure speed: far above
-/// what they send, so no request is refused.
-pub const BENCH_MAX_SCANS: usize = 512;
 /// Everything the benchmark writes goes under this directory of the source.
 const DATA_DIR: &str = "quiver-bench";
-/// The name local nodes serve the benchmark's bucket as, unless told.
-pub const DEFAULT_SOURCE: &str = "bench";
-/// The memory tier of a local node unless told: 1 GiB, like the ISTZIIO rig.
-pub const DEFAULT_MEMORY_MIB: u64 = 1024;
-/// The disk tier of a local node unless told.
-pub const DEFAULT_DISK_MIB: u64 = 4096;
-
-/// What a [`Rig`] is made of. [`RigOptions::default`] is one local node,
-/// with the default tiers, on raw loopback; the builder methods change one
-/// part each:
-///
-/// ```ignore
-/// let opts = RigOptions::default().link(Some(link)).memory_mib(256).disk_mib(0);
-/// ```
-#[derive(Debug, Clone)]
-pub struct RigOptions {
-    link: Option<LinkConfig>,
-    client_link: Option<LinkConfig>,
-    server_bin: PathBuf,
-    nodes: Vec<String>,
-    s3: Option<String>,
-    source: String,
-    memory_mib: u64,
-    disk_mib: u64,
-    hot_mib: Option<u64>,
-    max_scans: usize,
-    local_nodes: usize,
-    sql_tables: Vec<(String, String)>,
-    /// `sql.distributed` of each local node, by position; absent: the
-    /// node's default.
-    sql_distributed: Vec<String>,
-    connector: Connector,
-    ticket_only: bool,
-    compression: Compression,
-    validate_ms: Option<u64>,
-}
-
-impl Default for RigOptions {
-    fn default() -> Self {
-        RigOptions {
-            link: None,
-            client_link: None,
-            server_bin: default_binary(),
-            nodes: Vec::new(),
-            s3: None,
-            source: DEFAULT_SOURCE.to_string(),
-            memory_mib: DEFAULT_MEMORY_MIB,
-            disk_mib: DEFAULT_DISK_MIB,
-            hot_mib: None,
-            max_scans: BENCH_MAX_SCANS,
-            local_nodes: 1,
-            sql_tables: Vec::new(),
-            sql_distributed: Vec::new(),
-            ticket_only: false,
-            compression: Compression::Auto,
-            connector: Connector::default(),
-            validate_ms: None,
-        }
-    }
-}
-
-impl RigOptions {
-    /// The emulated S3 link in front of the local S3 server; `None` reads
-    /// it on raw loopback.
-    pub fn link(mut self, link: Option<LinkConfig>) -> Self {
-        self.link = link;
-        self
-    }
-
-    /// The emulated hop from the benchmark's clients to each local node;
-    /// `None` connects them on raw loopback.
-    pub fn client_link(mut self, link: Option<LinkConfig>) -> Self {
-        self.client_link = link;
-        self
-    }
-
-    /// How long local nodes trust what they know of an object (the
-    /// source's `validate`) before asking the origin again.
-    pub fn validate_ms(mut self, ms: u64) -> Self {
-        self.validate_ms = Some(ms);
-        self
-    }
-
-    /// The quiver-server binary local nodes run.
-    pub fn server_bin(mut self, path: PathBuf) -> Self {
-        self.server_bin = path;
-        self
-    }
-
-    /// Flight URLs of running nodes to measure instead of local ones; they
-    /// go with [`s3`](Self::s3).
-    pub fn nodes(mut self, urls: Vec<String>) -> Self {
-        self.nodes = urls;
-        self
-    }
-
-    /// The root URL of the source the running nodes serve.
-    pub fn s3(mut self, url: Option<String>) -> Self {
-        self.s3 = url;
-        self
-    }
-
-    /// The name the nodes serve the data as.
-    pub fn source(mut self, name: String) -> Self {
-        self.source = name;
-        self
-    }
-
-    /// The memory tier of local nodes, in MiB.
-    pub fn memory_mib(mut self, mib: u64) -> Self {
-        self.memory_mib = mib;
-        self
-    }
-
-    /// The disk tier of local nodes, in MiB; 0 for none.
-    pub fn disk_mib(mut self, mib: u64) -> Self {
-        self.disk_mib = mib;
-        self
-    }
-
-    /// The hot tier of local nodes, in MiB (0 for none); unset keeps the
-    /// node's default.
-    pub fn hot_mib(mut self, mib: u64) -> Self {
-        self.hot_mib = Some(mib);
-        self
-    }
-
-    /// `limits.max_concurrent_scans` of local nodes: [`BENCH_MAX_SCANS`]
-    /// unless set, for workloads that measure speed; the node's own default
-    /// (8) for one that measures behaviour past the limits.
-    pub fn max_scans(mut self, scans: usize) -> Self {
-        self.max_scans = scans;
-        self
-    }
-
-    /// Local nodes to start (ignored with `nodes`); more than one forms a
-    /// cluster through a shared topology file.
-    pub fn local_nodes(mut self, count: usize) -> Self {
-        self.local_nodes = count;
-        self
-    }
-
-    /// Flight SQL tables the local nodes declare: `(name, path)` in the
-    /// `default` schema, so benchmark queries name tables unqualified.
-    pub fn sql_tables(mut self, tables: Vec<(String, String)>) -> Self {
-        self.sql_tables = tables;
-        self
-    }
-
-    /// `sql.distributed` of the local nodes, the first node first (auto,
-    /// on or off); nodes past the list keep the default.
-    pub fn sql_distributed(mut self, modes: &[&str]) -> Self {
-        self.sql_distributed = modes.iter().map(|m| m.to_string()).collect();
-        self
-    }
-
-    /// TLS trust and credentials for running `nodes` (`--tls-ca`,
-    /// `--token-file`); local nodes take none.
-    pub fn connector(mut self, connector: Connector) -> Self {
-        self.connector = connector;
-        self
-    }
-
-    /// Quiver is read by DoGet on a ticket made by hand, without
-    /// GetFlightInfo: the node's scan alone, with no planning and no
-    /// endpoint split.
-    pub fn ticket_only(mut self, yes: bool) -> Self {
-        self.ticket_only = yes;
-        self
-    }
-
-    /// The IPC compression the rig's Quiver clients ask for.
-    pub fn compression(mut self, compression: Compression) -> Self {
-        self.compression = compression;
-        self
-    }
-}
-
-/// The sum of `stats` over every node.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NodeStats {
-    pub hits: u64,
-    pub misses: u64,
-    pub origin_bytes: u64,
-    pub origin_requests: u64,
-    /// HEADs asking the origin what an object is now.
-    pub origin_heads: u64,
-    pub bytes_served: u64,
-    /// Stage output received from workers by distributed statements'
-    /// coordinators.
-    pub sql_coordinator_bytes: u64,
-    /// Stage output received by workers from the stage below.
-    pub sql_worker_bytes: u64,
-    /// Stage tasks run, and of them those reading only the node's slots.
-    pub sql_tasks: u64,
-    pub sql_local_leaf_tasks: u64,
-    /// Scans the hot tier answered from decoded arrays, without lookups.
-    pub hot_hits: u64,
-    /// Scans the hot tier answered in part or not at all.
-    pub hot_short: u64,
-}
-
-impl std::ops::Sub for NodeStats {
-    type Output = NodeStats;
-    fn sub(self, rhs: NodeStats) -> NodeStats {
-        NodeStats {
-            hits: self.hits.saturating_sub(rhs.hits),
-            misses: self.misses.saturating_sub(rhs.misses),
-            origin_bytes: self.origin_bytes.saturating_sub(rhs.origin_bytes),
-            origin_requests: self.origin_requests.saturating_sub(rhs.origin_requests),
-            origin_heads: self.origin_heads.saturating_sub(rhs.origin_heads),
-            bytes_served: self.bytes_served.saturating_sub(rhs.bytes_served),
-            sql_coordinator_bytes: self
-                .sql_coordinator_bytes
-                .saturating_sub(rhs.sql_coordinator_bytes),
-            sql_worker_bytes: self.sql_worker_bytes.saturating_sub(rhs.sql_worker_bytes),
-            sql_tasks: self.sql_tasks.saturating_sub(rhs.sql_tasks),
-            sql_local_leaf_tasks: self
-                .sql_local_leaf_tasks
-                .saturating_sub(rhs.sql_local_leaf_tasks),
-            hot_hits: self.hot_hits.saturating_sub(rhs.hot_hits),
-            hot_short: self.hot_short.saturating_sub(rhs.hot_short),
-        }
-    }
-}
-
-impl NodeStats {
-    /// Chunk lookups answered by the memory or disk tier. Scans the hot
-    /// tier answers make no lookups: a run answered by it alone counts as
-    /// 1. `None` when nothing was read at all.
-    pub fn hit_ratio(&self) -> Option<f64> {
-        let total = self.hits + self.misses;
-        if total == 0 {
-            return (self.hot_hits > 0).then_some(1.0);
-        }
-        Some(self.hits as f64 / total as f64)
-    }
-}
 
 pub struct Rig {
     work: tempfile::TempDir,
@@ -599,18 +365,7 @@ impl Rig {
                 .await?;
             let report: StatsReport =
                 serde_json::from_slice(out.first().ok_or("stats returned nothing")?)?;
-            sum.hits += report.memory.hits + report.disk.hits;
-            sum.misses += report.misses;
-            sum.origin_bytes += report.origin_bytes;
-            sum.origin_requests += report.origin_requests;
-            sum.origin_heads += report.origin_heads;
-            sum.bytes_served += report.bytes_served;
-            sum.sql_coordinator_bytes += report.sql.coordinator_bytes;
-            sum.sql_worker_bytes += report.sql.worker_bytes;
-            sum.sql_tasks += report.sql.tasks;
-            sum.sql_local_leaf_tasks += report.sql.local_leaf_tasks;
-            sum.hot_hits += report.hot.hits;
-            sum.hot_short += report.hot.partial + report.hot.misses;
+            sum.add(&report);
         }
         Ok(sum)
     }
