@@ -300,6 +300,11 @@ pub struct HandoffRead {
     /// the importer can verify it before it enters the cache.
     #[serde(default)]
     pub checksum: bool,
+    /// Send every part of a chunk the donor holds, each framed with its
+    /// offset in the chunk (`frame_part`), instead of whole chunks only: a
+    /// node caches the parts of a chunk that reads asked for.
+    #[serde(default)]
+    pub parts: bool,
 }
 
 /// Body of `handoff-done`: `node` owns `slots` (inclusive ranges) at

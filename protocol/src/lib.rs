@@ -22,7 +22,9 @@ pub use action::{
 pub use compression::{IpcCompression, COMPRESSION_HEADER};
 pub use error::{Changed, ErrorCode, Moved, REQUEST_ID_HEADER};
 pub use filter::{FILTER_FUNCTIONS, MAX_FILTER_DEPTH, MAX_FILTER_OPERATORS};
-pub use handoff::{frame_chunk, handoff_checksum, unframe_chunk, FrameError};
+pub use handoff::{
+    frame_chunk, frame_part, handoff_checksum, unframe_chunk, unframe_part, FrameError,
+};
 pub use scan::{Accept, PresignedEndpoint, ScanRequest, ScanRequestError};
 pub use slot::{hash_tag, key_slot, slot_of, SLOT_COUNT};
 pub use table::{

@@ -19,7 +19,7 @@ mod store;
 
 pub use catalog::CATALOG_FILE;
 pub use chunks::{
-    eviction, ChunkCache, ChunkCacheBuilder, PeerChunks, TierUsage, MAX_ORIGIN_FETCHES,
+    eviction, ChunkCache, ChunkCacheBuilder, PeerChunks, PeerPart, TierUsage, MAX_ORIGIN_FETCHES,
     MAX_RUN_CHUNKS, MEMORY_SHARDS,
 };
 pub use decoded::{DecodedCache, DecodedKey, Lookup};

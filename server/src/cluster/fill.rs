@@ -10,7 +10,7 @@
 //! rest go straight to the origin), so a cold scan cannot flood a donor
 //! that is also streaming a hand-off.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,12 +21,12 @@ use arrow_flight::Action;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, TryStreamExt};
-use quiver_protocol::{slot_of, unframe_chunk, HandoffObject, HandoffRead};
+use quiver_protocol::{slot_of, unframe_part, HandoffObject, HandoffRead};
 use tracing::Instrument;
 
 use super::peers::Peers;
 use super::Cluster;
-use crate::cache::PeerChunks;
+use crate::cache::{PeerChunks, PeerPart};
 use crate::error::{QuiverError, Result};
 use crate::source::ObjectId;
 
@@ -70,15 +70,15 @@ impl PeerFill {
         failed.insert(url.to_string(), Instant::now());
     }
 
-    /// Every chunk of `run` from the peer at `url`, verified, or `None`
-    /// when it lacks one of them.
+    /// What the peer at `url` holds of chunks `run`, as verified parts,
+    /// or `None` when it holds nothing of them.
     async fn ask(
         &self,
         url: &str,
         id: &ObjectId,
         chunk: u64,
         run: &Range<u64>,
-    ) -> Result<Option<Vec<Bytes>>> {
+    ) -> Result<Option<Vec<PeerPart>>> {
         let indices: Vec<u64> = run.clone().collect();
         let body = serde_json::to_vec(&HandoffRead {
             object: HandoffObject {
@@ -92,6 +92,7 @@ impl PeerFill {
             },
             chunks: indices,
             checksum: true,
+            parts: true,
         })
         .map_err(|e| QuiverError::Internal(e.to_string()))?;
         let mut client = self.peers.client(url).await?;
@@ -102,9 +103,9 @@ impl PeerFill {
             .try_collect()
             .await
             .map_err(|e| QuiverError::Unavailable(format!("peer {url}: {e}")))?;
-        let mut got = BTreeMap::new();
+        let mut got = Vec::with_capacity(frames.len());
         for framed in frames {
-            let (index, bytes) = unframe_chunk(framed).map_err(|reason| {
+            let (index, offset, bytes) = unframe_part(framed).map_err(|reason| {
                 QuiverError::DataLoss(format!("peer {url} sent a bad chunk: {reason}"))
             })?;
             if !run.contains(&index) {
@@ -112,12 +113,9 @@ impl PeerFill {
                     "peer {url} sent chunk {index}, which was not asked for"
                 )));
             }
-            got.insert(index, bytes);
+            got.push((index, offset, bytes));
         }
-        if got.len() as u64 != run.end - run.start {
-            return Ok(None);
-        }
-        Ok(Some(got.into_values().collect()))
+        Ok((!got.is_empty()).then_some(got))
     }
 }
 
@@ -127,7 +125,7 @@ impl PeerChunks for PeerFill {
         id: ObjectId,
         chunk: u64,
         run: Range<u64>,
-    ) -> BoxFuture<'static, Option<Vec<Bytes>>> {
+    ) -> BoxFuture<'static, Option<Vec<PeerPart>>> {
         let owners = self
             .cluster
             .previous_owners(slot_of(&id.source, id.path.as_ref()));

@@ -33,7 +33,9 @@ section! {
         /// configuration built in code keeps `disk`.
         #[serde(skip)]
         disk_auto: bool = false, [skip];
-        /// Chunk size of cached byte ranges, e.g. 1MiB.
+        /// Chunk size of cached byte ranges, e.g. 1MiB: the unit entries
+        /// are stored, evicted and handed off in; reads fetch only the
+        /// bytes asked for.
         chunk: ByteSize = ByteSize(1 << 20),
             [long = "cache-chunk", env = "QUIVER_CACHE_CHUNK"];
         /// Eviction policy: lru, lfu, s3fifo, fifo or sieve.

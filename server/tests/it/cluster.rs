@@ -660,6 +660,7 @@ async fn handoff_read_checks_the_slot_of_the_resolved_path() {
             },
             chunks: vec![0],
             checksum: true,
+            parts: true,
         })
         .unwrap();
         let err = action(&mut n1, "handoff-read", &body).await.unwrap_err();

@@ -4,6 +4,7 @@
 mod access_log;
 mod bad_input;
 mod cache;
+mod chunk_reads;
 mod cluster;
 mod common;
 mod compression;

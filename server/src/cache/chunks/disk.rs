@@ -5,6 +5,7 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use foyer::{BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, PsyncIoEngineConfig, RecoverMode};
@@ -109,6 +110,7 @@ impl ChunkCache {
                 chunk,
                 catalog,
                 inflight: Mutex::default(),
+                next_claim: AtomicU64::new(0),
                 fetch_slots: tokio::sync::Semaphore::new(MAX_ORIGIN_FETCHES),
                 peers,
                 metrics,

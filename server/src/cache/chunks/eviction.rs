@@ -2,12 +2,12 @@
 //! shard, S3-FIFO's small queue sized for the chunk size, and the builder
 //! every cache starts from with that policy and the weight of each entry.
 
-use bytes::Bytes;
 use foyer::{
     EvictionConfig, FifoConfig, HybridCacheBuilder, HybridCachePolicy, LfuConfig, LruConfig,
     S3FifoConfig, SieveConfig,
 };
 
+use super::piece::Piece;
 use super::ChunkKey;
 use crate::config::{CacheConfig, Eviction};
 
@@ -62,7 +62,7 @@ fn small_queue_ratio(capacity: u64, entry: u64) -> f64 {
 /// The memory tier, as every cache starts.
 pub(super) fn memory_builder(
     cfg: &CacheConfig,
-) -> foyer::HybridCacheBuilderPhaseStorage<ChunkKey, Bytes, foyer::DefaultHasher> {
+) -> foyer::HybridCacheBuilderPhaseStorage<ChunkKey, Piece, foyer::DefaultHasher> {
     // Every insert is also queued to disk, so that what was cached survives
     // a restart or a crash without a big flush at shutdown.
     HybridCacheBuilder::new()
@@ -71,8 +71,8 @@ pub(super) fn memory_builder(
         .memory(cfg.memory.0 as usize)
         .with_shards(MEMORY_SHARDS)
         .with_eviction_config(eviction(cfg.eviction, cfg.memory.0, cfg.chunk.0))
-        .with_weighter(|k: &ChunkKey, v: &Bytes| {
-            v.len() + k.source.len() + k.path.len() + k.etag.len() + 64
+        .with_weighter(|k: &ChunkKey, v: &Piece| {
+            (v.held() as usize) + k.source.len() + k.path.len() + k.etag.len() + 64
         })
         .storage()
 }
@@ -80,6 +80,7 @@ pub(super) fn memory_builder(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     const MIB: u64 = 1 << 20;
 

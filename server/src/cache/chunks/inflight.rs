@@ -1,162 +1,388 @@
-//! Single-flight fetching of missing chunks: a chunk being fetched is
-//! awaited by every reader that wants it instead of being fetched again,
-//! and adjacent missing chunks are fetched together, from a peer during a
-//! hand-off or else with one ranged GET to the origin.
+//! Single-flight filling of missing bytes: bytes of a chunk being fetched
+//! are awaited by every reader that wants them instead of being fetched
+//! again, and the rest of what one read lacks is fetched exactly, from a
+//! peer during a hand-off or else with ranged GETs to the origin that join
+//! parts lying close together, in parallel.
 
 use std::ops::Range;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use futures::channel::oneshot;
 use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::stream::{FuturesUnordered, StreamExt};
 use object_store::ObjectStore;
 use tracing::Instrument;
 
 use super::origin::fetch_origin;
+use super::piece::{minus, Piece};
 use super::{lock, ChunkCache, MAX_RUN_CHUNKS};
 use crate::error::{QuiverError, Result};
+use crate::metrics::Tier;
 use crate::source::ObjectId;
 
-/// A fetch of one chunk, shared by every reader waiting for it.
-pub(super) type Pending = Shared<BoxFuture<'static, Result<Bytes>>>;
+/// A fill of one chunk, shared by every reader waiting for it: the chunk's
+/// entry once the fill stored it.
+pub(super) type Pending = Shared<BoxFuture<'static, Result<Piece>>>;
+
+/// A fill of some ranges of a chunk in flight, and the claim that started
+/// it: only that claim's fill clears it, and other claims of the same
+/// chunk (for other ranges) keep theirs.
+pub(super) struct InFlight {
+    claim: u64,
+    ranges: Vec<Range<u64>>,
+    pending: Pending,
+}
+
+/// One chunk a read still lacks bytes of.
+pub(super) struct Need {
+    pub index: u64,
+    /// The ranges of the chunk the read wants, from the chunk's start.
+    pub want: Vec<Range<u64>>,
+    /// What the read has of the chunk so far.
+    pub have: Piece,
+}
+
+impl Need {
+    pub fn met(&self) -> bool {
+        self.have.missing(&self.want).is_empty()
+    }
+}
+
+/// What a claim fetches of one chunk.
+struct Fill {
+    index: u64,
+    /// The chunk's entry when it was claimed, kept in the stored entry.
+    base: Piece,
+    missing: Vec<Range<u64>>,
+}
+
+/// One ranged GET, and which fill each of its parts belongs to.
+struct Get {
+    range: Range<u64>,
+    parts: Vec<(usize, Range<u64>)>,
+}
 
 impl ChunkCache {
-    /// For each missing chunk: join the fetch already in flight, or start one
-    /// for each run of adjacent chunks nobody is fetching yet. With
-    /// `trust_cache`, chunks that a fetch filled since the caller's lookup
-    /// are returned apart, to be looked up again: a fill inserts its chunks
-    /// and leaves the in-flight map under the same lock, so a chunk is
-    /// always either in flight or in the cache by the time it is claimed.
+    /// For each need not yet met: take what the memory tier gained since
+    /// the read's lookup, await the fills in flight that fetch any of the
+    /// rest, and fill what nobody is fetching in one claim of this read's
+    /// own. Returns the fills to await, by position in `needs`.
     pub(super) fn claim(
         &self,
         id: &ObjectId,
         origin: &Arc<dyn ObjectStore>,
-        missing: &[u64],
-        trust_cache: bool,
-    ) -> (Vec<(u64, Pending)>, Vec<u64>) {
+        needs: &mut [Need],
+    ) -> Vec<(usize, Pending)> {
         let mut inflight = lock(&self.inner.inflight);
-        let mut out = Vec::with_capacity(missing.len());
-        let mut mine: Vec<u64> = Vec::new();
-        let mut filled: Vec<u64> = Vec::new();
-        for &index in missing {
-            let key = self.key(id, index);
-            match inflight.get(&key) {
-                Some(p) => out.push((index, p.clone())),
-                None if trust_cache && self.inner.cache.contains(&key) => filled.push(index),
-                None => mine.push(index),
+        let mut out = Vec::with_capacity(needs.len());
+        let mut mine = Vec::new();
+        for (i, need) in needs.iter_mut().enumerate() {
+            let key = self.key(id, need.index);
+            if let Some(p) = self.peek(id, need.index) {
+                need.have = need.have.join(&p);
+            }
+            let mut missing = need.have.missing(&need.want);
+            if missing.is_empty() {
+                self.inner.metrics.hit(Tier::Memory);
+                continue;
+            }
+            for fill in inflight.get(&key).into_iter().flatten() {
+                let rest = minus(&missing, &fill.ranges);
+                if rest != missing {
+                    out.push((i, fill.pending.clone()));
+                    missing = rest;
+                }
+            }
+            if !missing.is_empty() {
+                mine.push((i, missing));
             }
         }
-        for run in runs(&mine) {
-            let fetch = self.spawn_fetch(id, origin, run.clone());
-            for index in run {
-                let offset = ((index - run_start(&fetch.1)) * self.inner.chunk) as usize;
-                let len = self.chunk_len(id, index) as usize;
-                let part: Pending = fetch
-                    .0
-                    .clone()
-                    .map(move |r| r.map(|b| b.slice(offset..offset + len)))
-                    .boxed()
-                    .shared();
-                inflight.insert(self.key(id, index), part.clone());
-                out.push((index, part));
-            }
+        if mine.is_empty() {
+            return out;
         }
-        (out, filled)
+        let claim = self.inner.next_claim.fetch_add(1, Ordering::Relaxed);
+        let fills = mine
+            .iter()
+            .map(|(i, missing)| Fill {
+                index: needs[*i].index,
+                base: needs[*i].have.clone(),
+                missing: missing.clone(),
+            })
+            .collect();
+        let pendings = self.spawn_fill(id, origin, claim, fills);
+        for ((i, ranges), pending) in mine.into_iter().zip(pendings) {
+            inflight
+                .entry(self.key(id, needs[i].index))
+                .or_default()
+                .push(InFlight {
+                    claim,
+                    ranges,
+                    pending: pending.clone(),
+                });
+            out.push((i, pending));
+        }
+        out
     }
 
-    /// Fetches chunks `run` with one GET in a task of its own, so that the
-    /// fetch completes (and the in-flight entries are cleared) even if every
-    /// reader that wanted it has gone away.
-    fn spawn_fetch(
+    /// Fills `fills` in a task of its own, so that the fill completes (and
+    /// the in-flight entries are cleared) even if every reader that wanted
+    /// it has gone away. Each chunk's fill resolves as soon as its own
+    /// parts are in, not when the whole claim is.
+    fn spawn_fill(
         &self,
         id: &ObjectId,
         origin: &Arc<dyn ObjectStore>,
-        run: Range<u64>,
-    ) -> (Pending, Range<u64>) {
-        let this = self.clone();
-        let id = id.clone();
+        claim: u64,
+        fills: Vec<Fill>,
+    ) -> Vec<Pending> {
+        let (senders, pendings): (Vec<_>, Vec<_>) = fills
+            .iter()
+            .map(|_| {
+                let (tx, rx) = oneshot::channel::<Result<Piece>>();
+                let pending: Pending = rx
+                    .map(|r| {
+                        r.unwrap_or_else(|_| {
+                            Err(QuiverError::Internal(
+                                "a cache fill stopped before it finished".into(),
+                            ))
+                        })
+                    })
+                    .boxed()
+                    .shared();
+                (Some(tx), pending)
+            })
+            .unzip();
+        let mut filling = Filling {
+            cache: self.clone(),
+            id: id.clone(),
+            claim,
+            got: vec![Piece::default(); fills.len()],
+            fills,
+            senders,
+        };
         let origin = origin.clone();
-        let r = run.clone();
-        let task = tokio::spawn(
-            async move {
-                let chunk = this.inner.chunk;
-                if let Some(parts) = this.peer_chunks(&id, r.clone()).await {
-                    let mut inflight = lock(&this.inner.inflight);
-                    this.inner.metrics.miss(r.end - r.start);
-                    let mut run = BytesMut::new();
-                    for (index, part) in r.clone().zip(parts) {
-                        run.extend_from_slice(&part);
-                        this.store(&id, index, part);
-                        inflight.remove(&this.key(&id, index));
-                    }
-                    return Ok(run.freeze());
+        // Within the lookup that started it: its peer fill or origin GETs
+        // show up in that request's trace.
+        tokio::spawn(async move { filling.run(&origin).await }.in_current_span());
+        pendings
+    }
+
+    /// What a peer holds of chunks `run`, when one is set, as pieces by
+    /// chunk index. A part outside the run or its chunk discards the whole
+    /// answer, and the origin is read instead.
+    async fn peer_pieces(&self, id: &ObjectId, run: Range<u64>) -> Vec<(u64, Piece)> {
+        let Some(peers) = self.inner.peers.as_ref() else {
+            return Vec::new();
+        };
+        let Some(parts) = peers.fetch(id.clone(), self.inner.chunk, run.clone()).await else {
+            return Vec::new();
+        };
+        let mut pieces = Vec::with_capacity(parts.len());
+        let mut bytes = 0u64;
+        for (index, offset, part) in parts {
+            let len = part.len() as u64;
+            match self.peer_piece(id, index, offset, part) {
+                Ok(piece) if run.contains(&index) => {
+                    bytes += len;
+                    pieces.push((index, piece));
                 }
-                let bytes_range = r.start * chunk..(r.end * chunk).min(id.size);
-                let result = match this.inner.fetch_slots.acquire().await {
-                    Ok(_slot) => fetch_origin(&origin, &id, bytes_range, &this.inner.metrics).await,
+                _ => {
+                    tracing::warn!(
+                        source = %id.source, path = %id.path, index, offset,
+                        "a peer sent a part outside the chunks asked for; reading the origin"
+                    );
+                    return Vec::new();
+                }
+            }
+        }
+        self.inner.metrics.peer_fill_bytes.inc_by(bytes);
+        pieces
+    }
+}
+
+/// One claim's fill under way. Dropping it (the task ended, panicked or
+/// was cancelled) fails every chunk it has not finished and clears its
+/// in-flight entries, so no reader waits on a fill that will never come.
+struct Filling {
+    cache: ChunkCache,
+    id: ObjectId,
+    claim: u64,
+    fills: Vec<Fill>,
+    /// What each fill has fetched so far.
+    got: Vec<Piece>,
+    senders: Vec<Option<oneshot::Sender<Result<Piece>>>>,
+}
+
+impl Filling {
+    async fn run(&mut self, origin: &Arc<dyn ObjectStore>) {
+        self.ask_peers().await;
+        let chunk = self.cache.inner.chunk;
+        let gets = plan_gets(
+            self.fills
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| self.senders[*k].is_some())
+                .flat_map(|(k, f)| {
+                    let base = f.index * chunk;
+                    f.missing
+                        .iter()
+                        .map(move |m| (k, base + m.start..base + m.end))
+                }),
+            MAX_RUN_CHUNKS * chunk,
+        );
+        let mut outstanding = vec![0usize; self.fills.len()];
+        for get in &gets {
+            for (k, _) in &get.parts {
+                outstanding[*k] += 1;
+            }
+        }
+        let (cache, id) = (self.cache.clone(), self.id.clone());
+        let (cache, id) = (&cache, &id);
+        let mut running: FuturesUnordered<_> = gets
+            .into_iter()
+            .map(|get| async move {
+                let result = match cache.inner.fetch_slots.acquire().await {
+                    Ok(_slot) => {
+                        fetch_origin(origin, id, get.range.clone(), &cache.inner.metrics).await
+                    }
                     Err(_) => Err(QuiverError::Internal(
                         "the origin fetch limiter was closed".into(),
                     )),
                 };
-                let mut inflight = lock(&this.inner.inflight);
-                if let Ok(bytes) = &result {
-                    this.inner.metrics.miss(r.end - r.start);
-                    for index in r.clone() {
-                        let start = ((index - r.start) * chunk) as usize;
-                        let len = this.chunk_len(&id, index) as usize;
-                        // Copy so that each entry owns exactly its bytes, not the
-                        // whole run's buffer.
-                        let value = Bytes::copy_from_slice(&bytes[start..start + len]);
-                        this.store(&id, index, value);
-                    }
-                }
-                for index in r {
-                    inflight.remove(&this.key(&id, index));
-                }
-                result
-            }
-            // Within the lookup that started it: its peer fill or origin GET
-            // shows up in that request's trace.
-            .in_current_span(),
-        );
-        let fut: Pending = async move {
-            task.await.unwrap_or_else(|e| {
-                Err(QuiverError::Internal(format!(
-                    "a cache fill task failed: {e}"
-                )))
+                (get, result)
             })
+            .collect();
+        let mut done = Vec::new();
+        while let Some((get, result)) = running.next().await {
+            for (k, abs) in get.parts {
+                let part = result.as_ref().map(|bytes| {
+                    let from = (abs.start - get.range.start) as usize;
+                    let to = (abs.end - get.range.start) as usize;
+                    // A copy, so that each entry owns exactly its bytes, not
+                    // the whole GET's buffer.
+                    Bytes::copy_from_slice(&bytes[from..to])
+                });
+                match part {
+                    Ok(part) => {
+                        let base = self.fills[k].index * chunk;
+                        self.got[k] = self.got[k].join(&Piece::part(abs.start - base, part));
+                        outstanding[k] -= 1;
+                        if outstanding[k] == 0 {
+                            done.push((k, Ok(std::mem::take(&mut self.got[k]))));
+                        }
+                    }
+                    Err(e) => done.push((k, Err(e.clone()))),
+                }
+            }
+            for (k, result) in done.drain(..) {
+                self.finish(k, result);
+            }
         }
-        .boxed()
-        .shared();
-        (fut, run)
     }
 
-    /// Chunks `run` from a peer, when one is set and has every one of them
-    /// at its right length; anything less and the origin is read instead.
-    async fn peer_chunks(&self, id: &ObjectId, run: Range<u64>) -> Option<Vec<Bytes>> {
-        let peers = self.inner.peers.as_ref()?;
-        let parts = peers
-            .fetch(id.clone(), self.inner.chunk, run.clone())
-            .await?;
-        let complete = parts.len() as u64 == run.end - run.start
-            && run
-                .clone()
-                .zip(&parts)
-                .all(|(index, part)| part.len() as u64 == self.chunk_len(id, index));
-        if !complete {
-            tracing::warn!(
-                source = %id.source, path = %id.path,
-                "a peer sent chunks of the wrong number or length; reading the origin"
-            );
-            return None;
+    /// During a hand-off, what the slot's previous owner holds of the
+    /// chunks, in runs of adjacent chunks asked for at once. A fill the
+    /// peer answers in full is done; the origin is asked for the rest.
+    async fn ask_peers(&mut self) {
+        if self.cache.inner.peers.is_none() {
+            return;
         }
-        let bytes: u64 = parts.iter().map(|p| p.len() as u64).sum();
-        self.inner.metrics.peer_fill_bytes.inc_by(bytes);
-        Some(parts)
+        let mut indices: Vec<u64> = self.fills.iter().map(|f| f.index).collect();
+        indices.sort_unstable();
+        let cache = &self.cache;
+        let id = &self.id;
+        let answers = futures::future::join_all(
+            runs(&indices)
+                .into_iter()
+                .map(|run| async move { cache.peer_pieces(id, run).await }),
+        )
+        .await;
+        for (index, piece) in answers.into_iter().flatten() {
+            let Some(k) = self.fills.iter().position(|f| f.index == index) else {
+                continue;
+            };
+            self.got[k] = self.got[k].join(&piece);
+            let rest = self.got[k].missing(&self.fills[k].missing);
+            if rest.is_empty() {
+                let got = std::mem::take(&mut self.got[k]);
+                self.finish(k, Ok(got));
+            } else {
+                self.fills[k].missing = rest;
+            }
+        }
+    }
+
+    /// Ends fill `k`: on success its chunk's entry becomes what it held at
+    /// the claim, what the memory tier holds now (other fills of the chunk
+    /// that finished first) and what was fetched.
+    fn finish(&mut self, k: usize, result: Result<Piece>) {
+        let Some(tx) = self.senders[k].take() else {
+            return;
+        };
+        let cache = &self.cache;
+        let fill = &self.fills[k];
+        let key = cache.key(&self.id, fill.index);
+        let mut inflight = lock(&cache.inner.inflight);
+        let result = result.map(|fetched| {
+            let mut entry = fill.base.join(&fetched);
+            if let Some(now) = cache.peek(&self.id, fill.index) {
+                entry = entry.join(&now);
+            }
+            cache.inner.metrics.miss(1);
+            cache.store(&self.id, fill.index, entry.clone());
+            entry
+        });
+        if let Some(fills) = inflight.get_mut(&key) {
+            fills.retain(|f| f.claim != self.claim);
+            if fills.is_empty() {
+                inflight.remove(&key);
+            }
+        }
+        drop(inflight);
+        // The reader may have gone away; the entry is stored all the same.
+        let _ = tx.send(result);
     }
 }
 
-fn run_start(run: &Range<u64>) -> u64 {
-    run.start
+impl Drop for Filling {
+    fn drop(&mut self) {
+        for k in 0..self.fills.len() {
+            self.finish(
+                k,
+                Err(QuiverError::Internal(
+                    "a cache fill stopped before it finished".into(),
+                )),
+            );
+        }
+    }
+}
+
+/// The GETs that read `parts` (each a fill's position and a byte range;
+/// apart from each other): parts in order of offset, joined into one GET
+/// while the next begins where the GET ends and the GET stays within `max`
+/// bytes. Small holes were filled when the read's wants were (`piece::
+/// wants`); what lies between parts now is held or being fetched by
+/// another fill, and is not fetched again. A part is never longer than a
+/// chunk, so never longer than `max`.
+fn plan_gets(parts: impl Iterator<Item = (usize, Range<u64>)>, max: u64) -> Vec<Get> {
+    let mut parts: Vec<(usize, Range<u64>)> = parts.collect();
+    parts.sort_by_key(|(_, r)| r.start);
+    let mut gets: Vec<Get> = Vec::new();
+    for (k, r) in parts {
+        match gets.last_mut() {
+            Some(g) if r.start == g.range.end && r.end - g.range.start <= max => {
+                g.range.end = g.range.end.max(r.end);
+                g.parts.push((k, r));
+            }
+            _ => gets.push(Get {
+                range: r.clone(),
+                parts: vec![(k, r)],
+            }),
+        }
+    }
+    gets
 }
 
 /// Groups sorted chunk indices into runs of adjacent indices, at most
@@ -182,5 +408,16 @@ mod tests {
         let long: Vec<u64> = (0..20).collect();
         assert_eq!(runs(&long), vec![0..8, 8..16, 16..20]);
         assert!(runs(&[]).is_empty());
+    }
+
+    #[test]
+    fn gets_join_adjacent_parts_up_to_a_size() {
+        let parts = vec![(1, 100..150), (0, 0..100), (2, 150..200), (3, 210..240)];
+        let gets = plan_gets(parts.into_iter(), 1000);
+        let ranges: Vec<_> = gets.iter().map(|g| g.range.clone()).collect();
+        assert_eq!(ranges, vec![0..200, 210..240], "a hole is not fetched");
+        assert_eq!(gets[0].parts.len(), 3);
+        let capped = plan_gets(vec![(0, 0..100), (1, 100..200)].into_iter(), 150);
+        assert_eq!(capped.len(), 2, "a GET stays within its size");
     }
 }

@@ -1,25 +1,30 @@
 //! Aligned byte-range chunks of objects in a foyer hybrid (memory + disk)
 //! cache.
 //!
-//! Reads are cut at chunk boundaries so that any two readers of an object
-//! share entries whatever ranges they ask for. Missing chunks that are
-//! adjacent are fetched with one ranged GET, and a chunk being fetched is
-//! awaited by every other reader instead of being fetched again.
+//! Entries are cut at chunk boundaries so that any two readers of an object
+//! share them whatever ranges they ask for. A chunk is the unit stored, not
+//! the unit read: an entry holds the parts of its chunk that reads asked
+//! for, a miss fetches only the missing parts (parts close together with
+//! one ranged GET), and a chunk being filled is awaited by every other
+//! reader instead of being fetched again.
 //!
 //! `ChunkCache`'s public API and its lookups are here; `disk` opens the
-//! tiers, `eviction` tunes the memory tier's policy, `inflight` fetches
-//! missing chunks once however many readers want them, and `origin` is the
-//! ranged GET behind a miss.
+//! tiers, `eviction` tunes the memory tier's policy, `piece` is what an
+//! entry holds and which bytes a read wants, `inflight` fetches missing
+//! parts once however many readers want them, and `origin` is the ranged
+//! GET behind a miss.
 
 mod disk;
 mod eviction;
 mod inflight;
 mod origin;
+mod piece;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -34,13 +39,25 @@ use crate::config::CacheConfig;
 use crate::error::{QuiverError, Result};
 use crate::metrics::{Metrics, Tier};
 use crate::source::ObjectId;
-use inflight::Pending;
+use inflight::{InFlight, Need};
+use piece::Piece;
 
 pub use eviction::{eviction, MEMORY_SHARDS};
 
-/// Most chunks fetched by one GET: bigger runs are split and fetched in
-/// parallel, since one connection to S3 is bandwidth-limited.
+/// Most chunks' worth of bytes fetched by one GET: bigger runs are split
+/// and fetched in parallel, since one connection to S3 is bandwidth-limited.
 pub const MAX_RUN_CHUNKS: u64 = 8;
+
+/// A read fills holes of at most this fraction of a chunk (between the
+/// parts it wants, or at a chunk's ends, so also across a chunk boundary)
+/// rather than leave them: a few KiB more cost less than another request,
+/// or an entry split in two.
+const HOLE_FRACTION: u64 = 16;
+
+/// What a chunk's entry is. Entries of format 1 were whole chunks as plain
+/// bytes; a disk tier written by such a node is never read as pieces,
+/// since the format is part of the key.
+const ENTRY_FORMAT: u16 = 2;
 
 /// Ranged GETs to the origin in flight at once, across all readers: a scan of
 /// a huge row group must not open hundreds of connections.
@@ -58,6 +75,7 @@ const _: () = assert!(crate::config::MAX_WARM_FETCHES * 2 <= MAX_ORIGIN_FETCHES)
 /// simply never looked up, and age out as the tier fills.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 struct ChunkKey {
+    format: u16,
     source: String,
     path: String,
     etag: String,
@@ -66,26 +84,32 @@ struct ChunkKey {
     index: u64,
 }
 
-/// Another place a missing chunk may be before the origin: during a
+/// Bytes of chunk `index` from `offset` in it, as a peer sent them:
+/// `(index, offset, bytes)`.
+pub type PeerPart = (u64, u64, Bytes);
+
+/// Another place missing bytes may be before the origin: during a
 /// hand-off, the node that owned the object's slot until now. The cache
-/// asks it first and goes to the origin when it answers `None`.
+/// asks it first and reads from the origin what it does not answer.
 pub trait PeerChunks: Send + Sync {
-    /// Every chunk of `run` of `id` (cut at `chunk` bytes), in order and
-    /// verified against the checksums they came with, or `None`.
+    /// The parts of chunks `run` of `id` (cut at `chunk` bytes) the peer
+    /// holds, verified against the checksums they came with, or `None`.
     fn fetch(
         &self,
         id: ObjectId,
         chunk: u64,
         run: Range<u64>,
-    ) -> BoxFuture<'static, Option<Vec<Bytes>>>;
+    ) -> BoxFuture<'static, Option<Vec<PeerPart>>>;
 }
 
 struct Inner {
-    cache: HybridCache<ChunkKey, Bytes>,
+    cache: HybridCache<ChunkKey, Piece>,
     chunk: u64,
     /// The object versions the cache holds chunks of, for hand-off.
     catalog: Catalog,
-    inflight: Mutex<HashMap<ChunkKey, Pending>>,
+    inflight: Mutex<HashMap<ChunkKey, Vec<InFlight>>>,
+    /// Numbers each claim of missing parts (`inflight`).
+    next_claim: AtomicU64,
     fetch_slots: tokio::sync::Semaphore,
     /// Asked for missing chunks before the origin, when the node is in a
     /// cluster; given when the cache is built.
@@ -194,110 +218,129 @@ impl ChunkCache {
             }
         }
         let chunk = self.inner.chunk;
-        let mut wanted: Vec<u64> = ranges
+        let wants = piece::wants(ranges, chunk, id.size, self.hole());
+        let pieces = self.pieces(id, origin, wants).await?;
+        ranges
             .iter()
-            .filter(|r| r.start < r.end)
-            .flat_map(|r| r.start / chunk..r.end.div_ceil(chunk))
-            .collect();
-        wanted.sort_unstable();
-        wanted.dedup();
-        let chunks = self.chunks(id, origin, &wanted).await?;
-        Ok(ranges
-            .iter()
-            .map(|r| assemble(&chunks, chunk, r.clone()))
-            .collect())
+            .map(|r| {
+                assemble(&pieces, chunk, r.clone()).ok_or_else(|| {
+                    QuiverError::Internal(format!(
+                        "a cache fill left bytes {}..{} of {}/{} unread",
+                        r.start, r.end, id.source, id.path
+                    ))
+                })
+            })
+            .collect()
     }
 
-    /// Looks every chunk up, then fetches the missing ones in coalesced runs.
+    /// Looks every wanted chunk up, then fills the parts that are missing.
     #[tracing::instrument(
         name = "cache_lookup",
         skip_all,
-        fields(source = %id.source, path = %id.path, chunks = indices.len(), missed = tracing::field::Empty)
+        fields(source = %id.source, path = %id.path, chunks = wants.len(), missed = tracing::field::Empty)
     )]
-    async fn chunks(
+    async fn pieces(
         &self,
         id: &ObjectId,
         origin: &Arc<dyn ObjectStore>,
-        indices: &[u64],
-    ) -> Result<BTreeMap<u64, Bytes>> {
+        wants: BTreeMap<u64, Vec<Range<u64>>>,
+    ) -> Result<BTreeMap<u64, Piece>> {
         let inner = &self.inner;
-        let lookups = indices.iter().map(|&index| {
+        let lookups = wants.keys().map(|&index| {
             let key = self.key(id, index);
             let len = self.chunk_len(id, index);
             async move {
                 match inner.cache.get(&key).await {
                     // foyer checks each disk entry's checksum and key, so a
-                    // damaged entry is already a miss; the length check is
+                    // damaged entry is already a miss; the shape check is
                     // the last guard between a bad entry and wrong rows.
-                    Ok(Some(entry)) if entry.value().len() as u64 != len => {
+                    Ok(Some(entry)) if !entry.value().fits(len) => {
                         tracing::warn!(
                             source = %id.source, path = %id.path, index,
-                            "a cached chunk has the wrong length; it is dropped and read again"
+                            "a cached chunk does not fit its place; it is dropped and read again"
                         );
                         inner.metrics.disk_errors.inc();
                         inner.cache.remove(&key);
-                        (index, None)
+                        None
                     }
                     Ok(Some(entry)) => {
                         let tier = match entry.source() {
                             HitSource::Disk => Tier::Disk,
                             _ => Tier::Memory,
                         };
-                        inner.metrics.hit(tier);
-                        (index, Some(entry.value().clone()))
+                        Some((entry.value().clone(), tier))
                     }
-                    Ok(None) => (index, None),
+                    Ok(None) => None,
                     // A disk read error is a miss, not a failed request: the
                     // origin still has the bytes.
                     Err(e) => {
                         tracing::debug!(error = %e, "a disk-tier read failed; reading the origin");
                         inner.metrics.disk_errors.inc();
-                        (index, None)
+                        None
                     }
                 }
             }
         });
-        let mut found = BTreeMap::new();
-        let mut missing = Vec::new();
-        for (index, bytes) in futures::future::join_all(lookups).await {
-            match bytes {
-                Some(b) => {
-                    found.insert(index, b);
+        let found = futures::future::join_all(lookups).await;
+        let mut done = BTreeMap::new();
+        let mut needs = Vec::new();
+        for ((index, want), found) in wants.into_iter().zip(found) {
+            let (have, tier) = found.map_or((Piece::default(), None), |(p, t)| (p, Some(t)));
+            let need = Need { index, want, have };
+            match tier {
+                Some(tier) if need.met() => {
+                    inner.metrics.hit(tier);
+                    done.insert(index, need.have);
                 }
-                None => missing.push(index),
+                _ => needs.push(need),
             }
         }
-        tracing::Span::current().record("missed", missing.len());
-        // A chunk that missed may have been filled by a fetch that finished
-        // between the lookup and the claim: `claim` then says so, and it is
-        // looked up again rather than fetched twice. The last round fetches
-        // whatever is still missing (an entry evicted in between).
-        for round in 0..3 {
-            if missing.is_empty() {
+        tracing::Span::current().record("missed", needs.len());
+        // Bytes in flight are awaited rather than fetched again, and the
+        // rest is fetched by this read, so one round meets every need; a
+        // second is there should a fill come back short all the same.
+        for _ in 0..2 {
+            if needs.is_empty() {
                 break;
             }
-            let (pending, filled) = self.claim(id, origin, &missing, round < 2);
+            let pending = self.claim(id, origin, &mut needs);
             let results = futures::future::join_all(
                 pending
                     .into_iter()
-                    .map(|(index, fut)| async move { (index, fut.await) }),
+                    .map(|(i, fut)| async move { (i, fut.await) }),
             )
             .await;
-            for (index, bytes) in results {
-                found.insert(index, bytes?);
+            for (i, piece) in results {
+                needs[i].have = needs[i].have.join(&piece?);
             }
-            missing.clear();
-            for index in filled {
-                match inner.cache.get(&self.key(id, index)).await {
-                    Ok(Some(entry)) if entry.value().len() as u64 == self.chunk_len(id, index) => {
-                        inner.metrics.hit(Tier::Memory);
-                        found.insert(index, entry.value().clone());
-                    }
-                    _ => missing.push(index),
-                }
-            }
+            let (met, unmet): (Vec<Need>, Vec<Need>) = needs.into_iter().partition(Need::met);
+            done.extend(met.into_iter().map(|n| (n.index, n.have)));
+            needs = unmet;
         }
-        Ok(found)
+        done.extend(needs.into_iter().map(|n| (n.index, n.have)));
+        Ok(done)
+    }
+
+    /// The widest hole a read fills rather than leave.
+    fn hole(&self) -> u64 {
+        self.inner.chunk / HOLE_FRACTION
+    }
+
+    /// Chunk `index`'s entry in the memory tier, without a disk read.
+    fn peek(&self, id: &ObjectId, index: u64) -> Option<Piece> {
+        let entry = self.inner.cache.memory().get(&self.key(id, index))?;
+        let piece = entry.value();
+        piece.fits(self.chunk_len(id, index)).then(|| piece.clone())
+    }
+
+    /// Bytes of chunk `index` held: exact in memory, the whole chunk when
+    /// only the disk tier's index says it holds some (an upper bound).
+    fn held(&self, id: &ObjectId, index: u64) -> u64 {
+        match self.peek(id, index) {
+            Some(p) => p.held(),
+            None if self.inner.cache.contains(&self.key(id, index)) => self.chunk_len(id, index),
+            None => 0,
+        }
     }
 
     fn chunk_len(&self, id: &ObjectId, index: u64) -> u64 {
@@ -309,9 +352,10 @@ impl ChunkCache {
         chunk_key(self.inner.chunk, id, index)
     }
 
-    /// Stores a chunk and records its object version in the catalog.
-    fn store(&self, id: &ObjectId, index: u64, bytes: Bytes) {
-        self.inner.cache.insert(self.key(id, index), bytes);
+    /// Stores a chunk's entry and records its object version in the
+    /// catalog.
+    fn store(&self, id: &ObjectId, index: u64, piece: Piece) {
+        self.inner.cache.insert(self.key(id, index), piece);
         let cache = &self.inner.cache;
         let chunk = self.inner.chunk;
         self.inner
@@ -333,50 +377,99 @@ impl ChunkCache {
     /// Bytes of `id` held in either tier. The disk index may over-report a
     /// chunk that was just reclaimed, so this is an upper bound.
     pub fn cached_bytes(&self, id: &ObjectId) -> u64 {
-        (0..self.chunk_count(id))
-            .filter(|&i| self.inner.cache.contains(&self.key(id, i)))
-            .map(|i| self.chunk_len(id, i))
-            .sum()
+        (0..self.chunk_count(id)).map(|i| self.held(id, i)).sum()
     }
 
-    /// Of the chunks that `ranges` of `id` touch: the bytes they span, and
-    /// how many of those bytes either tier holds (an upper bound, as for
+    /// Of `ranges` of `id`: the bytes they span, and how many of those
+    /// bytes the cache holds (exactly for the memory tier; a chunk only the
+    /// disk tier has is counted as held, an upper bound as for
     /// [`ChunkCache::cached_bytes`]).
     pub fn coverage(&self, id: &ObjectId, ranges: &[Range<u64>]) -> (u64, u64) {
-        let chunk = self.inner.chunk;
-        let mut indices: Vec<u64> = ranges
+        let within: Vec<Range<u64>> = ranges
             .iter()
             .filter(|r| r.start < r.end && r.end <= id.size)
-            .flat_map(|r| r.start / chunk..r.end.div_ceil(chunk))
+            .cloned()
             .collect();
-        indices.sort_unstable();
-        indices.dedup();
         let mut needed = 0;
         let mut cached = 0;
-        for i in indices {
-            let len = self.chunk_len(id, i);
-            needed += len;
-            if self.inner.cache.contains(&self.key(id, i)) {
-                cached += len;
-            }
+        for (index, want) in piece::wants(&within, self.inner.chunk, id.size, 0) {
+            let bytes = |rs: &[Range<u64>]| rs.iter().map(|r| r.end - r.start).sum::<u64>();
+            let wanted = bytes(&want);
+            needed += wanted;
+            cached += match self.peek(id, index) {
+                Some(p) => wanted - bytes(&p.missing(&want)),
+                None if self.inner.cache.contains(&self.key(id, index)) => wanted,
+                None => 0,
+            };
         }
         (needed, cached)
     }
 
-    /// Indices of the chunks of `id` held in either tier.
+    /// Indices of the chunks of `id` of which either tier holds some part.
     pub fn cached_indices(&self, id: &ObjectId) -> Vec<u64> {
         (0..self.chunk_count(id))
             .filter(|&i| self.inner.cache.contains(&self.key(id, i)))
             .collect()
     }
 
-    /// One chunk if it is cached; never reads the origin. Used to hand a
-    /// slot's data to its new owner, so it is not counted as a hit.
+    /// One chunk if it is cached whole; never reads the origin. Used to
+    /// hand a slot's data to its new owner, so it is not counted as a hit.
+    /// A chunk held in part is not handed off: the new owner reads the
+    /// parts it needs itself.
     pub async fn cached_chunk(&self, id: &ObjectId, index: u64) -> Option<Bytes> {
         match self.inner.cache.get(&self.key(id, index)).await {
-            Ok(Some(entry)) => Some(entry.value().clone()),
+            Ok(Some(entry)) => entry
+                .value()
+                .whole_bytes(self.chunk_len(id, index))
+                .cloned(),
             _ => None,
         }
+    }
+
+    /// Every part of chunk `index` that is cached, as offsets in the chunk
+    /// and bytes; never reads the origin. Used to hand a slot's data to its
+    /// new owner, so it is not counted as a hit.
+    pub async fn cached_parts(&self, id: &ObjectId, index: u64) -> Vec<(u64, Bytes)> {
+        match self.inner.cache.get(&self.key(id, index)).await {
+            Ok(Some(entry)) if entry.value().fits(self.chunk_len(id, index)) => entry
+                .value()
+                .parts()
+                .map(|(offset, bytes)| (offset, bytes.clone()))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Adds bytes of chunk `index` from `offset` received from a peer to
+    /// what the cache holds of it, after checking they lie within that
+    /// chunk of `id`.
+    pub fn insert_part(&self, id: &ObjectId, index: u64, offset: u64, bytes: Bytes) -> Result<()> {
+        let piece = self.peer_piece(id, index, offset, bytes)?;
+        let mut entry = piece;
+        if let Some(now) = self.peek(id, index) {
+            entry = now.join(&entry);
+        }
+        self.store(id, index, entry);
+        Ok(())
+    }
+
+    /// A part a peer sent as a piece of chunk `index`, if it lies within it.
+    fn peer_piece(&self, id: &ObjectId, index: u64, offset: u64, bytes: Bytes) -> Result<Piece> {
+        let fits = index < self.chunk_count(id)
+            && !bytes.is_empty()
+            && offset
+                .checked_add(bytes.len() as u64)
+                .is_some_and(|end| end <= self.chunk_len(id, index));
+        if !fits {
+            return Err(QuiverError::DataLoss(format!(
+                "a peer sent {} bytes at offset {offset} of chunk {index} of {}/{}, which do not fit its {} bytes",
+                bytes.len(),
+                id.source,
+                id.path,
+                id.size
+            )));
+        }
+        Ok(Piece::part(offset, bytes))
     }
 
     /// Stores a chunk received from a peer, after checking it has exactly
@@ -391,7 +484,7 @@ impl ChunkCache {
                 id.size
             )));
         }
-        self.store(id, index, bytes);
+        self.store(id, index, Piece::whole(bytes));
         Ok(())
     }
 
@@ -401,7 +494,7 @@ impl ChunkCache {
         for i in 0..self.chunk_count(id) {
             let key = self.key(id, i);
             if self.inner.cache.contains(&key) {
-                bytes += self.chunk_len(id, i);
+                bytes += self.held(id, i);
                 self.inner.cache.remove(&key);
             }
         }
@@ -468,6 +561,7 @@ impl ChunkCache {
 
 fn chunk_key(chunk: u64, id: &ObjectId, index: u64) -> ChunkKey {
     ChunkKey {
+        format: ENTRY_FORMAT,
         source: id.source.to_string(),
         path: id.path.to_string(),
         etag: id.etag.clone(),
@@ -478,7 +572,7 @@ fn chunk_key(chunk: u64, id: &ObjectId, index: u64) -> ChunkKey {
 }
 
 /// Whether `cache` holds any chunk of `id` at chunk size `chunk`.
-fn holds_any(cache: &HybridCache<ChunkKey, Bytes>, chunk: u64, id: &ObjectId) -> bool {
+fn holds_any(cache: &HybridCache<ChunkKey, Piece>, chunk: u64, id: &ObjectId) -> bool {
     (0..id.size.div_ceil(chunk)).any(|i| cache.contains(&chunk_key(chunk, id, i)))
 }
 
@@ -486,29 +580,28 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Cuts `range` out of the chunks that cover it, without copying when it
-/// lies inside one chunk.
-fn assemble(chunks: &BTreeMap<u64, Bytes>, chunk: u64, range: Range<u64>) -> Bytes {
+/// Cuts `range` out of the chunks' entries that hold it, without copying
+/// when it lies inside one chunk; `None` when an entry lacks some of it.
+fn assemble(pieces: &BTreeMap<u64, Piece>, chunk: u64, range: Range<u64>) -> Option<Bytes> {
     if range.start >= range.end {
-        return Bytes::new();
+        return Some(Bytes::new());
     }
     let first = range.start / chunk;
     let last = (range.end - 1) / chunk;
     let piece = |i: u64| {
-        let c = &chunks[&i];
         let base = i * chunk;
-        let from = range.start.max(base) - base;
-        let to = range.end.min(base + c.len() as u64) - base;
-        c.slice(from as usize..to as usize)
+        pieces
+            .get(&i)?
+            .slice(range.start.max(base) - base..range.end.min(base + chunk) - base)
     };
     if first == last {
         return piece(first);
     }
     let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
     for i in first..=last {
-        out.extend_from_slice(&piece(i));
+        out.extend_from_slice(&piece(i)?);
     }
-    out.freeze()
+    Some(out.freeze())
 }
 
 #[cfg(test)]
@@ -518,12 +611,22 @@ mod tests {
     #[test]
     fn assemble_spans_chunks() {
         let mut chunks = BTreeMap::new();
-        chunks.insert(0, Bytes::from_static(b"abcd"));
-        chunks.insert(1, Bytes::from_static(b"efgh"));
-        chunks.insert(2, Bytes::from_static(b"ij"));
-        assert_eq!(&assemble(&chunks, 4, 1..3)[..], b"bc");
-        assert_eq!(&assemble(&chunks, 4, 3..9)[..], b"defghi");
-        assert_eq!(&assemble(&chunks, 4, 0..10)[..], b"abcdefghij");
-        assert!(assemble(&chunks, 4, 5..5).is_empty());
+        chunks.insert(0, Piece::whole(Bytes::from_static(b"abcd")));
+        chunks.insert(1, Piece::whole(Bytes::from_static(b"efgh")));
+        chunks.insert(2, Piece::whole(Bytes::from_static(b"ij")));
+        let cut = |r: Range<u64>| assemble(&chunks, 4, r).map(|b| b.to_vec());
+        assert_eq!(cut(1..3).as_deref(), Some(&b"bc"[..]));
+        assert_eq!(cut(3..9).as_deref(), Some(&b"defghi"[..]));
+        assert_eq!(cut(0..10).as_deref(), Some(&b"abcdefghij"[..]));
+        assert_eq!(cut(5..5).as_deref(), Some(&b""[..]));
+    }
+
+    #[test]
+    fn assemble_refuses_what_a_piece_lacks() {
+        let mut chunks = BTreeMap::new();
+        chunks.insert(0, Piece::part(1, Bytes::from_static(b"bc")));
+        assert_eq!(assemble(&chunks, 4, 1..3).as_deref(), Some(&b"bc"[..]));
+        assert_eq!(assemble(&chunks, 4, 0..3), None);
+        assert_eq!(assemble(&chunks, 4, 2..6), None, "chunk 1 is absent");
     }
 }

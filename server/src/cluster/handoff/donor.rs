@@ -9,8 +9,8 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use quiver_protocol::{
-    frame_chunk, slot_of, HandoffDone, HandoffList, HandoffObject, HandoffRead, HANDOFF_PAGE,
-    SLOT_COUNT,
+    frame_chunk, frame_part, slot_of, HandoffDone, HandoffList, HandoffObject, HandoffRead,
+    HANDOFF_PAGE, SLOT_COUNT,
 };
 
 use super::{object_id, READ_BATCH};
@@ -71,8 +71,11 @@ pub fn list(core: &NodeCore, body: &[u8]) -> Result<Bytes> {
 }
 
 /// Donor: the requested chunks that are cached, each as an 8-byte index,
-/// with `checksum` its 4-byte CRC-32C, then its bytes. Chunks that are gone
-/// are skipped; the importer simply does without them.
+/// with `checksum` its 4-byte CRC-32C, then its bytes; with `parts`, every
+/// part of them that is cached, its offset in the chunk after the index
+/// (a chunk held whole is one part). Chunks that are gone, or without
+/// `parts` held only in part, are skipped; the importer simply does
+/// without them.
 pub fn read(core: Arc<NodeCore>, body: &[u8]) -> Result<BoxStream<'static, Result<Bytes>>> {
     let req: HandoffRead = serde_json::from_slice(body).map_err(|e| {
         QuiverError::invalid(format!(
@@ -118,16 +121,31 @@ pub fn read(core: Arc<NodeCore>, body: &[u8]) -> Result<BoxStream<'static, Resul
         path,
         ..object_id(&req.object)
     };
-    let checksum = req.checksum;
+    let (checksum, parts) = (req.checksum, req.parts);
     Ok(futures::stream::iter(req.chunks)
-        .filter_map(move |index| {
+        .then(move |index| {
             let core = core.clone();
             let id = id.clone();
             async move {
-                let bytes = core.chunks.cached_chunk(&id, index).await?;
-                Some(Ok(frame_chunk(index, &bytes, checksum)))
+                let frames: Vec<Result<Bytes>> = if parts {
+                    core.chunks
+                        .cached_parts(&id, index)
+                        .await
+                        .into_iter()
+                        .map(|(offset, bytes)| Ok(frame_part(index, offset, &bytes, checksum)))
+                        .collect()
+                } else {
+                    core.chunks
+                        .cached_chunk(&id, index)
+                        .await
+                        .map(|bytes| Ok(frame_chunk(index, &bytes, checksum)))
+                        .into_iter()
+                        .collect()
+                };
+                futures::stream::iter(frames)
             }
         })
+        .flatten()
         .boxed())
 }
 

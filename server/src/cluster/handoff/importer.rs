@@ -11,7 +11,7 @@ use arrow_flight::{Action, FlightClient};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use quiver_protocol::{
-    slot_of, unframe_chunk, HandoffDone, HandoffList, HandoffObject, HandoffRead, Topology,
+    slot_of, unframe_part, HandoffDone, HandoffList, HandoffObject, HandoffRead, Topology,
     HANDOFF_PAGE,
 };
 use tokio::sync::watch;
@@ -142,6 +142,7 @@ async fn import_object(
             object: object.clone(),
             chunks: batch.to_vec(),
             checksum: true,
+            parts: true,
         })
         .map_err(|e| QuiverError::Internal(e.to_string()))?;
         let mut stream = bounded(url, "handoff-read", async {
@@ -156,19 +157,18 @@ async fn import_object(
         })
         .await?
         {
-            let received =
-                unframe_chunk(framed)
-                    .map_err(|e| e.to_string())
-                    .and_then(|(index, bytes)| {
-                        if !batch.contains(&index) {
-                            return Err(format!("chunk {index} was not asked for"));
-                        }
-                        let len = bytes.len() as u64;
-                        core.chunks
-                            .insert_chunk(id, index, bytes)
-                            .map(|()| len)
-                            .map_err(|e| e.to_string())
-                    });
+            let received = unframe_part(framed).map_err(|e| e.to_string()).and_then(
+                |(index, offset, bytes)| {
+                    if !batch.contains(&index) {
+                        return Err(format!("chunk {index} was not asked for"));
+                    }
+                    let len = bytes.len() as u64;
+                    core.chunks
+                        .insert_part(id, index, offset, bytes)
+                        .map(|()| len)
+                        .map_err(|e| e.to_string())
+                },
+            );
             match received {
                 Ok(len) => progress.update(|s| s.bytes += len),
                 Err(reason) => {
