@@ -347,6 +347,12 @@ async fn actions_reject_bad_input() {
             Code::InvalidArgument,
         ),
         (
+            "handoff-read parts without checksums",
+            "handoff-read",
+            br#"{"object": {"source":"local","path":"t/a.parquet","etag":"e","size":10,"last_modified_ms":0,"chunk_size":262144,"chunks":[0]}, "chunks": [0], "parts": true}"#,
+            Code::InvalidArgument,
+        ),
+        (
             "handoff-read too many chunks",
             "handoff-read",
             br#"{"object": {"source":"local","path":"t/a.parquet","etag":"e","size":10,"last_modified_ms":0,"chunk_size":262144,"chunks":[0]}, "chunks": [0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,64]}"#,

@@ -147,3 +147,19 @@ async fn concurrent_random_reads_return_the_objects_bytes_fetched_once() {
     assert_eq!(f.origin_bytes(), size, "some bytes were fetched twice");
     assert_eq!(f.cache.cached_bytes(&f.id), size);
 }
+
+/// Scattered small reads of one chunk do not leave an entry of ever more
+/// parts: once it holds 16, the next read fetches the rest of the chunk.
+#[tokio::test]
+async fn scattered_small_reads_end_in_a_whole_chunk() {
+    let f = fixture(2048 * KIB, 1024 * KIB).await;
+    for i in 0..16 {
+        let at = 100 * KIB + i * 50 * KIB;
+        f.read(&one(at..at + 10)).await;
+    }
+    assert_eq!(f.origin_bytes(), 16 * 10);
+    assert_eq!(f.cache.cached_chunk(&f.id, 0).await, None);
+    f.read(&one(999 * KIB..999 * KIB + 10)).await;
+    assert_eq!(f.origin_bytes(), 1024 * KIB);
+    assert!(f.cache.cached_chunk(&f.id, 0).await.is_some());
+}

@@ -8,7 +8,7 @@ use foyer::{
 };
 
 use super::piece::Piece;
-use super::ChunkKey;
+use super::{ChunkKey, PART_WEIGHT};
 use crate::config::{CacheConfig, Eviction};
 
 /// Shards of the memory tier; each holds an equal share of its capacity.
@@ -72,7 +72,12 @@ pub(super) fn memory_builder(
         .with_shards(MEMORY_SHARDS)
         .with_eviction_config(eviction(cfg.eviction, cfg.memory.0, cfg.chunk.0))
         .with_weighter(|k: &ChunkKey, v: &Piece| {
-            (v.held() as usize) + k.source.len() + k.path.len() + k.etag.len() + 64
+            (v.held() as usize)
+                + v.part_count() * PART_WEIGHT
+                + k.source.len()
+                + k.path.len()
+                + k.etag.len()
+                + 64
         })
         .storage()
 }

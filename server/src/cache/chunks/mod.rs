@@ -54,6 +54,16 @@ pub const MAX_RUN_CHUNKS: u64 = 8;
 /// or an entry split in two.
 const HOLE_FRACTION: u64 = 16;
 
+/// Parts an entry may hold before a read that would add more fetches the
+/// rest of its chunk instead: scattered small reads would otherwise leave
+/// entries of thousands of parts, each weighed at its bytes but costing an
+/// allocation, and every join and lookup walks them all.
+const MAX_PARTS: usize = 16;
+
+/// Memory a part costs beyond its bytes (its place in the entry and its
+/// allocation), in the memory tier's weight.
+pub(super) const PART_WEIGHT: usize = 64;
+
 /// What a chunk's entry is. Entries of format 1 were whole chunks as plain
 /// bytes; a disk tier written by such a node is never read as pieces,
 /// since the format is part of the key.
@@ -286,6 +296,12 @@ impl ChunkCache {
         let mut needs = Vec::new();
         for ((index, want), found) in wants.into_iter().zip(found) {
             let (have, tier) = found.map_or((Piece::default(), None), |(p, t)| (p, Some(t)));
+            let want = if have.part_count() + want.len() > MAX_PARTS {
+                let whole = 0..self.chunk_len(id, index);
+                vec![whole]
+            } else {
+                want
+            };
             let need = Need { index, want, have };
             match tier {
                 Some(tier) if need.met() => {
@@ -444,8 +460,11 @@ impl ChunkCache {
     /// what the cache holds of it, after checking they lie within that
     /// chunk of `id`.
     pub fn insert_part(&self, id: &ObjectId, index: u64, offset: u64, bytes: Bytes) -> Result<()> {
-        let piece = self.peer_piece(id, index, offset, bytes)?;
-        let mut entry = piece;
+        let mut entry = self.peer_piece(id, index, offset, bytes)?;
+        // Under the fills' lock, so a fill of the same chunk finishing now
+        // and this insert cannot each store an entry without the other's
+        // bytes.
+        let _fills = lock(&self.inner.inflight);
         if let Some(now) = self.peek(id, index) {
             entry = now.join(&entry);
         }
@@ -469,23 +488,9 @@ impl ChunkCache {
                 id.size
             )));
         }
-        Ok(Piece::part(offset, bytes))
-    }
-
-    /// Stores a chunk received from a peer, after checking it has exactly
-    /// the length that chunk of `id` must have.
-    pub fn insert_chunk(&self, id: &ObjectId, index: u64, bytes: Bytes) -> Result<()> {
-        if index >= self.chunk_count(id) || bytes.len() as u64 != self.chunk_len(id, index) {
-            return Err(QuiverError::DataLoss(format!(
-                "a peer sent {} bytes as chunk {index} of {}/{}, which does not fit its {} bytes",
-                bytes.len(),
-                id.source,
-                id.path,
-                id.size
-            )));
-        }
-        self.store(id, index, Piece::whole(bytes));
-        Ok(())
+        // A copy: the bytes arrived as a slice of a whole gRPC message,
+        // which the entry must not keep alive.
+        Ok(Piece::part(offset, Bytes::copy_from_slice(&bytes)))
     }
 
     /// Drops every chunk of `id`; returns the bytes that were cached.
@@ -611,9 +616,9 @@ mod tests {
     #[test]
     fn assemble_spans_chunks() {
         let mut chunks = BTreeMap::new();
-        chunks.insert(0, Piece::whole(Bytes::from_static(b"abcd")));
-        chunks.insert(1, Piece::whole(Bytes::from_static(b"efgh")));
-        chunks.insert(2, Piece::whole(Bytes::from_static(b"ij")));
+        chunks.insert(0, Piece::part(0, Bytes::from_static(b"abcd")));
+        chunks.insert(1, Piece::part(0, Bytes::from_static(b"efgh")));
+        chunks.insert(2, Piece::part(0, Bytes::from_static(b"ij")));
         let cut = |r: Range<u64>| assemble(&chunks, 4, r).map(|b| b.to_vec());
         assert_eq!(cut(1..3).as_deref(), Some(&b"bc"[..]));
         assert_eq!(cut(3..9).as_deref(), Some(&b"defghi"[..]));

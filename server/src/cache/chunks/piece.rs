@@ -34,11 +34,6 @@ impl Part {
 }
 
 impl Piece {
-    /// A whole chunk.
-    pub fn whole(bytes: Bytes) -> Self {
-        Piece::part(0, bytes)
-    }
-
     /// Bytes of a chunk from offset `start`.
     pub fn part(start: u64, bytes: Bytes) -> Self {
         if bytes.is_empty() {
@@ -52,6 +47,11 @@ impl Piece {
     /// Each part's offset in the chunk and bytes, in order.
     pub fn parts(&self) -> impl Iterator<Item = (u64, &Bytes)> {
         self.parts.iter().map(|p| (p.start, &p.bytes))
+    }
+
+    /// How many parts this holds.
+    pub fn part_count(&self) -> usize {
+        self.parts.len()
     }
 
     /// Bytes held.

@@ -89,6 +89,11 @@ pub fn read(core: Arc<NodeCore>, body: &[u8]) -> Result<BoxStream<'static, Resul
             req.object.chunk_size
         )));
     }
+    if req.parts && !req.checksum {
+        return Err(QuiverError::invalid(
+            "handoff-read with parts needs checksum: every part frame carries its CRC-32C",
+        ));
+    }
     if req.chunks.len() > 4 * READ_BATCH {
         return Err(QuiverError::ResourceExhausted(format!(
             "handoff-read takes at most {} chunks at a time",
@@ -183,7 +188,7 @@ mod tests {
         for n in names.iter().rev() {
             let id = source.identity(&(*n).into()).await.unwrap();
             core.chunks
-                .insert_chunk(&id, 0, Bytes::from(vec![1u8; 10_000]))
+                .insert_part(&id, 0, 0, Bytes::from(vec![1u8; 10_000]))
                 .unwrap();
         }
         let page = |body: &str| -> Vec<String> {
