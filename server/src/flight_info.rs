@@ -15,7 +15,7 @@ use quiver_protocol::{ActionType, ObjectListing, PresignedEndpoint, ScanRequest}
 use crate::error::{QuiverError, Result};
 use crate::miss::{MissRules, Offer, WarmJob};
 use crate::node_core::NodeCore;
-use crate::scan::column_ranges;
+use crate::scan::{column_bytes_by_row_group, column_ranges};
 use crate::source::{ObjectId, Target};
 
 /// Largest FlightInfo answered, counting its tickets: every ticket repeats
@@ -126,23 +126,24 @@ fn difference(a: &Schema, first: &str, b: &Schema, second: &str) -> String {
     }
 }
 
-/// Ranges of row groups of about `target` compressed bytes each, the
-/// endpoints a large object is planned as. An object of at most `target`
-/// bytes, or of one row group, is one range: a small object stays one
-/// cheap stream.
-fn row_group_ranges(metadata: &ParquetMetaData, size: u64, target: u64) -> Vec<Range<usize>> {
-    let n = metadata.num_row_groups();
-    if target == 0 || size <= target || n < 2 {
+/// Ranges of row groups of about `target` bytes each (`bytes` of each row
+/// group), the endpoints a large object is planned as. Row groups of at
+/// most `target` bytes in all, or one row group, are one range: a small
+/// read stays one cheap stream.
+fn row_group_ranges(bytes: &[u64], target: u64) -> Vec<Range<usize>> {
+    let n = bytes.len();
+    let total = bytes.iter().copied().fold(0u64, u64::saturating_add);
+    if target == 0 || total <= target || n < 2 {
         return std::iter::once(0..n).collect();
     }
     let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0u64);
-    for (i, group) in metadata.row_groups().iter().enumerate() {
-        bytes = bytes.saturating_add(u64::try_from(group.compressed_size()).unwrap_or(0));
-        if bytes >= target {
+    let (mut start, mut sum) = (0, 0u64);
+    for (i, b) in bytes.iter().enumerate() {
+        sum = sum.saturating_add(*b);
+        if sum >= target {
             out.push(start..i + 1);
             start = i + 1;
-            bytes = 0;
+            sum = 0;
         }
     }
     if start < n {
@@ -152,11 +153,14 @@ fn row_group_ranges(metadata: &ParquetMetaData, size: u64, target: u64) -> Vec<R
 }
 
 /// GetFlightInfo: one endpoint per object, each with a ticket naming that
-/// object and the ETag it was planned against. An object above
-/// `limits.split_bytes` read without a limit is planned as one endpoint per
-/// range of its row groups, in order, so that together they return exactly
-/// its rows; their locations start at successive owners, so replicas share
-/// the reads.
+/// object and the ETag it was planned against. An object whose needed
+/// column chunks (the projected and filtered columns) are above
+/// `limits.split_bytes`, read without a limit, is planned as one endpoint
+/// per range of its row groups, in order, so that together they return
+/// exactly its rows; their locations start at successive owners, so
+/// replicas share the reads. What is split is what the scans read: a
+/// narrow query over a wide file is one stream, not one per 64 MiB of
+/// columns it never reads, each paying a round trip and a plan.
 pub async fn flight_info(
     core: &NodeCore,
     descriptor: FlightDescriptor,
@@ -230,8 +234,12 @@ pub async fn flight_info(
         }
         // A limit is one cap over the object's rows in order, so only a
         // read without one is split.
-        let ranges = if limit.is_none() {
-            row_group_ranges(footer, id.size, core.split_bytes)
+        let ranges = if limit.is_none() && core.split_bytes > 0 && id.size > core.split_bytes {
+            let columns = core.scanner.needed_columns(&store, id, req).await?;
+            row_group_ranges(
+                &column_bytes_by_row_group(footer, &columns),
+                core.split_bytes,
+            )
         } else {
             std::iter::once(0..footer.num_row_groups()).collect()
         };
@@ -443,4 +451,22 @@ pub fn descriptor_request(descriptor: &FlightDescriptor) -> Result<ScanRequest> 
 
 pub fn parse_request(bytes: &[u8]) -> Result<ScanRequest> {
     ScanRequest::from_bytes(bytes).map_err(|e| QuiverError::invalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::row_group_ranges;
+
+    #[test]
+    fn row_groups_are_cut_by_the_bytes_a_scan_reads() {
+        // Ten row groups of 30 bytes read, a target of 64: ranges of three.
+        assert_eq!(
+            row_group_ranges(&[30; 10], 64),
+            vec![0..3, 3..6, 6..9, 9..10]
+        );
+        // The same row groups read for 5 bytes each: one stream.
+        assert_eq!(row_group_ranges(&[5; 10], 64), vec![0..10]);
+        assert_eq!(row_group_ranges(&[500], 64), vec![0..1]);
+        assert_eq!(row_group_ranges(&[30; 10], 0), vec![0..10]);
+    }
 }

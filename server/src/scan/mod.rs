@@ -29,8 +29,8 @@ use parquet::file::metadata::ParquetMetaData;
 use quiver_protocol::ScanRequest;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-pub use columns::column_ranges;
 use columns::{arrow_schema, check_columns, chunks_of, holds_columns};
+pub use columns::{column_bytes_by_row_group, column_ranges};
 use deleted_rows::DeletedRows;
 pub use errors::classify;
 use fill::HotFill;
