@@ -29,6 +29,26 @@ def check_png(path: pathlib.Path) -> None:
     assert len(data) > 5000, f"{path.name} looks empty ({len(data)} bytes)"
 
 
+def check_counted_bytes(measurements: list, command: str) -> None:
+    """The Arrow bytes the benchmark's client counted for a Quiver mode
+    are the bytes the node sent as IPC, less framing: each buffer counted
+    once. Counting `get_array_memory_size()` of Flight-decoded batches,
+    whose columns share one message buffer, gave each column the whole
+    message (16 columns, 16 times the bytes). Only for uncompressed
+    streams (compressed, the Arrow bytes exceed what was sent) and answers
+    of at least 1 MiB (below, the schema and batch headers weigh)."""
+    if "--ipc-compression" in command:
+        return
+    for m in measurements:
+        sent = m["bytes_to_client"]
+        if not m["mode"].startswith("quiver") or sent < (1 << 20):
+            continue
+        ratio = m["arrow_bytes"] / sent
+        assert 0.8 <= ratio <= 1.0, (
+            f"{m['workload']} {m['case']} {m['mode']}: the client counted {m['arrow_bytes']} B "
+            f"of Arrow for {sent} B the node sent")
+
+
 def check_suite(out: pathlib.Path) -> None:
     suite = json.loads((out / "results.json").read_text())
     assert suite["command"].startswith("cargo build --release"), suite["command"]
@@ -50,6 +70,7 @@ def check_suite(out: pathlib.Path) -> None:
         else:
             assert m["hit_ratio"] is None and m["s3_requests"] > 0
         assert m["speedup_vs_datafusion"] > 0
+    check_counted_bytes(ms, suite["command"])
     traces = [c for (w, c) in cases if w == "trace"]
     assert traces == ["zipf-small", "zipf-large", "parallel", "serial"], traces
     assert len([c for (w, c) in cases if w == "pushdown"]) == 8
