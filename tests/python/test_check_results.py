@@ -33,7 +33,13 @@ def test_bytes_counted_once_per_column_fail():
 
 
 def test_baselines_small_answers_and_compressed_streams_are_not_checked():
-    check_results.check_counted_bytes([measurement("datafusion", 10 * MIB, 0)], COMMAND)
-    check_results.check_counted_bytes([measurement("quiver-cold", 5_000, 9_000)], COMMAND)
+    checked = measurement("quiver-warm", 64 * MIB, 64 * MIB + 20_000)
+    check_results.check_counted_bytes([measurement("datafusion", 30 * MIB, 10 * MIB), checked], COMMAND)
+    check_results.check_counted_bytes([measurement("quiver-cold", 5_000, 9_000), checked], COMMAND)
     check_results.check_counted_bytes(
         [measurement("quiver-warm", 3 * 64 * MIB, 64 * MIB)], COMMAND + " --ipc-compression zstd")
+
+
+def test_a_run_with_nothing_to_check_fails():
+    with pytest.raises(AssertionError, match="no Quiver answer"):
+        check_results.check_counted_bytes([measurement("quiver-cold", 5_000, 9_000)], COMMAND)

@@ -219,6 +219,21 @@ async fn a_large_object_is_split_into_row_group_endpoints_that_cover_it() {
     }
     assert!(nonempty > 10, "only {nonempty} cases matched any row");
 
+    // The split counts what a request reads: one narrow column is fewer
+    // endpoints than every column.
+    let every = flight_info(&mut c, &scan("local", "t/big.parquet"))
+        .await
+        .unwrap()
+        .endpoint
+        .len();
+    let mut narrow = scan("local", "t/big.parquet");
+    narrow.columns = Some(vec!["id".into()]);
+    let narrow = flight_info(&mut c, &narrow).await.unwrap().endpoint.len();
+    assert!(
+        narrow < every,
+        "{narrow} endpoints for one column, {every} for all"
+    );
+
     let mut limited = scan("local", "t/big.parquet");
     limited.limit = Some(100);
     assert_eq!(
