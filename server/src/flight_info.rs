@@ -15,7 +15,7 @@ use quiver_protocol::{ActionType, ObjectListing, PresignedEndpoint, ScanRequest}
 use crate::error::{QuiverError, Result};
 use crate::miss::{MissRules, Offer, WarmJob};
 use crate::node_core::NodeCore;
-use crate::scan::{column_bytes_by_row_group, column_ranges};
+use crate::scan::column_ranges;
 use crate::source::{ObjectId, Target};
 
 /// Largest FlightInfo answered, counting its tickets: every ticket repeats
@@ -34,28 +34,38 @@ const WARM_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5)
 /// Footers read at once while planning a prefix.
 const PLAN_CONCURRENCY: usize = 16;
 
+/// What `req` names, as [`schema`] finds it.
+pub struct Described {
+    pub target: Target,
+    pub objects: Vec<ObjectId>,
+    /// The projected schema as it is sent.
+    pub schema: SchemaRef,
+    /// For each object, the compressed bytes its scan reads, by row group.
+    pub read_bytes: Vec<Vec<u64>>,
+}
+
 /// The projected schema of `req` as it is sent (every type mapped by
 /// [`wire_schema`], `docs/protocol.md` "Type mapping"), checked against
 /// every object it names so that a bad column or filter fails now rather
-/// than in the middle of a read.
-pub async fn schema(
-    core: &NodeCore,
-    req: &ScanRequest,
-) -> Result<(Target, Vec<ObjectId>, SchemaRef)> {
+/// than in the middle of a read; with what each object's scan would read.
+pub async fn schema(core: &NodeCore, req: &ScanRequest) -> Result<Described> {
     let target = core.sources.resolve(req)?;
     let objects = core.objects(&target, req.immutable).await?;
     let store = core.store(&target.source().name)?.clone();
-    let schemas: Vec<Schema> = futures::stream::iter(objects.iter().cloned())
-        .map(|id| {
-            let store = store.clone();
-            async move {
-                let projected = core.scanner.projected_schema(&store, &id, req).await?;
-                Ok::<_, QuiverError>(wire_schema(&projected))
-            }
-        })
-        .buffered(PLAN_CONCURRENCY)
-        .try_collect()
-        .await?;
+    let (schemas, read_bytes): (Vec<Schema>, Vec<Vec<u64>>) =
+        futures::stream::iter(objects.iter().cloned())
+            .map(|id| {
+                let store = store.clone();
+                async move {
+                    let projected = core.scanner.projected_schema(&store, &id, req).await?;
+                    Ok::<_, QuiverError>((wire_schema(&projected.schema), projected.read_bytes))
+                }
+            })
+            .buffered(PLAN_CONCURRENCY)
+            .try_collect::<Vec<_>>()
+            .await?
+            .into_iter()
+            .unzip();
     let first = &schemas[0];
     for (id, s) in objects.iter().zip(&schemas).skip(1) {
         if s.fields() != first.fields() {
@@ -67,7 +77,12 @@ pub async fn schema(
             )));
         }
     }
-    Ok((target, objects, Arc::new(first.clone())))
+    Ok(Described {
+        target,
+        objects,
+        schema: Arc::new(first.clone()),
+        read_bytes,
+    })
 }
 
 /// Where schema `a` of object `first` and schema `b` of object `second`
@@ -166,7 +181,12 @@ pub async fn flight_info(
     descriptor: FlightDescriptor,
     req: &ScanRequest,
 ) -> Result<FlightInfo> {
-    let (target, objects, schema) = schema(core, req).await?;
+    let Described {
+        target,
+        objects,
+        schema,
+        read_bytes,
+    } = schema(core, req).await?;
     let store = core.store(&target.source().name)?.clone();
     // Row counts let a limit without a filter be split exactly across
     // objects, so the endpoints together return no more than `limit` rows.
@@ -193,7 +213,7 @@ pub async fn flight_info(
         .map_err(|e| QuiverError::Internal(format!("cannot encode the schema: {e}")))?
         .with_descriptor(descriptor)
         .with_ordered(true);
-    for ((id, n), footer) in objects.iter().zip(rows).zip(&footers) {
+    for (((id, n), footer), read) in objects.iter().zip(rows).zip(&footers).zip(&read_bytes) {
         let limit = match (remaining, exact_rows) {
             (Some(0), true) => break,
             (Some(r), true) => {
@@ -234,12 +254,8 @@ pub async fn flight_info(
         }
         // A limit is one cap over the object's rows in order, so only a
         // read without one is split.
-        let ranges = if limit.is_none() && core.split_bytes > 0 && id.size > core.split_bytes {
-            let columns = core.scanner.needed_columns(&store, id, req).await?;
-            row_group_ranges(
-                &column_bytes_by_row_group(footer, &columns),
-                core.split_bytes,
-            )
+        let ranges = if limit.is_none() {
+            row_group_ranges(read, core.split_bytes)
         } else {
             std::iter::once(0..footer.num_row_groups()).collect()
         };

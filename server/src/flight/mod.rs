@@ -159,7 +159,7 @@ impl FlightService for QuiverFlight {
                 self.core.auth.check(request.metadata(), Caller::Reader)?;
                 let req = descriptor_request(request.get_ref())?;
                 let _slot = self.core.plan_permit()?;
-                let (_, _, schema) = flight_info::schema(&self.core, &req).await?;
+                let schema = flight_info::schema(&self.core, &req).await?.schema;
                 SchemaResult::try_from(SchemaAsIpc::new(&schema, &IpcWriteOptions::default()))
                     .map_err(|e| QuiverError::Internal(format!("cannot encode the schema: {e}")))
             },

@@ -50,22 +50,6 @@ pub fn column_ranges(
     Ok(ranges)
 }
 
-/// Compressed bytes of `columns`' chunks (top-level names) in each row
-/// group: what a scan of those columns reads of it.
-pub fn column_bytes_by_row_group(metadata: &ParquetMetaData, columns: &[String]) -> Vec<u64> {
-    metadata
-        .row_groups()
-        .iter()
-        .map(|rg| {
-            rg.columns()
-                .iter()
-                .filter(|col| columns.iter().any(|c| col.column_path().parts()[0] == *c))
-                .map(|col| u64::try_from(col.compressed_size()).unwrap_or(0))
-                .fold(0u64, u64::saturating_add)
-        })
-        .collect()
-}
-
 /// Whether the cache holds the column chunks of `columns` (top-level
 /// indices) in `row_groups` of `id`.
 pub(super) fn holds_columns(

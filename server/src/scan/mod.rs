@@ -29,8 +29,8 @@ use parquet::file::metadata::ParquetMetaData;
 use quiver_protocol::ScanRequest;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+pub use columns::column_ranges;
 use columns::{arrow_schema, check_columns, chunks_of, holds_columns};
-pub use columns::{column_bytes_by_row_group, column_ranges};
 use deleted_rows::DeletedRows;
 pub use errors::classify;
 use fill::HotFill;
@@ -73,6 +73,15 @@ pub struct Scanner {
     parts_budget: Arc<Semaphore>,
     /// Deletion vectors read, by identity.
     deletion_vectors: DeletionVectors,
+}
+
+/// What a scan of one object would produce, and what it would read.
+pub struct Projected {
+    /// The batches' schema.
+    pub schema: SchemaRef,
+    /// Compressed bytes of the column chunks it reads (projection and
+    /// filter), by row group: what splitting the object's endpoints counts.
+    pub read_bytes: Vec<u64>,
 }
 
 /// A scan checked against its file and planned once: the Parquet path's
@@ -252,14 +261,25 @@ impl Scanner {
         Ok((schema, scan.stream()))
     }
 
-    /// The projected schema a scan would produce, without running it.
+    /// What a scan would produce and read, without running it.
     pub async fn projected_schema(
         &self,
         store: &Arc<CachingObjectStore>,
         id: &ObjectId,
         req: &ScanRequest,
-    ) -> Result<SchemaRef> {
-        Ok(self.plan(store, id, req, None).await?.output)
+    ) -> Result<Projected> {
+        let planned = self.plan(store, id, req, None).await?;
+        let read_bytes = (0..planned.metadata.num_row_groups())
+            .map(|g| {
+                chunks_of(&planned.metadata, &[g], &planned.read)
+                    .map(|c| u64::try_from(c.compressed_size()).unwrap_or(0))
+                    .fold(0u64, u64::saturating_add)
+            })
+            .collect();
+        Ok(Projected {
+            schema: planned.output,
+            read_bytes,
+        })
     }
 
     /// Reads one row group of `planned` from Parquet.
