@@ -57,7 +57,7 @@ QUIVER_SERVER_BIN="$target/debug/quiver-server" QUIVER_FLIGHT_SQL_CLIENT="$fligh
 echo "==> benchmark suite, quick"
 out="$(mktemp -d)"
 "$target/debug/quiver-bench" --quick --out "$out" > "$out/stdout.txt"
-"$target/debug/quiver-bench" node --file-mb 4 --files 1 --clients 2 --runs 1 --out "$out" > "$out/node-stdout.txt"
+"$target/debug/quiver-bench" node --file-mb 4 --files 1 --clients 2 --runs 1 --cache-disk-mib 256 --out "$out" > "$out/node-stdout.txt"
 "$target/debug/quiver-bench" cluster --quick --out "$out" > "$out/cluster-stdout.txt"
 "$target/debug/quiver-bench" tpch --quick --out "$out" > "$out/tpch-stdout.txt"
 "$target/debug/quiver-bench" tpch --quick --nodes 3 --out "$out/tpch-cluster" > "$out/tpch-cluster-stdout.txt"

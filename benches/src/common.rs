@@ -10,7 +10,9 @@ use quiver_protocol::IpcCompression;
 use quiver_testkit::link::LinkConfig;
 
 use crate::error::BoxError;
-use crate::rig::{RigOptions, DEFAULT_DISK_MIB, DEFAULT_MEMORY_MIB, DEFAULT_SOURCE};
+use crate::rig::{
+    RigOptions, DEFAULT_DISK_MIB, DEFAULT_MEMORY_MIB, DEFAULT_SOURCE, QUICK_DISK_MIB,
+};
 use crate::server::default_binary;
 
 /// The most local nodes `--nodes N` starts on one machine.
@@ -66,9 +68,10 @@ pub struct Common {
     /// Memory tier of the local node, in MiB (1 GiB, like the ISTZIIO rig).
     #[arg(long, global = true, default_value_t = DEFAULT_MEMORY_MIB)]
     pub cache_memory_mib: u64,
-    /// Disk tier of the local node, in MiB.
-    #[arg(long, global = true, default_value_t = DEFAULT_DISK_MIB)]
-    pub cache_disk_mib: u64,
+    /// Disk tier of each local node, in MiB [default: 4096, or 256 with
+    /// --quick]. The tier allocates it when the node starts.
+    #[arg(long, global = true)]
+    pub cache_disk_mib: Option<u64>,
     /// Read Quiver by DoGet on a hand-made ticket, skipping GetFlightInfo
     /// (no planning paid, no endpoint split); by default it is read as a
     /// client does, GetFlightInfo and then its endpoints in parallel.
@@ -152,10 +155,21 @@ impl Common {
             .s3(self.s3.clone())
             .source(self.source.clone())
             .memory_mib(self.cache_memory_mib)
-            .disk_mib(self.cache_disk_mib)
+            .disk_mib(self.disk_mib())
             .connector(self.connector()?)
             .ticket_only(self.ticket_only)
             .compression(self.ipc_compression))
+    }
+
+    /// The disk tier of each local node: `--cache-disk-mib`, else a small
+    /// one for a quick run (its data is tens of MiB) and the full default
+    /// otherwise.
+    pub fn disk_mib(&self) -> u64 {
+        self.cache_disk_mib.unwrap_or(if self.quick {
+            QUICK_DISK_MIB
+        } else {
+            DEFAULT_DISK_MIB
+        })
     }
 
     /// `--nodes N` (a number rather than URLs).

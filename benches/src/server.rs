@@ -26,6 +26,34 @@ fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
+/// Free space a run keeps beyond its nodes' disk tiers: for the generated
+/// data, the emulated S3's copy of it and the results.
+const DISK_MARGIN: u64 = 512 << 20;
+
+/// Fails, naming `--cache-disk-mib`, when the file system of `dir` cannot
+/// hold `tier_bytes` of disk tiers (the tiers allocate their files when they
+/// open) and the run's data besides: a clear error before anything starts,
+/// not a node or a write failing with "no space left" half way through.
+pub fn ensure_disk_room(dir: &Path, tier_bytes: u64) -> Result<(), BoxError> {
+    if tier_bytes == 0 {
+        return Ok(());
+    }
+    let free = fs4::available_space(dir)?;
+    let needed = tier_bytes.saturating_add(DISK_MARGIN);
+    if free < needed {
+        return Err(format!(
+            "the local nodes' disk tiers need {} MiB in {} and the run about {} MiB more, \
+             but only {} MiB is free: pass a smaller --cache-disk-mib (0 for none)",
+            tier_bytes >> 20,
+            dir.display(),
+            DISK_MARGIN >> 20,
+            free >> 20
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// The quiver-server binary next to this benchmark's binary, unless given.
 pub fn default_binary() -> PathBuf {
     std::env::current_exe()
@@ -131,5 +159,24 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tiers the disk cannot hold fail before anything starts, naming the
+    /// flag that shrinks them; tiers it can hold, or none, pass.
+    #[test]
+    fn tiers_larger_than_the_free_space_are_refused_with_the_flag_to_shrink_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = fs4::available_space(dir.path()).unwrap();
+        let err = ensure_disk_room(dir.path(), free.saturating_add(1 << 30))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--cache-disk-mib"), "{err}");
+        assert!(ensure_disk_room(dir.path(), 0).is_ok());
+        assert!(ensure_disk_room(dir.path(), 1 << 20).is_ok() || free < DISK_MARGIN + (1 << 20));
     }
 }

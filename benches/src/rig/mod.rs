@@ -24,12 +24,14 @@ use url::Url;
 use crate::counting::CountingStore;
 use crate::error::BoxError;
 use crate::origin::{s3_store, NetProcess, Upstream};
-use crate::server::ServerProcess;
+use crate::server::{ensure_disk_room, ServerProcess};
 
 mod options;
 mod stats;
 
-pub use options::{RigOptions, DEFAULT_DISK_MIB, DEFAULT_MEMORY_MIB, DEFAULT_SOURCE};
+pub use options::{
+    RigOptions, DEFAULT_DISK_MIB, DEFAULT_MEMORY_MIB, DEFAULT_SOURCE, QUICK_DISK_MIB,
+};
 pub use stats::NodeStats;
 
 const LOCAL_BUCKET: &str = "bench";
@@ -143,6 +145,11 @@ impl Rig {
             });
         }
 
+        let count = opts.local_nodes.max(1);
+        ensure_disk_room(
+            work.path(),
+            (count as u64).saturating_mul(opts.disk_mib.saturating_mul(1 << 20)),
+        )?;
         let origin = NetProcess::start(
             &Upstream::S3 {
                 dir: work.path().join("s3"),
@@ -156,7 +163,6 @@ impl Rig {
             None => direct_endpoint.clone(),
         };
         let mut net = vec![origin];
-        let count = opts.local_nodes.max(1);
         let mut servers = Vec::new();
         let mut channels = Vec::new();
         let mut urls = Vec::new();

@@ -17,6 +17,9 @@ pub const DEFAULT_SOURCE: &str = "bench";
 pub const DEFAULT_MEMORY_MIB: u64 = 1024;
 /// The disk tier of a local node unless told.
 pub const DEFAULT_DISK_MIB: u64 = 4096;
+/// The disk tier of a local node in a `--quick` run unless told: room for
+/// its data many times over, without taking gigabytes from a CI machine.
+pub const QUICK_DISK_MIB: u64 = 256;
 
 /// What a [`Rig`] is made of. [`RigOptions::default`] is one local node,
 /// with the default tiers, on raw loopback; the builder methods change one

@@ -28,7 +28,7 @@ use crate::error::BoxError;
 use crate::flight::{connect, quiver_batches, stats};
 use crate::origin::{s3_store, NetProcess, Upstream};
 use crate::report;
-use crate::server::{ServerProcess, MIN_HOT_MIB};
+use crate::server::{ensure_disk_room, ServerProcess, MIN_HOT_MIB};
 use crate::timing::{median, ms};
 
 const BUCKET: &str = "bench";
@@ -89,6 +89,7 @@ impl NodeArgs {
             runs: self.runs,
             selectivity: self.selectivity,
             memory_mib: self.memory_mib,
+            disk_mib: common.disk_mib(),
             link: common.link(),
             sweep_ms,
             client_link: common.client_link(),
@@ -114,6 +115,8 @@ pub struct NodeSettings {
     pub runs: usize,
     pub selectivity: f64,
     pub memory_mib: u64,
+    /// The node's disk tier (`--cache-disk-mib`).
+    pub disk_mib: u64,
     pub link: Option<LinkConfig>,
     /// Further S3 link latencies to compare at, in milliseconds.
     pub sweep_ms: Vec<u64>,
@@ -191,6 +194,7 @@ async fn datafusion_session(
 
 pub async fn run(args: &NodeSettings) -> Result<NodeReport, BoxError> {
     let work = tempfile::tempdir()?;
+    ensure_disk_room(work.path(), args.disk_mib.saturating_mul(MIB))?;
     // The headline link first, then the sweep's other latencies.
     let mut links: Vec<LinkConfig> = args.link.into_iter().collect();
     if let Some(headline) = args.link {
@@ -249,12 +253,13 @@ pub async fn run(args: &NodeSettings) -> Result<NodeReport, BoxError> {
     std::fs::remove_dir_all(&staging)?;
 
     let config = format!(
-        "[cache]\nmemory = \"{}MiB\"\nhot = \"{}MiB\"\ndisk = \"2GiB\"\ndisk_dir = \"{}\"\n\n\
+        "[cache]\nmemory = \"{}MiB\"\nhot = \"{}MiB\"\ndisk = \"{}MiB\"\ndisk_dir = \"{}\"\n\n\
          [[source]]\nname = \"{BUCKET}\"\nurl = \"s3://{BUCKET}/\"\nendpoint = \"{endpoint}\"\nregion = \"us-east-1\"\n\
          access_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n\n\
          [limits]\nmax_concurrent_scans = {}\n",
         args.memory_mib,
         args.memory_mib.max(MIN_HOT_MIB),
+        args.disk_mib,
         work.path().join("cache").display(),
         args.clients.max(64),
     );
