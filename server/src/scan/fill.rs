@@ -8,13 +8,16 @@
 //! in the byte-range tier, so the decode reads no origin bytes of its own.
 //!
 //! Decoding runs in the background, after the scan that missed has been
-//! answered from Parquet, one fill at a time per node, so that filling never
-//! delays a client or takes more than one core. A fill takes row groups in
+//! answered from Parquet (its stream ended or was dropped: see [`FillGate`]),
+//! one fill at a time per node, so that filling never delays a client or
+//! takes more than one core. A fill started while its scan still ran would
+//! decode the same row groups beside it, on the cores the cold scan needs. A fill takes row groups in
 //! file order up to half the tier: more would evict what it just decoded.
 //! The rest stay remembered, so a later miss fills them, and meanwhile
 //! scans are answered from the tier for the row groups it holds.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arrow::array::{new_empty_array, Array, ArrayRef};
@@ -24,7 +27,7 @@ use futures::TryStreamExt;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::file::metadata::ParquetMetaData;
-use tokio::sync::Semaphore;
+use tokio::sync::{oneshot, Semaphore};
 
 use super::columns::chunks_of;
 use super::reader::PinnedReaderFactory;
@@ -35,11 +38,28 @@ use crate::source::ObjectId;
 /// Keys of column chunks missed once and remembered for admission.
 const GHOSTS: usize = 1 << 16;
 
+/// Fills waiting for their scan to end or for the running fill, at most:
+/// each holds only keys and the footer, but a node under many missing
+/// scans must not queue without bound. Beyond it the keys stay ghosts, so
+/// a later miss admits them.
+const QUEUED_FILLS: usize = 64;
+
+/// Held by a scan that admitted a fill; the fill starts once it is dropped,
+/// which happens when the scan's stream ends or its client goes away.
+#[derive(Debug)]
+pub struct FillGate {
+    _held_by_the_scan: oneshot::Sender<()>,
+}
+
 /// Fills the hot tier. One per scanner.
 pub struct HotFill {
     tier: DecodedCache,
     ghosts: Cache<DecodedKey, ()>,
     running: Arc<Semaphore>,
+    queued: Arc<Semaphore>,
+    /// Set when the node stops: fills end before their next row group, so
+    /// none is in a cache lookup when the cache closes.
+    stopping: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
 }
 
@@ -57,8 +77,20 @@ impl HotFill {
                 .with_weighter(|_: &DecodedKey, _: &()| 1)
                 .build(),
             running: Arc::new(Semaphore::new(1)),
+            queued: Arc::new(Semaphore::new(QUEUED_FILLS)),
+            stopping: Arc::new(AtomicBool::new(false)),
             metrics,
         }
+    }
+
+    /// Whether no fill is queued or running.
+    pub fn idle(&self) -> bool {
+        self.queued.available_permits() == QUEUED_FILLS
+    }
+
+    /// Ends every fill before its next row group and starts no more.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
     }
 
     pub fn tier(&self) -> &DecodedCache {
@@ -66,15 +98,16 @@ impl HotFill {
     }
 
     /// Called when a scan missed on `missing` (row group, column) pairs:
-    /// remembers first misses and, if any pair missed before and no fill is
-    /// running, decodes those pairs in the background.
+    /// remembers first misses and, if any pair missed before, queues a
+    /// background decode of those pairs that starts when the returned gate
+    /// is dropped.
     pub fn missed(
         &self,
         object: &Arc<ObjectId>,
         metadata: &Arc<ParquetMetaData>,
         missing: &[(usize, usize)],
         factory: PinnedReaderFactory,
-    ) {
+    ) -> Option<FillGate> {
         let mut admitted: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for &(row_group, column) in missing {
             let key = DecodedKey {
@@ -101,10 +134,10 @@ impl HotFill {
             }
         });
         if admitted.is_empty() {
-            return;
+            return None;
         }
-        let Ok(permit) = self.running.clone().try_acquire_owned() else {
-            return;
+        let Ok(queued) = self.queued.clone().try_acquire_owned() else {
+            return None;
         };
         for (&row_group, columns) in &admitted {
             for &column in columns {
@@ -119,9 +152,20 @@ impl HotFill {
         let metrics = self.metrics.clone();
         let object = object.clone();
         let metadata = metadata.clone();
+        let running = self.running.clone();
+        let stopping = self.stopping.clone();
+        let (gate, scan_ended) = oneshot::channel();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _queued = queued;
+            // The sender is only ever dropped: both outcomes mean the scan ended.
+            let _ = scan_ended.await;
+            let Ok(_running) = running.acquire_owned().await else {
+                return;
+            };
             for (row_group, mut columns) in admitted {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
                 columns.sort_unstable();
                 columns.dedup();
                 match decode(&factory, &object, &metadata, row_group, &columns).await {
@@ -143,6 +187,9 @@ impl HotFill {
                 }
             }
         });
+        Some(FillGate {
+            _held_by_the_scan: gate,
+        })
     }
 }
 

@@ -23,8 +23,10 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::physical_expr::{split_conjunction, PhysicalExpr};
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{execute_stream, ExecutionPlan, SendableRecordBatchStream};
 use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::StreamExt;
 use parquet::file::metadata::ParquetMetaData;
 use quiver_protocol::ScanRequest;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -33,7 +35,7 @@ pub use columns::column_ranges;
 use columns::{arrow_schema, check_columns, chunks_of, holds_columns};
 use deleted_rows::DeletedRows;
 pub use errors::classify;
-use fill::HotFill;
+use fill::{FillGate, HotFill};
 use hot::Job;
 use parquet_plan::ParquetPlan;
 use predicate::Predicate;
@@ -129,6 +131,21 @@ const DELETION_VECTOR_BYTES: u64 = 64 << 20;
 /// origin's link busy.
 const MAX_PARTS: usize = 16;
 
+/// `stream`, holding `gate` until it is dropped: a fill the scan admitted
+/// starts once the scan is over.
+fn holding(stream: SendableRecordBatchStream, gate: Option<FillGate>) -> SendableRecordBatchStream {
+    let Some(gate) = gate else {
+        return stream;
+    };
+    let schema = stream.schema();
+    Box::pin(RecordBatchStreamAdapter::new(
+        schema,
+        stream.inspect(move |_| {
+            let _ = &gate;
+        }),
+    ))
+}
+
 /// The object-store URL under which DataFusion finds a source's store.
 pub fn store_url(source: &str) -> Result<ObjectStoreUrl> {
     ObjectStoreUrl::parse(format!("quiver://{source}"))
@@ -183,10 +200,18 @@ impl Scanner {
     }
 
     /// Whether no background read is running: neither read-ahead (each
-    /// holds part of the budget until its reads are done) nor a row group
-    /// of a scan whose client has gone.
+    /// holds part of the budget until its reads are done), nor a row group
+    /// of a scan whose client has gone, nor a fill of the hot tier.
     pub fn background_idle(&self) -> bool {
-        self.read_ahead.available_permits() == reader::READ_AHEAD_BUDGET_KIB && self.parts.idle()
+        self.read_ahead.available_permits() == reader::READ_AHEAD_BUDGET_KIB
+            && self.parts.idle()
+            && self.hot.idle()
+    }
+
+    /// Starts no more background work that would outlive the node's
+    /// requests: fills end before their next row group.
+    pub fn stop_background(&self) {
+        self.hot.stop();
     }
 
     /// Makes every scan record its reads in `log`.
@@ -228,14 +253,14 @@ impl Scanner {
     ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
         let planned = self.plan(store, id, req, Some(client)).await?;
         let schema = planned.output.clone();
-        let parts = self.parts(&planned, store, id);
+        let (parts, gate) = self.parts(&planned, store, id);
         let all_parquet = parts.iter().all(|(_, p)| matches!(p, Part::Parquet));
         let (window, budget) = self.window(&planned, req, !all_parquet);
         if all_parquet && (window <= 1 || parts.len() <= 1) {
             let what = format!("{}/{}", id.source, id.path);
             let stream = execute_stream(planned.plan, self.ctx.task_ctx())
                 .map_err(|e| classify(e, &what, req.filter.is_some()))?;
-            return Ok((schema, stream));
+            return Ok((schema, holding(stream, gate)));
         }
         let conjuncts = planned
             .predicate
@@ -258,7 +283,7 @@ impl Scanner {
             tasks: self.parts.clone(),
             budget,
         };
-        Ok((schema, scan.stream()))
+        Ok((schema, holding(scan.stream(), gate)))
     }
 
     /// What a scan would produce and read, without running it.
@@ -307,13 +332,14 @@ impl Scanner {
         planned: &Planned,
         store: &Arc<CachingObjectStore>,
         id: &ObjectId,
-    ) -> Vec<(usize, Part)> {
+    ) -> (Vec<(usize, Part)>, Option<FillGate>) {
         if !self.hot().is_enabled() {
-            return planned
+            let parts = planned
                 .row_groups
                 .iter()
                 .map(|&g| (g, Part::Parquet))
                 .collect();
+            return (parts, None);
         }
         let object = Arc::new(id.clone());
         let metadata = &planned.metadata;
@@ -347,6 +373,7 @@ impl Scanner {
         } else {
             Lookup::Miss
         });
+        let mut gate = None;
         if !missing.is_empty() {
             let factory = PinnedReaderFactory::new(
                 store.clone(),
@@ -354,9 +381,9 @@ impl Scanner {
                 self.read_ahead.clone(),
                 None,
             );
-            self.hot.missed(&object, metadata, &missing, factory);
+            gate = self.hot.missed(&object, metadata, &missing, factory);
         }
-        parts
+        (parts, gate)
     }
 
     /// Row groups a scan reads at once, and the share of the node's

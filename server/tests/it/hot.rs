@@ -403,3 +403,43 @@ async fn scans_during_a_fill_return_every_row() {
     }
     node.shutdown().await.unwrap();
 }
+
+/// A fill waits for the scan that admitted it: decoding beside a cold scan
+/// would take the cores that scan needs. Held open, the scan keeps the
+/// fill back; once the client drops it, the fill runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_starts_when_the_scan_that_missed_is_over() {
+    const ROWS: usize = 400_000;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t/held.parquet");
+    write_parquet(&file, ROWS, 27);
+    let node = quiver_server::RunningNode::start(node_config(
+        vec![local_source("local", dir.path())],
+        None,
+    ))
+    .await
+    .unwrap();
+    let mut c = client(&node).await;
+    let req = scan("local", "t/held.parquet");
+    // The first miss only remembers the column chunks.
+    do_get(&mut c, &req).await.unwrap();
+    assert_eq!(stats(&mut c).await.hot.fills, 0);
+    // The second admits them, and holds the fill while its stream is open:
+    // one batch read, the rest (far more than the transport buffers) not.
+    let mut held = c.do_get(ticket(&req)).await.unwrap();
+    futures::StreamExt::next(&mut held).await.unwrap().unwrap();
+    let mut other = client(&node).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        stats(&mut other).await.hot.fills,
+        0,
+        "a fill ran while its scan was still streaming"
+    );
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stats(&mut other).await.hot.fills == 0 {
+        assert!(Instant::now() < deadline, "the fill never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    node.shutdown().await.unwrap();
+}
