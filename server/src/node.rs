@@ -341,7 +341,9 @@ async fn settle(core: &NodeCore) {
     })
     .await;
     if waited.is_err() {
-        tracing::warn!("scans or read-ahead were still running when the node stopped");
+        tracing::warn!(
+            "scans, read-ahead or hot-tier fills were still running when the node stopped"
+        );
     }
 }
 

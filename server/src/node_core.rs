@@ -87,11 +87,9 @@ impl NodeCore {
     /// Parquet objects under a prefix (at least one).
     pub async fn objects(&self, target: &Target, immutable: bool) -> Result<Vec<ObjectId>> {
         match target {
-            Target::Object { source, path } => Ok(vec![
-                self.store(&source.name)?
-                    .identity_for(path, immutable)
-                    .await?,
-            ]),
+            Target::Object { source, path } => {
+                Ok(vec![source.identity_for(path, immutable).await?])
+            }
             Target::Prefix { source, prefix } => {
                 let ids = source.list(prefix).await?;
                 if ids.is_empty() {

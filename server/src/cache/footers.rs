@@ -14,10 +14,12 @@ use parquet::arrow::async_reader::MetadataFetch;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 
-use super::store::FOOTER_PREFETCH;
 use super::CachingObjectStore;
 use crate::error::{QuiverError, Result};
 use crate::source::ObjectId;
+
+/// Read with the footer in one request: most footers and page indexes fit.
+const FOOTER_PREFETCH: usize = 256 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct FooterKey {
@@ -97,7 +99,7 @@ impl FooterCache {
         let fetch = PinnedFetch { store, id };
         let metadata = ParquetMetaDataReader::new()
             .with_page_index_policy(PageIndexPolicy::Optional)
-            .with_prefetch_hint(usize::try_from(FOOTER_PREFETCH).ok())
+            .with_prefetch_hint(Some(FOOTER_PREFETCH))
             .load_and_finish(fetch, id.size)
             .await
             .map_err(|e| from_parquet_error(e, id))?;

@@ -25,10 +25,6 @@ use super::ChunkCache;
 use crate::error::QuiverError;
 use crate::source::{ObjectId, Source};
 
-/// The end of an object read with a footer, in one request: most footers
-/// and page indexes fit.
-pub(crate) const FOOTER_PREFETCH: u64 = 256 * 1024;
-
 #[derive(Debug)]
 pub struct CachingObjectStore {
     source: Arc<Source>,
@@ -63,26 +59,6 @@ impl CachingObjectStore {
 
     pub fn source(&self) -> &Arc<Source> {
         &self.source
-    }
-
-    /// The identity of `path` (see [`Source::identity_for`]). When the origin
-    /// has to be asked, the object's footer comes with the answer and is
-    /// cached, so the plan that follows reads it without a round trip.
-    pub async fn identity_for(
-        &self,
-        path: &Path,
-        immutable: bool,
-    ) -> crate::error::Result<ObjectId> {
-        let (id, tail) = self
-            .source
-            .identity_with_tail(path, immutable, FOOTER_PREFETCH)
-            .await?;
-        if let Some(tail) = tail {
-            if let Err(e) = self.chunks.insert_range(&id, tail.start, tail.bytes) {
-                tracing::debug!(path = %path, error = %e, "the footer read with the identity was not cached");
-            }
-        }
-        Ok(id)
     }
 
     /// Whether the cache holds every byte of `ranges` of `id`.

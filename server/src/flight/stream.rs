@@ -141,6 +141,9 @@ pub(super) fn serve_scan(
                     break;
                 }
             }
+            // The scan is over: what it holds (a hot-tier fill waits for
+            // it) goes now, not when the client has taken the last messages.
+            drop(encoded);
             // The slot stands for this scan's memory: it is kept until the
             // client has taken what the channel still holds, so answers that
             // are produced but not yet delivered cannot pile up beyond the slot

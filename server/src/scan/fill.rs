@@ -168,6 +168,12 @@ impl HotFill {
                 }
                 columns.sort_unstable();
                 columns.dedup();
+                // Another fill, queued while this one waited, may have
+                // decoded some of them already.
+                let columns = match tier.row_group(&object, row_group, &columns) {
+                    Ok(_) => continue,
+                    Err(absent) => absent,
+                };
                 match decode(&factory, &object, &metadata, row_group, &columns).await {
                     Ok(arrays) => {
                         for (column, array) in columns.into_iter().zip(arrays) {

@@ -12,7 +12,6 @@ mod local;
 mod origin;
 mod paths;
 mod presign;
-mod tail;
 
 use std::sync::Arc;
 
@@ -31,7 +30,6 @@ pub use breaker::Breaker;
 pub use identity::ObjectId;
 pub use origin::s3_store;
 pub use presign::Presigner;
-pub use tail::Tail;
 
 use breaker::{BreakerMetrics, Guarded};
 use identity::{Identities, Known, Listing, Ttls};
@@ -67,10 +65,6 @@ pub struct Source {
     ids: Identities,
     /// Counts the HEADs that learn an object's identity.
     heads: prometheus::IntCounter,
-    /// Count the suffix GETs that learn it with the object's footer, and
-    /// their bytes, among the origin's requests and bytes.
-    tail_requests: prometheus::IntCounter,
-    tail_bytes: prometheus::IntCounter,
 }
 
 impl Source {
@@ -105,8 +99,6 @@ impl Source {
             breaker,
             max_objects,
             heads: metrics.origin_heads.clone(),
-            tail_requests: metrics.origin_requests.clone(),
-            tail_bytes: metrics.origin_bytes.clone(),
             ids: Identities::new(Ttls {
                 validate: cfg.validate.0,
                 missing: cfg.missing_ttl.0,
@@ -132,53 +124,6 @@ impl Source {
         }
         let known = self.ids.lookup_immutable(path);
         self.answer(path, known).await
-    }
-
-    /// [`Source::identity_for`], and when the origin has to be asked, the
-    /// object's last `tail` bytes from the same request (see `tail`): a
-    /// plan's next read is the footer, so a cold plan then pays one round
-    /// trip to the origin before its data instead of two. An origin that
-    /// cannot answer a suffix GET (an empty object) is asked with a HEAD.
-    pub async fn identity_with_tail(
-        &self,
-        path: &Path,
-        immutable: bool,
-        tail: u64,
-    ) -> Result<(ObjectId, Option<Tail>)> {
-        let known = if immutable {
-            self.ids.lookup_immutable(path)
-        } else {
-            self.ids.lookup(path)
-        };
-        if !matches!(known, Known::Unknown) {
-            return Ok((self.answer(path, known).await?, None));
-        }
-        self.tail_requests.inc();
-        let described = tail::describe_with_tail(&self.origin, &self.name, path, tail)
-            .instrument(tracing::info_span!(
-                "origin_get_tail",
-                source = %self.name,
-                path = %path,
-                otel.kind = "client"
-            ))
-            .await;
-        match described {
-            Ok((id, tail)) => {
-                if let Some(t) = &tail {
-                    self.tail_bytes.inc_by(t.bytes.len() as u64);
-                }
-                self.ids.found(id.clone());
-                Ok((id, tail))
-            }
-            Err(object_store::Error::NotFound { .. }) => {
-                self.ids.not_found(path);
-                Err(QuiverError::NotFound(format!(
-                    "object {} does not exist",
-                    self.describe(path)
-                )))
-            }
-            Err(_) => Ok((self.head(path).await?, None)),
-        }
     }
 
     /// Asks the origin again, unless it was asked about `path` within

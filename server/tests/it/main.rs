@@ -6,7 +6,6 @@ mod bad_input;
 mod cache;
 mod chunk_reads;
 mod cluster;
-mod cold_plan;
 mod common;
 mod compression;
 mod differential;

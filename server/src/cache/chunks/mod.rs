@@ -472,23 +472,6 @@ impl ChunkCache {
         Ok(())
     }
 
-    /// Adds `bytes` of `id` at `start`, read from the origin outside a miss
-    /// (the tail a suffix GET brought with the object's identity), cut at
-    /// chunk boundaries.
-    pub fn insert_range(&self, id: &ObjectId, start: u64, bytes: Bytes) -> Result<()> {
-        let chunk = self.inner.chunk.max(1);
-        let mut at = start;
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let offset = at % chunk;
-            let take =
-                usize::try_from(chunk - offset).map_or(rest.len(), |room| room.min(rest.len()));
-            self.insert_part(id, at / chunk, offset, rest.split_to(take))?;
-            at = at.saturating_add(take as u64);
-        }
-        Ok(())
-    }
-
     /// A part a peer sent as a piece of chunk `index`, if it lies within it.
     fn peer_piece(&self, id: &ObjectId, index: u64, offset: u64, bytes: Bytes) -> Result<Piece> {
         let fits = index < self.chunk_count(id)
