@@ -327,10 +327,11 @@ impl RunningNode {
 /// Waits, at most [`SETTLE`], for the work a finished request leaves
 /// behind: a scan whose client stopped reading still runs until it notices,
 /// and read-ahead and hot-tier fills run on their own (fills are told to
-/// stop after the row group they decode). Until they end they use the cache, which
-/// must not be closed under them, nor its runtime dropped while one is in a
-/// cache lookup (foyer spawns there, and a spawn on a runtime that is
-/// shutting down deadlocks the lookup: the process would never exit).
+/// stop after the row group they decode). Until they end they use the
+/// cache, which must not be closed under them, nor its runtime dropped
+/// while one is in a cache lookup (foyer spawns there, and a spawn on a
+/// runtime that is shutting down deadlocks the lookup: the process would
+/// never exit).
 async fn settle(core: &NodeCore) {
     core.scanner.stop_background();
     let idle = || core.metrics.active_scans.get() <= 0 && core.scanner.background_idle();

@@ -11,8 +11,9 @@
 //! answered from Parquet (its stream ended or was dropped: see [`FillGate`]),
 //! one fill at a time per node, so that filling never delays a client or
 //! takes more than one core. A fill started while its scan still ran would
-//! decode the same row groups beside it, on the cores the cold scan needs. A fill takes row groups in
-//! file order up to half the tier: more would evict what it just decoded.
+//! decode the same row groups beside it, on the cores the cold scan needs.
+//! A fill takes row groups in file order up to half the tier: more would
+//! evict what it just decoded.
 //! The rest stay remembered, so a later miss fills them, and meanwhile
 //! scans are answered from the tier for the row groups it holds.
 
