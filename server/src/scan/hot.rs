@@ -2,21 +2,20 @@
 //!
 //! A row group whose every column the scan reads is in the tier never
 //! touches Parquet: its arrays become one batch and the filter's conjuncts
-//! run over it with Arrow kernels, their masks combined. The rows a conjunct
-//! keeps are copied out for the next one only when it keeps few of them;
-//! otherwise the combined mask is applied once, at the end, to the projected
-//! columns alone, so a range split into `>=` and `<=` copies nothing twice
-//! and the columns the filter reads but the client does not are never
-//! copied. `row_groups` decides which row groups come from here and runs
+//! run over it (Arrow kernels, or one pass for a range over an integer
+//! column: `conjunct`), their masks combined. The rows a conjunct keeps are
+//! copied out for the next one only when it keeps few of them; otherwise the
+//! combined mask is applied once, at the end, to the projected columns
+//! alone, so a conjunct that keeps most rows copies nothing and the columns
+//! the filter reads but the client does not are never copied. `row_groups` decides which row groups come from here and runs
 //! them beside the ones read from Parquet.
 
-use std::sync::Arc;
-
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions};
+use arrow::array::{ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions};
 use arrow::compute::{and, filter_record_batch};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::physical_expr::PhysicalExpr;
+
+use super::conjunct::Conjunct;
 
 /// How much a conjunct must narrow a row group before the rows it keeps are
 /// copied out for the next one: copying every column costs more than running
@@ -27,8 +26,9 @@ const NARROW: usize = 8;
 pub struct Job {
     /// The columns the scan reads (projection and filter), in this order.
     pub input: SchemaRef,
-    /// The filter's conjuncts, over `input`; applied in order.
-    pub conjuncts: Vec<Arc<dyn PhysicalExpr>>,
+    /// The filter's conjuncts, over `input`, ranges fused
+    /// (`conjunct::fuse`); applied in order.
+    pub conjuncts: Vec<Conjunct>,
     /// Which `input` columns the client gets, in its order.
     pub projection: Vec<usize>,
     pub output: SchemaRef,
@@ -68,15 +68,7 @@ impl Job {
             }
         }
         for (i, conjunct) in self.conjuncts.iter().enumerate() {
-            let mask = conjunct.evaluate(&batch)?.into_array(batch.num_rows())?;
-            let mask = match mask.data_type() {
-                DataType::Boolean => mask.as_boolean().clone(),
-                other => {
-                    return Err(DataFusionError::Execution(format!(
-                        "a filter conjunct evaluated to {other}, not a boolean"
-                    )))
-                }
-            };
+            let mask = conjunct.mask(&batch)?;
             let mask = match kept.take() {
                 Some(before) => and(&before, &mask)?,
                 None => mask,
@@ -120,10 +112,12 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Int64Array, StringArray};
-    use arrow::datatypes::{Field, Schema};
+    use crate::scan::conjunct::fuse;
+    use arrow::array::{AsArray, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
     use datafusion::logical_expr::Operator;
     use datafusion::physical_expr::expressions::{binary, col, lit};
+    use std::sync::Arc;
 
     const ROWS: i64 = 1000;
 
@@ -136,7 +130,9 @@ mod tests {
         kept_after(conjuncts, None)
     }
 
-    /// As [`kept`], with the rows `deleted` says dropped first.
+    /// As [`kept`], with the rows `deleted` says dropped first. Runs the
+    /// conjuncts both as kernels and fused (`conjunct::fuse`), which must
+    /// keep the same rows.
     fn kept_after(
         conjuncts: &[(Operator, i64)],
         deleted: Option<&dyn Fn(i64) -> bool>,
@@ -145,16 +141,31 @@ mod tests {
             Field::new("k", DataType::Int64, false),
             Field::new("s", DataType::Utf8, false),
         ]));
+        let exprs: Vec<_> = conjuncts
+            .iter()
+            .map(|(op, v)| binary(col("k", &input).unwrap(), *op, lit(*v), &input).unwrap())
+            .collect();
+        let plain = run(
+            &input,
+            exprs.iter().cloned().map(Conjunct::Expr).collect(),
+            deleted,
+        );
+        let fused = run(&input, fuse(exprs, &input), deleted);
+        assert_eq!(plain, fused, "{conjuncts:?}");
+        plain
+    }
+
+    fn run(
+        input: &SchemaRef,
+        conjuncts: Vec<Conjunct>,
+        deleted: Option<&dyn Fn(i64) -> bool>,
+    ) -> Vec<i64> {
         let output = Arc::new(Schema::new(vec![
             Field::new("s", DataType::Utf8, false),
             Field::new("k", DataType::Int64, false),
         ]));
-        let conjuncts = conjuncts
-            .iter()
-            .map(|(op, v)| binary(col("k", &input).unwrap(), *op, lit(*v), &input).unwrap())
-            .collect();
         let job = Job {
-            input,
+            input: input.clone(),
             conjuncts,
             projection: vec![1, 0],
             output,
@@ -188,7 +199,8 @@ mod tests {
     fn conjuncts_keep_the_rows_all_of_them_keep() {
         use Operator::*;
         let cases: Vec<Case> = vec![
-            // A range: neither half narrows enough, one mask at the end.
+            // A range: unfused, neither half narrows enough and one mask is
+            // applied at the end; fused, it is one conjunct.
             (vec![(GtEq, 300), (LtEq, 309)], (300..=309).collect()),
             // A narrow first conjunct: its rows are taken out early.
             (vec![(GtEq, 990), (LtEq, 995)], (990..=995).collect()),

@@ -3,6 +3,7 @@
 //! bytes through the cache.
 
 mod columns;
+mod conjunct;
 mod decimal_fits;
 mod deleted_rows;
 mod errors;
@@ -33,6 +34,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use columns::column_ranges;
 use columns::{arrow_schema, check_columns, chunks_of, holds_columns};
+use conjunct::fuse;
 use deleted_rows::DeletedRows;
 pub use errors::classify;
 use fill::{FillGate, HotFill};
@@ -265,7 +267,12 @@ impl Scanner {
         let conjuncts = planned
             .predicate
             .as_ref()
-            .map(|p| split_conjunction(p).into_iter().cloned().collect())
+            .map(|p| {
+                fuse(
+                    split_conjunction(p).into_iter().cloned().collect(),
+                    &planned.input,
+                )
+            })
             .unwrap_or_default();
         let scan = RowGroupScan {
             parts,
