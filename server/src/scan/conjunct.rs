@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, ArrowPrimitiveType, AsArray, BooleanArray, RecordBatch};
-use arrow::buffer::BooleanBuffer;
+use arrow::buffer::{BooleanBuffer, Buffer};
 use arrow::datatypes::{
     ArrowNativeTypeOp, DataType, Date32Type, Date64Type, DurationMicrosecondType,
     DurationMillisecondType, DurationNanosecondType, DurationSecondType, Int16Type, Int32Type,
@@ -255,7 +255,10 @@ impl Range {
         }
     }
 
-    fn typed<T: ArrowPrimitiveType>(&self, array: &ArrayRef) -> DfResult<BooleanArray> {
+    fn typed<T: ArrowPrimitiveType>(&self, array: &ArrayRef) -> DfResult<BooleanArray>
+    where
+        T::Native: OrderKey,
+    {
         let values = array.as_primitive::<T>();
         let len = values.len();
         let empty = || BooleanArray::new(BooleanBuffer::new_unset(len), None);
@@ -280,11 +283,7 @@ impl Range {
                 Err(_) => return Ok(empty()),
             }
         };
-        let raw = values.values();
-        let holds = BooleanBuffer::collect_bool(len, |i| {
-            let v = raw[i];
-            v.is_ge(lo) && v.is_le(hi)
-        });
+        let holds = in_range(values.values(), lo, hi);
         let holds = match values.nulls() {
             Some(nulls) => &holds & nulls.inner(),
             None => holds,
@@ -292,6 +291,60 @@ impl Range {
         Ok(BooleanArray::new(holds, None))
     }
 }
+
+/// One bit per value, set where `lo <= value <= hi`.
+///
+/// Each value is one unsigned comparison, `key(v) - key(lo) <= key(hi) -
+/// key(lo)` with wrapping subtraction, and the bits are gathered 64 to a
+/// word over exact chunks, without a branch per value: with `&&`, or a
+/// checked index per value (`BooleanBuffer::collect_bool`), the loop
+/// branched on every value, mispredicted on every other row of a column
+/// whose values are not sorted, and ran slower than the two kernels it
+/// replaces. Without SSE4.2 in the build's target there is no vector
+/// comparison of 64-bit integers, so fewer instructions per value is what
+/// counts.
+fn in_range<N: OrderKey>(values: &[N], lo: N, hi: N) -> BooleanBuffer {
+    let lo = lo.key();
+    let Some(span) = hi.key().checked_sub(lo) else {
+        return BooleanBuffer::new_unset(values.len());
+    };
+    let word = |chunk: &[N]| {
+        chunk.iter().enumerate().fold(0u64, |word, (bit, v)| {
+            word | (u64::from(v.key().wrapping_sub(lo) <= span) << bit)
+        })
+    };
+    let chunks = values.chunks_exact(64);
+    let rest = chunks.remainder();
+    let mut words: Vec<u64> = Vec::with_capacity(values.len().div_ceil(64));
+    words.extend(chunks.map(word));
+    if !rest.is_empty() {
+        words.push(word(rest));
+    }
+    BooleanBuffer::new(Buffer::from_vec(words), 0, values.len())
+}
+
+/// An integer as an unsigned 64-bit key in the same order (signed values
+/// have their sign bit flipped), so that a range is one unsigned comparison.
+trait OrderKey: Copy {
+    fn key(self) -> u64;
+}
+
+macro_rules! order_key {
+    (signed: $($s:ty),*; unsigned: $($u:ty),*) => {
+        $(impl OrderKey for $s {
+            fn key(self) -> u64 {
+                (i64::from(self) as u64) ^ (1 << 63)
+            }
+        })*
+        $(impl OrderKey for $u {
+            fn key(self) -> u64 {
+                u64::from(self)
+            }
+        })*
+    };
+}
+
+order_key!(signed: i8, i16, i32, i64; unsigned: u8, u16, u32, u64);
 
 /// A bound's value as the column's native type (the literal has the
 /// column's type: [`comparison`] checked it).
@@ -364,15 +417,19 @@ mod tests {
 
     proptest! {
         /// Any set of bounds on an int64 column with nulls, at the type's
-        /// ends included, keeps exactly the rows the kernels keep.
+        /// ends included, keeps exactly the rows the kernels keep, also
+        /// on a slice of the column that starts inside a 64-value word.
         #[test]
         fn fused_bounds_keep_what_the_kernels_keep(
             values in prop::collection::vec(prop::option::weighted(0.9, prop_oneof![
                 -20i64..20, Just(i64::MIN), Just(i64::MAX)]), 0..300),
             bounds in prop::collection::vec((0usize..4, prop_oneof![
                 -25i64..25, Just(i64::MIN), Just(i64::MAX)], any::<bool>()), 1..5),
+            skip in 0usize..70,
         ) {
-            let b = batch(Arc::new(Int64Array::from(values)));
+            let skip = skip.min(values.len());
+            let len = values.len() - skip;
+            let b = batch(Arc::new(Int64Array::from(values).slice(skip, len)));
             let conjuncts = bounds
                 .iter()
                 .map(|&(op, v, flipped)| cmp(b.schema_ref(), OPS[op], ScalarValue::Int64(Some(v)), flipped))

@@ -7,8 +7,9 @@
 //! copied out for the next one only when it keeps few of them; otherwise the
 //! combined mask is applied once, at the end, to the projected columns
 //! alone, so a conjunct that keeps most rows copies nothing and the columns
-//! the filter reads but the client does not are never copied. `row_groups` decides which row groups come from here and runs
-//! them beside the ones read from Parquet.
+//! the filter reads but the client does not are never copied. `row_groups`
+//! decides which row groups come from here and runs them beside the ones
+//! read from Parquet.
 
 use arrow::array::{ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions};
 use arrow::compute::{and, filter_record_batch};
