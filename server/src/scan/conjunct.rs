@@ -138,9 +138,13 @@ fn fusable(ty: &DataType) -> bool {
 /// (`hot::Job`) decides which rows a later one sees; placed at its first
 /// bound, a range would narrow the rows an expression between its bounds
 /// runs on, and could hide an error (a cast that does not fit) that the
-/// Parquet path gives. At the last bound, every expression sees at least the
-/// rows it saw unfused: an error it raises sends the row group to Parquet,
-/// which gives the client its error.
+/// Parquet path gives. At the last bound, an expression before or between
+/// the bounds sees at least the rows it saw unfused: an error it raises
+/// sends the row group to Parquet, which gives the client its error. An
+/// expression after the range may see fewer rows than unfused (the range
+/// keeps few enough rows to be copied out where its first bound alone did
+/// not), as it may under the Parquet path's own row filter, which also
+/// evaluates conjuncts only on the rows the earlier ones keep.
 pub fn fuse(conjuncts: Vec<Arc<dyn PhysicalExpr>>, schema: &Schema) -> Vec<Conjunct> {
     let found: Vec<Option<(usize, Operator, ScalarValue)>> =
         conjuncts.iter().map(|c| comparison(c, schema)).collect();
@@ -213,6 +217,8 @@ fn tighter(current: Option<Bound>, new: Bound, lower: bool) -> Bound {
 }
 
 impl Range {
+    /// The rows of `batch` whose value in the range's column lies between
+    /// its bounds; false where the value is null.
     fn mask(&self, batch: &RecordBatch) -> DfResult<BooleanArray> {
         let array = batch.columns().get(self.column).ok_or_else(|| {
             DataFusionError::Internal(format!(
@@ -255,6 +261,8 @@ impl Range {
         }
     }
 
+    /// [`Range::mask`] over a column whose values are `T`'s natives: the
+    /// bounds become inclusive ones of the native type first.
     fn typed<T: ArrowPrimitiveType>(&self, array: &ArrayRef) -> DfResult<BooleanArray>
     where
         T::Native: OrderKey,
@@ -364,7 +372,7 @@ mod tests {
     use super::*;
     use arrow::array::{
         Int32Array, Int64Array, Int8Array, TimestampMicrosecondArray, TimestampMillisecondArray,
-        UInt8Array,
+        UInt64Array, UInt8Array,
     };
     use arrow::datatypes::Field;
     use datafusion::physical_expr::expressions::{binary, col, lit};
@@ -408,6 +416,20 @@ mod tests {
         (plain, fused)
     }
 
+    /// [`both`] for bounds `(operator index into OPS, value, flipped)`,
+    /// each value a literal made by `scalar`.
+    fn bounded<V: Copy>(
+        batch: &RecordBatch,
+        bounds: &[(usize, V, bool)],
+        scalar: impl Fn(V) -> ScalarValue,
+    ) -> (Vec<bool>, Vec<bool>) {
+        let conjuncts = bounds
+            .iter()
+            .map(|&(op, v, flipped)| cmp(batch.schema_ref(), OPS[op], scalar(v), flipped))
+            .collect();
+        both(batch, conjuncts)
+    }
+
     const OPS: [Operator; 4] = [Operator::Gt, Operator::GtEq, Operator::Lt, Operator::LtEq];
 
     fn batch(k: ArrayRef) -> RecordBatch {
@@ -430,11 +452,7 @@ mod tests {
             let skip = skip.min(values.len());
             let len = values.len() - skip;
             let b = batch(Arc::new(Int64Array::from(values).slice(skip, len)));
-            let conjuncts = bounds
-                .iter()
-                .map(|&(op, v, flipped)| cmp(b.schema_ref(), OPS[op], ScalarValue::Int64(Some(v)), flipped))
-                .collect();
-            let (plain, fused) = both(&b, conjuncts);
+            let (plain, fused) = bounded(&b, &bounds, |v| ScalarValue::Int64(Some(v)));
             prop_assert_eq!(plain, fused);
         }
 
@@ -445,11 +463,7 @@ mod tests {
             bounds in prop::collection::vec((0usize..4, any::<i8>(), any::<bool>()), 1..4),
         ) {
             let b = batch(Arc::new(Int8Array::from(values.clone())));
-            let conjuncts = bounds
-                .iter()
-                .map(|&(op, v, flipped)| cmp(b.schema_ref(), OPS[op], ScalarValue::Int8(Some(v)), flipped))
-                .collect();
-            let (plain, fused) = both(&b, conjuncts);
+            let (plain, fused) = bounded(&b, &bounds, |v| ScalarValue::Int8(Some(v)));
             prop_assert_eq!(plain, fused);
 
             let zone: Option<Arc<str>> = Some("+02:00".into());
@@ -476,13 +490,105 @@ mod tests {
             bounds in prop::collection::vec((0usize..4, any::<u8>(), any::<bool>()), 1..4),
         ) {
             let b = batch(Arc::new(UInt8Array::from(values)));
-            let conjuncts = bounds
-                .iter()
-                .map(|&(op, v, flipped)| cmp(b.schema_ref(), OPS[op], ScalarValue::UInt8(Some(v)), flipped))
-                .collect();
-            let (plain, fused) = both(&b, conjuncts);
+            let (plain, fused) = bounded(&b, &bounds, |v| ScalarValue::UInt8(Some(v)));
             prop_assert_eq!(plain, fused);
         }
+
+        /// Unsigned 64-bit values over their whole range, those above
+        /// `i64::MAX` included, whose keys are the values themselves.
+        #[test]
+        fn wide_unsigned_values_keep_what_the_kernels_keep(
+            values in prop::collection::vec(prop::option::of(prop_oneof![
+                any::<u64>(), Just(0u64), Just(u64::MAX), Just(1u64 << 63)]), 0..300),
+            bounds in prop::collection::vec((0usize..4, prop_oneof![
+                any::<u64>(), Just(0u64), Just(u64::MAX), Just(1u64 << 63)], any::<bool>()), 1..4),
+        ) {
+            let b = batch(Arc::new(UInt64Array::from(values)));
+            let (plain, fused) = bounded(&b, &bounds, |v| ScalarValue::UInt64(Some(v)));
+            prop_assert_eq!(plain, fused);
+        }
+
+        /// A slice of an int32 column, around zero and at the type's ends.
+        #[test]
+        fn sliced_int32_columns_keep_what_the_kernels_keep(
+            values in prop::collection::vec(prop::option::weighted(0.9, prop_oneof![
+                -40i32..40, Just(i32::MIN), Just(i32::MAX)]), 0..300),
+            bounds in prop::collection::vec((0usize..4, prop_oneof![
+                -45i32..45, Just(i32::MIN), Just(i32::MAX)], any::<bool>()), 1..4),
+            skip in 0usize..130,
+        ) {
+            let skip = skip.min(values.len());
+            let len = values.len() - skip;
+            let b = batch(Arc::new(Int32Array::from(values).slice(skip, len)));
+            let (plain, fused) = bounded(&b, &bounds, |v| ScalarValue::Int32(Some(v)));
+            prop_assert_eq!(plain, fused);
+        }
+    }
+
+    /// Every type `fusable` accepts is one `Range::mask` can run, and it
+    /// keeps what the kernels keep there: the two lists of types are kept
+    /// by hand, and a type in the first alone would fail every range over
+    /// it (the row group would go to Parquet, slower).
+    #[test]
+    fn every_fusable_type_is_masked_like_the_kernels() {
+        use arrow::datatypes::TimeUnit::*;
+        let candidates = [
+            DataType::Int8,
+            DataType::Int16,
+            DataType::Int32,
+            DataType::Int64,
+            DataType::UInt8,
+            DataType::UInt16,
+            DataType::UInt32,
+            DataType::UInt64,
+            DataType::Date32,
+            DataType::Date64,
+            DataType::Time32(Second),
+            DataType::Time32(Millisecond),
+            DataType::Time64(Microsecond),
+            DataType::Time64(Nanosecond),
+            DataType::Timestamp(Second, None),
+            DataType::Timestamp(Millisecond, Some("UTC".into())),
+            DataType::Timestamp(Microsecond, Some("+02:00".into())),
+            DataType::Timestamp(Nanosecond, None),
+            DataType::Duration(Second),
+            DataType::Duration(Millisecond),
+            DataType::Duration(Microsecond),
+            DataType::Duration(Nanosecond),
+        ];
+        let ints: ArrayRef = Arc::new(Int64Array::from(vec![
+            Some(1),
+            None,
+            Some(5),
+            Some(9),
+            Some(3),
+        ]));
+        let mut fused_types = 0;
+        for ty in candidates {
+            // Arrow casts 32-bit times from 32-bit integers only.
+            let k = arrow::compute::cast(&ints, &ty)
+                .or_else(|_| {
+                    arrow::compute::cast(&arrow::compute::cast(&ints, &DataType::Int32)?, &ty)
+                })
+                .unwrap();
+            let b = batch(k.clone());
+            let lo = ScalarValue::try_from_array(&k, 4).unwrap();
+            let hi = ScalarValue::try_from_array(&k, 2).unwrap();
+            let conjuncts = vec![
+                cmp(b.schema_ref(), Operator::GtEq, lo, false),
+                cmp(b.schema_ref(), Operator::LtEq, hi, false),
+            ];
+            if fuse(conjuncts.clone(), b.schema_ref())
+                .iter()
+                .any(|c| matches!(c, Conjunct::Range(_)))
+            {
+                fused_types += 1;
+            }
+            let (plain, fused) = both(&b, conjuncts);
+            assert_eq!(plain, fused, "{ty}");
+            assert_eq!(plain, vec![false, false, true, false, true], "{ty}");
+        }
+        assert_eq!(fused_types, 22);
     }
 
     /// A lower and an upper bound on one column become one range where the
