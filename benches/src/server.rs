@@ -140,6 +140,21 @@ impl ServerProcess {
         Some(kib * 1024)
     }
 
+    /// CPU time the node's process has used so far (user and system, all
+    /// threads), from Linux `/proc/<pid>/stat` in clock ticks of 10 ms
+    /// (`USER_HZ`, 100 on Linux whatever the kernel's own tick).
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // The command name, in parentheses, may hold spaces: fields are
+        // counted after its closing parenthesis (utime and stime are the
+        // 14th and 15th of the line, the 12th and 13th after it).
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let mut fields = rest.split_whitespace().skip(11);
+        let user: u64 = fields.next()?.parse().ok()?;
+        let system: u64 = fields.next()?.parse().ok()?;
+        Some(user.saturating_add(system) as f64 / 100.0)
+    }
+
     pub fn stop(mut self) -> std::io::Result<()> {
         let _ = Command::new("kill")
             .arg("-TERM")
